@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is pinned so pip takes the CPU build where one is provided locally, instead of resolving
+# the newest release with its multi-GB CUDA dependencies. Override: make test TORCH_SPEC=torch.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.perflab-installed
+
+.PHONY: demo test venv lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[openvino,torch]" --group dev
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/perflab run examples/demo.yaml -o data/demo --resume
+	$(BIN)/perflab report data/demo -o reports/demo.html
+	@echo "results: data/demo (parquet)   report: reports/demo.html"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) data/demo reports/*.html

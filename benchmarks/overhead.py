@@ -1,0 +1,55 @@
+"""The harness's own cost per stage, NVTX on, against a bare loop of two perf_counter_ns calls.
+
+Both loops run in this one process, interleaved in rounds, and the figure is the ratio of their
+medians, so machine noise moves both alike. Usage: python benchmarks/overhead.py [--n 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from time import perf_counter_ns
+
+from perflab.timing import COMPUTE, Recorder
+
+
+def bare_loop(n: int) -> float:
+    """ns per iteration of the floor: read the clock twice and keep the difference."""
+    out = []
+    append = out.append
+    start = perf_counter_ns()
+    for _ in range(n):
+        t0 = perf_counter_ns()
+        t1 = perf_counter_ns()
+        append(t1 - t0)
+    return (perf_counter_ns() - start) / n
+
+
+def stage_loop(n: int) -> float:
+    """ns per iteration of one recorded stage: NVTX push, clock, clock, NVTX pop, row kept."""
+    rec = Recorder(1)
+    begin, end = rec.begin, rec.end
+    start = perf_counter_ns()
+    for _ in range(n):
+        end(COMPUTE, begin(COMPUTE))
+    return (perf_counter_ns() - start) / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200_000, help="iterations per round")
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    bare, stage = [], []
+    for _ in range(args.rounds):
+        bare.append(bare_loop(args.n))
+        stage.append(stage_loop(args.n))
+    b, s = statistics.median(bare), statistics.median(stage)
+    nvtx = "attached" if Recorder(1).annotator.enabled else "no profiler attached (no-op domain)"
+    print(f"bare loop (2 x perf_counter_ns):  {b:7.1f} ns per iteration")
+    print(f"perflab stage (begin/end + NVTX): {s:7.1f} ns per stage   [NVTX: {nvtx}]")
+    print(f"ratio: {s / b:.2f}x   (target <= 2x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pure DataFrame -> DataFrame analysis of stored results: stats, breakdowns, comparisons, rooflines."""

@@ -1,0 +1,326 @@
+"""The `perflab` command line. Expected errors print one line and exit 2, without a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from perflab import __version__
+from perflab.errors import PerflabError
+
+EXIT_BAD_INPUT = 2
+EXIT_RUNS_FAILED = 1
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from perflab import env, runner, spec, store
+
+    study = spec.load(args.spec)
+    out = Path(args.output) if args.output else Path("data") / study.name
+    store.check_writable(out)
+    n = len(study.configs)
+    if n > spec.LARGE_SWEEP and not args.yes:
+        if not sys.stdin.isatty():
+            raise PerflabError(f"{args.spec}: the sweep expands to {n} configs (more than "
+                               f"{spec.LARGE_SWEEP}); pass --yes to run them all")
+        answer = input(f"The sweep expands to {n} configs. Run them all? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing run")
+            return EXIT_BAD_INPUT
+    if args.resume and out.exists():
+        runner.clean_leftovers(out)
+    todo = runner.plan(study, out, resume=args.resume, append=args.append)
+    console = _console()
+    if not todo:
+        console.print(f"all {n} configs of {study.name!r} already have an ok run in {out}")
+        return 0
+    fp = env.fingerprint()
+    env_row = env.row(fp)
+    store.write(out, "env", env_row["env_id"], env_row)
+    console.print(f"study [bold]{study.name}[/]: {len(todo)} of {n} configs -> {out}"
+                  + ("" if args.isolate else "  (in-process: no isolation, no timeout)"))
+    result = _run_with_progress(console, study, out, todo, env_row["env_id"], args.isolate)
+    for row in result.rows:
+        if row["status"] not in ("ok",):
+            console.print(f"  [yellow]{row['status']}[/]: {row['label']}: {_first_line(row.get('error'))}")
+    if result.rows:
+        _show(console, out, run_ids={r["run_id"] for r in result.rows})
+    console.print(f"results in {out}  (perflab show {out}; perflab report {out})")
+    if result.interrupted:
+        done = len(result.rows)
+        console.print(f"[red]interrupted by {result.interrupted}[/]: {done} of {len(todo)} configs "
+                      f"finished and stored; run `perflab run {args.spec} -o {out} --resume` to finish")
+        return 130 if result.interrupted == "SIGINT" else 143
+    bad = result.by_status("failed", "timeout")
+    if bad:
+        names = "; ".join(f"{r['label']} ({r['status']})" for r in bad)
+        console.print(f"[red]{len(bad)} config(s) did not complete[/]: {names}")
+        return EXIT_RUNS_FAILED
+    return 0
+
+
+def _first_line(text: Any) -> str:
+    return str(text or "").strip().splitlines()[0] if text else ""
+
+
+def _run_with_progress(console, study, out, todo, env_id, isolate):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from perflab import runner
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[status]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as bar:
+        task = bar.add_task("configs", total=len(todo), status="")
+
+        def on_start(k, total, config):
+            bar.update(task, description=f"[{k}/{total}] {config.label}", status="setup")
+
+        def progress(n, median_ms):
+            bar.update(task, status=f"{n} it, median {median_ms:.3f} ms")
+
+        def on_done(row):
+            bar.advance(task)
+            if not console.is_terminal:
+                console.print(f"  {row['status']:<11} {row['label']}")
+
+        return runner.run_study(study, out, configs=todo, isolate=isolate, env_id=env_id,
+                                on_start=on_start, on_done=on_done, progress=progress)
+
+
+# ----------------------------------------------------------------------------- show
+
+
+def _show(console, folders, run_ids=None) -> None:
+    from rich.table import Table
+
+    from perflab.results import open as open_results
+
+    res = open_results(folders)
+    runs = res.runs
+    if run_ids is not None:
+        res = res.select(run_id=sorted(run_ids))
+    ok = res.ok()
+    if ok.runs.empty:
+        console.print("no ok runs to summarize")
+        return
+    summary = ok.summary()
+    gaps = ok.breakdown()
+    gaps = gaps.loc[gaps["stage"] == "gap"].set_index("run_id")["p50_ms"]
+    table = Table(title="median per stage (measured phase)", show_lines=False)
+    for col, justify in (("config", "left"), ("stage", "left"), ("n", "right"), ("p50 ms", "right"),
+                         ("p90 ms", "right"), ("p99 ms", "right"), ("mean ms", "right"),
+                         ("CV %", "right"), ("items/s", "right")):
+        table.add_column(col, justify=justify)
+    from perflab.timing import STAGES
+
+    order = {s: i for i, s in enumerate(STAGES)}
+    summary = summary.assign(_o=summary["stage"].map(order)).sort_values(["label", "run_id", "_o"])
+    previous = None
+    for r in summary.itertuples():
+        label = r.label if r.run_id != previous else ""
+        if previous is not None and r.run_id != previous:
+            table.add_section()
+        previous = r.run_id
+        throughput = getattr(r, "throughput_items_s", float("nan"))
+        table.add_row(label, r.stage, f"{r.n}", f"{r.p50_ms:.4f}", f"{r.p90_ms:.4f}", f"{r.p99_ms:.4f}",
+                      f"{r.mean_ms:.4f}", f"{r.cv_pct:.2f}",
+                      "" if throughput != throughput else f"{throughput:,.1f}")
+        if r.stage == "e2e" and r.run_id in gaps.index:
+            table.add_row("", "gap (e2e - stages)", "", f"{gaps[r.run_id]:.4f}", "", "", "", "", "")
+    console.print(table)
+    others = runs.loc[runs["status"] != "ok"]
+    if run_ids is None and len(others):
+        for r in others.itertuples():
+            console.print(f"{r.status}: {r.label}: {_first_line(r.error)}")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    _show(_console(), args.folders)
+    return 0
+
+
+# ----------------------------------------------------------------------------- env
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from perflab import env
+
+    if args.env_command == "diff":
+        a, b = env.load(args.a), env.load(args.b)
+        rows = env.diff(a, b)
+        if not rows:
+            print("fingerprints are the same")
+            return 0
+        width = max(len(k) for k, _, _ in rows)
+        print(f"{'key':<{width}}  {args.a}  |  {args.b}")
+        for key, va, vb in rows:
+            print(f"{key:<{width}}  {va}  |  {vb}")
+        return 0
+    fp = env.fingerprint()
+    if args.json:
+        print(json.dumps(fp, indent=2, sort_keys=True, default=str))
+        return 0
+    print(f"env_id: {env.env_id(fp)}")
+    for key, value in env.flatten(fp).items():
+        print(f"{key}: {value}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- backends, models
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from perflab.backends import BACKENDS, unavailable_reason
+
+    table = Table(title="backends")
+    for col in ("backend", "status", "what / why not"):
+        table.add_column(col)
+    for name, info in BACKENDS.items():
+        reason = unavailable_reason(name)
+        status = "[green]available[/]" if reason is None else "[red]unavailable[/]"
+        table.add_row(name, status, info.description if reason is None else reason)
+    _console().print(table)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from perflab import models
+
+    if args.models_command == "export":
+        path = models.export(args.name, Path(args.output), precision=args.precision)
+        print(f"wrote {path}")
+        return 0
+    from rich.table import Table
+
+    table = Table(title="built-in models")
+    rows = models.list_models()
+    for col in rows[0]:
+        table.add_column(str(col))
+    for r in rows:
+        table.add_row(*(_fmt(v) for v in r.values()))
+    _console().print(table)
+    return 0
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- import, report, profile
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from perflab import importers, store
+
+    store.check_writable(Path(args.output))
+    run_ids = importers.import_file(args.kind, args.files, Path(args.output))
+    print(f"imported {len(run_ids)} run(s) into {args.output}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from perflab import report
+
+    path = report.build([Path(f) for f in args.folders], output=Path(args.output) if args.output else None,
+                        with_code=args.with_code)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from perflab.importers import nsys
+
+    return nsys.profile_study(Path(args.spec), output=Path(args.output) if args.output else None)
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="perflab", description="Where does inference time go? Measure it stage by stage.")
+    p.add_argument("--version", action="version", version=f"perflab {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a study from an experiment file")
+    run.add_argument("spec", help="experiment file (YAML)")
+    run.add_argument("-o", "--output", help="result folder (default data/<study>)")
+    run.add_argument("--resume", action="store_true", help="skip configs that already have an ok run")
+    run.add_argument("--append", action="store_true", help="add runs to a folder that holds other runs")
+    run.add_argument("--no-isolation", dest="isolate", action="store_false",
+                     help="run configs in this process (debugging; no crash isolation, no timeout)")
+    run.add_argument("--yes", action="store_true", help="run very large sweeps without asking")
+    run.set_defaults(func=cmd_run)
+
+    show = sub.add_parser("show", help="summary table per config and stage")
+    show.add_argument("folders", nargs="+", help="result folder(s)")
+    show.set_defaults(func=cmd_show)
+
+    report = sub.add_parser("report", help="execute the notebooks on results into one HTML file")
+    report.add_argument("folders", nargs="+", help="result folder(s)")
+    report.add_argument("-o", "--output", help="HTML file (default reports/<study>.html)")
+    report.add_argument("--with-code", action="store_true", help="show code cells")
+    report.set_defaults(func=cmd_report)
+
+    env = sub.add_parser("env", help="fingerprint of this machine; `env diff A B`")
+    env.add_argument("--json", action="store_true", help="print the fingerprint as JSON")
+    env_sub = env.add_subparsers(dest="env_command")
+    diff = env_sub.add_parser("diff", help="keys that differ between two fingerprints")
+    diff.add_argument("a", help="fingerprint JSON file or result folder")
+    diff.add_argument("b", help="fingerprint JSON file or result folder")
+    env.set_defaults(func=cmd_env)
+
+    models = sub.add_parser("models", help="list or export built-in models")
+    models_sub = models.add_subparsers(dest="models_command")
+    export = models_sub.add_parser("export", help="write a built-in model as ONNX")
+    export.add_argument("name")
+    export.add_argument("-o", "--output", required=True, help="ONNX file to write")
+    export.add_argument("--precision", default="fp32", help="fp32, fp16 or int8")
+    models.set_defaults(func=cmd_models)
+
+    backends = sub.add_parser("backends", help="which backends work here, and why not where not")
+    backends.set_defaults(func=cmd_backends)
+
+    imp = sub.add_parser("import", help="import results of another tool")
+    imp.add_argument("kind", choices=("trtexec", "ort-profile", "nsys"))
+    imp.add_argument("files", nargs="+")
+    imp.add_argument("-o", "--output", required=True, help="result folder")
+    imp.set_defaults(func=cmd_import)
+
+    profile = sub.add_parser("profile", help="run a study under Nsight Systems and import the trace")
+    profile.add_argument("spec")
+    profile.add_argument("-o", "--output", help="result folder (default data/<study>)")
+    profile.set_defaults(func=cmd_profile)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PerflabError as exc:
+        print(f"perflab: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("perflab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Environment fingerprint of this machine (CPU, memory, OS, packages, GPU) and fingerprint diffs.
+
+Package versions are read from installed metadata, without importing the packages; the GPU part
+uses NVML through perflab.cuda, which never creates a CUDA context, and is empty without a GPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from perflab.errors import PerflabError, StoreError
+
+PACKAGES = (
+    "perflab", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "torch", "tensorrt",
+    "tensorrt-cu12", "tensorrt-cu13", "cupy-cuda12x", "cupy-cuda13x", "nvidia-ml-py", "nvtx",
+    "pandas", "pyarrow",
+)
+# CPU features that change which kernels engines pick (int8 dot products, bf16, wide vectors).
+CPU_FLAGS = (
+    "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+    "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile", "sse4_2", "neon", "asimd",
+)
+ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "OPENBLAS_", "CUDA_", "ORT_", "OV_", "OPENVINO_", "TRT_",
+                "NVIDIA_", "TORCH_", "PYTORCH_", "NVTX_", "TF32", "CUBLAS_", "CUDNN_", "LD_LIBRARY_PATH")
+# Keys that describe the moment, not the machine: left out of env_id.
+VOLATILE = ("memory_available_gib", "load_average")
+
+
+def _cpuinfo() -> dict[str, Any]:
+    info: dict[str, Any] = {"cpu_model": platform.processor() or platform.machine()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    flags: set[str] = set()
+    cores: set[tuple[str, str]] = set()
+    physical = core = ""
+    mhz = []
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "model name":
+            info["cpu_model"] = value
+        elif key in ("flags", "Features"):
+            flags.update(value.split())
+        elif key == "physical id":
+            physical = value
+        elif key == "core id":
+            core = value
+            cores.add((physical, core))
+        elif key == "cpu MHz":
+            mhz.append(float(value))
+    info["cpu_flags"] = sorted(f for f in CPU_FLAGS if f in flags)
+    info["cpu_cores_physical"] = len(cores) or os.cpu_count()
+    max_freq = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    try:
+        info["cpu_mhz_max"] = int(max_freq.read_text()) / 1000
+    except (OSError, ValueError):
+        info["cpu_mhz_max"] = max(mhz) if mhz else None
+    return info
+
+
+def _memory() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("MemTotal", "MemAvailable"):
+                gib = round(int(value.split()[0]) / 2**20, 2)
+                out["memory_gib" if key == "MemTotal" else "memory_available_gib"] = gib
+    except OSError:
+        pass
+    return out
+
+
+def _packages() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _ort_providers() -> list[str] | None:
+    """What the installed onnxruntime build contains (imports onnxruntime: only called on demand)."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    import onnxruntime
+
+    return list(onnxruntime.get_available_providers())
+
+
+def fingerprint(*, gpu: bool = True, providers: bool = True) -> dict[str, Any]:
+    """Everything about this machine that can change a measurement, as plain JSON data."""
+    fp: dict[str, Any] = {
+        "host": socket.gethostname(),
+        **_cpuinfo(),
+        "cpu_threads": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        **_memory(),
+        "os": f"{platform.system()} {platform.release()}",
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "packages": _packages(),
+        "env_vars": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
+    }
+    try:
+        fp["load_average"] = list(os.getloadavg())
+    except OSError:
+        pass
+    if providers:
+        fp["ort_providers"] = _ort_providers()
+    if gpu:
+        fp["gpus"] = _gpus()
+    return fp
+
+
+def _gpus() -> list[dict[str, Any]]:
+    try:
+        from perflab.cuda import gpu_facts
+    except ImportError:
+        return []
+    try:
+        return list(gpu_facts())
+    except Exception as exc:  # GPU facts are best effort; a broken driver must not stop a study
+        return [{"error": f"{type(exc).__name__}: {exc}"}]
+
+
+def env_id(fp: Mapping[str, Any]) -> str:
+    stable = {k: v for k, v in fp.items() if k not in VOLATILE}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def row(fp: Mapping[str, Any]) -> dict[str, Any]:
+    """The fingerprint as a row of the `env` table."""
+    gpu = (fp.get("gpus") or [{}])[0]
+    return {
+        "env_id": env_id(fp),
+        "host": fp.get("host"),
+        "cpu_model": fp.get("cpu_model"),
+        "cpu_cores": fp.get("cpu_cores_physical"),
+        "cpu_threads": fp.get("cpu_threads"),
+        "memory_gib": fp.get("memory_gib"),
+        "os": fp.get("os"),
+        "python": fp.get("python"),
+        "gpu_name": gpu.get("name"),
+        "gpu_compute_capability": gpu.get("compute_capability"),
+        "cuda_driver": gpu.get("driver_version"),
+        "cuda_runtime": gpu.get("cuda_runtime_version"),
+        "fingerprint": json.dumps(fp, sort_keys=True, default=str),
+    }
+
+
+def load(source: str | Path) -> dict[str, Any]:
+    """A fingerprint from a JSON file (`perflab env --json > f.json`) or from a result folder."""
+    path = Path(source)
+    if not path.exists():
+        raise PerflabError(f"{path}: no such file or result folder")
+    if path.is_dir():
+        from perflab import store
+
+        frame = store.read(path, "env")
+        if frame.empty:
+            raise StoreError(f"{path}: result folder has no env table")
+        return json.loads(frame["fingerprint"].iloc[-1])
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PerflabError(f"{path}: not a fingerprint JSON file ({exc})") from None
+    if not isinstance(data, dict):
+        raise PerflabError(f"{path}: not a fingerprint JSON file (expected an object)")
+    return data
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(data, list) and any(isinstance(v, (Mapping, list)) for v in data):
+        out = {}
+        for i, v in enumerate(data):
+            out.update(flatten(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: data}
+
+
+def diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """Keys whose values differ (missing on one side shows as None), sorted by key."""
+    fa, fb = flatten(a), flatten(b)
+    return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
+            if fa.get(k) != fb.get(k) and k not in VOLATILE and not k.startswith(VOLATILE)]

@@ -1,0 +1,538 @@
+"""Run configs: setup stages, warmup, the measured loop with its stopping rule, and storage.
+
+`execute` runs one config in this process and writes its tables. `run_study` runs a whole study,
+by default each config in its own spawned worker process (`python -m perflab.runner`), so that a
+crash, a hang or leaked GPU state in one config never touches the others; the parent writes the
+`runs` row for a worker that died or timed out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from time import perf_counter_ns
+from typing import Any
+
+import numpy as np
+
+from perflab import __version__, store
+from perflab.errors import BackendUnavailable, PerflabError, StoreError, Unsupported
+from perflab.nvtx import Annotator
+from perflab.spec import Policy, RunConfig, Study
+from perflab.timing import (
+    E2E_CODE,
+    POSTPROCESS,
+    PREPROCESS,
+    STAGES,
+    Recorder,
+    SetupTimer,
+    calibrate,
+)
+
+# Adaptive stopping: the order-statistic CI of the median needs a few dozen samples to exist.
+MIN_ADAPTIVE_ITERATIONS = 30
+Z95 = 1.959964
+PROGRESS_EVERY_S = 0.25
+STDERR_TAIL_CHARS = 2000
+
+Progress = Callable[[int, float], None]
+
+
+def median_ci(values: np.ndarray, z: float = Z95) -> tuple[float, float, float]:
+    """Distribution-free CI of the median from order statistics (binomial, normal approximation).
+
+    Returns (median, low, high). Exact enough for n >= 30 and cheap: one partial sort.
+    """
+    n = len(values)
+    s = np.sort(values)
+    half = z * math.sqrt(n) / 2
+    lo = max(0, int(math.floor(n / 2 - half)) - 1)
+    hi = min(n - 1, int(math.ceil(n / 2 + half)))
+    return float(np.median(s)), float(s[lo]), float(s[hi])
+
+
+@dataclass
+class Loop:
+    """The iteration loop of one run. Keeps its own e2e list for the stopping rules."""
+
+    backend: Any
+    pipeline: Any
+    raw: Any
+    rec: Recorder
+    progress: Progress | None = None
+    e2e_ns: list[int] = field(default_factory=list)
+
+    def iterate(self) -> int:
+        rec, pipe = self.rec, self.pipeline
+        t_e2e = rec.begin(E2E_CODE)
+        t = rec.begin(PREPROCESS)
+        x = pipe.preprocess(self.raw)
+        rec.end(PREPROCESS, t)
+        out = self.backend.run(x, rec)
+        t = rec.begin(POSTPROCESS)
+        pipe.postprocess(out)
+        rec.end(POSTPROCESS, t)
+        e2e = rec.end(E2E_CODE, t_e2e)
+        rec.next_iteration()
+        return e2e
+
+    def phase(self, policy: Policy, phase: str) -> tuple[int, str]:
+        """Run one phase to its stopping rule; returns (iterations, stop_reason)."""
+        self.rec.phase = 0 if phase == "warmup" else 1
+        measuring = phase == "measure"
+        start = time.perf_counter()
+        next_progress = start + PROGRESS_EVERY_S
+        n = 0
+        if policy.iterations is not None:
+            limit_n, limit_s, reason = policy.iterations, math.inf, "iterations"
+        elif policy.seconds is not None:
+            limit_n, limit_s, reason = math.inf, policy.seconds, "seconds"
+        else:
+            limit_n, limit_s, reason = math.inf, policy.max_seconds or 30.0, "max_seconds"
+        target = policy.target_rel_ci
+        min_n = max(policy.min_iterations or 0, MIN_ADAPTIVE_ITERATIONS if target else 1)
+        next_check = min_n
+        while n < limit_n:
+            now = time.perf_counter()
+            if now - start >= limit_s and n > 0:
+                return n, reason
+            e2e = self.iterate()
+            n += 1
+            if measuring:
+                self.e2e_ns.append(e2e)
+                if target and n >= next_check:
+                    # Checking costs a sort; checking at +10% steps keeps it O(n log n) overall.
+                    next_check = n + max(10, n // 10)
+                    med, lo, hi = median_ci(np.asarray(self.e2e_ns))
+                    if (hi - lo) / 2 <= target * med:
+                        return n, "ci_reached"
+                if self.progress and now >= next_progress:
+                    next_progress = now + PROGRESS_EVERY_S
+                    self.progress(n, float(np.median(self.e2e_ns[-200:])) / 1e6)
+        return n, reason
+
+
+def _output_check(backend, model, pipeline) -> dict[str, float]:
+    """Compare this run's outputs on fixed inputs with the fp32 reference of the same model."""
+    if model is None:
+        return {}
+    from perflab.backends.ort import reference_outputs
+
+    inputs = pipeline.calibration_batches(1)[0]
+    got = backend.run(inputs, Recorder(1))
+    ref = reference_outputs(model.path, inputs)
+    a = np.concatenate([np.asarray(got[k], dtype=np.float64).ravel() for k in ref if k in got])
+    b = np.concatenate([np.asarray(ref[k], dtype=np.float64).ravel() for k in ref if k in got])
+    if a.size == 0 or a.size != b.size:
+        return {}
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    return {
+        "output_max_abs_err": float(np.max(np.abs(a - b))),
+        "output_cosine": float(a @ b / denom) if denom else float("nan"),
+    }
+
+
+def _host_notes() -> list[str]:
+    """Facts about the host at the start of a run that can distort its numbers."""
+    notes = []
+    try:
+        load1 = os.getloadavg()[0]
+    except OSError:
+        return notes
+    cores = os.cpu_count() or 1
+    if load1 > 0.5 * cores:
+        notes.append(f"busy host: load average {load1:.2f} on {cores} CPUs at the start of the run")
+    return notes
+
+
+def execute(
+    config: RunConfig,
+    out: Path,
+    *,
+    run_id: str | None = None,
+    env_id: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run one config in this process, write its tables, and return its `runs` row.
+
+    Nothing measured is lost: a failure after some iterations still writes those samples.
+    """
+    import socket
+
+    run_id = run_id or store.new_run_id()
+    row: dict[str, Any] = {
+        "run_id": run_id,
+        "study": config.study,
+        "spec_id": config.spec_id,
+        "label": config.label,
+        "created_at": datetime.now(timezone.utc),
+        "status": "ok",
+        "model": config.model,
+        "pipeline": config.pipeline,
+        "backend": config.backend,
+        "mode": config.mode,
+        "precision": config.precision,
+        "batch_size": config.batch_size,
+        "input_shapes": store.json_text(config.shape_dict),
+        "options": store.json_text(config.option_dict),
+        "warmup_policy": store.json_text(config.warmup.as_dict()),
+        "measure_policy": store.json_text(config.measure.as_dict()),
+        "timeout_s": config.timeout_s,
+        "env_id": env_id,
+        "host": socket.gethostname(),
+        "perflab_version": __version__,
+    }
+    notes = _host_notes()
+    meta: dict[str, Any] = {}
+    tables: dict[str, Any] = {}
+    rec: Recorder | None = None
+    backend = None
+    annotator = Annotator(STAGES)
+    try:
+        tables["calibration"] = calibrate()
+        from perflab import backends
+
+        backend = backends.create(config)
+        model = None
+        if backends.get_info(config.backend).needs_model:
+            from perflab import models, pipelines
+
+            model = models.resolve(
+                config.model, batch_size=config.batch_size, input_shapes=config.shape_dict or None
+            )
+            notes += list(model.notes)
+            row.update(
+                model_sha256=model.sha256,
+                model_flops_per_sample=model.flops_per_sample,
+                model_param_bytes=model.param_bytes,
+                model_activation_bytes_per_sample=model.activation_bytes_per_sample,
+                input_shapes=store.json_text({t.name: list(t.shape) for t in model.inputs}),
+            )
+            pipeline = pipelines.create(
+                config.pipeline,
+                model.inputs,
+                batch_size=config.batch_size,
+                seed=config.seed,
+                options=config.pipeline_option_dict,
+            )
+        else:
+            pipeline = backend.pipeline()
+        timer = SetupTimer()
+        backend.setup(model, pipeline, timer)
+        row.update(load_ms=timer.ms.get("load"), build_ms=timer.ms.get("build"))
+        raw = pipeline.make_inputs()
+        rec = Recorder(config.batch_size, annotator)
+        loop = Loop(backend, pipeline, raw, rec, progress)
+        with annotator.run_range(config.label):
+            warm = config.warmup
+            if (warm.iterations or 0) > 0 or (warm.seconds or 0) > 0:
+                row["n_warmup"], _ = loop.phase(warm, "warmup")
+            else:
+                row["n_warmup"] = 0
+            backend.measure_begin()
+            t0 = perf_counter_ns()
+            try:
+                row["n_measure"], row["stop_reason"] = loop.phase(config.measure, "measure")
+            finally:
+                row["measure_wall_s"] = (perf_counter_ns() - t0) / 1e9
+                backend.measure_end()
+        first = rec.first_e2e_ms()
+        row["first_ms"] = first
+        row.update(_output_check(backend, model, pipeline))
+        facts = backend.facts()
+        meta.update(facts.get("meta") or {})
+        row.update(
+            device=facts.get("device"),
+            device_name=facts.get("device_name"),
+            precision_effective=facts.get("precision_effective"),
+        )
+        eff = row["precision_effective"]
+        row["precision_mismatch"] = bool(
+            eff and config.precision != "best" and eff != config.precision
+        )
+        if row["precision_mismatch"]:
+            notes.append(f"asked for {config.precision}, the engine ran {eff}")
+        tables.update(backend.tables())
+    except (Unsupported, BackendUnavailable) as exc:
+        row.update(status="unsupported", error=str(exc))
+    except PerflabError as exc:
+        row.update(status="failed", error=str(exc))
+    except (Exception, MemoryError) as exc:
+        row.update(
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}\n"
+            + traceback.format_exc(limit=8)[-STDERR_TAIL_CHARS:],
+        )
+    finally:
+        if backend is not None:
+            try:
+                backend.close()
+            except Exception as exc:  # a failing close must not lose the run
+                notes.append(f"backend close failed: {exc}")
+    if rec is not None and rec.n_rows:
+        tables["samples"] = rec.table(run_id)
+        row.setdefault("n_warmup", 0)
+    row["notes"] = store.json_text(notes)
+    row["meta"] = store.json_text(meta)
+    for name, frame in list(tables.items()):
+        if name != "samples" and frame is not None and len(frame):
+            tables[name] = frame.assign(run_id=run_id)
+    store.write_run(out, row, tables)
+    return row
+
+
+# ----------------------------------------------------------------------------- study level
+
+
+@dataclass
+class StudyResult:
+    rows: list[dict[str, Any]]
+    skipped: int = 0
+    interrupted: str | None = None
+
+    def by_status(self, *statuses: str) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["status"] in statuses]
+
+
+def plan(study: Study, out: Path, *, resume: bool, append: bool) -> list[RunConfig]:
+    """Which configs to run, after the guards on what the folder already holds."""
+    existing = store.read(out, "runs") if (out / "runs").is_dir() else None
+    if existing is None or existing.empty:
+        return list(study.configs)
+    ours = {c.spec_id for c in study.configs}
+    foreign = existing.loc[~existing["spec_id"].isin(ours)]
+    if len(foreign) and not append:
+        raise StoreError(
+            f"{out} holds {len(foreign)} run(s) of a different spec (study {foreign['study'].iloc[0]!r}); "
+            "use --append to add to it, or -o NEW_FOLDER"
+        )
+    if not resume and not append:
+        raise StoreError(
+            f"{out} already holds results of this study; use --resume to finish it, "
+            "--append to add repetitions, or -o NEW_FOLDER"
+        )
+    if resume:
+        done = set(existing.loc[existing["status"] == "ok", "spec_id"])
+        return [c for c in study.configs if c.spec_id not in done]
+    return list(study.configs)
+
+
+def clean_leftovers(out: Path) -> list[Path]:
+    """Remove temporary files and child-table files of runs that never committed a `runs` row."""
+    removed = []
+    committed = {p.stem for p in store.table_files(out, "runs")}
+    for table in store.TABLES:
+        folder = out / table
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            orphan = table != "runs" and path.suffix == ".parquet" and path.stem not in committed
+            if path.name.startswith(".") and ".tmp-" in path.name or (orphan and table != "env"):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+class _Interrupt:
+    """Turns SIGINT / SIGTERM into a flag the study loop checks between configs."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.current: subprocess.Popen | None = None
+
+    def __enter__(self) -> _Interrupt:
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signal = signum
+        if self.current is not None and self.current.poll() is None:
+            _kill_group(self.current)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _signal_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"worker killed by signal {signal.Signals(-code).name} (exit {code})"
+        except ValueError:
+            return f"worker killed by signal {-code}"
+    return f"worker exited with code {code} without writing its results"
+
+
+def run_isolated(
+    config: RunConfig,
+    out: Path,
+    run_id: str,
+    env_id: str | None,
+    progress: Progress | None,
+    interrupt: _Interrupt | None = None,
+) -> dict[str, Any] | None:
+    """Run one config in a fresh worker process; returns its runs row (None when interrupted)."""
+    logs = out / ".logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{run_id}.log"
+    read_fd, write_fd = os.pipe()
+    payload = json.dumps(
+        {
+            "config": config.to_json(),
+            "out": str(out),
+            "run_id": run_id,
+            "env_id": env_id,
+            "progress_fd": write_fd,
+        }
+    )
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "perflab.runner"],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=log,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+        )
+    os.close(write_fd)
+    if interrupt:
+        interrupt.current = proc
+    last = {"n": 0, "median_ms": float("nan")}
+
+    def read_progress() -> None:
+        with os.fdopen(read_fd, "r") as stream:
+            for line in stream:
+                try:
+                    n, med = json.loads(line)
+                except ValueError:
+                    continue
+                last.update(n=n, median_ms=med)
+                if progress:
+                    progress(n, med)
+
+    reader = threading.Thread(target=read_progress, daemon=True)
+    reader.start()
+    proc.stdin.write(payload.encode())
+    proc.stdin.close()
+    try:
+        code = proc.wait(timeout=config.timeout_s)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        code = proc.wait()
+        timed_out = True
+    reader.join(timeout=2)
+    if interrupt:
+        interrupt.current = None
+        if interrupt.signal is not None and not (out / "runs" / f"{run_id}.parquet").exists():
+            return None
+    runs_file = out / "runs" / f"{run_id}.parquet"
+    if runs_file.exists():
+        log_path.unlink(missing_ok=True)
+        return store.read_run(runs_file)
+    tail = log_path.read_text(errors="replace")[-STDERR_TAIL_CHARS:].strip()
+    if timed_out:
+        status = "timeout"
+        error = (
+            f"exceeded timeout_s={config.timeout_s:g} after {time.monotonic() - started:.1f} s "
+            f"({last['n']} measured iterations reported); worker killed"
+        )
+    else:
+        status, error = "failed", _signal_text(code)
+    if tail:
+        error += f"; output tail: {tail}"
+    row = {
+        "run_id": run_id,
+        "study": config.study,
+        "spec_id": config.spec_id,
+        "label": config.label,
+        "created_at": datetime.now(timezone.utc),
+        "status": status,
+        "error": error,
+        "model": config.model,
+        "pipeline": config.pipeline,
+        "backend": config.backend,
+        "mode": config.mode,
+        "precision": config.precision,
+        "batch_size": config.batch_size,
+        "options": store.json_text(config.option_dict),
+        "timeout_s": config.timeout_s,
+        "warmup_policy": store.json_text(config.warmup.as_dict()),
+        "measure_policy": store.json_text(config.measure.as_dict()),
+        "env_id": env_id,
+        "perflab_version": __version__,
+        "notes": "[]",
+        "meta": "{}",
+    }
+    store.write_run(out, row)
+    return row
+
+
+def run_study(
+    study: Study,
+    out: Path,
+    *,
+    configs: Sequence[RunConfig] | None = None,
+    isolate: bool = True,
+    env_id: str | None = None,
+    on_start: Callable[[int, int, RunConfig], None] | None = None,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+    progress: Progress | None = None,
+) -> StudyResult:
+    """Run configs one after another; a crash or timeout in one never stops the others."""
+    todo = list(study.configs if configs is None else configs)
+    result = StudyResult(rows=[], skipped=len(study.configs) - len(todo))
+    with _Interrupt() as interrupt:
+        for k, config in enumerate(todo, 1):
+            if interrupt.signal is not None:
+                break
+            if on_start:
+                on_start(k, len(todo), config)
+            run_id = store.new_run_id()
+            if isolate:
+                row = run_isolated(config, out, run_id, env_id, progress, interrupt)
+            else:
+                row = execute(config, out, run_id=run_id, env_id=env_id, progress=progress)
+            if row is None:
+                break
+            result.rows.append(row)
+            if on_done:
+                on_done(row)
+        if interrupt.signal is not None:
+            result.interrupted = signal.Signals(interrupt.signal).name
+    return result
+
+
+def _worker_main() -> None:
+    """Entry point of a worker process: read the job from stdin, run it, report progress on a pipe."""
+    job = json.loads(sys.stdin.read())
+    config = RunConfig.from_json(job["config"])
+    stream = os.fdopen(job["progress_fd"], "w", buffering=1)
+
+    def progress(n: int, median_ms: float) -> None:
+        stream.write(json.dumps([n, median_ms]) + "\n")
+
+    execute(config, Path(job["out"]), run_id=job["run_id"], env_id=job["env_id"], progress=progress)
+
+
+if __name__ == "__main__":
+    _worker_main()

@@ -1,0 +1,349 @@
+"""Experiment files -> frozen, hashable run configs with a stable spec_id.
+
+Validation reads the file and nothing else: no environment changes, no device, no engine import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from perflab.errors import SpecError
+
+PIPELINES = ("raw", "classify", "detect")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "best")
+MODES = ("latency", "throughput")
+TOP_KEYS = (
+    "study",
+    "model",
+    "pipeline",
+    "backend",
+    "precision",
+    "batch_size",
+    "mode",
+    "input_shapes",
+    "sweep",
+    "warmup",
+    "measure",
+    "options",
+    "pipeline_options",
+    "timeout_s",
+    "seed",
+)
+# Mappings whose entries may be swept one by one as `options.NAME` / `pipeline_options.NAME`.
+MAPPING_KEYS = ("options", "pipeline_options")
+# Keys that may be swept: every config key but the study name and the sweep itself.
+SWEEPABLE = tuple(k for k in TOP_KEYS if k not in ("study", "sweep"))
+WARMUP_KEYS = ("iterations", "seconds")
+MEASURE_KEYS = ("iterations", "seconds", "target_rel_ci", "max_seconds", "min_iterations")
+# A sweep this large is more often a mistake than a plan; the CLI asks before running it.
+LARGE_SWEEP = 1000
+
+
+@dataclass(frozen=True)
+class Policy:
+    """When a phase stops: after `iterations`, after `seconds`, or (measure only) once the 95% CI
+    of the e2e median is within `target_rel_ci` of it, bounded by `max_seconds`."""
+
+    iterations: int | None = None
+    seconds: float | None = None
+    target_rel_ci: float | None = None
+    max_seconds: float | None = None
+    min_iterations: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    study: str
+    model: str
+    pipeline: str
+    backend: str
+    precision: str
+    batch_size: int
+    mode: str = "latency"
+    input_shapes: tuple[tuple[str, tuple[int | str, ...]], ...] = ()
+    options: tuple[tuple[str, Any], ...] = ()
+    pipeline_options: tuple[tuple[str, Any], ...] = ()
+    warmup: Policy = field(default_factory=lambda: Policy(iterations=10))
+    measure: Policy = field(default_factory=lambda: Policy(iterations=200))
+    timeout_s: float = 600.0
+    seed: int = 0
+
+    @property
+    def option_dict(self) -> dict[str, Any]:
+        return dict(self.options)
+
+    @property
+    def pipeline_option_dict(self) -> dict[str, Any]:
+        return dict(self.pipeline_options)
+
+    @property
+    def shape_dict(self) -> dict[str, list[int | str]]:
+        return {name: list(dims) for name, dims in self.input_shapes}
+
+    def content(self) -> dict[str, Any]:
+        """The config as plain JSON-able data (the study name excluded: it names, not defines)."""
+        data = asdict(self)
+        data.pop("study")
+        data.pop("_swept")
+        data["options"] = self.option_dict
+        data["pipeline_options"] = self.pipeline_option_dict
+        data["input_shapes"] = self.shape_dict
+        data["warmup"] = self.warmup.as_dict()
+        data["measure"] = self.measure.as_dict()
+        return data
+
+    @property
+    def spec_id(self) -> str:
+        from perflab.store import SCHEMA_VERSION
+
+        text = json.dumps({"schema": SCHEMA_VERSION, **self.content()}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        model = Path(self.model).stem if self.model.endswith(".onnx") else self.model
+        parts = [model, self.backend, self.precision, f"b{self.batch_size}"]
+        if self.mode != "latency":
+            parts.append(self.mode)
+        for key in self._swept:
+            group, name = key.split(".", 1)
+            parts.append(f"{name}={dict(getattr(self, group))[name]}")
+        return " ".join(parts)
+
+    # Option sweep axes ("options.threads"), so labels tell swept configs apart; not content.
+    _swept: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"study": self.study, **self.content(), "_swept": list(self._swept)}
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        data = json.loads(text)
+        return replace(
+            _config(data["study"], data, source="<worker>"),
+            _swept=tuple(data.get("_swept", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    source: str
+    configs: tuple[RunConfig, ...]
+
+
+def load(path: str | Path) -> Study:
+    """Read and validate an experiment file; every error names the file, key, value and choices."""
+    path = Path(path)
+    if not path.exists():
+        raise SpecError(f"{path}: experiment file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise SpecError(f"{path}: YAML syntax error{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read experiment file: {exc}") from None
+    return parse(data, source=str(path), default_study=path.stem)
+
+
+def parse(data: Any, *, source: str = "<spec>", default_study: str = "study") -> Study:
+    if not isinstance(data, Mapping):
+        raise SpecError(
+            f"{source}: expected a mapping of keys (study, model, sweep, ...), got {_kind(data)}"
+        )
+    unknown = [k for k in data if k not in TOP_KEYS]
+    if unknown:
+        raise SpecError(f"{source}: unknown key {unknown[0]!r}; valid keys: {', '.join(TOP_KEYS)}")
+    study = data.get("study", default_study)
+    if not isinstance(study, str) or not study or "/" in study:
+        raise SpecError(f"{source}: key 'study': {study!r} must be a non-empty name without '/'")
+    sweep = data.get("sweep") or {}
+    if not isinstance(sweep, Mapping):
+        raise SpecError(
+            f"{source}: key 'sweep': expected a mapping of axis -> list of values, got {_kind(sweep)}"
+        )
+    axes: list[tuple[str, list[Any]]] = []
+    for key, values in sweep.items():
+        top = key.split(".", 1)[0]
+        if top not in SWEEPABLE or (key.count(".") and top not in MAPPING_KEYS):
+            raise SpecError(
+                f"{source}: key 'sweep.{key}': not a sweepable key; sweepable: "
+                f"{', '.join(SWEEPABLE)}, options.NAME or pipeline_options.NAME"
+            )
+        if not isinstance(values, list):
+            values = [values]
+        if not values:
+            raise SpecError(f"{source}: key 'sweep.{key}': empty list; give at least one value")
+        if key in data and "." not in key:
+            raise SpecError(f"{source}: key {key!r} is given both at the top level and under sweep")
+        axes.append((key, values))
+    swept = tuple(k for k, _ in axes if "." in k)
+    for group in MAPPING_KEYS:
+        if not isinstance(data.get(group) or {}, Mapping):
+            raise SpecError(f"{source}: key {group!r}: {data[group]!r} must be a mapping of name -> value")
+    configs = []
+    for combo in itertools.product(*(values for _, values in axes)):
+        merged = dict(data)
+        merged.pop("sweep", None)
+        for group in MAPPING_KEYS:
+            merged[group] = dict(data.get(group) or {})
+        for (key, _), value in zip(axes, combo):
+            if "." in key:
+                group, name = key.split(".", 1)
+                merged[group][name] = value
+            else:
+                merged[key] = value
+        configs.append(replace(_config(study, merged, source), _swept=swept))
+    seen: dict[str, RunConfig] = {}
+    for c in configs:
+        seen.setdefault(c.spec_id, c)
+    return Study(name=study, source=source, configs=tuple(seen.values()))
+
+
+def _config(study: str, d: Mapping[str, Any], source: str) -> RunConfig:
+    def bad(key: str, value: Any, expected: str) -> SpecError:
+        return SpecError(f"{source}: key {key!r}: {value!r} {expected}")
+
+    backend = d.get("backend", "ort-cpu")
+    from perflab.backends import BACKENDS
+
+    if backend not in BACKENDS:
+        raise bad(
+            "backend", backend, f"is not a known backend; known backends: {', '.join(BACKENDS)}"
+        )
+    model = d.get("model", "synthetic" if backend == "synthetic" else None)
+    if not isinstance(model, str) or not model:
+        raise SpecError(
+            f"{source}: key 'model' is required: a built-in model name or a path to an .onnx file"
+        )
+    pipeline = d.get("pipeline", "raw")
+    if pipeline not in PIPELINES:
+        raise bad("pipeline", pipeline, f"is not a pipeline; valid: {', '.join(PIPELINES)}")
+    precision = d.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise bad("precision", precision, f"is not a precision; valid: {', '.join(PRECISIONS)}")
+    batch = d.get("batch_size", 1)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise bad("batch_size", batch, "must be a positive integer")
+    mode = d.get("mode", "latency")
+    if mode not in MODES:
+        raise bad("mode", mode, f"is not a mode; valid: {', '.join(MODES)}")
+    groups = {}
+    for group in MAPPING_KEYS:
+        values = d.get(group) or {}
+        if not isinstance(values, Mapping):
+            raise bad(group, values, "must be a mapping of name -> value")
+        for k, v in values.items():
+            if not isinstance(v, (str, int, float, bool, type(None))):
+                raise bad(f"{group}.{k}", v, "must be a scalar (string, number, boolean)")
+        groups[group] = tuple(sorted((str(k), v) for k, v in values.items()))
+    timeout = d.get("timeout_s", 600)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise bad("timeout_s", timeout, "must be a positive number of seconds")
+    seed = d.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise bad("seed", seed, "must be an integer")
+    return RunConfig(
+        study=study,
+        model=model,
+        pipeline=pipeline,
+        backend=backend,
+        precision=precision,
+        batch_size=batch,
+        mode=mode,
+        input_shapes=_shapes(d.get("input_shapes"), source),
+        options=groups["options"],
+        pipeline_options=groups["pipeline_options"],
+        warmup=_policy(d.get("warmup", {"iterations": 10}), "warmup", WARMUP_KEYS, source),
+        measure=_policy(d.get("measure", {"iterations": 200}), "measure", MEASURE_KEYS, source),
+        timeout_s=float(timeout),
+        seed=seed,
+    )
+
+
+def _shapes(value: Any, source: str) -> tuple[tuple[str, tuple[int | str, ...]], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise SpecError(
+            f"{source}: key 'input_shapes': expected a mapping input -> list of dims, got {_kind(value)}"
+        )
+    out = []
+    for name, dims in value.items():
+        if (
+            not isinstance(dims, list)
+            or not dims
+            or not all(
+                (isinstance(x, int) and not isinstance(x, bool) and x > 0) or isinstance(x, str)
+                for x in dims
+            )
+        ):
+            raise SpecError(
+                f"{source}: key 'input_shapes.{name}': {dims!r} must be a list of positive "
+                "integers or names (N = batch size)"
+            )
+        out.append((str(name), tuple(dims)))
+    return tuple(sorted(out))
+
+
+def _policy(value: Any, key: str, allowed: tuple[str, ...], source: str) -> Policy:
+    example = (
+        "{iterations: 10} or {seconds: 1.0}"
+        if key == "warmup"
+        else ("{iterations: 200}, {seconds: 5} or {target_rel_ci: 0.01, max_seconds: 30}")
+    )
+    if not isinstance(value, Mapping) or not value:
+        raise SpecError(f"{source}: key {key!r}: {value!r} is not a policy; expected {example}")
+    for k, v in value.items():
+        if k not in allowed:
+            raise SpecError(f"{source}: key '{key}.{k}': unknown; valid: {', '.join(allowed)}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise SpecError(f"{source}: key '{key}.{k}': {v!r} must be a non-negative number")
+    stops = [k for k in ("iterations", "seconds", "target_rel_ci") if k in value]
+    if len(stops) != 1:
+        raise SpecError(
+            f"{source}: key {key!r}: give exactly one of iterations, seconds"
+            f"{', target_rel_ci' if key == 'measure' else ''}; e.g. {example}"
+        )
+    if "iterations" in value and not isinstance(value["iterations"], int):
+        raise SpecError(
+            f"{source}: key '{key}.iterations': {value['iterations']!r} must be an integer"
+        )
+    if key == "measure":
+        if value.get("iterations", 1) < 1 or value.get("seconds", 1) <= 0:
+            raise SpecError(
+                f"{source}: key 'measure': {dict(value)!r} must measure at least one iteration"
+            )
+        if "target_rel_ci" in value and not 0 < value["target_rel_ci"] < 1:
+            raise SpecError(
+                f"{source}: key 'measure.target_rel_ci': {value['target_rel_ci']!r} must be between 0 and 1 (0.01 = 1%)"
+            )
+        if "max_seconds" in value and "target_rel_ci" not in value:
+            raise SpecError(f"{source}: key 'measure.max_seconds' only bounds target_rel_ci")
+    return Policy(
+        iterations=value.get("iterations"),
+        seconds=float(value["seconds"]) if "seconds" in value else None,
+        target_rel_ci=value.get("target_rel_ci"),
+        max_seconds=float(value.get("max_seconds", 30.0)) if "target_rel_ci" in value else None,
+        min_iterations=value.get("min_iterations"),
+    )
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__

@@ -1,0 +1,348 @@
+"""Parquet tables on disk: one declared schema, one file per run, atomic writes, versioned files.
+
+A study folder holds `OUT/<table>/<key>.parquet`. Each file is written to a hidden temporary name
+and renamed, so a crash loses at most the run in progress and readers (perflab, pandas, duckdb)
+never see half a file: pyarrow and duckdb's `*.parquet` glob both skip names starting with ".".
+The `runs` file of a run is written last; it is the commit marker, and rows of other tables whose
+run has no `runs` row are leftovers of an interrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from perflab.errors import StoreError, StoreVersionError
+
+# Format history:
+#   1: first version (runs, samples, env, telemetry, layers, reported, calibration, trace_*).
+SCHEMA_VERSION = 1
+VERSION_KEY = b"perflab.schema_version"
+TABLE_KEY = b"perflab.table"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    unit: str
+    meaning: str
+
+
+def _cols(*rows: tuple[str, pa.DataType, str, str]) -> tuple[Column, ...]:
+    return tuple(Column(*row) for row in rows)
+
+
+S, I64, I32, F64, B = pa.string(), pa.int64(), pa.int32(), pa.float64(), pa.bool_()
+TS = pa.timestamp("us", tz="UTC")
+DICT = pa.dictionary(pa.int32(), pa.string())
+
+TABLES: dict[str, tuple[Column, ...]] = {
+    "runs": _cols(
+        ("run_id", S, "", "unique id of one executed config"),
+        ("study", S, "", "study name from the experiment file"),
+        ("spec_id", S, "", "hash of the config's content and the schema version"),
+        ("label", S, "", "short human label of the config"),
+        ("created_at", TS, "UTC", "when the run started"),
+        ("status", S, "", "ok | failed | timeout | unsupported | skipped"),
+        ("error", S, "", "why the run is not ok (signal, exception, stderr tail)"),
+        ("model", S, "", "zoo name or model path"),
+        ("model_sha256", S, "", "sha256 of the fp32 ONNX file"),
+        ("pipeline", S, "", "raw | classify | detect"),
+        ("backend", S, "", "backend name"),
+        ("mode", S, "", "latency | throughput"),
+        ("device", S, "", "cpu, cuda:0, ..."),
+        ("device_name", S, "", "CPU model or GPU name"),
+        ("precision", S, "", "precision asked for"),
+        ("precision_effective", S, "", "precision the engine reports it ran"),
+        ("precision_mismatch", B, "", "true when the request and the engine disagree"),
+        ("batch_size", I64, "items", "items per iteration"),
+        ("input_shapes", S, "JSON", "resolved input shapes"),
+        ("options", S, "JSON", "backend options"),
+        ("warmup_policy", S, "JSON", "warmup policy as given"),
+        ("measure_policy", S, "JSON", "measure policy as given"),
+        ("timeout_s", F64, "s", "per-config time limit"),
+        ("n_warmup", I64, "iterations", "warmup iterations run"),
+        ("n_measure", I64, "iterations", "measured iterations run"),
+        ("stop_reason", S, "", "why the measured phase stopped"),
+        ("measure_wall_s", F64, "s", "wall time of the measured phase"),
+        ("load_ms", F64, "ms", "setup stage load"),
+        ("build_ms", F64, "ms", "setup stage build"),
+        ("first_ms", F64, "ms", "setup stage first (the very first iteration)"),
+        ("output_max_abs_err", F64, "", "max |output - fp32 reference| on fixed inputs"),
+        ("output_cosine", F64, "", "cosine similarity with the fp32 reference"),
+        ("model_flops_per_sample", F64, "FLOP", "model cost from the ONNX graph"),
+        ("model_param_bytes", F64, "B", "parameter bytes"),
+        ("model_activation_bytes_per_sample", F64, "B", "intermediate tensor bytes"),
+        ("notes", S, "JSON", "list of facts about the run (symbolic batch, busy host, ...)"),
+        ("meta", S, "JSON", "backend- or importer-specific facts (versions, flags)"),
+        ("env_id", S, "", "environment fingerprint id"),
+        ("host", S, "", "host name"),
+        ("perflab_version", S, "", "perflab version that ran it"),
+    ),
+    "samples": _cols(
+        ("run_id", DICT, "", "run"),
+        ("iteration", I32, "", "0-based over warmup and measure"),
+        ("phase", DICT, "", "warmup | measure"),
+        ("stage", DICT, "", "stage name"),
+        ("start_ns", I64, "ns", "stage start, from the run's start"),
+        ("host_ns", I64, "ns", "host duration (perf_counter_ns, after sync)"),
+        ("device_ns", I64, "ns", "device duration from events, null where none"),
+        ("items", I32, "items", "items in this iteration"),
+    ),
+    "env": _cols(
+        ("env_id", S, "", "hash of the fingerprint content"),
+        ("host", S, "", "host name"),
+        ("cpu_model", S, "", "CPU model name"),
+        ("cpu_cores", I64, "", "physical cores"),
+        ("cpu_threads", I64, "", "logical CPUs"),
+        ("memory_gib", F64, "GiB", "host memory"),
+        ("os", S, "", "operating system"),
+        ("python", S, "", "Python version"),
+        ("gpu_name", S, "", "GPU name, null without one"),
+        ("gpu_compute_capability", S, "", "major.minor"),
+        ("cuda_driver", S, "", "driver version"),
+        ("cuda_runtime", S, "", "CUDA runtime version"),
+        ("fingerprint", S, "JSON", "the full fingerprint"),
+    ),
+    "telemetry": _cols(
+        ("run_id", S, "", "run"),
+        ("t_ns", I64, "ns", "time from the run's start"),
+        ("sm_clock_mhz", F64, "MHz", "SM clock"),
+        ("mem_clock_mhz", F64, "MHz", "memory clock"),
+        ("temp_c", F64, "C", "GPU temperature"),
+        ("power_w", F64, "W", "board power"),
+        ("util_pct", F64, "%", "GPU utilization"),
+        ("throttle_reasons", S, "", "active clock-event reasons, comma-separated"),
+        ("throttled", B, "", "true when a reason that lowers clocks was active"),
+    ),
+    "layers": _cols(
+        ("run_id", S, "", "run"),
+        ("layer", S, "", "layer, node or op-type name"),
+        ("op_type", S, "", "operator type"),
+        ("provider", S, "", "execution provider or engine"),
+        ("precision", S, "", "layer precision where known"),
+        ("count", I64, "", "executions profiled"),
+        ("total_ms", F64, "ms", "total time"),
+        ("median_ms", F64, "ms", "median time per execution"),
+    ),
+    "reported": _cols(
+        ("run_id", S, "", "run"),
+        ("stage", S, "", "stage the statistic describes"),
+        ("statistic", S, "", "mean, median, min, max, p90, p95, p99, ..."),
+        ("value_ms", F64, "ms", "value as the other tool printed it"),
+    ),
+    "calibration": _cols(
+        ("run_id", S, "", "run whose worker measured it"),
+        ("what", S, "", "timer | nvtx_push_pop | stage_overhead | event_record | stream_sync"),
+        ("median_ns", F64, "ns", "median cost"),
+        ("p90_ns", F64, "ns", "90th percentile cost"),
+        ("n", I64, "", "repetitions"),
+    ),
+    "trace_ranges": _cols(
+        ("run_id", S, "", "run the trace belongs to"),
+        ("name", S, "", "range text"),
+        ("domain", S, "", "NVTX domain"),
+        ("pid", I64, "", "process id"),
+        ("tid", I64, "", "thread id"),
+        ("start_ns", I64, "ns", "range start"),
+        ("end_ns", I64, "ns", "range end"),
+        ("duration_ns", I64, "ns", "range duration"),
+        ("depth", I64, "", "nesting depth on its thread"),
+        ("gpu_start_ns", I64, "ns", "first GPU op attributed to the range"),
+        ("gpu_end_ns", I64, "ns", "last GPU op end"),
+        ("gpu_duration_ns", I64, "ns", "gpu_end_ns - gpu_start_ns"),
+        ("n_gpu_ops", I64, "", "kernels + memcpy + memset attributed"),
+        ("perflab_run", S, "", "perflab run label parsed from the range"),
+        ("iteration", I64, "", "perflab iteration parsed from the range"),
+        ("stage", S, "", "perflab stage parsed from the range"),
+    ),
+    "trace_kernels": _cols(
+        ("run_id", S, "", "run the trace belongs to"),
+        ("name", S, "", "kernel name"),
+        ("device", I64, "", "device id"),
+        ("stream", I64, "", "stream id"),
+        ("start_ns", I64, "ns", "start"),
+        ("end_ns", I64, "ns", "end"),
+        ("duration_ns", I64, "ns", "duration"),
+        ("correlation_id", I64, "", "joins the launching runtime call"),
+        ("range", S, "", "innermost enclosing NVTX range"),
+    ),
+    "trace_memcpy": _cols(
+        ("run_id", S, "", "run the trace belongs to"),
+        ("name", S, "", "memcpy or memset"),
+        ("device", I64, "", "device id"),
+        ("stream", I64, "", "stream id"),
+        ("start_ns", I64, "ns", "start"),
+        ("end_ns", I64, "ns", "end"),
+        ("duration_ns", I64, "ns", "duration"),
+        ("correlation_id", I64, "", "joins the launching runtime call"),
+        ("bytes", I64, "B", "bytes copied or set"),
+        ("copy_kind", S, "", "HtoD, DtoH, DtoD, memset, ..."),
+        ("range", S, "", "innermost enclosing NVTX range"),
+    ),
+}
+
+
+def schema(table: str) -> pa.Schema:
+    """The arrow schema of a table, with the schema version in its metadata."""
+    if table not in TABLES:
+        raise StoreError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+    return pa.schema(
+        [pa.field(c.name, c.type) for c in TABLES[table]],
+        metadata={VERSION_KEY: str(SCHEMA_VERSION).encode(), TABLE_KEY: table.encode()},
+    )
+
+
+def to_arrow(table: str, data: pd.DataFrame | Mapping[str, object]) -> pa.Table:
+    """Conform a frame (or one row as a mapping) to the table's schema.
+
+    Missing columns become nulls; unknown columns are an error, so a typo never silently drops data.
+    """
+    frame = pd.DataFrame([data]) if isinstance(data, Mapping) else data
+    sch = schema(table)
+    unknown = set(frame.columns) - set(sch.names)
+    if unknown:
+        raise StoreError(f"table {table!r} has no column(s) {sorted(unknown)}")
+    arrays = []
+    for field in sch:
+        if field.name in frame.columns:
+            values = frame[field.name]
+            if pa.types.is_dictionary(field.type):
+                arr = pa.array(values.astype(object), type=pa.string()).dictionary_encode()
+                arr = arr.cast(field.type)
+            elif pa.types.is_timestamp(field.type):
+                arr = pa.array(pd.to_datetime(values, utc=True), type=field.type)
+            else:
+                arr = pa.array(values.astype(object).where(values.notna(), None), type=field.type)
+        else:
+            arr = pa.nulls(len(frame), type=field.type)
+        arrays.append(arr)
+    return pa.Table.from_arrays(arrays, schema=sch)
+
+
+def write(
+    out: Path, table: str, key: str, data: pd.DataFrame | Mapping[str, object] | pa.Table
+) -> Path:
+    """Write one file `out/table/key.parquet` atomically (temporary name, then rename)."""
+    arrow = data if isinstance(data, pa.Table) else to_arrow(table, data)
+    folder = Path(out) / table
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create {folder}: {exc.strerror}") from None
+    final = folder / f"{key}.parquet"
+    tmp = folder / f".{key}.parquet.tmp-{os.getpid()}"
+    try:
+        pq.write_table(arrow, tmp, compression="zstd")
+        os.replace(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"cannot write {final}: {exc.strerror}") from None
+    return final
+
+
+def write_run(
+    out: Path, run: Mapping[str, object], tables: Mapping[str, object] | None = None
+) -> None:
+    """Write a run's child tables, then its `runs` row last (the commit marker)."""
+    run_id = str(run["run_id"])
+    for table, data in (tables or {}).items():
+        if data is not None and len(data):
+            write(out, table, run_id, data)
+    write(out, "runs", run_id, run)
+
+
+def check_writable(out: Path) -> None:
+    """Fail early, before anything is measured, when `out` cannot hold results."""
+    out = Path(out)
+    probe_dir = out
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir() or not os.access(probe_dir, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"output folder {out} is not writable ({probe_dir} does not allow writing)"
+        )
+
+
+def file_version(path: Path) -> int:
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(VERSION_KEY)
+    if raw is None:
+        raise StoreError(f"{path} is not a perflab table (no schema version in its metadata)")
+    return int(raw)
+
+
+def _read_file(path: Path, table: str) -> pa.Table:
+    version = file_version(path)
+    if version > SCHEMA_VERSION:
+        raise StoreVersionError(
+            f"{path} was written by perflab schema version {version}; this perflab reads up to "
+            f"version {SCHEMA_VERSION}: upgrade perflab to read it"
+        )
+    return pq.read_table(path).cast(schema(table))
+
+
+def read_run(path: Path) -> dict[str, object]:
+    """One run's row from its `runs` file, as a dict."""
+    return _read_file(Path(path), "runs").to_pylist()[0]
+
+
+def table_files(folder: Path, table: str) -> list[Path]:
+    return sorted((Path(folder) / table).glob("[!._]*.parquet"))
+
+
+def read(folders: Path | str | Iterable[Path | str], table: str) -> pd.DataFrame:
+    """Read one table from one or more result folders.
+
+    A file that cannot be parsed is skipped with a warning naming it; a file from a newer schema
+    version stops the read with a message that says so.
+    """
+    if isinstance(folders, (str, Path)):
+        folders = [folders]
+    parts = []
+    for folder in folders:
+        for path in table_files(Path(folder), table):
+            try:
+                parts.append(_read_file(path, table))
+            except StoreVersionError:
+                raise
+            except (OSError, pa.ArrowException, ValueError, StoreError) as exc:
+                warnings.warn(f"skipping unreadable file {path}: {exc}", stacklevel=2)
+    if not parts:
+        return schema(table).empty_table().to_pandas()
+    return pa.concat_tables(parts, promote_options="none").to_pandas()
+
+
+def read_study_check(folder: Path | str) -> None:
+    """Refuse folders that do not exist, or that hold no perflab tables at all."""
+    path = Path(folder)
+    if not path.exists():
+        raise StoreError(f"result folder {path} does not exist")
+    if not path.is_dir():
+        raise StoreError(f"result folder {path} is not a folder")
+    if not any((path / t).is_dir() for t in TABLES):
+        raise StoreError(
+            f"{path} holds no perflab results (no {', '.join(t + '/' for t in ('runs', 'samples'))})"
+        )
+
+
+def new_run_id() -> str:
+    """A unique, time-sortable run id: UTC timestamp plus random suffix."""
+    now = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    return f"{now}-{uuid.uuid4().hex[:8]}"
+
+
+def json_text(value: object) -> str:
+    """Canonical JSON for the JSON-typed string columns."""
+    return json.dumps(value, sort_keys=True, default=str)

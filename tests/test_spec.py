@@ -1,0 +1,100 @@
+"""Experiment files: sweep expansion, stable spec ids, and validation messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from perflab import spec
+from perflab.errors import SpecError
+
+
+def parse(**data):
+    return spec.parse({"study": "s", "model": "mlp", **data}, source="f.yaml")
+
+
+def test_sweep_is_a_cartesian_product_of_frozen_configs():
+    study = parse(sweep={"backend": ["ort-cpu", "openvino"], "precision": ["fp32", "int8"],
+                         "batch_size": [1, 4, 16]})
+    assert len(study.configs) == 12
+    combos = {(c.backend, c.precision, c.batch_size) for c in study.configs}
+    assert len(combos) == 12
+    config = study.configs[0]
+    with pytest.raises(AttributeError):
+        config.batch_size = 2  # frozen
+    assert len({hash(c) for c in study.configs}) == 12
+
+
+def test_option_axes_and_labels():
+    study = parse(options={"threads": 2}, sweep={"options.threads": [1, 2]})
+    assert [c.option_dict["threads"] for c in study.configs] == [1, 2]
+    assert [c.label for c in study.configs] == ["mlp ort-cpu fp32 b1 threads=1", "mlp ort-cpu fp32 b1 threads=2"]
+
+
+def test_spec_id_is_stable_and_ignores_the_study_name():
+    a = parse(batch_size=4).configs[0]
+    b = spec.parse({"study": "other", "model": "mlp", "batch_size": 4}).configs[0]
+    assert a.spec_id == b.spec_id
+    assert a.spec_id == "%s" % parse(batch_size=4).configs[0].spec_id
+    assert parse(batch_size=8).configs[0].spec_id != a.spec_id
+    assert parse(batch_size=4, measure={"iterations": 201}).configs[0].spec_id != a.spec_id
+
+
+def test_config_survives_the_trip_to_a_worker():
+    for config in parse(sweep={"options.threads": [1, 2]}, input_shapes={"x": ["N", 3]}).configs:
+        again = spec.RunConfig.from_json(config.to_json())
+        assert again == config and again.label == config.label and again.spec_id == config.spec_id
+
+
+def test_policies():
+    c = parse(warmup={"seconds": 0.5}, measure={"target_rel_ci": 0.01, "max_seconds": 3}).configs[0]
+    assert c.warmup.seconds == 0.5 and c.measure.target_rel_ci == 0.01 and c.measure.max_seconds == 3
+    assert parse(warmup={"iterations": 0}).configs[0].warmup.iterations == 0
+
+
+@pytest.mark.parametrize(
+    "data, needle",
+    [
+        ({"modle": "x"}, "unknown key 'modle'; valid keys: study, model"),
+        ({"backend": "onnx"}, "'backend': 'onnx' is not a known backend; known backends: synthetic, ort-cpu"),
+        ({"batch_size": 0}, "'batch_size': 0 must be a positive integer"),
+        ({"sweep": {"batch_size": [1, -2]}}, "'batch_size': -2 must be a positive integer"),
+        ({"precision": "fp8"}, "'precision': 'fp8' is not a precision; valid: fp32, fp16, bf16, int8, best"),
+        ({"warmup": 10}, "key 'warmup': 10 is not a policy"),
+        ({"measure": {"iterations": 10, "seconds": 2}}, "give exactly one of iterations, seconds, target_rel_ci"),
+        ({"measure": {"iterationz": 10}}, "'measure.iterationz': unknown; valid: iterations"),
+        ({"measure": {"iterations": 0}}, "must measure at least one iteration"),
+        ({"measure": {"target_rel_ci": 5}}, "must be between 0 and 1"),
+        ({"sweep": {"batch_size": []}}, "'sweep.batch_size': empty list"),
+        ({"sweep": {"study": ["a"]}}, "'sweep.study': not a sweepable key"),
+        ({"batch_size": 2, "sweep": {"batch_size": [1]}}, "given both at the top level and under sweep"),
+        ({"options": {"threads": [1, 2]}}, "'options.threads': [1, 2] must be a scalar"),
+        ({"timeout_s": -1}, "'timeout_s': -1 must be a positive number"),
+        ({"input_shapes": {"x": [0, 3]}}, "'input_shapes.x': [0, 3] must be a list of positive integers"),
+    ],
+)
+def test_validation_names_file_key_value_and_choices(data, needle):
+    with pytest.raises(SpecError) as err:
+        parse(**data)
+    message = str(err.value)
+    assert message.startswith("f.yaml: ")
+    assert needle in message
+    assert "\n" not in message
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(SpecError, match="experiment file not found"):
+        spec.load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("study: x\nsweep: [unclosed\n")
+    with pytest.raises(SpecError, match=r"bad.yaml: YAML syntax error at line \d+, column \d+"):
+        spec.load(bad)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(SpecError, match="expected a mapping of keys .* got nothing"):
+        spec.load(empty)
+
+
+def test_study_name_defaults_to_file_stem(tmp_path):
+    path = tmp_path / "quick.yaml"
+    path.write_text("model: mlp\n")
+    assert spec.load(path).name == "quick"

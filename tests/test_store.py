@@ -1,0 +1,107 @@
+"""Parquet tables: declared schema, atomic files, versions, and reading without perflab."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from perflab import runner, spec, store
+from perflab.errors import StoreError, StoreVersionError
+
+
+@pytest.fixture
+def study_dir(tmp_path):
+    st = spec.parse({"study": "s", "backend": "synthetic", "measure": {"iterations": 10},
+                     "warmup": {"iterations": 2}, "sweep": {"batch_size": [1, 2]}})
+    runner.run_study(st, tmp_path, isolate=False)
+    return tmp_path
+
+
+def test_one_file_per_run_and_table(study_dir):
+    runs = sorted(p.stem for p in (study_dir / "runs").glob("*.parquet"))
+    samples = sorted(p.stem for p in (study_dir / "samples").glob("*.parquet"))
+    assert len(runs) == 2 and runs == samples
+
+
+def test_round_trip_keeps_types_and_values(study_dir):
+    runs = store.read(study_dir, "runs")
+    samples = store.read(study_dir, "samples")
+    assert list(runs.columns) == [c.name for c in store.TABLES["runs"]]
+    assert list(samples.columns) == [c.name for c in store.TABLES["samples"]]
+    assert str(runs["created_at"].dt.tz) == "UTC"
+    assert samples["host_ns"].dtype == "int64"
+    assert len(samples) == 2 * 12 * 4  # runs x iterations x stages (no h2d/d2h configured)
+    assert set(samples["run_id"]) == set(runs["run_id"])
+
+
+def test_pandas_and_duckdb_read_the_tables_without_perflab(study_dir):
+    by_pandas = pd.read_parquet(study_dir / "samples")
+    assert len(by_pandas) == 96
+    n, stages = duckdb.sql(
+        f"select count(*), count(distinct stage) from '{study_dir}/samples/*.parquet'").fetchall()[0]
+    assert (n, stages) == (96, 4)
+    statuses = duckdb.sql(f"select status from '{study_dir}/runs/*.parquet'").fetchall()
+    assert statuses == [("ok",), ("ok",)]
+
+
+def test_schema_version_is_in_each_file(study_dir):
+    path = next((study_dir / "samples").glob("*.parquet"))
+    meta = pq.read_schema(path).metadata
+    assert meta[store.VERSION_KEY] == str(store.SCHEMA_VERSION).encode()
+    assert store.file_version(path) == store.SCHEMA_VERSION
+
+
+def test_newer_schema_is_refused_with_a_clear_message(study_dir):
+    path = next((study_dir / "runs").glob("*.parquet"))
+    table = pq.read_table(path)
+    meta = dict(table.schema.metadata)
+    meta[store.VERSION_KEY] = str(store.SCHEMA_VERSION + 1).encode()
+    pq.write_table(table.replace_schema_metadata(meta), path)
+    with pytest.raises(StoreVersionError, match=r"schema version 2; this perflab reads up to version 1: upgrade perflab"):
+        store.read(study_dir, "runs")
+
+
+def test_corrupt_file_among_good_ones_is_skipped_with_a_warning(study_dir):
+    bad = study_dir / "samples" / "corrupt.parquet"
+    bad.write_bytes(b"PAR1 not really")
+    with pytest.warns(UserWarning, match="skipping unreadable file .*corrupt.parquet"):
+        samples = store.read(study_dir, "samples")
+    assert len(samples) == 96
+
+
+def test_unknown_columns_are_refused():
+    with pytest.raises(StoreError, match=r"table 'runs' has no column\(s\) \['colour'\]"):
+        store.to_arrow("runs", {"run_id": "x", "colour": "red"})
+
+
+def test_output_under_a_file_is_refused_before_anything_runs(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="is not writable"):
+        store.check_writable(tmp_path / "file" / "out")
+
+
+def test_unwritable_output_is_refused_before_anything_runs(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        import os
+
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        with pytest.raises(StoreError, match="not writable"):
+            store.check_writable(locked / "out")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_write_failure_leaves_no_partial_file(tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", boom)
+    with pytest.raises(StoreError, match="cannot write .*No space left on device"):
+        store.write(tmp_path, "runs", "r1", {"run_id": "r1"})
+    assert list((tmp_path / "runs").iterdir()) == []
