@@ -197,3 +197,28 @@ def test_leftovers_of_an_interrupted_run_are_cleaned_and_never_read(tmp_path):
     removed = runner.clean_leftovers(tmp_path)
     assert set(removed) == {orphan, tmp}
     assert len(list((tmp_path / "samples").glob("*.parquet"))) == 1
+
+
+def test_throughput_mode_overlaps_host_and_device_work(tmp_path):
+    st = spec.parse({"study": "tp", "backend": "synthetic", "measure": {"iterations": 120},
+                     "options": {"preprocess_ms": 2.0, "compute_ms": 2.0, "postprocess_ms": 0.1},
+                     "sweep": {"mode": ["latency", "throughput"]}})
+    rows = {r["mode"]: r for r in runner.run_study(st, tmp_path, isolate=False).rows}
+    assert all(r["status"] == "ok" for r in rows.values())
+    assert rows["throughput"]["n_measure"] == rows["latency"]["n_measure"] == 120
+    samples = measured(tmp_path).merge(store.read(tmp_path, "runs")[["run_id", "mode"]], on="run_id")
+    counts = samples.groupby(["mode", "stage"], observed=True).size()
+    assert counts["throughput", "enqueue"] == 120 and counts["throughput", "e2e"] == 120
+    assert ("latency", "enqueue") not in counts.index
+    # overlapped: wall time per iteration well under preprocess + compute (4 ms) in one run
+    per_it = {m: r["measure_wall_s"] / r["n_measure"] * 1e3 for m, r in rows.items()}
+    assert per_it["throughput"] < 0.8 * per_it["latency"]
+
+
+def test_throughput_mode_needs_a_backend_that_can_overlap(tmp_path, monkeypatch):
+    from perflab.backends.synthetic import SyntheticBackend
+
+    monkeypatch.setattr(SyntheticBackend, "supports_throughput", False)
+    c = spec.parse({"study": "t", "backend": "synthetic", "mode": "throughput"}).configs[0]
+    row = runner.execute(c, tmp_path)
+    assert row["status"] == "unsupported" and "has no throughput mode" in row["error"]

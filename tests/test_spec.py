@@ -98,3 +98,8 @@ def test_study_name_defaults_to_file_stem(tmp_path):
     path = tmp_path / "quick.yaml"
     path.write_text("model: mlp\n")
     assert spec.load(path).name == "quick"
+
+
+def test_a_list_of_sweeps_runs_each_product_in_order():
+    study = parse(sweep=[{"batch_size": [1, 2]}, {"batch_size": [8], "precision": ["int8"]}])
+    assert [(c.batch_size, c.precision) for c in study.configs] == [(1, "fp32"), (2, "fp32"), (8, "int8")]

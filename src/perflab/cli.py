@@ -39,6 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing run")
             return EXIT_BAD_INPUT
+    _preflight_models(study)
     if args.resume and out.exists():
         runner.clean_leftovers(out)
     todo = runner.plan(study, out, resume=args.resume, append=args.append)
@@ -69,6 +70,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[red]{len(bad)} config(s) did not complete[/]: {names}")
         return EXIT_RUNS_FAILED
     return 0
+
+
+def _preflight_models(study) -> None:
+    """Refuse bad model inputs (missing, not ONNX, truncated, dims left open) before running."""
+    from perflab import backends, models
+
+    seen = set()
+    for c in study.configs:
+        key = (c.model, c.input_shapes)
+        if key in seen or not backends.get_info(c.backend).needs_model:
+            continue
+        seen.add(key)
+        models.resolve(c.model, batch_size=c.batch_size, input_shapes=c.shape_dict or None)
 
 
 def _first_line(text: Any) -> str:

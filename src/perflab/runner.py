@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -64,14 +65,21 @@ def median_ci(values: np.ndarray, z: float = Z95) -> tuple[float, float, float]:
 
 @dataclass
 class Loop:
-    """The iteration loop of one run. Keeps its own e2e list for the stopping rules."""
+    """The iteration loop of one run. Keeps its own e2e list for the stopping rules.
+
+    Latency mode runs one request at a time. Throughput mode keeps `inflight` requests in the
+    backend (`submit` / `wait`), trtexec-style: the next batch is preprocessed and enqueued while
+    earlier ones run; an iteration's e2e then spans its own preprocess to its own postprocess.
+    """
 
     backend: Any
     pipeline: Any
     raw: Any
     rec: Recorder
     progress: Progress | None = None
+    inflight: int = 1
     e2e_ns: list[int] = field(default_factory=list)
+    pending: deque = field(default_factory=deque)
 
     def iterate(self) -> int:
         rec, pipe = self.rec, self.pipeline
@@ -87,10 +95,32 @@ class Loop:
         rec.next_iteration()
         return e2e
 
+    def iterate_overlapped(self) -> int | None:
+        """Submit one request; complete the oldest once `inflight` are pending (its e2e, or None)."""
+        rec = self.rec
+        t_e2e = perf_counter_ns()
+        t = rec.begin(PREPROCESS)
+        x = self.pipeline.preprocess(self.raw)
+        rec.end(PREPROCESS, t)
+        self.pending.append((rec.iteration, t_e2e, self.backend.submit(x, rec)))
+        rec.next_iteration()
+        return self.complete_oldest() if len(self.pending) >= self.inflight else None
+
+    def complete_oldest(self) -> int:
+        iteration, t_e2e, handle = self.pending.popleft()
+        out = self.backend.wait(handle, self.rec)
+        t = perf_counter_ns()
+        self.pipeline.postprocess(out)
+        t_end = perf_counter_ns()
+        self.rec.record(iteration, POSTPROCESS, t, t_end - t)
+        self.rec.record(iteration, E2E_CODE, t_e2e, t_end - t_e2e)
+        return t_end - t_e2e
+
     def phase(self, policy: Policy, phase: str) -> tuple[int, str]:
-        """Run one phase to its stopping rule; returns (iterations, stop_reason)."""
+        """Run one phase to its stopping rule; returns (completed iterations, stop_reason)."""
         self.rec.phase = 0 if phase == "warmup" else 1
         measuring = phase == "measure"
+        step = self.iterate if self.inflight == 1 else self.iterate_overlapped
         start = time.perf_counter()
         next_progress = start + PROGRESS_EVERY_S
         n = 0
@@ -103,11 +133,15 @@ class Loop:
         target = policy.target_rel_ci
         min_n = max(policy.min_iterations or 0, MIN_ADAPTIVE_ITERATIONS if target else 1)
         next_check = min_n
-        while n < limit_n:
+        stop = None
+        while stop is None:
             now = time.perf_counter()
-            if now - start >= limit_s and n > 0:
-                return n, reason
-            e2e = self.iterate()
+            if n + len(self.pending) >= limit_n or (now - start >= limit_s and n > 0):
+                stop = reason
+                break
+            e2e = step()
+            if e2e is None:
+                continue
             n += 1
             if measuring:
                 self.e2e_ns.append(e2e)
@@ -116,11 +150,16 @@ class Loop:
                     next_check = n + max(10, n // 10)
                     med, lo, hi = median_ci(np.asarray(self.e2e_ns))
                     if (hi - lo) / 2 <= target * med:
-                        return n, "ci_reached"
+                        stop = "ci_reached"
                 if self.progress and now >= next_progress:
                     next_progress = now + PROGRESS_EVERY_S
                     self.progress(n, float(np.median(self.e2e_ns[-200:])) / 1e6)
-        return n, reason
+        while self.pending:  # a phase ends with nothing in flight
+            e2e = self.complete_oldest()
+            n += 1
+            if measuring:
+                self.e2e_ns.append(e2e)
+        return n, stop
 
 
 def _output_check(backend, model, pipeline) -> dict[str, float]:
@@ -233,7 +272,10 @@ def execute(
         row.update(load_ms=timer.ms.get("load"), build_ms=timer.ms.get("build"))
         raw = pipeline.make_inputs()
         rec = Recorder(config.batch_size, annotator)
-        loop = Loop(backend, pipeline, raw, rec, progress)
+        if config.inflight > 1 and not backend.supports_throughput:
+            raise Unsupported(f"{config.backend} has no throughput mode (it cannot keep several "
+                              "requests in flight); use mode: latency")
+        loop = Loop(backend, pipeline, raw, rec, progress, inflight=config.inflight)
         with annotator.run_range(config.label):
             warm = config.warmup
             if (warm.iterations or 0) > 0 or (warm.seconds or 0) > 0:
@@ -365,6 +407,16 @@ class _Interrupt:
             _kill_group(self.current)
 
 
+def _die_with_parent() -> None:
+    """In the worker, before exec: ask Linux to kill it when the parent dies (even by SIGKILL),
+    so an orphaned worker can never commit a result behind a later --resume."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -412,6 +464,7 @@ def run_isolated(
             stderr=log,
             pass_fds=(write_fd,),
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     os.close(write_fd)
     if interrupt:

@@ -28,6 +28,7 @@ TOP_KEYS = (
     "precision",
     "batch_size",
     "mode",
+    "inflight",
     "input_shapes",
     "sweep",
     "warmup",
@@ -71,6 +72,7 @@ class RunConfig:
     precision: str
     batch_size: int
     mode: str = "latency"
+    inflight: int = 1  # requests kept in flight (more than 1 only in throughput mode)
     input_shapes: tuple[tuple[str, tuple[int | str, ...]], ...] = ()
     options: tuple[tuple[str, Any], ...] = ()
     pipeline_options: tuple[tuple[str, Any], ...] = ()
@@ -115,7 +117,7 @@ class RunConfig:
         model = Path(self.model).stem if self.model.endswith(".onnx") else self.model
         parts = [model, self.backend, self.precision, f"b{self.batch_size}"]
         if self.mode != "latency":
-            parts.append(self.mode)
+            parts.append(f"{self.mode}x{self.inflight}")
         for key in self._swept:
             group, name = key.split(".", 1)
             parts.append(f"{name}={dict(getattr(self, group))[name]}")
@@ -174,10 +176,27 @@ def parse(data: Any, *, source: str = "<spec>", default_study: str = "study") ->
     if not isinstance(study, str) or not study or "/" in study:
         raise SpecError(f"{source}: key 'study': {study!r} must be a non-empty name without '/'")
     sweep = data.get("sweep") or {}
-    if not isinstance(sweep, Mapping):
+    # A mapping is one cartesian product; a list of mappings is several, run one after another
+    # (for combinations a product cannot express).
+    blocks = sweep if isinstance(sweep, list) else [sweep]
+    if not blocks or not all(isinstance(b, Mapping) for b in blocks):
         raise SpecError(
-            f"{source}: key 'sweep': expected a mapping of axis -> list of values, got {_kind(sweep)}"
+            f"{source}: key 'sweep': expected a mapping of axis -> list of values (or a list of "
+            f"such mappings), got {_kind(sweep)}"
         )
+    for group in MAPPING_KEYS:
+        if not isinstance(data.get(group) or {}, Mapping):
+            raise SpecError(f"{source}: key {group!r}: {data[group]!r} must be a mapping of name -> value")
+    configs = []
+    for block in blocks:
+        configs += _expand(study, data, _axes(block, data, source), source)
+    seen: dict[str, RunConfig] = {}
+    for c in configs:
+        seen.setdefault(c.spec_id, c)
+    return Study(name=study, source=source, configs=tuple(seen.values()))
+
+
+def _axes(sweep: Mapping[str, Any], data: Mapping[str, Any], source: str) -> list[tuple[str, list[Any]]]:
     axes: list[tuple[str, list[Any]]] = []
     for key, values in sweep.items():
         top = key.split(".", 1)[0]
@@ -193,10 +212,11 @@ def parse(data: Any, *, source: str = "<spec>", default_study: str = "study") ->
         if key in data and "." not in key:
             raise SpecError(f"{source}: key {key!r} is given both at the top level and under sweep")
         axes.append((key, values))
+    return axes
+
+
+def _expand(study: str, data: Mapping[str, Any], axes: list[tuple[str, list[Any]]], source: str) -> list[RunConfig]:
     swept = tuple(k for k, _ in axes if "." in k)
-    for group in MAPPING_KEYS:
-        if not isinstance(data.get(group) or {}, Mapping):
-            raise SpecError(f"{source}: key {group!r}: {data[group]!r} must be a mapping of name -> value")
     configs = []
     for combo in itertools.product(*(values for _, values in axes)):
         merged = dict(data)
@@ -210,10 +230,7 @@ def parse(data: Any, *, source: str = "<spec>", default_study: str = "study") ->
             else:
                 merged[key] = value
         configs.append(replace(_config(study, merged, source), _swept=swept))
-    seen: dict[str, RunConfig] = {}
-    for c in configs:
-        seen.setdefault(c.spec_id, c)
-    return Study(name=study, source=source, configs=tuple(seen.values()))
+    return configs
 
 
 def _config(study: str, d: Mapping[str, Any], source: str) -> RunConfig:
@@ -223,7 +240,7 @@ def _config(study: str, d: Mapping[str, Any], source: str) -> RunConfig:
     backend = d.get("backend", "ort-cpu")
     from perflab.backends import BACKENDS
 
-    if backend not in BACKENDS:
+    if not isinstance(backend, str) or backend not in BACKENDS:
         raise bad(
             "backend", backend, f"is not a known backend; known backends: {', '.join(BACKENDS)}"
         )
@@ -233,17 +250,22 @@ def _config(study: str, d: Mapping[str, Any], source: str) -> RunConfig:
             f"{source}: key 'model' is required: a built-in model name or a path to an .onnx file"
         )
     pipeline = d.get("pipeline", "raw")
-    if pipeline not in PIPELINES:
+    if not isinstance(pipeline, str) or pipeline not in PIPELINES:
         raise bad("pipeline", pipeline, f"is not a pipeline; valid: {', '.join(PIPELINES)}")
     precision = d.get("precision", "fp32")
-    if precision not in PRECISIONS:
+    if not isinstance(precision, str) or precision not in PRECISIONS:
         raise bad("precision", precision, f"is not a precision; valid: {', '.join(PRECISIONS)}")
     batch = d.get("batch_size", 1)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise bad("batch_size", batch, "must be a positive integer")
     mode = d.get("mode", "latency")
-    if mode not in MODES:
+    if not isinstance(mode, str) or mode not in MODES:
         raise bad("mode", mode, f"is not a mode; valid: {', '.join(MODES)}")
+    inflight = d.get("inflight", 2)
+    if isinstance(inflight, bool) or not isinstance(inflight, int) or inflight < 1:
+        raise bad("inflight", inflight, "must be a positive integer (requests in flight)")
+    if mode == "latency":
+        inflight = 1  # by definition: one request at a time, synchronized per iteration
     groups = {}
     for group in MAPPING_KEYS:
         values = d.get(group) or {}
@@ -267,6 +289,7 @@ def _config(study: str, d: Mapping[str, Any], source: str) -> RunConfig:
         precision=precision,
         batch_size=batch,
         mode=mode,
+        inflight=inflight,
         input_shapes=_shapes(d.get("input_shapes"), source),
         options=groups["options"],
         pipeline_options=groups["pipeline_options"],

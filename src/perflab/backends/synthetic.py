@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import ctypes
 import os
+import queue
+import sys
+import threading
 import time
+from dataclasses import dataclass, field
+from time import perf_counter_ns
 from typing import Any
 
 import numpy as np
 
 from perflab.backends import Backend
-from perflab.errors import SpecError, Unsupported
-from perflab.timing import COMPUTE, D2H, H2D, busy_wait_ns
+from perflab.errors import SpecError
+from perflab.timing import COMPUTE, D2H, ENQUEUE_CODE, H2D, busy_wait_ns
 
 DURATIONS = (
     "preprocess_ms",
@@ -112,10 +117,9 @@ class SyntheticBackend(Backend):
             raise SpecError(
                 f"synthetic backend: option 'crash': {self.opts['crash']!r} is not one of {', '.join(CRASHES)}"
             )
-        if config.mode != "latency":
-            raise Unsupported("synthetic backend runs in latency mode only")
         self.clock = _Clock(self.opts, config.batch_size, config.seed)
         self._pipeline = SyntheticPipeline(self.clock, config.batch_size)
+        self._device: threading.Thread | None = None
 
     def pipeline(self) -> SyntheticPipeline:
         return self._pipeline
@@ -136,6 +140,49 @@ class SyntheticBackend(Backend):
                 rec.end(code, t)
         return {"y": inputs["x"]}
 
+    # Throughput mode: a "device" thread runs the h2d / compute / d2h of submitted requests in
+    # order, sleeping (so the host thread runs on, as it would beside a GPU).
+    supports_throughput = True
+
+    def submit(self, inputs: dict[str, np.ndarray], rec) -> _Job:
+        t = rec.begin(ENQUEUE_CODE)
+        if self._device is None:
+            # The host thread busy-waits holding the GIL; a short switch interval lets the device
+            # thread wake on time instead of after the default 5 ms. Restored in close().
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(5e-5)
+            self._queue: queue.SimpleQueue = queue.SimpleQueue()
+            self._device = threading.Thread(target=self._device_loop, daemon=True)
+            self._device.start()
+        clock = self.clock
+        job = _Job(rec.iteration, [(code, clock.draw(key)) for code, key in
+                                   ((H2D, "h2d_ms"), (COMPUTE, "compute_ms"), (D2H, "d2h_ms"))])
+        self._queue.put(job)
+        rec.end(ENQUEUE_CODE, t)
+        return job
+
+    def wait(self, job: _Job, rec) -> dict[str, np.ndarray]:
+        job.done.wait()
+        for code, start, duration in job.times:
+            rec.record(job.iteration, code, start, duration)
+        return {"y": self._pipeline.tensor}
+
+    def _device_loop(self) -> None:
+        while (job := self._queue.get()) is not None:
+            for code, ns in job.stages:
+                if ns or code == COMPUTE:
+                    t = perf_counter_ns()
+                    time.sleep(ns / 1e9)
+                    job.times.append((code, t, perf_counter_ns() - t))
+            job.done.set()
+
+    def close(self) -> None:
+        if self._device is not None:
+            self._queue.put(None)
+            self._device.join(timeout=5)
+            sys.setswitchinterval(self._switch_interval)
+            self._device = None
+
     def facts(self) -> dict[str, Any]:
         return {
             "device": "cpu",
@@ -143,6 +190,14 @@ class SyntheticBackend(Backend):
             "precision_effective": self.config.precision,
             "meta": {"synthetic": {k: self.opts[k] for k in OPTIONS}},
         }
+
+
+@dataclass
+class _Job:
+    iteration: int
+    stages: list[tuple[int, int]]
+    times: list[tuple[int, int, int]] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 def _crash(kind: str, iteration: int) -> None:
