@@ -1,0 +1,1304 @@
+"""Import trtexec console logs (TensorRT 7 to 11) and its JSON exports as perflab runs.
+
+What lands where:
+
+- `runs`: one row per trtexec invocation (a log may hold several, each opened by its
+  `&&&& RUNNING` line). backend `trtexec`; model from `--onnx=` / `--loadEngine=` (or `--deploy=`,
+  `--uff=`); precision from the build flags; `meta` holds the TensorRT version, the command line and
+  every option that changes what the numbers mean (data transfers, CUDA graph, spin-wait, streams,
+  averaging, iterations, duration, warmup), plus the reported throughput and wall time.
+- `reported`: every statistic trtexec printed, as printed (value_ms in ms). Stages:
+  `compute` (GPU Compute Time), `h2d`, `d2h`, `enqueue`, `e2e` (Latency, or TRT 7's Host Latency),
+  and `e2e_end_to_end` for trtexec's *end-to-end host latency* (TRT 7's "(end to end ...)" numbers
+  and TRT 8.0-8.4's "End-to-End Host Latency"), which includes waiting for the previous query and
+  so is not the perflab `e2e` stage. Statistics: mean, median, min, max, pNN (percentile(NN%)).
+  Three whole-run statistics carry their unit in the name instead of ms: `throughput_qps`
+  (stage e2e), `walltime_s` (stage e2e) and `total_s` (stage compute, Total GPU Compute Time).
+- `samples` from `--exportTimes`: one row per query and stage (h2d, compute, d2h, enqueue, e2e),
+  host_ns = trtexec's value (CUDA-event times for h2d/compute/d2h, host times for enqueue),
+  device_ns null. Iterations are 0-based over the whole file. Older trtexec versions exported the
+  warmup queries too; trtexec itself counts a query as warmup when its compute started before the
+  warmup time, and those rows get phase `warmup` (the others `measure`).
+- `layers` from `--exportProfile`, from a log's `=== Profile ===` table, and from
+  `--exportLayerInfo` (op_type = LayerType, precision from the output format; no times).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from perflab import store
+from perflab.errors import ImportFormatError
+from perflab.importers import ImportedRun, base_row, commit, frame, read_bytes
+
+BACKEND = "trtexec"
+PROVIDER = "TensorRT"
+DEFAULT_WARMUP_MS = 200.0
+
+# A number as C++ iostreams print a float (default %g-like, std::fixed, scientific, inf/nan).
+NUM = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf(?:inity)?|nan)"
+_NUM_RE = re.compile(NUM, re.IGNORECASE)
+
+_PREFIX_RE = re.compile(
+    r"^\s*\[(?P<ts>\d{1,2}/\d{1,2}/\d{2,4}-\d{1,2}:\d{2}:\d{2})\]\s*\[(?P<sev>[A-Z!])\]\s?"
+)
+_RUNNING_RE = re.compile(r"^&&&& RUNNING\b(?P<rest>.*)$")
+_END_RE = re.compile(r"^&&&& (?P<what>PASSED|FAILED|WAIVED)\b")
+_BANNER_VERSION_RE = re.compile(r"\[TensorRT v(?P<v>\d+)\](?:\s*\[b(?P<b>\d+)\])?")
+_CMD_RE = re.compile(r"#\s*(?P<cmd>\S*trtexec\S*.*)$")
+_VERSION_LINE_RE = re.compile(r"^TensorRT version:\s*(?P<v>[\d.]+)\s*$")
+_SECTION_RE = re.compile(
+    r"^=== (?P<name>[A-Za-z][A-Za-z ]*?)(?: \((?P<n>\d+) iterations ?\))? ===\s*$"
+)
+
+# Statistic lines of the 8.0+ performance summary: "Name: min = 1 ms, max = 2 ms, ...".
+_STAT_LINE_RE = re.compile(
+    r"^(?P<name>[A-Za-z][A-Za-z0-9 /\-]*?)\s*:\s*(?P<body>(?:min|max|mean|median|percentile)\b.*=.*)$"
+)
+_STAT_PAIR_RE = re.compile(
+    rf"(?P<key>min|max|mean|median|percentile\s*\(\s*(?P<pct>{NUM})\s*%\s*\)|percentile)"
+    rf"\s*=\s*(?P<value>{NUM})\s*(?P<unit>ms|us|s)?(?:\s+at\s+(?P<at>{NUM})\s*%)?",
+    re.IGNORECASE,
+)
+_THROUGHPUT_RE = re.compile(rf"^(?:Throughput|throughput):\s*(?P<v>{NUM})\s*qps\s*$")
+_WALLTIME_RE = re.compile(rf"^(?:Total Host Walltime|walltime):\s*(?P<v>{NUM})\s*s\s*$")
+_TOTAL_GPU_RE = re.compile(
+    rf"^(?:Total GPU Compute Time|total compute time):\s*(?P<v>{NUM})\s*s\s*$"
+)
+
+# TRT 7 blocks: a header line ("Host Latency") then "min: 1 ms (end to end 2 ms)" lines.
+_TRT7_HEADERS = {"host latency": "e2e", "enqueue time": "enqueue", "gpu compute": "compute"}
+_TRT7_LINE_RE = re.compile(
+    rf"^(?P<key>min|max|mean|median|percentile):\s*(?P<v>{NUM})\s*ms"
+    rf"(?:\s+at\s+(?P<at>{NUM})\s*%)?"
+    rf"(?:\s*\(end to end\s+(?P<e2e>{NUM})\s*ms(?:\s+at\s+(?P<at2>{NUM})\s*%)?\))?\s*$"
+)
+
+_STAGES = {
+    "latency": "e2e",
+    "host latency": "e2e",
+    "end-to-end host latency": "e2e_end_to_end",
+    "enqueue time": "enqueue",
+    "h2d latency": "h2d",
+    "gpu compute time": "compute",
+    "gpu compute": "compute",
+    "d2h latency": "d2h",
+}
+
+_QUERIES_RE = re.compile(rf"^Timing trace has (?P<n>\d+) queries over (?P<s>{NUM}) s")
+_WARMUP_RE = re.compile(rf"^Warmup completed (?P<n>\d+) queries over (?P<ms>{NUM}) ms")
+_BUILT_RE = re.compile(rf"^Engine built in (?P<s>{NUM}) sec")
+_LOADED_RE = re.compile(rf"^Engine loaded in (?P<s>{NUM}) sec")
+_DESERIALIZED_RE = re.compile(rf"^Engine deserialized in (?P<s>{NUM}) sec")
+_BINDING_RE = re.compile(
+    r"^(?:Created input binding for (?P<a>.+?) with dimensions (?P<da>[\dx]+)"
+    r"|Input binding for (?P<b>.+?) with dimensions (?P<db>[\dx]+) is created)"
+)
+_OVERRIDE_RE = re.compile(r"^Dynamic dimensions required for input: (?P<name>.+?), but no shapes")
+_OVERRIDE_SHAPE_RE = re.compile(r"Automatically overriding shape to:\s*(?P<dims>[\dx]+)")
+_AVERAGE_RE = re.compile(r"^Average on \d+ runs - ")
+_UNSTABLE_RE = re.compile(rf"coefficient of variance = (?P<v>{NUM})%")
+
+_OPTION_SECTIONS = {
+    "Model Options",
+    "Build Options",
+    "System Options",
+    "Inference Options",
+    "Reporting Options",
+    "Device Information",
+}
+
+
+def parse_number(text: str) -> float:
+    """A number as trtexec prints it (C++ iostream float formatting) -> float."""
+    m = _NUM_RE.fullmatch(text.strip())
+    if not m:
+        raise ImportFormatError(f"not a number as trtexec prints it: {text!r}")
+    return float(m.group(0))
+
+
+def split_prefix(line: str) -> tuple[str | None, str | None, str]:
+    """`[03/07/2022-05:05:44] [I] message` -> (timestamp, severity, message); no prefix -> (None, None, line)."""
+    line = line.rstrip("\r\n")
+    m = _PREFIX_RE.match(line)
+    if not m:
+        return None, None, line
+    return m.group("ts"), m.group("sev"), line[m.end() :]
+
+
+def _stat_name(key: str, pct: str | None, at: str | None) -> str:
+    key = key.lower()
+    if key.startswith("percentile"):
+        p = pct or at
+        if p is None:
+            raise ImportFormatError("a percentile without its level")
+        return "p" + _format_pct(float(p))
+    return key
+
+
+def _format_pct(p: float) -> str:
+    return str(int(p)) if float(p).is_integer() else repr(float(p))
+
+
+def _to_ms(value: float, unit: str | None) -> float:
+    if unit is None or unit.lower() == "ms":
+        return value
+    if unit.lower() == "us":
+        return value / 1000.0
+    return value * 1000.0
+
+
+def parse_stat_line(message: str) -> tuple[str, dict[str, float]] | None:
+    """Parse one 8.0+ summary line: `GPU Compute Time: min = 0.15 ms, ..., percentile(99%) = 0.16 ms`.
+
+    Returns (stage, {statistic: value_ms}) or None when the line is not a statistic line. Names
+    trtexec does not document become a snake_case stage so nothing printed is dropped.
+    """
+    m = _STAT_LINE_RE.match(message.strip())
+    if not m:
+        return None
+    stats: dict[str, float] = {}
+    for pair in _STAT_PAIR_RE.finditer(m.group("body")):
+        if pair.group("key").lower() == "percentile" and not (
+            pair.group("pct") or pair.group("at")
+        ):
+            continue  # a percentile without its level cannot be named
+        name = _stat_name(pair.group("key"), pair.group("pct"), pair.group("at"))
+        stats[name] = _to_ms(parse_number(pair.group("value")), pair.group("unit"))
+    if not stats:
+        return None
+    raw = m.group("name").strip()
+    stage = _STAGES.get(raw.lower()) or re.sub(r"[^a-z0-9]+", "_", raw.lower()).strip("_")
+    return stage, stats
+
+
+def parse_trt7_line(message: str) -> list[tuple[str, float, bool]] | None:
+    """Parse one TRT 7 block line: `percentile: 1.8 ms at 99% (end to end 1.9 ms at 99%)`.
+
+    Returns [(statistic, value_ms, is_end_to_end), ...] or None when the line does not match.
+    """
+    m = _TRT7_LINE_RE.match(message.strip())
+    if not m or (m.group("key") == "percentile" and not (m.group("at") or m.group("at2"))):
+        return None
+    name = _stat_name(m.group("key"), None, m.group("at") or m.group("at2"))
+    out = [(name, parse_number(m.group("v")), False)]
+    if m.group("e2e") is not None:
+        out.append((name, parse_number(m.group("e2e")), True))
+    return out
+
+
+def decode_version(text: str) -> str:
+    """TensorRT version as the banner or log prints it -> "major.minor.patch".
+
+    `8.2.3` stays; the packed integers decode as TRT <= 9: major*1000 + minor*100 + patch
+    (`8003` -> 8.0.3), TRT >= 10: major*10000 + minor*100 + patch (`101401` -> 10.14.1).
+    """
+    text = text.strip()
+    if "." in text:
+        return text
+    n = int(text)
+    if n >= 10000:
+        return f"{n // 10000}.{(n // 100) % 100}.{n % 100}"
+    return f"{n // 1000}.{(n // 100) % 10}.{n % 100}"
+
+
+def _major(version: str | None) -> int | None:
+    if not version:
+        return None
+    try:
+        return int(version.split(".")[0])
+    except ValueError:
+        return None
+
+
+def parse_command(cmd: str) -> dict[str, object]:
+    """`trtexec --onnx=m.onnx --fp16 --shapes=x:1x3` -> {"onnx": "m.onnx", "fp16": True, ...}."""
+    try:
+        tokens = shlex.split(cmd)
+    except ValueError:
+        tokens = cmd.split()
+    flags: dict[str, object] = {}
+    for tok in tokens[1:]:
+        if not tok.startswith("-"):
+            continue
+        key, sep, value = tok.lstrip("-").partition("=")
+        if not key:
+            continue
+        flags[key] = value if sep else True
+    return flags
+
+
+def parse_shapes(spec: str) -> dict[str, list[int]]:
+    """`x:0:4x1x28x28,'y':1x2` (or `x:0=4x1x28x28`) -> {"x:0": [4, 1, 28, 28], "y": [1, 2]}."""
+    shapes: dict[str, list[int]] = {}
+    for part in spec.split(","):
+        part = part.strip()
+        if not part or part == "model":
+            continue
+        m = re.match(r"^(?P<name>.+)[:=](?P<dims>\d+(?:x\d+)*)$", part)
+        if not m:
+            continue
+        name = m.group("name").strip().strip("'\"")
+        shapes[name] = [int(d) for d in m.group("dims").split("x")]
+    return shapes
+
+
+# --- log parsing ----------------------------------------------------------------------------
+
+
+@dataclass
+class _LogRun:
+    lines: list[tuple[str | None, str | None, str]] = field(default_factory=list)
+    command: str | None = None
+    banner_version: str | None = None
+    build: str | None = None
+    end: str | None = None
+
+
+def _split_runs(text: str) -> list[_LogRun]:
+    runs: list[_LogRun] = []
+    current: _LogRun | None = None
+    for raw in text.splitlines():
+        ts, sev, msg = split_prefix(raw)
+        if ts is None:
+            running = _RUNNING_RE.match(msg.strip())
+            if running:
+                current = _LogRun()
+                runs.append(current)
+                rest = running.group("rest")
+                vm = _BANNER_VERSION_RE.search(rest)
+                if vm:
+                    current.banner_version = decode_version(vm.group("v"))
+                    current.build = vm.group("b")
+                cm = _CMD_RE.search(rest)
+                if cm:
+                    current.command = cm.group("cmd").strip()
+                continue
+            end = _END_RE.match(msg.strip())
+            if end and current is not None:
+                current.end = end.group("what")
+                continue
+        if current is None:
+            current = _LogRun()
+            runs.append(current)
+        current.lines.append((ts, sev, msg))
+    return runs
+
+
+@dataclass
+class ParsedLog:
+    """What one trtexec invocation in a log says, before it becomes table rows."""
+
+    command: str | None = None
+    flags: dict[str, object] = field(default_factory=dict)
+    version: str | None = None
+    build: str | None = None
+    end: str | None = None
+    started: str | None = None
+    sections: dict[str, dict[str, str]] = field(default_factory=dict)
+    reported: dict[tuple[str, str], float] = field(default_factory=dict)
+    profile: list[dict] = field(default_factory=list)
+    profile_iterations: int | None = None
+    bindings: dict[str, list[int]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    facts: dict[str, object] = field(default_factory=dict)
+    n_lines: int = 0
+
+    @property
+    def has_numbers(self) -> bool:
+        return bool(self.reported) or bool(self.profile)
+
+
+def _parse_profile_header(msg: str) -> list[str] | None:
+    if "Layer" not in msg or "Time" not in msg:
+        return None
+    cols = re.findall(r"Avg\. Time \(ms\)|Median Time \(ms\)|Time \(ms\)|Time %", msg)
+    return cols or None
+
+
+def _parse_profile_row(msg: str, ncols: int) -> tuple[str, list[float]] | None:
+    m = re.match(r"^\s*(?P<name>.*?\S)\s+" + r"\s+".join([f"({NUM})"] * ncols) + r"\s*$", msg)
+    if not m:
+        return None
+    return m.group("name"), [parse_number(m.group(i + 2)) for i in range(ncols)]
+
+
+def _parse_log_run(run: _LogRun) -> ParsedLog:
+    p = ParsedLog(command=run.command, version=run.banner_version, build=run.build, end=run.end)
+    if run.command:
+        p.flags = parse_command(run.command)
+    section: str | None = None
+    trt7_block: str | None = None
+    profile_cols: list[str] | None = None
+    in_profile = False
+    for ts, sev, msg in run.lines:
+        p.n_lines += 1
+        if ts and p.started is None:
+            p.started = ts
+        text = msg.strip()
+        if sev == "E" or sev == "F":
+            p.errors.append(text)
+        elif sev == "W" and text:
+            p.warnings.append(text)
+            um = _UNSTABLE_RE.search(text)
+            if um:
+                p.facts["gpu_compute_cv_pct"] = parse_number(um.group("v"))
+        if text.startswith("[TRT]"):
+            continue
+        sm = _SECTION_RE.match(text)
+        if sm:
+            name = sm.group("name").strip()
+            trt7_block = None
+            in_profile = name == "Profile"
+            profile_cols = None
+            if in_profile and sm.group("n"):
+                p.profile_iterations = int(sm.group("n"))
+            section = name if name in _OPTION_SECTIONS else None
+            if section:
+                p.sections.setdefault(section, {})
+            continue
+        if in_profile:
+            if profile_cols is None:
+                profile_cols = _parse_profile_header(text)
+                if profile_cols is None and text:
+                    in_profile = False
+                continue
+            if not text:
+                if p.profile:
+                    in_profile = False
+                continue
+            row = _parse_profile_row(text, len(profile_cols))
+            if row is None:
+                in_profile = False
+            else:
+                name, values = row
+                rec = dict(zip(profile_cols, values))
+                if name == "Total":
+                    p.facts["profile_total_ms"] = rec.get("Time (ms)")
+                else:
+                    p.profile.append({"layer": name, **rec})
+                continue
+        vm = _VERSION_LINE_RE.match(text)
+        if vm:
+            p.version = decode_version(vm.group("v"))
+            section = None
+            continue
+        if section is not None:
+            if not text:
+                continue
+            key, sep, value = text.partition(":")
+            if sep and key.strip() and not key.startswith(" "):
+                p.sections[section][key.strip()] = value.strip()
+                continue
+            section = None
+        # TRT 7 summary blocks
+        low = text.lower()
+        if low in _TRT7_HEADERS:
+            trt7_block = _TRT7_HEADERS[low]
+            continue
+        if trt7_block is not None:
+            parsed7 = parse_trt7_line(text)
+            if parsed7 is not None:
+                for stat, value, e2e in parsed7:
+                    stage = "e2e_end_to_end" if e2e else trt7_block
+                    p.reported[(stage, stat)] = value
+                continue
+            if not (
+                _THROUGHPUT_RE.match(text) or _WALLTIME_RE.match(text) or _TOTAL_GPU_RE.match(text)
+            ):
+                trt7_block = None
+        m = _THROUGHPUT_RE.match(text)
+        if m:
+            p.reported[("e2e", "throughput_qps")] = parse_number(m.group("v"))
+            continue
+        m = _WALLTIME_RE.match(text)
+        if m:
+            p.reported[("e2e", "walltime_s")] = parse_number(m.group("v"))
+            continue
+        m = _TOTAL_GPU_RE.match(text)
+        if m:
+            p.reported[("compute", "total_s")] = parse_number(m.group("v"))
+            continue
+        stat = parse_stat_line(text)
+        if stat is not None:
+            stage, stats = stat
+            for name, value in stats.items():
+                p.reported[(stage, name)] = value
+            continue
+        if _AVERAGE_RE.match(text):
+            p.facts["trace_average_lines"] = int(p.facts.get("trace_average_lines", 0)) + 1
+            continue
+        m = _QUERIES_RE.match(text)
+        if m:
+            p.facts["n_measure"] = int(m.group("n"))
+            p.facts["trace_wall_s"] = parse_number(m.group("s"))
+            continue
+        m = _WARMUP_RE.match(text)
+        if m:
+            p.facts["n_warmup"] = int(m.group("n"))
+            p.facts["warmup_ms"] = parse_number(m.group("ms"))
+            continue
+        m = _BUILT_RE.match(text)
+        if m:
+            p.facts["build_s"] = parse_number(m.group("s"))
+            continue
+        m = _LOADED_RE.match(text)
+        if m:
+            p.facts["engine_load_s"] = parse_number(m.group("s"))
+            continue
+        m = _DESERIALIZED_RE.match(text)
+        if m:
+            p.facts["deserialize_s"] = parse_number(m.group("s"))
+            continue
+        m = _BINDING_RE.match(text)
+        if m:
+            dims = m.group("da") or m.group("db")
+            p.bindings[m.group("a") or m.group("b")] = [int(d) for d in dims.split("x")]
+            continue
+        m = _OVERRIDE_RE.match(text)
+        if m:
+            om = _OVERRIDE_SHAPE_RE.search(text)
+            if om:
+                p.facts.setdefault("overridden_shapes", {})[m.group("name")] = [
+                    int(d) for d in om.group("dims").split("x")
+                ]
+    return p
+
+
+def _option(p: ParsedLog, section: str, *keys: str) -> str | None:
+    values = p.sections.get(section, {})
+    for key in keys:
+        if key in values:
+            return values[key]
+    return None
+
+
+def _enabled(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    v = value.strip().lower()
+    if v.startswith("enabled") or v in {"true", "1", "yes", "on"}:
+        return True
+    if v.startswith("disabled") or v in {"false", "0", "no", "off"}:
+        return False
+    return None
+
+
+def _flag(flags: dict[str, object], name: str) -> bool:
+    value = flags.get(name)
+    if value is None:
+        return False
+    if value is True:
+        return True
+    return str(value).lower() not in {"0", "false", "off", "no"}
+
+
+def _int_or_none(value: object) -> int | None:
+    if value is None:
+        return None
+    m = re.match(r"^\s*(-?\d+)", str(value))
+    return int(m.group(1)) if m else None
+
+
+def _duration(value: str | None) -> tuple[float | None, float | None]:
+    """`3s (+ 200ms warm up)` -> (3.0, 200.0)."""
+    if not value:
+        return None, None
+    d = re.match(rf"^\s*({NUM})\s*s", value)
+    w = re.search(rf"\(\+\s*({NUM})\s*ms warm ?up\)", value)
+    return (float(d.group(1)) if d else None, float(w.group(1)) if w else None)
+
+
+def _precision(flags: dict[str, object], build_precision: str | None) -> str | None:
+    if _flag(flags, "best"):
+        return "best"
+    if _flag(flags, "stronglyTyped"):
+        return None
+    for name in ("int8", "fp8", "int4", "bf16", "fp16"):
+        if _flag(flags, name):
+            return name
+    if flags:
+        return "fp32"
+    if build_precision:
+        bp = build_precision.upper()
+        for token, name in (("INT8", "int8"), ("FP8", "fp8"), ("BF16", "bf16"), ("FP16", "fp16")):
+            if token in bp:
+                return name
+        if "FP32" in bp:
+            return "fp32"
+    return "fp32"
+
+
+def _log_options(p: ParsedLog) -> dict[str, object]:
+    """The options that change what the numbers mean, from the printed options, then the flags,
+    then the version's defaults (TRT 11 turned data transfers off, CUDA graphs and spin-wait on)."""
+    flags = p.flags
+    major = _major(p.version)
+    trt11 = major is not None and major >= 11
+
+    transfers = _enabled(_option(p, "Inference Options", "Data transfers"))
+    if transfers is None:
+        if _flag(flags, "noDataTransfers"):
+            transfers = False
+        elif _flag(flags, "includeDataTransfers"):
+            transfers = True
+        else:
+            transfers = not trt11 if major is not None else None
+    cuda_graph = _enabled(_option(p, "Inference Options", "CUDA Graph"))
+    if cuda_graph is None:
+        if _flag(flags, "useCudaGraph"):
+            cuda_graph = True
+        elif _flag(flags, "noCudaGraph"):
+            cuda_graph = False
+        else:
+            cuda_graph = trt11 if major is not None else None
+    spin = _enabled(_option(p, "Inference Options", "Spin-wait"))
+    if spin is None:
+        if _flag(flags, "useSpinWait"):
+            spin = True
+        elif _flag(flags, "noSpinWait"):
+            spin = False
+        else:
+            spin = trt11 if major is not None else None
+    threads = _enabled(_option(p, "Inference Options", "Multithreading"))
+    if threads is None and "threads" in flags:
+        threads = _flag(flags, "threads")
+    streams = _int_or_none(_option(p, "Inference Options", "Inference Streams", "Streams"))
+    if streams is None:
+        streams = _int_or_none(flags.get("infStreams", flags.get("streams")))
+    avg_runs = _int_or_none(_option(p, "Reporting Options", "Averages"))
+    if avg_runs is None:
+        avg_runs = _int_or_none(flags.get("avgRuns"))
+    iterations = _int_or_none(_option(p, "Inference Options", "Iterations"))
+    if iterations is None:
+        iterations = _int_or_none(flags.get("iterations"))
+    duration_s, warmup_ms = _duration(_option(p, "Inference Options", "Duration"))
+    if duration_s is None and flags.get("duration") not in (None, True):
+        duration_s = float(str(flags["duration"]))
+    if warmup_ms is None and flags.get("warmUp") not in (None, True):
+        warmup_ms = float(str(flags["warmUp"]))
+    percentiles = _option(p, "Reporting Options", "Percentiles", "Percentile")
+    return {
+        "data_transfers_included": transfers,
+        "no_data_transfers": None if transfers is None else not transfers,
+        "cuda_graph": cuda_graph,
+        "spin_wait": spin,
+        "threads": threads,
+        "streams": streams,
+        "avg_runs": avg_runs,
+        "iterations": iterations,
+        "duration_s": duration_s,
+        "warmup_ms": warmup_ms,
+        "percentiles": percentiles,
+        "separate_profile_run": _enabled(_option(p, "Inference Options", "Separate profiling")),
+    }
+
+
+def _model(p: ParsedLog) -> str | None:
+    for key in ("onnx", "loadEngine", "deploy", "uff", "model"):
+        value = p.flags.get(key)
+        if isinstance(value, str) and value:
+            return value
+    for key in ("Model", "Load engine", "Prototxt"):
+        value = _option(p, "Model Options", key) or _option(p, "Build Options", key)
+        if value:
+            return value
+    return None
+
+
+def _shapes_and_batch(p: ParsedLog) -> tuple[dict[str, list[int]], int, str]:
+    if p.bindings:
+        shapes = dict(p.bindings)
+        source = "input bindings"
+    else:
+        shapes = {}
+        source = ""
+        spec = p.flags.get("shapes")
+        if isinstance(spec, str):
+            shapes, source = parse_shapes(spec), "--shapes"
+        if not shapes:
+            printed = _option(
+                p, "Inference Options", "Input inference shape", "Input inference shapes"
+            )
+            if printed:
+                shapes, source = parse_shapes(printed), "printed inference shape"
+        if not shapes and p.facts.get("overridden_shapes"):
+            shapes, source = dict(p.facts["overridden_shapes"]), "automatic shape override"
+    batch_opt = _option(p, "Inference Options", "Batch")
+    batch_flag = _int_or_none(p.flags.get("batch"))
+    if batch_flag:
+        return shapes, batch_flag, "--batch"
+    if batch_opt and batch_opt.strip().isdigit() and int(batch_opt) > 0:
+        return shapes, int(batch_opt), "printed batch"
+    if shapes:
+        first = next(iter(shapes.values()))
+        if first:
+            return shapes, first[0], f"first dimension of the first input ({source})"
+    return shapes, 1, "default"
+
+
+def _device(p: ParsedLog) -> tuple[str | None, str | None]:
+    name = _option(p, "Device Information", "Selected Device")
+    dev = _option(p, "Device Information", "Selected Device ID") or _option(
+        p, "System Options", "Device"
+    )
+    index = _int_or_none(dev)
+    return (f"cuda:{index}" if index is not None else None), name
+
+
+def _started_at(ts: str | None) -> datetime | None:
+    if not ts:
+        return None
+    for fmt in ("%m/%d/%Y-%H:%M:%S", "%m/%d/%y-%H:%M:%S"):
+        try:
+            return datetime.strptime(ts, fmt).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+    return None
+
+
+def _reported_rows(run_id: str, reported: dict[tuple[str, str], float]) -> list[dict]:
+    return [
+        {"run_id": run_id, "stage": stage, "statistic": stat, "value_ms": value}
+        for (stage, stat), value in reported.items()
+    ]
+
+
+def _profile_layer_rows(run_id: str, p: ParsedLog) -> list[dict]:
+    rows = []
+    for rec in p.profile:
+        total = rec.get("Time (ms)")
+        rows.append(
+            {
+                "run_id": run_id,
+                "layer": rec["layer"],
+                "provider": PROVIDER,
+                "count": p.profile_iterations,
+                "total_ms": total,
+                "median_ms": rec.get("Median Time (ms)"),
+            }
+        )
+    return rows
+
+
+def _log_run(p: ParsedLog, source: Path, index: int, n_runs: int) -> ImportedRun:
+    run_id = store.new_run_id()
+    notes: list[str] = []
+    options = _log_options(p)
+    device, device_name = _device(p)
+    shapes, batch, batch_source = _shapes_and_batch(p)
+    precision = _precision(p.flags, _option(p, "Build Options", "Precision"))
+    if _flag(p.flags, "stronglyTyped"):
+        notes.append("--stronglyTyped: layer precisions follow the model's tensor types")
+    if (
+        precision == "fp32"
+        and "loadEngine" in p.flags
+        and not any(_flag(p.flags, f) for f in ("fp16", "int8", "bf16", "fp8", "best"))
+    ):
+        notes.append(
+            "engine loaded from a file: its build precision is not in the log; fp32 assumed"
+        )
+    if batch_source != "input bindings":
+        notes.append(f"batch size from {batch_source}")
+
+    has_numbers = p.has_numbers
+    status, error = "ok", None
+    if p.end == "FAILED" or (p.errors and not has_numbers):
+        status = "failed"
+        error = "; ".join(p.errors[:3]) or "trtexec reported &&&& FAILED"
+    elif not has_numbers:
+        skip = _enabled(
+            _option(p, "Build Options", "Skip inference")
+            or _option(p, "Inference Options", "Skip inference")
+        )
+        if skip or _flag(p.flags, "skipInference"):
+            notes.append("inference skipped (--skipInference): build only, no timings")
+        else:
+            status = "failed"
+            error = "trtexec printed no performance numbers"
+    if p.end is None:
+        notes.append("log ends without the &&&& PASSED/FAILED line (cut short)")
+    if len(p.reported) and not any(s in {"mean", "median"} for _, s in p.reported):
+        notes.append("summary holds no mean or median")
+
+    throughput = p.reported.get(("e2e", "throughput_qps"))
+    walltime = p.reported.get(("e2e", "walltime_s"))
+    meta = {
+        "source": str(source),
+        "run_in_file": index,
+        "runs_in_file": n_runs,
+        "tensorrt_version": p.version,
+        "tensorrt_build": p.build,
+        "command": p.command,
+        **options,
+        "throughput_qps": throughput,
+        "walltime_s": walltime,
+        "total_gpu_compute_s": p.reported.get(("compute", "total_s")),
+        "log_started": p.started,
+        "log_time_zone": "unknown (trtexec prints local time; created_at stores it as UTC)",
+        "warnings": p.warnings[:20],
+        "printed_options": p.sections,
+        **{k: v for k, v in p.facts.items() if k != "overridden_shapes"},
+    }
+    load_s = p.facts.get("engine_load_s", p.facts.get("deserialize_s"))
+    build_s = p.facts.get("build_s")
+    warmup_policy = {"ms": options["warmup_ms"]} if options["warmup_ms"] is not None else None
+    measure_policy = {
+        k: v
+        for k, v in (("iterations", options["iterations"]), ("seconds", options["duration_s"]))
+        if v is not None
+    } or None
+    model = _model(p)
+    label = " ".join(
+        x for x in ("trtexec", Path(model).name if model else None, precision, f"bs{batch}") if x
+    )
+    row = base_row(
+        run_id,
+        BACKEND,
+        label=label,
+        created_at=_started_at(p.started) or datetime.now(timezone.utc),
+        status=status,
+        error=error,
+        model=model,
+        device=device,
+        device_name=device_name,
+        precision=precision,
+        batch_size=batch,
+        input_shapes=shapes or None,
+        options=p.flags or None,
+        warmup_policy=warmup_policy,
+        measure_policy=measure_policy,
+        n_warmup=p.facts.get("n_warmup"),
+        n_measure=p.facts.get("n_measure"),
+        measure_wall_s=walltime if walltime is not None else p.facts.get("trace_wall_s"),
+        load_ms=None if load_s is None else float(load_s) * 1000.0,
+        build_ms=None if build_s is None else float(build_s) * 1000.0,
+        notes=notes,
+        meta=meta,
+    )
+    tables = {
+        "reported": frame("reported", _reported_rows(run_id, p.reported)),
+        "layers": frame("layers", _profile_layer_rows(run_id, p)),
+    }
+    return ImportedRun(row=row, tables=tables)
+
+
+def parse_log(text: str, source: str | Path = "<log>") -> list[ParsedLog]:
+    """Split a console log into its trtexec invocations and parse each one.
+
+    Raises ImportFormatError when the text is not a trtexec log, or when it ends before any run
+    printed a number (a log cut short).
+    """
+    if "\x00" in text:
+        raise ImportFormatError(f"{source} is not a trtexec log (binary content)")
+    raw_runs = _split_runs(text)
+    parsed = [_parse_log_run(r) for r in raw_runs]
+    recognised = [
+        p
+        for p in parsed
+        if p.command or p.version or p.sections or p.has_numbers or p.end or p.errors
+    ]
+    if not recognised:
+        raise ImportFormatError(
+            f"{source} is not a trtexec log: no '&&&& RUNNING', options, summary or profile found"
+        )
+    if not any(p.has_numbers or p.end for p in recognised):
+        raise ImportFormatError(
+            f"{source} has no performance summary: the log ends before trtexec printed any "
+            "numbers (truncated log?)"
+        )
+    return recognised
+
+
+# --- JSON exports ---------------------------------------------------------------------------
+
+# Keys of one --exportTimes record, by trtexec generation: value key, start key, stage.
+_TIME_STAGES_NEW = (
+    ("h2dMs", "startH2dMs", "h2d"),
+    ("computeMs", "startComputeMs", "compute"),
+    ("d2hMs", "startD2hMs", "d2h"),
+    ("enqMs", "startEnqMs", "enqueue"),
+    ("latencyMs", "startH2dMs", "e2e"),
+)
+_TIME_STAGES_OLD = (
+    ("inMs", "startInMs", "h2d"),
+    ("computeMs", "startComputeMs", "compute"),
+    ("outMs", "startOutMs", "d2h"),
+    ("latencyMs", "startInMs", "e2e"),
+    ("endToEndMs", "startInMs", "e2e_end_to_end"),
+)
+
+
+def _json_kind(data: object) -> str | None:
+    if isinstance(data, list):
+        if not data:
+            return None
+        first = data[0]
+        if isinstance(first, dict) and set(first) == {"count"}:
+            return "profile"
+        if isinstance(first, dict) and ("computeMs" in first or "latencyMs" in first):
+            return "times"
+        return None
+    if isinstance(data, dict):
+        if "Layers" in data:
+            return "layer_info"
+        if "performance_summary" in data:
+            return "summary"
+    return None
+
+
+def _float(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ImportFormatError(f"{what}: expected a number, got {value!r}")
+    return float(value)
+
+
+def parse_times(
+    records: list, warmup_ms: float = DEFAULT_WARMUP_MS, *, items: int = 1
+) -> pd.DataFrame:
+    """--exportTimes records -> samples rows (without run_id), one per query and stage."""
+    if not records or not all(isinstance(r, dict) for r in records):
+        raise ImportFormatError("--exportTimes JSON must be a list of per-query objects")
+    old = "startInMs" in records[0] and "startH2dMs" not in records[0]
+    layout = _TIME_STAGES_OLD if old else _TIME_STAGES_NEW
+    columns: dict[str, list] = {
+        k: [] for k in ("iteration", "phase", "stage", "start_ns", "host_ns")
+    }
+    compute_start_key = "startComputeMs"
+    for i, rec in enumerate(records):
+        if compute_start_key not in rec:
+            raise ImportFormatError(f"--exportTimes record {i} has no {compute_start_key}")
+        phase = "warmup" if _float(rec[compute_start_key], f"record {i}") < warmup_ms else "measure"
+        for value_key, start_key, stage in layout:
+            if value_key == "enqMs" and value_key not in rec:
+                if "startEnqMs" not in rec or "endEnqMs" not in rec:
+                    continue
+                value = _float(rec["endEnqMs"], f"record {i} endEnqMs") - _float(
+                    rec["startEnqMs"], f"record {i} startEnqMs"
+                )
+            elif value_key not in rec:
+                continue
+            else:
+                value = _float(rec[value_key], f"record {i} {value_key}")
+            start = rec.get(start_key)
+            columns["iteration"].append(i)
+            columns["phase"].append(phase)
+            columns["stage"].append(stage)
+            columns["start_ns"].append(
+                None if start is None else round(_float(start, f"record {i} {start_key}") * 1e6)
+            )
+            columns["host_ns"].append(round(value * 1e6))
+    df = pd.DataFrame(columns)
+    df["device_ns"] = None
+    df["items"] = items
+    return df
+
+
+def parse_profile(data: list) -> pd.DataFrame:
+    """--exportProfile JSON -> layers rows (without run_id)."""
+    count = data[0].get("count")
+    rows = []
+    for i, rec in enumerate(data[1:], start=1):
+        if not isinstance(rec, dict) or "name" not in rec:
+            raise ImportFormatError(f"--exportProfile entry {i} has no layer name")
+        rows.append(
+            {
+                "layer": str(rec["name"]),
+                "provider": PROVIDER,
+                "count": None if count is None else int(count),
+                "total_ms": _float(rec.get("timeMs"), f"profile entry {i} timeMs"),
+                "median_ms": None
+                if rec.get("medianMs") is None
+                else _float(rec["medianMs"], "medianMs"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+_FORMAT_PRECISIONS = (
+    ("int8", "int8"),
+    ("fp8", "fp8"),
+    ("int4", "int4"),
+    ("bf16", "bf16"),
+    ("fp16", "fp16"),
+    ("half", "fp16"),
+    ("fp32", "fp32"),
+    ("float", "fp32"),
+    ("int32", "int32"),
+    ("int64", "int64"),
+    ("bool", "bool"),
+)
+
+
+def _layer_precision(layer: dict) -> str | None:
+    if isinstance(layer.get("Precision"), str):
+        return layer["Precision"].lower()
+    outputs = layer.get("Outputs") or []
+    if outputs and isinstance(outputs[0], dict):
+        fmt = str(outputs[0].get("Format/Datatype", "")).lower()
+        for token, name in _FORMAT_PRECISIONS:
+            if token in fmt:
+                return name
+    return None
+
+
+def parse_layer_info(data: dict) -> pd.DataFrame:
+    """--exportLayerInfo JSON -> layers rows (without run_id); names only unless built detailed."""
+    layers = data.get("Layers")
+    if not isinstance(layers, list):
+        raise ImportFormatError("--exportLayerInfo JSON has no list under 'Layers'")
+    rows = []
+    for i, layer in enumerate(layers):
+        if isinstance(layer, str):
+            rows.append({"layer": layer, "provider": PROVIDER})
+        elif isinstance(layer, dict) and "Name" in layer:
+            rows.append(
+                {
+                    "layer": str(layer["Name"]),
+                    "op_type": layer.get("LayerType"),
+                    "provider": PROVIDER,
+                    "precision": _layer_precision(layer),
+                }
+            )
+        else:
+            raise ImportFormatError(f"--exportLayerInfo layer {i} is neither a name nor an object")
+    return pd.DataFrame(rows)
+
+
+_SUMMARY_STAGES = {
+    "Latency": "e2e",
+    "Enqueue Time": "enqueue",
+    "H2D Latency": "h2d",
+    "GPU Compute Time": "compute",
+    "D2H Latency": "d2h",
+    "End-to-End Host Latency": "e2e_end_to_end",
+}
+
+
+def parse_summary_json(data: dict) -> tuple[dict[tuple[str, str], float], dict, list[str]]:
+    """A trt-engine-explorer `*.profile.metadata.json` -> (reported, facts, notes).
+
+    Its lists hold the values in trtexec's print order: min, max, mean, median, then the
+    percentiles (90, 95, 99 since TRT 8.6; 99 alone before).
+    """
+    summary = data.get("performance_summary") or {}
+    reported: dict[tuple[str, str], float] = {}
+    notes: list[str] = []
+    for key, stage in _SUMMARY_STAGES.items():
+        values = summary.get(key)
+        if values is None:
+            continue
+        if not isinstance(values, list) or len(values) < 4:
+            raise ImportFormatError(f"summary JSON: {key!r} should be a list of statistics")
+        names = ["min", "max", "mean", "median"]
+        if len(values) == 7:
+            names += ["p90", "p95", "p99"]
+        elif len(values) == 5:
+            names += ["p99"]
+            notes.append(f"{key}: fifth value taken as p99 (trtexec's default before 8.6)")
+        elif len(values) != 4:
+            notes.append(f"{key}: {len(values) - 4} percentile value(s) of unknown level left out")
+        for name, value in zip(names, values):
+            reported[(stage, name)] = _float(value, f"summary {key}")
+    for key, stage, stat in (
+        ("Throughput", "e2e", "throughput_qps"),
+        ("Total Host Walltime", "e2e", "walltime_s"),
+        ("Total GPU Compute Time", "compute", "total_s"),
+    ):
+        if summary.get(key) is not None:
+            reported[(stage, stat)] = _float(summary[key], f"summary {key}")
+    opts = data.get("inference_options") or {}
+    dev = data.get("device_information") or {}
+    duration_s, warmup_ms = _duration(opts.get("Duration"))
+    facts = {
+        "device_name": dev.get("Selected Device"),
+        "data_transfers_included": _enabled(opts.get("Data transfers")),
+        "cuda_graph": _enabled(opts.get("CUDA Graph")),
+        "spin_wait": _enabled(opts.get("Spin-wait")),
+        "threads": _enabled(opts.get("Multithreading")),
+        "streams": _int_or_none(opts.get("Streams") or opts.get("Inference Streams")),
+        "iterations": _int_or_none(opts.get("Iterations")),
+        "duration_s": duration_s,
+        "warmup_ms": warmup_ms,
+        "separate_profile_run": _enabled(opts.get("Separate profiling")),
+        "batch": _int_or_none(opts.get("Batch")),
+        "printed_options": {"Inference Options": opts, "Device Information": dev},
+    }
+    if facts["data_transfers_included"] is not None:
+        facts["no_data_transfers"] = not facts["data_transfers_included"]
+    return reported, facts, notes
+
+
+@dataclass
+class _Exports:
+    times: list[tuple[Path, list]] = field(default_factory=list)
+    profile: list[tuple[Path, list]] = field(default_factory=list)
+    layer_info: list[tuple[Path, dict]] = field(default_factory=list)
+    summary: list[tuple[Path, dict]] = field(default_factory=list)
+
+    def any(self) -> bool:
+        return bool(self.times or self.profile or self.layer_info or self.summary)
+
+
+def _merge_layers(profile: pd.DataFrame | None, info: pd.DataFrame | None) -> pd.DataFrame | None:
+    if profile is None:
+        return info
+    if info is None:
+        return profile
+    info_by_name = info.drop_duplicates("layer").set_index("layer")
+    merged = profile.copy()
+    merged["op_type"] = merged["layer"].map(info_by_name["op_type"]) if "op_type" in info else None
+    merged["precision"] = (
+        merged["layer"].map(info_by_name["precision"]) if "precision" in info else None
+    )
+    extra = info[~info["layer"].isin(set(profile["layer"]))]
+    return pd.concat([merged, extra], ignore_index=True) if len(extra) else merged
+
+
+def _exports_run(
+    exports: _Exports, log: ParsedLog | None, log_run: ImportedRun | None
+) -> ImportedRun:
+    """Build (or complete the log's) run from the JSON exports given together."""
+    for kind in ("times", "profile", "layer_info", "summary"):
+        items = getattr(exports, kind)
+        if len(items) > 1:
+            names = ", ".join(str(p) for p, _ in items)
+            raise ImportFormatError(
+                f"several {kind.replace('_', ' ')} exports given together ({names}); "
+                "import the files of each run separately"
+            )
+    summary_reported: dict[tuple[str, str], float] = {}
+    summary_facts: dict = {}
+    notes: list[str] = []
+    if exports.summary:
+        summary_reported, summary_facts, notes = parse_summary_json(exports.summary[0][1])
+
+    if log_run is not None:
+        run = log_run
+        meta = json.loads(run.row["meta"])
+        run_notes = json.loads(run.row["notes"]) if run.row.get("notes") else []
+    else:
+        run_id = store.new_run_id()
+        run = ImportedRun(row=base_row(run_id, BACKEND), tables={})
+        meta, run_notes = {}, []
+    run_id = run.run_id
+    batch = int(run.row.get("batch_size") or summary_facts.get("batch") or 1)
+
+    warmup_ms = meta.get("warmup_ms") or summary_facts.get("warmup_ms") or DEFAULT_WARMUP_MS
+    if exports.times:
+        path, records = exports.times[0]
+        samples = parse_times(records, float(warmup_ms), items=batch)
+        samples.insert(0, "run_id", run_id)
+        run.tables["samples"] = frame("samples", samples)
+        n_warm = int(samples.loc[samples["phase"] == "warmup", "iteration"].nunique())
+        n_meas = int(samples.loc[samples["phase"] == "measure", "iteration"].nunique())
+        meta.update(
+            {
+                "export_times": str(path),
+                "export_times_queries": len(records),
+                "export_times_warmup_queries": n_warm,
+                "export_times_warmup_rule": f"startComputeMs < {warmup_ms:g} ms (trtexec's own rule)",
+            }
+        )
+        if n_warm:
+            run_notes.append(
+                f"--exportTimes holds {n_warm} warmup queries (older trtexec exported them); "
+                "they are phase 'warmup'"
+            )
+        run_notes.append(
+            "samples.host_ns holds trtexec's times: CUDA-event durations for h2d/compute/d2h"
+        )
+        if log_run is None:
+            run.row["n_warmup"] = n_warm
+            run.row["n_measure"] = n_meas
+    layers = None
+    if exports.profile:
+        path, data = exports.profile[0]
+        layers = parse_profile(data)
+        meta["export_profile"] = str(path)
+    info = None
+    if exports.layer_info:
+        path, data = exports.layer_info[0]
+        info = parse_layer_info(data)
+        meta["export_layer_info"] = str(path)
+        meta["bindings"] = data.get("Bindings")
+    merged = _merge_layers(layers, info)
+    if merged is not None and len(merged):
+        merged = merged.copy()
+        merged.insert(0, "run_id", run_id)
+        existing = run.tables.get("layers")
+        if existing is not None and len(existing):
+            run_notes.append(
+                "layers from the log's profile table and from the JSON export both kept"
+            )
+            merged = pd.concat([existing, frame("layers", merged)], ignore_index=True)
+        run.tables["layers"] = frame("layers", merged)
+    if exports.summary:
+        path, _ = exports.summary[0]
+        meta["summary_json"] = str(path)
+        rep = run.tables.get("reported")
+        have = set()
+        if rep is not None and len(rep):
+            have = set(zip(rep["stage"], rep["statistic"]))
+        extra = {k: v for k, v in summary_reported.items() if k not in have}
+        rows = _reported_rows(run_id, extra)
+        if rows:
+            run.tables["reported"] = frame(
+                "reported",
+                pd.concat([rep, pd.DataFrame(rows)]) if rep is not None and len(rep) else rows,
+            )
+        for key in (
+            "data_transfers_included",
+            "no_data_transfers",
+            "cuda_graph",
+            "spin_wait",
+            "threads",
+            "streams",
+            "iterations",
+            "duration_s",
+            "warmup_ms",
+            "separate_profile_run",
+        ):
+            if meta.get(key) is None and summary_facts.get(key) is not None:
+                meta[key] = summary_facts[key]
+        meta.setdefault("printed_options", summary_facts["printed_options"])
+        if meta.get("throughput_qps") is None:
+            meta["throughput_qps"] = summary_reported.get(("e2e", "throughput_qps"))
+        if meta.get("walltime_s") is None:
+            meta["walltime_s"] = summary_reported.get(("e2e", "walltime_s"))
+        if not run.row.get("device_name"):
+            run.row["device_name"] = summary_facts.get("device_name")
+        if run.row.get("measure_wall_s") is None:
+            run.row["measure_wall_s"] = meta.get("walltime_s")
+    run_notes.extend(notes)
+    if log_run is None:
+        names = [
+            p
+            for items in (exports.times, exports.profile, exports.layer_info, exports.summary)
+            for p, _ in items
+        ]
+        stem = _common_stem([p.name for p in names])
+        run.row.update(
+            {
+                "label": f"trtexec {stem}" if stem else "trtexec exports",
+                "model": stem or None,
+                "batch_size": batch,
+                "precision": None,
+                "measure_wall_s": meta.get("walltime_s"),
+            }
+        )
+        if not exports.times and not exports.profile and not exports.summary:
+            run_notes.append("layer information only: no timings")
+        run_notes.append("precision unknown: JSON exports do not record the build flags")
+    run.row["meta"] = store.json_text(meta)
+    run.row["notes"] = store.json_text(run_notes)
+    return run
+
+
+def _common_stem(names: list[str]) -> str:
+    """`m.onnx.engine.timing.json`, `m.onnx.engine.profile.json` -> `m.onnx.engine`."""
+    stems = []
+    for n in names:
+        for suffix in (
+            ".timing.json",
+            ".profile.metadata.json",
+            ".profile.json",
+            ".graph.json",
+            ".json",
+        ):
+            if n.endswith(suffix):
+                n = n[: -len(suffix)]
+                break
+        stems.append(n)
+    if not stems:
+        return ""
+    prefix = stems[0]
+    for s in stems[1:]:
+        while not s.startswith(prefix):
+            prefix = prefix[:-1]
+    return prefix.rstrip("._-")
+
+
+# --- entry points ---------------------------------------------------------------------------
+
+
+def _looks_like_log(text: str) -> bool:
+    return (
+        "&&&& RUNNING" in text
+        or "=== Performance summary ===" in text
+        or any(_PREFIX_RE.match(line) for line in text.splitlines()[:50])
+    )
+
+
+def read_trtexec_runs(paths: str | Path | Iterable[str | Path]) -> list[ImportedRun]:
+    """Parse logs and JSON exports into runs without writing anything.
+
+    Each log invocation is one run. JSON exports given together belong to one run; when exactly
+    one log run is given with them, they complete that run (its warmup time, batch and options
+    then apply to the exported queries).
+    """
+    path_list = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    if not path_list:
+        raise ImportFormatError("no trtexec files given")
+    logs: list[tuple[Path, list[ParsedLog]]] = []
+    exports = _Exports()
+    for path in path_list:
+        data = read_bytes(path, "trtexec log or JSON export")
+        text = data.decode("utf-8", errors="replace")
+        stripped = text.lstrip()
+        if stripped[:1] in ("[", "{") and not _PREFIX_RE.match(stripped):
+            try:
+                parsed_json = json.loads(text)
+            except json.JSONDecodeError as exc:
+                if _looks_like_log(text):
+                    logs.append((path, parse_log(text, path)))
+                    continue
+                raise ImportFormatError(
+                    f"{path}: JSON is malformed or cut short (line {exc.lineno}: {exc.msg})"
+                ) from None
+            kind = _json_kind(parsed_json)
+            if kind is None:
+                raise ImportFormatError(
+                    f"{path} is JSON but not a trtexec export (--exportTimes, --exportProfile, "
+                    "--exportLayerInfo) or a performance summary"
+                )
+            getattr(exports, kind).append((path, parsed_json))
+            continue
+        logs.append((path, parse_log(text, path)))
+    runs: list[ImportedRun] = []
+    parsed_pairs: list[tuple[ParsedLog, ImportedRun]] = []
+    for path, parsed in logs:
+        for i, p in enumerate(parsed):
+            run = _log_run(p, path, i, len(parsed))
+            runs.append(run)
+            parsed_pairs.append((p, run))
+    if exports.any():
+        if len(parsed_pairs) > 1:
+            raise ImportFormatError(
+                "JSON exports given with several trtexec runs: it is not clear which run they "
+                "belong to; import them with the one log they came from"
+            )
+        if parsed_pairs:
+            p, run = parsed_pairs[0]
+            _exports_run(exports, p, run)
+        else:
+            runs.append(_exports_run(exports, None, None))
+    return runs
+
+
+def import_trtexec(paths: str | Path | Iterable[str | Path], out: str | Path) -> list[str]:
+    """Import trtexec logs and/or JSON exports into `out`; returns the new run ids.
+
+    The kind of each file (console log or which JSON export) is read from its content. Nothing is
+    written unless every file parses.
+    """
+    return commit(out, read_trtexec_runs(paths))
