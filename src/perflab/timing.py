@@ -8,7 +8,7 @@ backend after its own synchronization with `device`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 from time import perf_counter_ns
@@ -32,6 +32,44 @@ PHASES = ("warmup", "measure")
 PREPROCESS, H2D, COMPUTE, D2H, POSTPROCESS, E2E_CODE, ENQUEUE_CODE = range(len(STAGES))
 
 
+class VirtualClock:
+    """A deterministic clock for tests: each read costs `tick_ns`; busy-waits advance it exactly.
+
+    With it, the synthetic backend's stages take exactly their configured time whatever the
+    machine is doing, so the loop's and the analysis's arithmetic can be checked to the nanosecond.
+    """
+
+    def __init__(self, tick_ns: int = 50, start_ns: int = 1_000_000_000):
+        self.now = start_ns
+        self.tick_ns = tick_ns
+
+    def __call__(self) -> int:
+        self.now += self.tick_ns
+        return self.now
+
+    def advance(self, duration_ns: int) -> None:
+        self.now += duration_ns
+
+
+_clock: Callable[[], int] = perf_counter_ns
+
+
+def now_ns() -> int:
+    """The harness's host clock: perf_counter_ns, or the test clock inside `use_clock`."""
+    return _clock()
+
+
+@contextmanager
+def use_clock(clock: Callable[[], int]) -> Iterator[None]:
+    """Run the harness on another clock (tests); recorders created inside keep using it."""
+    global _clock
+    previous, _clock = _clock, clock
+    try:
+        yield
+    finally:
+        _clock = previous
+
+
 class Recorder:
     """Collects one run's samples: (iteration, phase, stage, start, host duration, device duration).
 
@@ -48,7 +86,8 @@ class Recorder:
         self.items = batch_size
         self.iteration = 0
         self._phase = 0  # index into PHASES
-        self.t0_ns = perf_counter_ns()
+        clock = _clock
+        self.t0_ns = clock()
         rows: list[tuple[int, int, int]] = []  # (stage, start_ns, end_ns)
         self._rows = rows
         self._iteration_starts = [0]  # row index where each iteration begins
@@ -56,7 +95,6 @@ class Recorder:
         self._late: list[tuple[int, int, int, int]] = []  # rows recorded for earlier iterations
         self._device: dict[tuple[int, int], int] = {}
         append = rows.append
-        clock = perf_counter_ns
         if self.annotator.enabled:
             push, pop, annotator = self.annotator.push, self.annotator.pop, self.annotator
 
@@ -203,8 +241,12 @@ def busy_wait_ns(duration_ns: int) -> None:
     """Spin (never sleep) for a duration, so the synthetic stages take exactly their time."""
     if duration_ns <= 0:
         return
-    end = perf_counter_ns() + duration_ns
-    while perf_counter_ns() < end:
+    clock = _clock
+    if isinstance(clock, VirtualClock):
+        clock.advance(duration_ns)
+        return
+    end = clock() + duration_ns
+    while clock() < end:
         pass
 
 

@@ -1,0 +1,234 @@
+"""Is B faster than A? Ratios of medians with bootstrap CIs and a rank test, like against like."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from perflab.analysis.stats import (
+    WHERE_COLUMNS,
+    config_columns,
+    integral_ns,
+    key_frame,
+    ok_run_ids,
+    readable_labels,
+    select_rows,
+    sort_groups,
+)
+from perflab.errors import PerflabError
+
+# Columns that say where (or when) a run happened. Comparing by one of them compares places, so
+# runs are then matched on what was run only: the other where-columns differ between machines too.
+LOCATION_COLUMNS: tuple[str, ...] = (*WHERE_COLUMNS, "study", "env_id")
+# Backends whose rows are imported from another tool's own measurement (another timed region,
+# another clock), not measured by perflab's stage timers.
+IMPORTED_BACKENDS: tuple[str, ...] = ("trtexec",)
+VERDICTS: tuple[str, ...] = ("faster", "slower", "same", "not comparable", "no data")
+# Default practical-equivalence band: +-1%. Timing noise between processes is about 1% even on a
+# quiet machine, so smaller differences are not worth acting on; a 5% difference measured with
+# 1% jitter lies far outside it.
+DEFAULT_THRESHOLD = 0.01
+
+COMPARE_COLUMNS: tuple[str, ...] = (
+    "by", "a", "b", "config", "stage", "n_runs_a", "n_runs_b", "n_a", "n_b", "median_a_ms",
+    "median_b_ms", "ratio", "ci_low", "ci_high", "p_value", "verdict", "threshold", "comparable",
+)
+
+
+def bootstrap_medians(sorted_x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """`n_boot` draws of the median of a bootstrap resample of `sorted_x` (ascending).
+
+    Exact in distribution and O(n_boot), not O(n_boot x n): a resample of n values is
+    x_(ceil(n U_i)) for n uniforms U_i, and the map is monotone, so its k-th smallest value is
+    x_(ceil(n U_(k))), where the k-th smallest of n uniforms U_(k) ~ Beta(k, n - k + 1). For even
+    n the next one is U_(k) + (1 - U_(k)) x Beta(1, n - k) (the smallest of the n - k uniforms
+    above U_(k)).
+    """
+    n = len(sorted_x)
+    k = (n + 1) // 2
+    u1 = rng.beta(k, n - k + 1, size=n_boot)
+    i1 = np.clip(np.ceil(n * u1).astype(np.int64) - 1, 0, n - 1)
+    if n % 2:
+        return sorted_x[i1].astype(np.float64)
+    u2 = u1 + (1.0 - u1) * rng.beta(1, n - k, size=n_boot)
+    i2 = np.clip(np.ceil(n * u2).astype(np.int64) - 1, 0, n - 1)
+    return 0.5 * (sorted_x[i1].astype(np.float64) + sorted_x[i2])
+
+
+def verdict(ci_low: float, ci_high: float, threshold: float) -> str:
+    """`same` when the CI of B/A spans 1 or lies inside [1 - threshold, 1 + threshold] (the
+    practical-equivalence band); `faster` (B takes less time) or `slower` otherwise."""
+    if not (math.isfinite(ci_low) and math.isfinite(ci_high)):
+        return "no data"
+    if ci_low <= 1.0 <= ci_high or (ci_low >= 1.0 - threshold and ci_high <= 1.0 + threshold):
+        return "same"
+    return "faster" if ci_high < 1.0 else "slower"
+
+
+def _level_label(values: Sequence[object]) -> str:
+    return " / ".join("" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+                      for v in values)
+
+
+def compare(
+    samples: pd.DataFrame,
+    runs: pd.DataFrame,
+    *,
+    by: str | Iterable[str],
+    baseline: object = None,
+    stage: str = "e2e",
+    threshold: float = DEFAULT_THRESHOLD,
+    ci: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    match: Iterable[str] | None = None,
+    allow_imported: bool = False,
+) -> pd.DataFrame:
+    """Compare the levels of `by` (A = `baseline`, B = each other level) config by config.
+
+    Input: samples and runs (any folders together: two machines or two days are runs with other
+    host/study values). `by`: one runs column or several (backend, precision, device_name,
+    model, study, host, ...).
+
+    Output, one row per matched config and level B::
+
+        by      a       b    config       stage n_runs_a n_runs_b n_a  n_b  median_a_ms
+        backend ort-cpu trt  m · fp32 ... e2e   1        1        1000 1000 10.00
+                median_b_ms ratio ci_low ci_high p_value verdict threshold comparable
+                9.50        0.950 0.948  0.952   1e-300  faster  0.01      True
+
+    plus the match columns themselves (model, precision, batch_size, ...), after `b`.
+
+    - Matching: runs are compared only with runs equal on every config column (model, pipeline,
+      backend, mode, precision, options, device_name, device, host, batch_size) except the `by`
+      columns. When a `by` column says where a run happened (device_name, device, host, study,
+      env_id), the other where-columns are dropped from the match too, since another machine
+      differs in all of them. `match` overrides the match columns. Repeated runs of one config
+      are pooled.
+    - baseline: the A level (a tuple or "x / y" for several `by` columns); default the first
+      level in sorted order. Each other level is B.
+    - ratio = median_b_ms / median_a_ms of the measured `stage` samples: below 1 means B takes
+      less time. ci_low/ci_high: percentile-bootstrap `ci` interval of the ratio from `n_boot`
+      resamples of each side, seeded by `seed` (each resample's median drawn from its exact
+      order-statistic distribution, so the bootstrap is vectorized; see bootstrap_medians).
+    - p_value: two-sided Mann-Whitney U test (scipy.stats.mannwhitneyu) of the two samples. It
+      treats iterations as independent, which consecutive timings are not quite, so the verdict
+      rests on the CI, not on it.
+    - verdict: `same` when the CI spans 1 or lies entirely within [1 - threshold, 1 + threshold],
+      the practical-equivalence band (default 1%: a 0.1% difference is `same`, a 5% one measured
+      with 1% jitter is not); `faster`/`slower` otherwise; `no data` when a side has no samples.
+    - comparable: False when exactly one side comes from an imported tool (backend "trtexec"):
+      its numbers time another region with another clock (trtexec's GPU compute time excludes
+      pre/postprocessing and Python), so such rows keep their numbers but get the verdict
+      `not comparable`, unless `allow_imported=True` says the caller knows what is compared.
+    """
+    from scipy.stats import mannwhitneyu  # on use: scipy.stats takes about a second to import
+
+    by_cols = [by] if isinstance(by, str) else list(by)
+    if not by_cols:
+        raise PerflabError("compare needs at least one column in by=")
+    missing = [c for c in by_cols if c not in runs.columns]
+    if missing:
+        raise PerflabError(f"cannot compare by {missing}: runs columns are {list(runs.columns)}")
+    if not 0 < ci < 1:
+        raise PerflabError(f"ci must lie strictly between 0 and 1, got {ci!r}")
+    if threshold < 0:
+        raise PerflabError(f"threshold must be >= 0 (a fraction, 0.01 = 1%), got {threshold!r}")
+
+    info = runs[runs["run_id"].astype(str).isin(ok_run_ids(runs))].copy()
+    info["run_id"] = info["run_id"].astype(str)
+    info = info.drop_duplicates("run_id")
+    if match is None:
+        drop = set(by_cols)
+        if drop & set(LOCATION_COLUMNS):
+            drop |= set(LOCATION_COLUMNS)
+        key_cols = config_columns(info, exclude=drop)
+    else:
+        key_cols = [c for c in match if c not in by_cols]
+        absent = [c for c in key_cols if c not in info.columns]
+        if absent:
+            raise PerflabError(f"match columns {absent} are not in runs: {list(info.columns)}")
+    keys = key_frame(info, key_cols)
+    levels = [_level_label(v) for v in info[by_cols].astype(object).to_numpy()]
+    info = info.assign(_level=levels, _key=[tuple(k) for k in keys.to_numpy()])
+    for c in key_cols:
+        info[c] = keys[c]
+    distinct_levels = sorted(set(levels))
+    if baseline is None:
+        if not distinct_levels:
+            return _empty(key_cols)
+        base = distinct_levels[0]
+    else:
+        base = _level_label(baseline) if isinstance(baseline, tuple) else str(baseline)
+        if base not in distinct_levels:
+            raise PerflabError(
+                f"baseline {base!r} is not a level of {'/'.join(by_cols)}; levels: {distinct_levels}")
+
+    values = _sorted_per_run(samples, runs, stage)
+    label_keys = keys.drop_duplicates()
+    config_label = dict(zip(map(tuple, label_keys.to_numpy()),
+                            readable_labels(label_keys) if len(label_keys) else []))
+    imported = info["backend"].astype(str).isin(IMPORTED_BACKENDS) if "backend" in info else None
+    rng = np.random.default_rng(seed)
+    alpha = (1.0 - ci) / 2
+    rows = []
+    for key, group in info.groupby("_key", sort=True):
+        a_runs = group[group["_level"] == base]
+        if a_runs.empty:
+            continue
+        x_a = _pool(values, a_runs["run_id"])
+        for level, b_runs in group[group["_level"] != base].groupby("_level", sort=True):
+            x_b = _pool(values, b_runs["run_id"])
+            row = {"by": "/".join(by_cols), "a": base, "b": level,
+                   **dict(zip(key_cols, key)), "config": config_label.get(key, ""),
+                   "stage": stage, "n_runs_a": len(a_runs), "n_runs_b": len(b_runs),
+                   "n_a": len(x_a), "n_b": len(x_b), "threshold": threshold}
+            comparable = True
+            if imported is not None and not allow_imported:
+                comparable = bool(imported[a_runs.index].any()) == bool(imported[b_runs.index].any())
+            row["comparable"] = comparable
+            if len(x_a) and len(x_b):
+                med_a, med_b = float(np.median(x_a)), float(np.median(x_b))
+                ratios = bootstrap_medians(x_b, n_boot, rng) / bootstrap_medians(x_a, n_boot, rng)
+                lo, hi = np.quantile(ratios, [alpha, 1 - alpha])
+                p = float(mannwhitneyu(x_a, x_b, alternative="two-sided").pvalue)
+                row.update(median_a_ms=med_a / 1e6, median_b_ms=med_b / 1e6, ratio=med_b / med_a,
+                           ci_low=float(lo), ci_high=float(hi), p_value=p,
+                           verdict=verdict(float(lo), float(hi), threshold))
+            else:
+                row.update(median_a_ms=np.nan, median_b_ms=np.nan, ratio=np.nan, ci_low=np.nan,
+                           ci_high=np.nan, p_value=np.nan, verdict="no data")
+            if not comparable and row["verdict"] != "no data":
+                row["verdict"] = "not comparable"
+            rows.append(row)
+    if not rows:
+        return _empty(key_cols)
+    out = pd.DataFrame(rows)
+    return out[_columns(key_cols)]
+
+
+def _columns(key_cols: list[str]) -> list[str]:
+    return [*COMPARE_COLUMNS[:3], *key_cols, *COMPARE_COLUMNS[3:]]
+
+
+def _empty(key_cols: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in _columns(key_cols)})
+
+
+def _sorted_per_run(samples: pd.DataFrame, runs: pd.DataFrame, stage: str) -> dict[str, np.ndarray]:
+    rows = select_rows(samples, runs, phase="measure", stages=[stage])
+    if len(rows) == 0:
+        return {}
+    sg = sort_groups(rows.rcode, integral_ns(rows.column("host_ns")))
+    return {str(rows.runs[g]): sg.values[s : s + c]
+            for g, s, c in zip(sg.gid, sg.starts, sg.counts)}
+
+
+def _pool(values: dict[str, np.ndarray], run_ids: Iterable[str]) -> np.ndarray:
+    parts = [values[r] for r in run_ids if r in values]
+    if not parts:
+        return np.empty(0)
+    return parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts))

@@ -1,0 +1,707 @@
+"""Per-run, per-stage statistics of stored samples: percentiles, confidence intervals, warnings.
+
+Everything here is DataFrame -> DataFrame and fast enough for whole studies (ten million samples
+in about a second): rows are put in (run, stage) groups with one stable sort of integer group
+codes and sorted within their group once; every percentile, order-statistic confidence bound and
+moment is then read off that array with vectorized numpy, never with a per-group Python loop.
+The same helpers (select_rows, sort_groups) serve the other analysis modules.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from perflab.errors import PerflabError
+
+# Stage names fixed by the design contract, in pipeline order (plots and tables follow it).
+STAGES: tuple[str, ...] = ("preprocess", "h2d", "compute", "d2h", "postprocess", "e2e", "enqueue")
+# The stages that tile one iteration; e2e minus their sum is the harness's own gap.
+COMPONENT_STAGES: tuple[str, ...] = ("preprocess", "h2d", "compute", "d2h", "postprocess")
+# Stages timed inside another one (enqueue is part of compute): never added to a sum of stages.
+NESTED_STAGES: tuple[str, ...] = ("enqueue",)
+
+# Columns of `runs` that describe what was run and where; two runs equal on all of them (and on
+# batch_size) are repeats of one config. Ids, timestamps, policies and results are not config.
+WHAT_COLUMNS: tuple[str, ...] = ("model", "pipeline", "backend", "mode", "precision", "options")
+WHERE_COLUMNS: tuple[str, ...] = ("device_name", "device", "host")
+CONFIG_COLUMNS: tuple[str, ...] = WHAT_COLUMNS + WHERE_COLUMNS + ("batch_size",)
+
+PERCENTILES: tuple[float, ...] = (0.50, 0.90, 0.95, 0.99)
+
+# Warning thresholds (DESIGN.md "Statistics").
+CV_WARN_PCT = 2.5
+ENQUEUE_WARN_RATIO = 0.8
+TRANSFER_WARN_RATIO = 1.0
+# Distribution-free sample sizes: the smallest n for which the second-largest of n samples is a
+# one-sided 99%-confidence upper bound of the q-quantile, i.e. P(Binomial(n, q) <= n - 2) >= 0.99.
+# The second-largest rather than the maximum, so that one stray sample cannot be the bound.
+# q = 0.99 gives 662 and q = 0.90 gives 64 (min_samples_for_bound() recomputes them; a test checks).
+MIN_SAMPLES_P99 = 662
+MIN_SAMPLES_P90 = 64
+
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "run_id", "stage", "n", "mean_ms", "std_ms", "cv_pct", "min_ms", "p50_ms", "p90_ms", "p95_ms",
+    "p99_ms", "max_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p99_ci_low_ms", "p99_ci_high_ms",
+    "throughput_items_s", "wall_throughput_items_s", "device_n", "device_mean_ms",
+    "device_p50_ms", "device_p99_ms",
+)
+
+WARNING_COLUMNS: tuple[str, ...] = ("run_id", "stage", "warning", "value", "threshold", "message")
+
+
+# --------------------------------------------------------------------------------------------
+# Grouped, sorted values: the one expensive step, shared by every statistic.
+
+
+def stage_rank(stage: object) -> tuple[int, str]:
+    """Sort key putting the contract's stages in pipeline order and anything else after them."""
+    name = str(stage)
+    return (STAGES.index(name) if name in STAGES else len(STAGES), name)
+
+
+def factorize_sorted(column: pd.Series, key=None) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes (int64, -1 for missing) and sorted unique values of a column.
+
+    Categorical columns (as `store.read` returns dictionary columns) are handled through their
+    codes, which is what makes ten million rows cheap.
+    """
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        cats = np.asarray(column.cat.categories, dtype=object)
+        order = np.array(sorted(range(len(cats)), key=lambda i: key(cats[i]) if key else cats[i]),
+                         dtype=np.int64)
+        rank = np.empty(len(cats) + 1, dtype=np.int64)
+        rank[order] = np.arange(len(cats))
+        rank[-1] = -1  # code -1 (missing) indexes the last slot
+        return rank[column.cat.codes.to_numpy().astype(np.int64)], cats[order]
+    codes, uniques = pd.factorize(column, sort=key is None, use_na_sentinel=True)
+    uniques = np.asarray(uniques, dtype=object)
+    if key is not None:
+        order = np.array(sorted(range(len(uniques)), key=lambda i: key(uniques[i])), dtype=np.int64)
+        rank = np.empty(len(uniques) + 1, dtype=np.int64)
+        rank[order] = np.arange(len(uniques))
+        rank[-1] = -1
+        return rank[codes.astype(np.int64)], uniques[order]
+    return codes.astype(np.int64), uniques
+
+
+@dataclass(frozen=True)
+class SortedGroups:
+    """Values sorted within groups: group `gid[i]` holds `values[starts[i]:starts[i] + counts[i]]`.
+
+    `order` maps group order back to input rows (rows of one group are contiguous in it, in input
+    order, not sorted by value): `column[order]` lines any other column up with the groups for
+    per-group reductions (`np.add.reduceat(column[order], starts)`).
+    """
+
+    gid: np.ndarray
+    values: np.ndarray
+    starts: np.ndarray
+    counts: np.ndarray
+    order: np.ndarray
+
+    def quantile(self, q: float) -> np.ndarray:
+        """Per-group quantile with linear interpolation (numpy's default method)."""
+        pos = q * (self.counts - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, self.counts - 1)
+        frac = pos - lo
+        v_lo = self.values[self.starts + lo].astype(np.float64)
+        v_hi = self.values[self.starts + hi].astype(np.float64)
+        return v_lo + frac * (v_hi - v_lo)
+
+    def order_stat(self, k: np.ndarray) -> np.ndarray:
+        """Per-group k-th smallest value (0-based); NaN where k is outside 0..n-1."""
+        ok = (k >= 0) & (k < self.counts)
+        out = np.full(len(self.counts), np.nan)
+        out[ok] = self.values[self.starts[ok] + k[ok]]
+        return out
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-group mean and sample standard deviation (ddof=1; NaN for one sample)."""
+        if not len(self.counts):
+            return np.empty(0), np.empty(0)
+        # Shift each group by its minimum before squaring, so large offsets do not cost precision.
+        base = self.values[self.starts].astype(np.float64)
+        d = self.values.astype(np.float64) - np.repeat(base, self.counts)
+        s1 = np.add.reduceat(d, self.starts)
+        s2 = np.add.reduceat(d * d, self.starts)
+        n = self.counts.astype(np.float64)
+        mean = base + s1 / n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = np.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1)
+        return mean, np.sqrt(var)
+
+    def reduce(self, column: np.ndarray, ufunc: np.ufunc = np.add) -> np.ndarray:
+        """Per-group reduction of another column of the same input rows."""
+        if not len(self.counts):
+            return np.empty(0)
+        return ufunc.reduceat(np.asarray(column)[self.order], self.starts)
+
+
+def sort_groups(gcode: np.ndarray, values: np.ndarray) -> SortedGroups:
+    """Group rows by integer code (>= 0) and sort the values within each group.
+
+    Rows are first put in group order with a stable sort of the codes (a radix sort when the codes
+    fit 16 bits), then each group is sorted on its own: in one vectorized call on a 2-D view when
+    all groups have the same size (every stage of a run has one row per iteration), else group by
+    group. Sorting many short groups is cheaper than one global sort of (group, value) pairs.
+    """
+    gcode = np.asarray(gcode, dtype=np.int64)
+    values = np.asarray(values)
+    if len(values) == 0:
+        e = np.empty(0, dtype=np.int64)
+        return SortedGroups(e, values.astype(np.float64), e, e, e)
+    gmax = int(gcode.max())
+    narrow = gcode.astype(np.uint16) if gmax < 2**16 else gcode
+    order = np.argsort(narrow, kind="stable")
+    g = gcode[order]
+    starts = np.flatnonzero(np.concatenate(([True], g[1:] != g[:-1])))
+    counts = np.diff(np.append(starts, len(g)))
+    v = values[order]
+    if counts.min() == counts.max():
+        v.reshape(len(counts), int(counts[0])).sort(axis=1)
+    else:
+        for s, c in zip(starts.tolist(), counts.tolist()):
+            v[s : s + c].sort()
+    return SortedGroups(g[starts], v, starts, counts, order)
+
+
+def integral_ns(values: np.ndarray) -> np.ndarray:
+    """Nanosecond durations as int64 when they are whole numbers: integer sorts are faster, and
+    sums of them exact. (Nullable columns arrive as float64 with NaN.)"""
+    values = np.asarray(values)
+    if np.issubdtype(values.dtype, np.integer):
+        return values.astype(np.int64)
+    if len(values) and np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+        return values.astype(np.int64)
+    return values.astype(np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# Confidence intervals.
+
+
+def order_stat_ci_ranks(n: np.ndarray, q: float, ci: float) -> tuple[np.ndarray, np.ndarray]:
+    """0-based ranks (lo, hi) such that [x_(lo), x_(hi)] covers the q-quantile with >= ci.
+
+    Distribution-free: the number of samples below the true quantile is Binomial(n, q), so the
+    interval between two order statistics has an exact, known coverage. A rank outside 0..n-1
+    means no such bound exists for this n (reported as NaN, never as the min or max).
+    """
+    from scipy.stats import binom  # on use: scipy.stats takes about a second to import
+
+    n = np.asarray(n, dtype=np.int64)
+    alpha = 1.0 - ci
+    lo = binom.ppf(alpha / 2, n, q) - 1
+    hi = binom.ppf(1 - alpha / 2, n, q)
+    lo = np.where(np.isfinite(lo), lo, -1).astype(np.int64)
+    hi = np.where(np.isfinite(hi), hi, n).astype(np.int64)
+    return lo, hi
+
+
+def min_samples_for_bound(q: float, confidence: float = 0.99, skip: int = 1) -> int:
+    """Smallest n for which the (skip+1)-th largest of n samples bounds the q-quantile from above.
+
+    >>> min_samples_for_bound(0.99), min_samples_for_bound(0.90)
+    (662, 64)
+    """
+    from scipy.stats import binom
+
+    n = skip + 1
+    while binom.cdf(n - 1 - skip, n, q) < confidence:
+        n += 1
+    return n
+
+
+def _bootstrap_ci(sg: SortedGroups, q: float, ci: float, n_boot: int, seed: int):
+    """Percentile-bootstrap CI of the q-quantile per group (resampling; loops over groups)."""
+    rng = np.random.default_rng(seed)
+    lo = np.full(len(sg.counts), np.nan)
+    hi = np.full(len(sg.counts), np.nan)
+    a = (1 - ci) / 2
+    for i, (s, n) in enumerate(zip(sg.starts, sg.counts)):
+        x = sg.values[s : s + n].astype(np.float64)
+        # Chunks bound the memory of the (n_boot, n) index matrix for long runs.
+        per_chunk = max(1, 4_000_000 // max(n, 1))
+        est = np.concatenate([
+            np.quantile(x[rng.integers(0, n, size=(min(per_chunk, n_boot - j), n))], q, axis=1)
+            for j in range(0, n_boot, per_chunk)
+        ])
+        lo[i], hi[i] = np.quantile(est, [a, 1 - a])
+    return lo, hi
+
+
+# --------------------------------------------------------------------------------------------
+# Input handling.
+
+
+def ok_run_ids(runs: pd.DataFrame | None) -> np.ndarray | None:
+    """Run ids whose status is "ok" (all of them when runs has no status); None without runs."""
+    if runs is None:
+        return None
+    _require(runs, ("run_id",), "runs")
+    if "status" in runs.columns:
+        runs = runs[runs["status"].astype(str) == "ok"]
+    return runs["run_id"].astype(str).to_numpy()
+
+
+def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise PerflabError(f"{what} frame lacks column(s) {missing}; it has {list(frame.columns)}")
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The selected sample rows as plain arrays, with run and stage codes.
+
+    Built without copying the samples frame: only the columns an analysis needs are masked.
+    `rcode` indexes `runs`, `scode` indexes `stages` (pipeline order); both are >= 0.
+    """
+
+    rcode: np.ndarray
+    scode: np.ndarray
+    runs: np.ndarray
+    stages: np.ndarray
+    mask: np.ndarray | None
+    frame: pd.DataFrame
+
+    def column(self, name: str, dtype=None, na_value=None) -> np.ndarray:
+        col = self.frame[name]
+        arr = col.to_numpy(dtype=dtype, na_value=na_value) if dtype is not None else col.to_numpy()
+        return arr if self.mask is None else arr[self.mask]
+
+    @functools.cached_property
+    def gcode(self) -> np.ndarray:
+        """One code per (run, stage): rcode * len(stages) + scode."""
+        return self.rcode * max(len(self.stages), 1) + self.scode
+
+    def __len__(self) -> int:
+        return len(self.rcode)
+
+
+def select_rows(
+    samples: pd.DataFrame,
+    runs: pd.DataFrame | None = None,
+    *,
+    phase: str | None = "measure",
+    stages: Iterable[str] | str | None = None,
+) -> Rows:
+    """Rows of one phase (None: all) and some stages (None: all), of ok runs when `runs` is given:
+    other runs have no trustworthy samples, and samples without a runs row are leftovers of an
+    interrupted run."""
+    _require(samples, ("run_id", "stage", "host_ns"), "samples")
+    rcode, runs_u = factorize_sorted(samples["run_id"])
+    scode, stages_u = factorize_sorted(samples["stage"], key=stage_rank)
+    runs_u = runs_u.astype(str)
+    stages_u = stages_u.astype(str)
+    mask = (rcode >= 0) & (scode >= 0)
+    if phase is not None:
+        if "phase" not in samples.columns:
+            raise PerflabError("samples have no 'phase' column; pass phase=None to use all rows")
+        mask &= (samples["phase"] == phase).to_numpy(dtype=bool, na_value=False)
+    if stages is not None:
+        wanted = [stages] if isinstance(stages, str) else [str(x) for x in stages]
+        keep = np.isin(stages_u, wanted)
+        mask &= keep[scode] & (scode >= 0)
+    ok = ok_run_ids(runs)
+    if ok is not None:
+        keep = np.isin(runs_u, ok)
+        mask &= keep[rcode] & (rcode >= 0)
+    if mask.all():
+        return Rows(rcode, scode, runs_u, stages_u, None, samples)
+    return Rows(rcode[mask], scode[mask], runs_u, stages_u, mask, samples)
+
+
+def select_samples(
+    samples: pd.DataFrame,
+    runs: pd.DataFrame | None = None,
+    *,
+    phase: str | None = "measure",
+    stages: Iterable[str] | str | None = None,
+) -> pd.DataFrame:
+    """The rows `select_rows` selects, as a frame (a copy only when rows are dropped)."""
+    rows = select_rows(samples, runs, phase=phase, stages=stages)
+    return samples if rows.mask is None else samples[rows.mask]
+
+
+# --------------------------------------------------------------------------------------------
+# summarize
+
+
+def summarize(
+    samples: pd.DataFrame,
+    runs: pd.DataFrame | None = None,
+    *,
+    phase: str | None = "measure",
+    stages: Iterable[str] | str | None = None,
+    ci: float | None = 0.95,
+    ci_method: str = "binomial",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per run and stage: count, moments, percentiles, CIs and throughput.
+
+    Input (`samples`, as `store.read(..., "samples")` returns it)::
+
+        run_id  iteration  phase    stage    host_ns   device_ns  items
+        r1      10         measure  compute  2010000   1990000.0  8
+        r1      10         measure  e2e      3120000   NaN        8
+        ...
+
+    Output (times in ms, one row per run x stage, runs sorted by id, stages in pipeline order)::
+
+        run_id stage   n    mean_ms std_ms cv_pct min_ms p50_ms p90_ms p95_ms p99_ms max_ms
+        r1     compute 1000 2.01    0.02   1.0    1.95   2.01   2.04   2.05   2.07   2.11
+        r1     e2e     1000 3.12    ...
+               p50_ci_low_ms p50_ci_high_ms p99_ci_low_ms p99_ci_high_ms
+               2.008         2.012          2.06           2.09
+               throughput_items_s wall_throughput_items_s device_n device_mean_ms device_p50_ms ...
+               3980.1             NaN                     1000     1.99           1.99
+
+    - Percentiles use linear interpolation (numpy's default); std is the sample std (ddof=1);
+      cv_pct = 100 * std / mean.
+    - CIs (`ci` level; None skips them): `ci_method="binomial"` (default) gives distribution-free
+      order-statistic intervals for p50 and p99. The number of samples below a true quantile is
+      Binomial(n, q), so the interval between the order statistics at binomial-quantile ranks
+      covers it with probability >= `ci` for any continuous distribution: exact, no resampling,
+      and vectorized over groups. Where n is too small for a bound to exist (for p99 at 95%, the
+      upper bound needs n >= 367) that bound is NaN. `ci_method="bootstrap"` gives percentile-
+      bootstrap intervals from `n_boot` resamples seeded by `seed` (slower: it resamples each
+      group in turn; meant for small studies and cross-checks).
+    - throughput_items_s: median over iterations of items / duration, on e2e and compute rows
+      (NaN on other stages). wall_throughput_items_s (e2e rows, needs `runs` with
+      measure_wall_s, and phase="measure"): total items / measure_wall_s.
+    - device_*: statistics of device_ns where the backend recorded device events (device_n 0 and
+      NaN elsewhere).
+    - With `runs`, only samples of runs whose status is "ok" are summarized.
+    """
+    if ci_method not in ("binomial", "bootstrap"):
+        raise PerflabError(f"unknown ci_method {ci_method!r}; choose 'binomial' or 'bootstrap'")
+    if ci is not None and not 0 < ci < 1:
+        raise PerflabError(f"ci must lie strictly between 0 and 1, got {ci!r}")
+    rows = select_rows(samples, runs, phase=phase, stages=stages)
+    if len(rows) == 0:
+        return pd.DataFrame({c: pd.Series(dtype=object if c in ("run_id", "stage") else float)
+                             for c in SUMMARY_COLUMNS})
+    n_stage = len(rows.stages)
+    host = integral_ns(rows.column("host_ns"))
+    sg = sort_groups(rows.gcode, host)
+    stage_of = rows.stages[sg.gid % n_stage]
+
+    out: dict[str, object] = {
+        "run_id": rows.runs[sg.gid // n_stage],
+        "stage": stage_of,
+        "n": sg.counts.astype(np.int64),
+    }
+    mean, std = sg.moments()
+    out["mean_ms"] = mean / 1e6
+    out["std_ms"] = std / 1e6
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["cv_pct"] = 100.0 * std / mean
+    out["min_ms"] = sg.values[sg.starts] / 1e6
+    for q in PERCENTILES:
+        out[f"p{round(q * 100)}_ms"] = sg.quantile(q) / 1e6
+    out["max_ms"] = sg.values[sg.starts + sg.counts - 1] / 1e6
+
+    for q, name in ((0.5, "p50"), (0.99, "p99")):
+        if ci is None:
+            lo = hi = np.full(len(sg.counts), np.nan)
+        elif ci_method == "binomial":
+            klo, khi = order_stat_ci_ranks(sg.counts, q, ci)
+            lo, hi = sg.order_stat(klo), sg.order_stat(khi)
+        else:
+            lo, hi = _bootstrap_ci(sg, q, ci, n_boot, seed)
+        out[f"{name}_ci_low_ms"] = lo / 1e6
+        out[f"{name}_ci_high_ms"] = hi / 1e6
+
+    items = (rows.column("items", dtype=np.float64, na_value=np.nan)
+             if "items" in samples.columns else np.ones(len(rows)))
+    out["throughput_items_s"] = _throughput_median(sg, host, items, stage_of)
+    out["wall_throughput_items_s"] = _wall_throughput(sg, items, stage_of, runs, rows, phase)
+    out.update(_device_stats(sg, rows, samples))
+    return pd.DataFrame(out)[list(SUMMARY_COLUMNS)]
+
+
+def _throughput_median(
+    sg: SortedGroups, host: np.ndarray, items: np.ndarray, stage_of: np.ndarray
+) -> np.ndarray:
+    """Median of items / duration per group, on e2e and compute rows.
+
+    When a group's items are constant c (the normal case), items / x is decreasing in x, so the
+    sorted throughputs are c / (the sorted durations, reversed): the median is read off the
+    sorted durations without a second sort. Groups whose items vary are computed directly.
+    """
+    out = np.full(len(sg.counts), np.nan)
+    wanted = np.isin(stage_of, ("e2e", "compute"))
+    if not wanted.any():
+        return out
+    grouped = items[sg.order]
+    lo_items = np.minimum.reduceat(grouped, sg.starts)
+    hi_items = np.maximum.reduceat(grouped, sg.starts)
+    const = lo_items == hi_items
+    idx = np.flatnonzero(wanted & const)
+    if len(idx):
+        counts, starts, c = sg.counts[idx], sg.starts[idx], lo_items[idx]
+        pos = 0.5 * (counts - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, counts - 1)
+        frac = pos - lo
+        # A zero duration gives an infinite throughput (inf - inf is then NaN): let it show.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_lo = c * 1e9 / sg.values[starts + counts - 1 - lo]
+            t_hi = c * 1e9 / sg.values[starts + counts - 1 - hi]
+            out[idx] = np.where(frac == 0, t_lo, t_lo + frac * (t_hi - t_lo))
+    for i in np.flatnonzero(wanted & ~const):
+        picked = sg.order[sg.starts[i] : sg.starts[i] + sg.counts[i]]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[i] = np.median(items[picked] * 1e9 / host[picked])
+    return out
+
+
+def _wall_throughput(sg, items, stage_of, runs, rows: Rows, phase) -> np.ndarray:
+    out = np.full(len(sg.counts), np.nan)
+    if runs is None or phase != "measure" or "measure_wall_s" not in runs.columns:
+        return out
+    is_e2e = stage_of == "e2e"
+    if not is_e2e.any():
+        return out
+    total = sg.reduce(items)
+    wall = (runs.assign(run_id=runs["run_id"].astype(str)).drop_duplicates("run_id")
+            .set_index("run_id")["measure_wall_s"].astype(float))
+    wall_s = wall.reindex(rows.runs[sg.gid // len(rows.stages)]).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tp = total / wall_s
+    out[is_e2e & (wall_s > 0)] = tp[is_e2e & (wall_s > 0)]
+    return out
+
+
+def _device_stats(sg: SortedGroups, rows: Rows, samples: pd.DataFrame) -> dict[str, np.ndarray]:
+    g = len(sg.counts)
+    cols = {"device_n": np.zeros(g, dtype=np.int64), "device_mean_ms": np.full(g, np.nan),
+            "device_p50_ms": np.full(g, np.nan), "device_p99_ms": np.full(g, np.nan)}
+    if "device_ns" not in samples.columns:
+        return cols
+    dev = rows.column("device_ns", dtype=np.float64, na_value=np.nan)
+    has = np.isfinite(dev)
+    if not has.any():
+        return cols
+    dsg = sort_groups(rows.gcode[has], integral_ns(dev[has]))
+    where = np.searchsorted(sg.gid, dsg.gid)
+    mean, _ = dsg.moments()
+    cols["device_n"][where] = dsg.counts
+    cols["device_mean_ms"][where] = mean / 1e6
+    cols["device_p50_ms"][where] = dsg.quantile(0.5) / 1e6
+    cols["device_p99_ms"][where] = dsg.quantile(0.99) / 1e6
+    return cols
+
+
+# --------------------------------------------------------------------------------------------
+# harness gap
+
+
+def harness_gap(
+    samples: pd.DataFrame, runs: pd.DataFrame | None = None, *, phase: str | None = "measure"
+) -> pd.DataFrame:
+    """Per run: e2e minus the sum of the stages inside it, per iteration, summarized.
+
+    The stages summed are every stage except e2e and the nested ones (enqueue lies inside
+    compute). Input: samples. Output, one row per run that has e2e rows::
+
+        run_id n    e2e_p50_ms stages_p50_ms gap_p50_ms gap_mean_ms gap_pct
+        r1     1000 3.120      3.080         0.040      0.041       1.28
+
+    gap_p50_ms is the median of the per-iteration gaps; stages_p50_ms the median of the
+    per-iteration stage sums; gap_pct = 100 * gap_p50_ms / e2e_p50_ms.
+    """
+    cols = ["run_id", "n", "e2e_p50_ms", "stages_p50_ms", "gap_p50_ms", "gap_mean_ms", "gap_pct"]
+    _require(samples, ("iteration",), "samples")
+    rows = select_rows(samples, runs, phase=phase)
+    per_iter = iteration_sums(rows)
+    per_iter = per_iter[per_iter["has_e2e"]]
+    if per_iter.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object if c == "run_id" else float) for c in cols})
+    rcode = per_iter["run_code"].to_numpy()
+    e2e_ns = per_iter["e2e_ns"].to_numpy()
+    parts_ns = per_iter["stages_ns"].to_numpy()
+    e2e = sort_groups(rcode, e2e_ns)
+    parts = sort_groups(rcode, parts_ns)
+    gap = sort_groups(rcode, e2e_ns - parts_ns)
+    gap_mean, _ = gap.moments()
+    out = pd.DataFrame({
+        "run_id": rows.runs[gap.gid],
+        "n": gap.counts,
+        "e2e_p50_ms": e2e.quantile(0.5) / 1e6,
+        "stages_p50_ms": parts.quantile(0.5) / 1e6,
+        "gap_p50_ms": gap.quantile(0.5) / 1e6,
+        "gap_mean_ms": gap_mean / 1e6,
+    })
+    out["gap_pct"] = 100.0 * out["gap_p50_ms"] / out["e2e_p50_ms"]
+    return out[cols]
+
+
+def iteration_sums(rows: Rows) -> pd.DataFrame:
+    """Per (run, iteration) of the selected rows: e2e_ns, stages_ns, has_e2e.
+
+    stages_ns sums every stage but e2e and the nested ones. Columns: run_code (indexes
+    rows.runs), iteration, e2e_ns, stages_ns, has_e2e (exactly one e2e row in the iteration).
+    """
+    cols = ["run_code", "iteration", "e2e_ns", "stages_ns", "has_e2e"]
+    if len(rows) == 0:
+        return pd.DataFrame({c: pd.Series(dtype=bool if c == "has_e2e" else np.int64) for c in cols})
+    is_e2e_stage = rows.stages == "e2e"
+    is_part_stage = ~np.isin(rows.stages, ("e2e",) + NESTED_STAGES)
+    it = rows.column("iteration").astype(np.int64)
+    host = rows.column("host_ns").astype(np.float64)
+    it_min = int(it.min())
+    span = int(it.max()) - it_min + 1
+    key = rows.rcode * span + (it - it_min)
+    size = int(key.max()) + 1
+    if size > 4 * len(key) + 1024:
+        # Sparse iteration numbers: compress the keys rather than allocate a huge bincount.
+        present_keys, key = np.unique(key, return_inverse=True)
+        size = len(present_keys)
+    else:
+        present_keys = None
+    sc = rows.scode
+    e2e_sum = np.bincount(key, weights=np.where(is_e2e_stage[sc], host, 0.0), minlength=size)
+    e2e_n = np.bincount(key, weights=is_e2e_stage[sc].astype(float), minlength=size)
+    parts = np.bincount(key, weights=np.where(is_part_stage[sc], host, 0.0), minlength=size)
+    present = np.flatnonzero(np.bincount(key, minlength=size))
+    full = present if present_keys is None else present_keys[present]
+    return pd.DataFrame({
+        "run_code": full // span,
+        "iteration": full % span + it_min,
+        "e2e_ns": integral_ns(e2e_sum[present]),
+        "stages_ns": integral_ns(parts[present]),
+        "has_e2e": e2e_n[present] == 1,
+    })
+
+
+# --------------------------------------------------------------------------------------------
+# warnings
+
+
+def warnings(
+    samples: pd.DataFrame,
+    runs: pd.DataFrame | None = None,
+    telemetry: pd.DataFrame | None = None,
+    *,
+    summary: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Everything in a study that makes its numbers less trustworthy, with the numbers.
+
+    Output, one row per finding::
+
+        run_id stage   warning         value  threshold message
+        r1     e2e     few_samples_p99 200    662       200 samples < 662 needed to bound p99 ...
+        r1     compute high_cv         3.4    2.5       compute CV 3.4% > 2.5% ...
+
+    Warnings (value / threshold):
+    - `high_cv`: cv_pct of a run's stage > 2.5 (%).
+    - `few_samples_p99` / `few_samples_p90`: measured iterations of a run below 662 / 64, the
+      smallest counts for which the second-largest sample is a 99%-confidence upper bound of the
+      percentile (MIN_SAMPLES_P99 explains the arithmetic). One row per run and percentile, on
+      the run's e2e stage.
+    - `enqueue_bound`: p50 enqueue / p50 compute > 0.8: the host spends nearly the whole compute
+      time issuing work, so the device waits on the CPU (launch-bound).
+    - `transfer_bound`: p50 h2d or d2h / p50 compute >= 1: copies cost as much as the model.
+    - `throttled`: percentage of telemetry samples with `throttled` true for the run (> 0).
+    - `precision_mismatch`: the engine ran another precision than the one asked for (needs runs).
+
+    `summary` may pass a summarize() result already computed for these samples.
+    """
+    rows: list[dict[str, object]] = []
+    summ = summary if summary is not None else summarize(samples, runs, ci=None)
+    if not summ.empty:
+        for r in summ[summ["cv_pct"] > CV_WARN_PCT].itertuples(index=False):
+            rows.append(_warning(r.run_id, r.stage, "high_cv", r.cv_pct, CV_WARN_PCT,
+                                 f"{r.stage} CV {r.cv_pct:.1f}% > {CV_WARN_PCT}%: noisy run; "
+                                 "pin clocks and threads, close other work, or measure longer"))
+        per_run = summ.sort_values("stage", key=lambda s: s.map(lambda x: x != "e2e"))
+        per_run = per_run.drop_duplicates("run_id")
+        for r in per_run.itertuples(index=False):
+            for q, need in (("p99", MIN_SAMPLES_P99), ("p90", MIN_SAMPLES_P90)):
+                if r.n < need:
+                    rows.append(_warning(
+                        r.run_id, r.stage, f"few_samples_{q}", r.n, need,
+                        f"{r.n} samples < {need} needed for a 99%-confidence bound on {q}; "
+                        f"measure at least {need} iterations"))
+        p50 = summ.pivot_table(index="run_id", columns="stage", values="p50_ms", observed=True)
+        if "compute" in p50.columns:
+            if "enqueue" in p50.columns:
+                ratio = (p50["enqueue"] / p50["compute"]).dropna()
+                for run_id, v in ratio[ratio > ENQUEUE_WARN_RATIO].items():
+                    rows.append(_warning(run_id, "enqueue", "enqueue_bound", v, ENQUEUE_WARN_RATIO,
+                                         f"enqueue is {v:.2f} x compute (> {ENQUEUE_WARN_RATIO}): "
+                                         "launch-bound, the device waits on the host"))
+            for stage in ("h2d", "d2h"):
+                if stage in p50.columns:
+                    ratio = (p50[stage] / p50["compute"]).dropna()
+                    for run_id, v in ratio[ratio >= TRANSFER_WARN_RATIO].items():
+                        rows.append(_warning(run_id, stage, "transfer_bound", v,
+                                             TRANSFER_WARN_RATIO,
+                                             f"{stage} is {v:.2f} x compute (>= 1): copies cost "
+                                             "as much as the model; pin memory or batch more"))
+    if telemetry is not None and len(telemetry) and "throttled" in telemetry.columns:
+        tel = telemetry
+        ok = ok_run_ids(runs)
+        if ok is not None:
+            tel = tel[tel["run_id"].astype(str).isin(ok)]
+        flag = tel["throttled"].astype("boolean").fillna(False).astype(bool)
+        pct = 100.0 * flag.groupby(tel["run_id"].astype(str)).mean()
+        for run_id, v in pct[pct > 0].items():
+            rows.append(_warning(run_id, "compute", "throttled", v, 0.0,
+                                 f"{v:.1f}% of GPU telemetry samples throttled: clocks were lowered "
+                                 "during the run"))
+    if runs is not None and "precision_mismatch" in runs.columns:
+        mism = runs[runs["precision_mismatch"].astype("boolean").fillna(False).astype(bool)]
+        for r in mism.itertuples(index=False):
+            rows.append(_warning(r.run_id, "compute", "precision_mismatch", np.nan, np.nan,
+                                 f"asked for {getattr(r, 'precision', '?')}, engine ran "
+                                 f"{getattr(r, 'precision_effective', '?')}"))
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=float if c in ("value", "threshold") else object)
+                             for c in WARNING_COLUMNS})
+    out = pd.DataFrame(rows, columns=list(WARNING_COLUMNS))
+    return out.sort_values(["run_id", "warning"], kind="stable").reset_index(drop=True)
+
+
+def _warning(run_id, stage, warning, value, threshold, message) -> dict[str, object]:
+    return {"run_id": str(run_id), "stage": str(stage), "warning": warning, "value": float(value),
+            "threshold": float(threshold), "message": message}
+
+
+# --------------------------------------------------------------------------------------------
+# Config keys shared by batching and compare.
+
+
+def config_columns(runs: pd.DataFrame, exclude: Iterable[str] = ()) -> list[str]:
+    """The config columns present in `runs`, minus `exclude`."""
+    exclude = set(exclude)
+    return [c for c in CONFIG_COLUMNS if c in runs.columns and c not in exclude]
+
+
+def key_frame(runs: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The key columns as strings, with missing values as "" so that they group and compare."""
+    return pd.DataFrame({c: runs[c].astype(object).where(runs[c].notna(), "").astype(str)
+                         for c in columns}, index=runs.index)
+
+
+def readable_labels(keys: pd.DataFrame, always: Sequence[str] = ("model", "backend", "precision")
+                    ) -> pd.Series:
+    """Short labels for distinct keys: the `always` columns, plus any key column that varies."""
+    varying = [c for c in keys.columns if c not in always and keys[c].nunique() > 1]
+    shown = [c for c in always if c in keys.columns] + varying
+    if not shown:
+        return pd.Series("all", index=keys.index)
+    parts = [keys[c] if c in always else c + "=" + keys[c] for c in shown]
+    label = parts[0].astype(str)
+    for p in parts[1:]:
+        label = label + " · " + p.astype(str)
+    return label

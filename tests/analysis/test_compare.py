@@ -1,0 +1,148 @@
+"""compare(): ratios of medians, bootstrap CIs, verdicts, matching, imported rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perflab.analysis.compare import bootstrap_medians, compare, verdict
+from perflab.errors import PerflabError
+
+STAGES_MS = {"preprocess": 0.5, "compute": 10.0, "postprocess": 0.3}
+
+
+def _run(make_samples, run_id, factor=1.0, seed=0, n=1000, jitter=0.01):
+    stages = {**STAGES_MS, "compute": STAGES_MS["compute"] * factor}
+    return make_samples(run_id, n_measure=n, stages_ms=stages, gpu=False, seed=seed, jitter=jitter)
+
+
+@pytest.fixture
+def backends(make_samples, concat_samples, make_runs):
+    samples = concat_samples(
+        _run(make_samples, "a", 1.0, seed=1),
+        _run(make_samples, "b", 1.001, seed=2),  # 0.1% slower compute
+        _run(make_samples, "c", 1.05, seed=3),  # 5% slower compute
+        _run(make_samples, "d", 0.95, seed=4),  # 5% faster compute
+    )
+    runs = make_runs(list("abcd"), backend=["base", "tiny", "slow", "fast"])
+    return samples, runs
+
+
+def test_verdicts_with_default_threshold(backends):
+    samples, runs = backends
+    out = compare(samples, runs, by="backend", baseline="base").set_index("b")
+    assert out.loc["tiny", "verdict"] == "same"  # 0.1%: inside the 1% band
+    assert out.loc["slow", "verdict"] == "slower"  # 5% with 1% jitter
+    assert out.loc["fast", "verdict"] == "faster"
+    for level in ("tiny", "slow", "fast"):
+        row = out.loc[level]
+        assert row["ci_low"] <= row["ratio"] <= row["ci_high"]
+        assert row["ratio"] == pytest.approx(row["median_b_ms"] / row["median_a_ms"])
+        assert row["n_a"] == row["n_b"] == 1000
+    assert out.loc["slow", "p_value"] < 1e-6
+    assert (out["threshold"] == 0.01).all() and out["comparable"].all()
+
+
+def test_ci_spanning_one_is_same_even_with_a_zero_threshold(make_samples, concat_samples,
+                                                            make_runs):
+    samples = concat_samples(_run(make_samples, "a", seed=1, n=200, jitter=0.05),
+                             _run(make_samples, "b", seed=2, n=200, jitter=0.05))
+    runs = make_runs(["a", "b"], backend=["x", "y"])
+    row = compare(samples, runs, by="backend", threshold=0.0).iloc[0]
+    assert row["ci_low"] < 1 < row["ci_high"] and row["verdict"] == "same"
+
+
+def test_verdict_rules():
+    assert verdict(0.99, 1.02, 0.0) == "same"
+    assert verdict(1.002, 1.004, 0.01) == "same"
+    assert verdict(1.005, 1.015, 0.01) == "slower"
+    assert verdict(0.90, 0.95, 0.01) == "faster"
+    assert verdict(float("nan"), 1.0, 0.01) == "no data"
+
+
+def test_default_baseline_is_first_level_and_seeded(backends):
+    samples, runs = backends
+    first = compare(samples, runs, by="backend")
+    assert set(first["a"]) == {"base"}
+    again = compare(samples, runs, by="backend")
+    assert first["ci_low"].tolist() == again["ci_low"].tolist()
+
+
+def test_bootstrap_medians_match_resampling():
+    rng = np.random.default_rng(3)
+    for n in (101, 100):
+        x = np.sort(rng.gamma(3.0, 1.0, n))
+        fast = bootstrap_medians(x, 20000, np.random.default_rng(1))
+        slow = np.median(x[np.random.default_rng(2).integers(0, n, (20000, n))], axis=1)
+        np.testing.assert_allclose(np.quantile(fast, [0.025, 0.5, 0.975]),
+                                   np.quantile(slow, [0.025, 0.5, 0.975]), rtol=0.01)
+
+
+def test_matches_like_with_like(make_samples, concat_samples, make_runs):
+    # Two precisions x two batch sizes: each precision pair is compared at equal batch size.
+    frames, ids = [], []
+    for i, (p, b, f) in enumerate([("fp32", 1, 1.0), ("fp16", 1, 0.6), ("fp32", 8, 3.0),
+                                   ("fp16", 8, 1.5)]):
+        frames.append(_run(make_samples, f"r{i}", f, seed=i, n=300))
+        ids.append(f"r{i}")
+    runs = make_runs(ids, precision=["fp32", "fp16", "fp32", "fp16"], batch_size=[1, 1, 8, 8])
+    out = compare(concat_samples(*frames), runs, by="precision", baseline="fp32")
+    assert sorted(out["batch_size"].astype(int)) == [1, 8]
+    assert (out["verdict"] == "faster").all()
+    ratio = out.set_index(out["batch_size"].astype(int))["ratio"]
+    assert ratio[1] == pytest.approx(0.61, abs=0.03) and ratio[8] == pytest.approx(0.51, abs=0.03)
+
+
+def test_two_machines_compared_by_host(make_samples, concat_samples, make_runs):
+    # Runs opened from two folders: other host, other device_name, other study.
+    samples = concat_samples(_run(make_samples, "m1", 1.0, seed=1, n=300),
+                             _run(make_samples, "m2", 0.5, seed=2, n=300))
+    runs = make_runs(["m1", "m2"], host=["box-a", "box-b"], device_name=["GTX 1050 Ti", "RTX 3070"],
+                     study=["mon", "tue"])
+    out = compare(samples, runs, by="host", baseline="box-a")
+    assert len(out) == 1 and out.iloc[0]["verdict"] == "faster"
+    assert "device_name" not in out.columns  # where-columns are not matched across machines
+    by_backend = compare(samples, runs, by="study")
+    assert len(by_backend) == 1
+    # Compared by something else, runs on different machines never pair up.
+    runs2 = runs.assign(backend=["x", "y"])
+    assert compare(samples, runs2, by="backend").empty
+
+
+def test_several_by_columns(make_samples, concat_samples, make_runs):
+    samples = concat_samples(*[_run(make_samples, f"r{i}", f, seed=i, n=200)
+                               for i, f in enumerate([1.0, 0.8, 0.5])])
+    runs = make_runs(["r0", "r1", "r2"], backend=["ort", "trt", "trt"],
+                     precision=["fp32", "fp32", "fp16"])
+    out = compare(samples, runs, by=["backend", "precision"], baseline=("ort", "fp32"))
+    assert set(out["b"]) == {"trt / fp32", "trt / fp16"} and (out["a"] == "ort / fp32").all()
+    assert (out["by"] == "backend/precision").all()
+
+
+def test_imported_trtexec_rows_are_not_comparable_unless_allowed(make_samples, concat_samples,
+                                                                 make_runs):
+    samples = concat_samples(_run(make_samples, "ours", 1.0, seed=1, n=200),
+                             _run(make_samples, "imp", 0.5, seed=2, n=200))
+    runs = make_runs(["ours", "imp"], backend=["trt", "trtexec"])
+    row = compare(samples, runs, by="backend", baseline="trt").iloc[0]
+    assert not row["comparable"] and row["verdict"] == "not comparable"
+    assert row["ratio"] < 1  # the numbers stay visible
+    allowed = compare(samples, runs, by="backend", baseline="trt", allow_imported=True).iloc[0]
+    assert allowed["comparable"] and allowed["verdict"] == "faster"
+
+
+def test_missing_stage_on_one_side_is_no_data(make_samples, concat_samples, make_runs):
+    a = _run(make_samples, "a", seed=1, n=100)
+    b = _run(make_samples, "b", seed=2, n=100)
+    b = b[b["stage"] == "compute"]
+    runs = make_runs(["a", "b"], backend=["x", "y"])
+    row = compare(concat_samples(a, b), runs, by="backend").iloc[0]
+    assert row["verdict"] == "no data" and row["n_b"] == 0
+
+
+def test_errors(backends):
+    samples, runs = backends
+    with pytest.raises(PerflabError, match="levels"):
+        compare(samples, runs, by="backend", baseline="nope")
+    with pytest.raises(PerflabError, match="gpu_model"):
+        compare(samples, runs, by="gpu_model")
