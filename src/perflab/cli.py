@@ -16,9 +16,13 @@ EXIT_RUNS_FAILED = 1
 
 
 def _console():
+    import shutil
+
     from rich.console import Console
 
-    return Console(highlight=False)
+    # Piped output gets a fixed wide layout instead of rich's 80 columns, so tables stay readable.
+    width = None if sys.stdout.isatty() else max(140, shutil.get_terminal_size().columns)
+    return Console(highlight=False, width=width)
 
 
 # ----------------------------------------------------------------------------- run
@@ -155,6 +159,10 @@ def _show(console, folders, run_ids=None) -> None:
         if r.stage == "e2e" and r.run_id in gaps.index:
             table.add_row("", "gap (e2e - stages)", "", f"{gaps[r.run_id]:.4f}", "", "", "", "", "")
     console.print(table)
+    warned = ok.warnings()
+    if len(warned):
+        counts = ", ".join(f"{name} x{n}" for name, n in warned["warning"].value_counts().items())
+        console.print(f"warnings: {counts}  (perflab.open(...).warnings() lists them with their numbers)")
     others = runs.loc[runs["status"] != "ok"]
     if run_ids is None and len(others):
         for r in others.itertuples():
