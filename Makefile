@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.perflab-installed
 
-.PHONY: demo test venv lint bench clean
+.PHONY: demo test venv lint bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,14 @@ demo: $(STAMP)
 	$(BIN)/perflab report data/demo -o reports/demo.html
 	@echo "results: data/demo (parquet)   report: reports/demo.html"
 
-test: $(STAMP)
+# The report test opens the HTML in headless Chromium; it is installed where the machine allows
+# (root with apt-get) and the test skips with the reason where it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium not installed: the browser test will skip"; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
