@@ -237,15 +237,17 @@ class SetupTimer:
             self.ms[stage] = self.ms.get(stage, 0.0) + (perf_counter_ns() - t) / 1e6
 
 
-def busy_wait_ns(duration_ns: int) -> None:
-    """Spin (never sleep) for a duration, so the synthetic stages take exactly their time."""
-    if duration_ns <= 0:
-        return
+def busy_wait_ns(duration_ns: int, since_ns: int | None = None) -> None:
+    """Spin (never sleep) until `duration_ns` after `since_ns` (default: now).
+
+    Anchoring to a timestamp taken on entry keeps the caller's own bookkeeping (drawing the
+    duration, a method call) inside the duration instead of on top of it.
+    """
     clock = _clock
     if isinstance(clock, VirtualClock):
-        clock.advance(duration_ns)
+        clock.advance(max(0, duration_ns))
         return
-    end = clock() + duration_ns
+    end = (clock() if since_ns is None else since_ns) + duration_ns
     while clock() < end:
         pass
 

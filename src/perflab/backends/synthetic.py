@@ -24,7 +24,7 @@ import numpy as np
 
 from perflab.backends import Backend
 from perflab.errors import SpecError
-from perflab.timing import COMPUTE, D2H, ENQUEUE_CODE, H2D, busy_wait_ns
+from perflab.timing import COMPUTE, D2H, ENQUEUE_CODE, H2D, busy_wait_ns, now_ns
 
 DURATIONS = (
     "preprocess_ms",
@@ -83,11 +83,13 @@ class SyntheticPipeline:
         return self.tensor
 
     def preprocess(self, raw: np.ndarray) -> dict[str, np.ndarray]:
-        busy_wait_ns(self.clock.draw("preprocess_ms"))
+        entry = now_ns()
+        busy_wait_ns(self.clock.draw("preprocess_ms"), entry)
         return {"x": raw}
 
     def postprocess(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        busy_wait_ns(self.clock.draw("postprocess_ms"))
+        entry = now_ns()
+        busy_wait_ns(self.clock.draw("postprocess_ms"), entry)
         self.clock.iteration += 1
         return outputs
 
@@ -136,7 +138,7 @@ class SyntheticBackend(Backend):
             ns = clock.draw(key)
             if ns or code == COMPUTE:
                 t = rec.begin(code)
-                busy_wait_ns(ns)
+                busy_wait_ns(ns, t)
                 rec.end(code, t)
         return {"y": inputs["x"]}
 
