@@ -91,9 +91,9 @@ class Loop:
         t = rec.begin(POSTPROCESS)
         pipe.postprocess(out)
         rec.end(POSTPROCESS, t)
-        e2e = rec.end(E2E_CODE, t_e2e)
+        rec.end(E2E_CODE, t_e2e)
         rec.next_iteration()
-        return e2e
+        return rec.last_ns()
 
     def iterate_overlapped(self) -> int | None:
         """Submit one request; complete the oldest once `inflight` are pending (its e2e, or None)."""
