@@ -49,7 +49,9 @@ def main() -> None:
     nvtx = "attached" if Recorder(1).annotator.enabled else "no profiler attached (no-op domain)"
     print(f"bare loop (2 x perf_counter_ns):  {b:7.1f} ns per iteration")
     print(f"perflab stage (begin/end + NVTX): {s:7.1f} ns per stage   [NVTX: {nvtx}]")
-    print(f"ratio: {statistics.median(ratios):.2f}x   (median of {args.rounds} per-round ratios; target <= 2x)")
+    print(
+        f"ratio: {statistics.median(ratios):.2f}x   (median of {args.rounds} per-round ratios; target <= 2x)"
+    )
 
 
 if __name__ == "__main__":

@@ -30,12 +30,18 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="perflab-scale-"))
     out = args.output or work / "out"
     spec_path = work / "scale.yaml"
-    spec_path.write_text(yaml.safe_dump({
-        "study": "scale", "backend": "synthetic",
-        "warmup": {"iterations": 5}, "measure": {"iterations": args.iterations},
-        "options": {"preprocess_ms": 0.005, "compute_ms": 0.01, "postprocess_ms": 0.005},
-        "sweep": {"seed": list(range(args.configs))},
-    }))
+    spec_path.write_text(
+        yaml.safe_dump(
+            {
+                "study": "scale",
+                "backend": "synthetic",
+                "warmup": {"iterations": 5},
+                "measure": {"iterations": args.iterations},
+                "options": {"preprocess_ms": 0.005, "compute_ms": 0.01, "postprocess_ms": 0.005},
+                "sweep": {"seed": list(range(args.configs))},
+            }
+        )
+    )
     cmd = [sys.executable, "-m", "perflab.cli", "run", str(spec_path), "-o", str(out), "--yes"]
     if args.no_isolation:
         cmd.append("--no-isolation")
@@ -50,18 +56,25 @@ def main() -> None:
     loops_s = runs["measure_wall_s"].sum()
     samples = len(res.samples)
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "perflab.cli", "show", str(out)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "perflab.cli", "show", str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     show_s = time.perf_counter() - t
     t = time.perf_counter()
     res2 = open_results(out)
     res2.summary()
     summary_s = time.perf_counter() - t
     n = len(runs)
-    print(f"configs: {n} ({(runs['status'] == 'ok').sum()} ok), {samples:,} samples, "
-          f"{'in-process' if args.no_isolation else 'one worker process per config'}")
+    print(
+        f"configs: {n} ({(runs['status'] == 'ok').sum()} ok), {samples:,} samples, "
+        f"{'in-process' if args.no_isolation else 'one worker process per config'}"
+    )
     print(f"perflab run:            {run_s:8.1f} s total, measured loops {loops_s:.1f} s")
-    print(f"harness per config:     {(run_s - loops_s) / n * 1e3:8.1f} ms outside the measured loop")
+    print(
+        f"harness per config:     {(run_s - loops_s) / n * 1e3:8.1f} ms outside the measured loop"
+    )
     print(f"perflab show:           {show_s:8.2f} s")
     print(f"open + summary():       {summary_s:8.2f} s")
     if args.output is None:

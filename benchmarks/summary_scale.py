@@ -46,23 +46,27 @@ def make_study(n_runs: int, n_iter: int, n_warmup: int = 10, seed: int = 0, ragg
     gpu_stage = np.isin(stage, [1, 2, 3])
     device_ns = np.where(gpu_run & gpu_stage, np.round(host_ns * 0.97), np.nan)
     run_ids = np.array([f"20250101T000000{i:06d}-{i:08x}" for i in range(n_runs)])
-    samples = pd.DataFrame({
-        "run_id": pd.Categorical.from_codes(run, categories=run_ids),
-        "iteration": it,
-        "phase": pd.Categorical.from_codes((it >= n_warmup).astype(np.int8),
-                                           categories=["warmup", "measure"]),
-        "stage": pd.Categorical.from_codes(stage, categories=stages),
-        "start_ns": np.zeros(n_rows, dtype=np.int64),
-        "host_ns": host_ns,
-        "device_ns": device_ns,
-        "items": np.ones(n_rows, dtype=np.int32),
-    })
+    samples = pd.DataFrame(
+        {
+            "run_id": pd.Categorical.from_codes(run, categories=run_ids),
+            "iteration": it,
+            "phase": pd.Categorical.from_codes(
+                (it >= n_warmup).astype(np.int8), categories=["warmup", "measure"]
+            ),
+            "stage": pd.Categorical.from_codes(stage, categories=stages),
+            "start_ns": np.zeros(n_rows, dtype=np.int64),
+            "host_ns": host_ns,
+            "device_ns": device_ns,
+            "items": np.ones(n_rows, dtype=np.int32),
+        }
+    )
     if ragged:
         # Runs stopped by time rather than by count end after different numbers of iterations.
         last = rng.integers(n_iter // 2, n_iter + 1, n_runs)
         samples = samples[it < last[run]].reset_index(drop=True)
-    runs = pd.DataFrame({"run_id": run_ids, "status": "ok",
-                         "measure_wall_s": rng.uniform(5, 20, n_runs)})
+    runs = pd.DataFrame(
+        {"run_id": run_ids, "status": "ok", "measure_wall_s": rng.uniform(5, 20, n_runs)}
+    )
     return samples, runs
 
 
@@ -81,23 +85,31 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--iterations", type=int, default=3334)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--ragged", action="store_true",
-                        help="runs of different lengths (between half and all --iterations)")
+    parser.add_argument(
+        "--ragged",
+        action="store_true",
+        help="runs of different lengths (between half and all --iterations)",
+    )
     args = parser.parse_args()
 
     t0 = time.perf_counter()
     samples, runs = make_study(args.runs, args.iterations, ragged=args.ragged)
-    print(f"generated {len(samples):,} samples ({args.runs} runs x "
-          f"{'up to ' if args.ragged else ''}{args.iterations} iterations x 6 stages) "
-          f"in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"generated {len(samples):,} samples ({args.runs} runs x "
+        f"{'up to ' if args.ragged else ''}{args.iterations} iterations x 6 stages) "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
 
     def ours():
         return summarize(samples, runs)
 
     def baseline():
         measured = samples[samples["phase"] == "measure"]
-        return (measured.groupby(["run_id", "stage"], observed=True)["host_ns"]
-                .quantile([0.5, 0.9, 0.95, 0.99]).unstack())
+        return (
+            measured.groupby(["run_id", "stage"], observed=True)["host_ns"]
+            .quantile([0.5, 0.9, 0.95, 0.99])
+            .unstack()
+        )
 
     # Same answer first: the percentiles must agree before the times mean anything.
     got = ours().set_index(["run_id", "stage"])["p99_ms"]

@@ -30,7 +30,7 @@ def synthetic_spec(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
 
 
 # The machines are shared and noisy: hypothesis's per-example deadline would test the machine.
-from hypothesis import settings as _hypothesis_settings  # noqa: E402
+from hypothesis import settings as _hypothesis_settings
 
 _hypothesis_settings.register_profile("perflab", deadline=None)
 _hypothesis_settings.load_profile("perflab")

@@ -5,11 +5,9 @@ from __future__ import annotations
 import io
 import json
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -19,8 +17,13 @@ import yaml
 from perflab import cli, store
 
 REPO = Path(__file__).resolve().parents[1]
-SYNTHETIC = {"study": "cli", "backend": "synthetic", "measure": {"iterations": 5},
-             "warmup": {"iterations": 1}, "options": {"compute_ms": 0.2}}
+SYNTHETIC = {
+    "study": "cli",
+    "backend": "synthetic",
+    "measure": {"iterations": 5},
+    "warmup": {"iterations": 1},
+    "options": {"compute_ms": 0.2},
+}
 
 
 def write_spec(tmp_path: Path, data, name="spec.yaml") -> Path:
@@ -48,7 +51,7 @@ def _mlp_file(tmp_path: Path) -> Path:
 
 def scenario(case: str, tmp_path: Path) -> list[str]:
     """The argv that provokes each README case."""
-    spec = lambda data: str(write_spec(tmp_path, data))  # noqa: E731
+    spec = lambda data: str(write_spec(tmp_path, data))
     out = str(tmp_path / "out")
     if case == "spec-missing":
         return ["run", str(tmp_path / "missing.yaml")]
@@ -83,9 +86,21 @@ def scenario(case: str, tmp_path: Path) -> list[str]:
         (tmp_path / "file").write_text("x")
         return ["run", spec(SYNTHETIC), "-o", str(tmp_path / "file" / "out")]
     if case in ("out-other-spec", "out-same-study"):
-        assert cli.main(["run", str(write_spec(tmp_path, SYNTHETIC, "first.yaml")), "-o", out,
-                         "--no-isolation"]) == 0
-        other = {**SYNTHETIC, "options": {"compute_ms": 0.3}} if case == "out-other-spec" else SYNTHETIC
+        assert (
+            cli.main(
+                [
+                    "run",
+                    str(write_spec(tmp_path, SYNTHETIC, "first.yaml")),
+                    "-o",
+                    out,
+                    "--no-isolation",
+                ]
+            )
+            == 0
+        )
+        other = (
+            {**SYNTHETIC, "options": {"compute_ms": 0.3}} if case == "out-other-spec" else SYNTHETIC
+        )
         return ["run", spec(other), "-o", out]
     if case in ("results-missing", "results-empty", "results-newer"):
         folder = tmp_path / "res"
@@ -118,7 +133,8 @@ def scenario(case: str, tmp_path: Path) -> list[str]:
     if case == "import-truncated":
         (tmp_path / "cut.log").write_text(
             "&&&& RUNNING TensorRT.trtexec [TensorRT v8601] # trtexec --onnx=model.onnx\n"
-            "[11/21/2026-10:00:00] [I] === Model Options ===\n[11/21/2026-10:00:00] [I] Format: ONNX\n")
+            "[11/21/2026-10:00:00] [I] === Model Options ===\n[11/21/2026-10:00:00] [I] Format: ONNX\n"
+        )
         return ["import", "trtexec", str(tmp_path / "cut.log"), "-o", out]
     if case == "models-unknown":
         return ["models", "export", "resnet1000", "-o", str(tmp_path / "m.onnx")]
@@ -149,10 +165,16 @@ def test_bad_input_gives_one_line_and_exit_2(case, excerpt, tmp_path, capsys, mo
 
 
 def test_no_traceback_reaches_the_user(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "perflab.cli", "run", str(tmp_path / "x.yaml")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "perflab.cli", "run", str(tmp_path / "x.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"perflab: error: {tmp_path / 'x.yaml'}: experiment file not found"
+    assert (
+        proc.stderr.strip() == f"perflab: error: {tmp_path / 'x.yaml'}: experiment file not found"
+    )
 
 
 # ----------------------------------------------------------------------------- studies
@@ -162,17 +184,29 @@ def test_no_traceback_reaches_the_user(tmp_path):
 def test_six_configs_with_a_segfault_and_a_hang(tmp_path):
     """Config 3 segfaults and config 5 hangs past its timeout; the other four finish."""
     crash = ["none", "none", "segfault", "none", "hang", "none"]
-    spec = write_spec(tmp_path, {
-        **SYNTHETIC, "timeout_s": 4, "measure": {"iterations": 10},
-        "options": {"compute_ms": 0.2, "crash_at": 2},
-        "sweep": [{"seed": [k], "options.crash": [c]} for k, c in enumerate(crash, 1)],
-    })
+    spec = write_spec(
+        tmp_path,
+        {
+            **SYNTHETIC,
+            "timeout_s": 4,
+            "measure": {"iterations": 10},
+            "options": {"compute_ms": 0.2, "crash_at": 2},
+            "sweep": [{"seed": [k], "options.crash": [c]} for k, c in enumerate(crash, 1)],
+        },
+    )
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "perflab.cli", "run", str(spec), "-o", str(out)],
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-m", "perflab.cli", "run", str(spec), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert proc.returncode == 1, proc.stderr + proc.stdout
     runs = store.read(out, "runs").sort_values("created_at")
     assert runs["status"].tolist() == ["ok", "ok", "failed", "ok", "timeout", "ok"]
     assert "SIGSEGV" in runs["error"].iloc[2]
-    assert re.search(r"2 config\(s\) did not complete: .*crash=segfault \(failed\); .*crash=hang \(timeout\)",
-                     " ".join(proc.stdout.split()))
+    assert re.search(
+        r"2 config\(s\) did not complete: .*crash=segfault \(failed\); .*crash=hang \(timeout\)",
+        " ".join(proc.stdout.split()),
+    )

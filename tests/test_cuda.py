@@ -165,7 +165,7 @@ def test_device_io_latency_stages_and_device_times():
     assert [e.syncs for e in io.events] == [0, 3, 0, 3, 0, 3]
     # enqueue lies inside compute
     host = t.set_index(["iteration", "stage"])
-    assert (host.loc[(0, "enqueue"), "start_ns"] >= host.loc[(0, "compute"), "start_ns"])
+    assert host.loc[(0, "enqueue"), "start_ns"] >= host.loc[(0, "compute"), "start_ns"]
 
 
 def test_device_io_buffers_for_engines():
@@ -185,8 +185,9 @@ def test_device_io_buffers_for_engines():
 
 def test_device_io_casts_inputs_of_the_same_kind():
     cp = make_fake_cupy()
-    io = cuda.DeviceIO((TensorSpec("x", (2,), "float16"),), (TensorSpec("y", (2,), "float16"),),
-                       cupy_module=cp)
+    io = cuda.DeviceIO(
+        (TensorSpec("x", (2,), "float16"),), (TensorSpec("y", (2,), "float16"),), cupy_module=cp
+    )
     io.h2d({"x": np.array([1.5, 2.0], np.float32)}, Recorder(1))
     assert io.device_inputs["x"].a.dtype == np.float16
     assert io.device_inputs["x"].a.tolist() == [1.5, 2.0]
@@ -194,15 +195,15 @@ def test_device_io_casts_inputs_of_the_same_kind():
 
 def test_device_io_refuses_unresolved_shapes():
     with pytest.raises(ValueError, match="unresolved shape"):
-        cuda.DeviceIO((TensorSpec("x", (-1, 3), "float32"),), SPECS_OUT,
-                      cupy_module=make_fake_cupy())
+        cuda.DeviceIO(
+            (TensorSpec("x", (-1, 3), "float32"),), SPECS_OUT, cupy_module=make_fake_cupy()
+        )
 
 
 def test_device_io_throughput_enqueue_and_complete():
     cp = make_fake_cupy()
     stream = FakeStream()
-    slots = [cuda.DeviceIO(SPECS_IN, SPECS_OUT, 0, stream=stream, cupy_module=cp)
-             for _ in range(2)]
+    slots = [cuda.DeviceIO(SPECS_IN, SPECS_OUT, 0, stream=stream, cupy_module=cp) for _ in range(2)]
     clock = cuda.EventClock.for_cupy(cp, stream)
     rec = Recorder(2)
     for k, io in enumerate(slots):
@@ -220,10 +221,12 @@ def test_device_io_throughput_enqueue_and_complete():
             row = t.loc[(k, stage)]
             assert row["host_ns"] == row["device_ns"] == round(ms * 1e6)
         # Stage starts are the device timeline mapped onto the host clock.
-        assert (t.loc[(k, "h2d"), "start_ns"] - t.loc[(0, "h2d"), "start_ns"]
-                == round(k * per_request * 1e6))
-        assert (t.loc[(k, "compute"), "start_ns"] - t.loc[(k, "h2d"), "start_ns"]
-                == round(H2D_MS * 1e6))
+        assert t.loc[(k, "h2d"), "start_ns"] - t.loc[(0, "h2d"), "start_ns"] == round(
+            k * per_request * 1e6
+        )
+        assert t.loc[(k, "compute"), "start_ns"] - t.loc[(k, "h2d"), "start_ns"] == round(
+            H2D_MS * 1e6
+        )
 
 
 def test_complete_without_clock_lays_stages_back_to_back():
@@ -304,8 +307,9 @@ def test_version_texts_and_bus_ids():
     assert cuda._cudnn_version_text(90100) == "9.1.0"
     assert cuda._cudnn_version_text(91300) == "9.13.0"
     assert cuda._cudnn_version_text(8906) == "8.9.6"
-    assert cuda._parse_bus_id("00000000:3B:00.0") == cuda._parse_bus_id("0000:3b:00.0") == (
-        0, 0x3B, 0)
+    assert (
+        cuda._parse_bus_id("00000000:3B:00.0") == cuda._parse_bus_id("0000:3b:00.0") == (0, 0x3B, 0)
+    )
     assert cuda._parse_bus_id("garbage") is None
 
 
@@ -335,8 +339,11 @@ def test_reason_without_driver(monkeypatch):
 @pytest.mark.parametrize(
     ("count_fn", "device", "expected"),
     [
-        (lambda: (_ for _ in ()).throw(RuntimeError("cudaErrorInsufficientDriver")), 0,
-         "sees no usable GPU: RuntimeError: cudaErrorInsufficientDriver"),
+        (
+            lambda: (_ for _ in ()).throw(RuntimeError("cudaErrorInsufficientDriver")),
+            0,
+            "sees no usable GPU: RuntimeError: cudaErrorInsufficientDriver",
+        ),
         (lambda: 0, 0, "sees no GPU"),
         (lambda: 1, 3, "device 3 asked for, but 1 device(s)"),
         (lambda: 2, 1, None),
@@ -441,8 +448,11 @@ def facts_cupy():
         runtimeGetVersion=lambda: 13000,
         getDeviceCount=lambda: 1,
         deviceGetAttribute=lambda attr, dev: attrs[attr],
-        cudaDevAttrPciDomainId=50, cudaDevAttrPciBusId=33, cudaDevAttrPciDeviceId=34,
-        cudaDevAttrMultiProcessorCount=16, cudaDevAttrL2CacheSize=38,
+        cudaDevAttrPciDomainId=50,
+        cudaDevAttrPciBusId=33,
+        cudaDevAttrPciDeviceId=34,
+        cudaDevAttrMultiProcessorCount=16,
+        cudaDevAttrL2CacheSize=38,
         cudaDevAttrGlobalMemoryBusWidth=37,
     )
     return SimpleNamespace(cuda=SimpleNamespace(runtime=runtime))
@@ -461,7 +471,9 @@ def test_gpu_facts_from_nvml_and_cuda():
     assert gpu["cuda_runtime_version"] == "13.0"
     assert gpu["cuda_index"] == 0 and gpu["multiprocessor_count"] == 132
     assert gpu["memory_bus_width_bits"] == 5120
-    assert "sm_clock_app_mhz" not in gpu and "Not Supported" in gpu["unavailable"]["sm_clock_app_mhz"]
+    assert (
+        "sm_clock_app_mhz" not in gpu and "Not Supported" in gpu["unavailable"]["sm_clock_app_mhz"]
+    )
     assert nvml.shutdowns == 1
     # Nothing that changes from moment to moment, so env_id stays stable.
     assert not {"temp_c", "power_w", "sm_clock_mhz", "pcie_gen"} & set(gpu)

@@ -9,8 +9,18 @@ from perflab import env, store
 
 def test_fingerprint_has_the_facts_that_change_measurements():
     fp = env.fingerprint(providers=False, gpu=False)
-    for key in ("host", "cpu_model", "cpu_flags", "cpu_cores_physical", "cpu_threads", "memory_gib",
-                "os", "python", "packages", "env_vars"):
+    for key in (
+        "host",
+        "cpu_model",
+        "cpu_flags",
+        "cpu_cores_physical",
+        "cpu_threads",
+        "memory_gib",
+        "os",
+        "python",
+        "packages",
+        "env_vars",
+    ):
         assert key in fp, key
     assert fp["packages"]["numpy"]
     assert fp["cpu_threads"] >= 1
@@ -26,8 +36,11 @@ def test_env_id_ignores_the_moment():
 
 def test_diff_names_the_keys_that_differ(tmp_path):
     a = {"cpu_model": "EPYC", "packages": {"onnxruntime": "1.31.1", "numpy": "2.0"}, "gpus": []}
-    b = {"cpu_model": "EPYC", "packages": {"onnxruntime": "1.20.0", "numpy": "2.0"},
-         "gpus": [{"name": "NVIDIA GeForce RTX 3070"}]}
+    b = {
+        "cpu_model": "EPYC",
+        "packages": {"onnxruntime": "1.20.0", "numpy": "2.0"},
+        "gpus": [{"name": "NVIDIA GeForce RTX 3070"}],
+    }
     rows = env.diff(a, b)
     assert ("packages.onnxruntime", "1.31.1", "1.20.0") in rows
     assert ("gpus[0].name", None, "NVIDIA GeForce RTX 3070") in rows

@@ -23,19 +23,34 @@ from perflab import env, report, runner, spec, store
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
 SYNTHETIC = {
-    "preprocess_ms": 0.1, "h2d_ms": 0.05, "compute_ms": 0.3, "compute_ms_per_item": 0.1,
-    "d2h_ms": 0.05, "postprocess_ms": 0.1, "jitter": 0.01, "warmup_iterations": 8,
+    "preprocess_ms": 0.1,
+    "h2d_ms": 0.05,
+    "compute_ms": 0.3,
+    "compute_ms_per_item": 0.1,
+    "d2h_ms": 0.05,
+    "postprocess_ms": 0.1,
+    "jitter": 0.01,
+    "warmup_iterations": 8,
     "warmup_extra_ms": 1.0,
 }
 # resnet18-like cost, so that rooflines and projections have something to work on.
-MODEL_COST = {"model_flops_per_sample": 3.6e9, "model_param_bytes": 46.8e6,
-              "model_activation_bytes_per_sample": 20e6}
+MODEL_COST = {
+    "model_flops_per_sample": 3.6e9,
+    "model_param_bytes": 46.8e6,
+    "model_activation_bytes_per_sample": 20e6,
+}
 
 
 def run_synthetic(out: Path, *, study: str = "tiny", batch_sizes=(1, 2, 4), **extra) -> Path:
-    data = {"study": study, "backend": "synthetic", "sweep": {"batch_size": list(batch_sizes)},
-            "options": dict(SYNTHETIC), "warmup": {"iterations": 10},
-            "measure": {"iterations": 40}, **extra}
+    data = {
+        "study": study,
+        "backend": "synthetic",
+        "sweep": {"batch_size": list(batch_sizes)},
+        "options": dict(SYNTHETIC),
+        "warmup": {"iterations": 10},
+        "measure": {"iterations": 40},
+        **extra,
+    }
     runner.run_study(spec.parse(data), out, isolate=False)
     row = env.row(env.fingerprint(gpu=False, providers=False))
     store.write(out, "env", row["env_id"], row)
@@ -61,27 +76,56 @@ def add_traces(out: Path, run_id: str) -> None:
     ranges, kernels = [], []
     for r in mine[mine["stage"].isin(["h2d", "compute", "d2h"])].itertuples(index=False):
         start = int(r.start_ns) + offset
-        ranges.append({"name": str(r.stage), "domain": "perflab", "pid": 1, "tid": 1,
-                       "start_ns": start, "end_ns": start + int(r.host_ns),
-                       "duration_ns": int(r.host_ns), "depth": 2, "gpu_start_ns": start + 1000,
-                       "gpu_end_ns": start + int(r.host_ns) - 1000,
-                       "gpu_duration_ns": int(r.host_ns) - 2000, "n_gpu_ops": 2,
-                       "iteration": int(r.iteration), "stage": str(r.stage)})
+        ranges.append(
+            {
+                "name": str(r.stage),
+                "domain": "perflab",
+                "pid": 1,
+                "tid": 1,
+                "start_ns": start,
+                "end_ns": start + int(r.host_ns),
+                "duration_ns": int(r.host_ns),
+                "depth": 2,
+                "gpu_start_ns": start + 1000,
+                "gpu_end_ns": start + int(r.host_ns) - 1000,
+                "gpu_duration_ns": int(r.host_ns) - 2000,
+                "n_gpu_ops": 2,
+                "iteration": int(r.iteration),
+                "stage": str(r.stage),
+            }
+        )
         if r.stage == "compute":
             for k, name in enumerate(("volta_sgemm_128x64_nn", "relu_kernel")):
                 s = start + 2000 + k * 60_000
-                kernels.append({"name": name, "device": 0, "stream": 7, "start_ns": s,
-                                "end_ns": s + 50_000, "duration_ns": 50_000,
-                                "correlation_id": len(kernels), "range": "compute"})
+                kernels.append(
+                    {
+                        "name": name,
+                        "device": 0,
+                        "stream": 7,
+                        "start_ns": s,
+                        "end_ns": s + 50_000,
+                        "duration_ns": 50_000,
+                        "correlation_id": len(kernels),
+                        "range": "compute",
+                    }
+                )
     store.write(out, "trace_ranges", run_id, pd.DataFrame(ranges).assign(run_id=run_id))
     store.write(out, "trace_kernels", run_id, pd.DataFrame(kernels).assign(run_id=run_id))
-    layers = pd.DataFrame({"layer": ["conv1", "layer1.0.conv1", "fc"],
-                           "op_type": ["Conv", "Conv", "Gemm"], "provider": "trt",
-                           "precision": ["fp16", "fp16", "fp32"], "count": 40,
-                           "total_ms": [4.0, 2.5, 0.5], "median_ms": [0.1, 0.0625, 0.0125]})
+    layers = pd.DataFrame(
+        {
+            "layer": ["conv1", "layer1.0.conv1", "fc"],
+            "op_type": ["Conv", "Conv", "Gemm"],
+            "provider": "trt",
+            "precision": ["fp16", "fp16", "fp32"],
+            "count": 40,
+            "total_ms": [4.0, 2.5, 0.5],
+            "median_ms": [0.1, 0.0625, 0.0125],
+        }
+    )
     store.write(out, "layers", run_id, layers.assign(run_id=run_id))
-    reported = pd.DataFrame({"stage": ["compute", "compute"], "statistic": ["median", "mean"],
-                             "value_ms": [0.28, 0.29]})
+    reported = pd.DataFrame(
+        {"stage": ["compute", "compute"], "statistic": ["median", "mean"], "value_ms": [0.28, 0.29]}
+    )
     store.write(out, "reported", run_id, reported.assign(run_id=run_id))
 
 
@@ -95,15 +139,25 @@ def tiny(tmp_path_factory) -> list[Path]:
 @pytest.fixture(scope="module")
 def failed_only(tmp_path_factory) -> list[Path]:
     out = tmp_path_factory.mktemp("nb") / "failed"
-    run_synthetic(out, study="failed", batch_sizes=(1,),
-                  options={**SYNTHETIC, "crash": "exception", "crash_at": 0})
+    run_synthetic(
+        out,
+        study="failed",
+        batch_sizes=(1,),
+        options={**SYNTHETIC, "crash": "exception", "crash_at": 0},
+    )
     # An engine missing on this machine, as the runner records it (written directly: on a
     # machine where the engine exists the run would be ok).
     row = store.read(out, "runs").iloc[0].to_dict()
-    row.update(run_id=store.new_run_id(), backend="trt", status="unsupported", batch_size=2,
-               label="resnet18 trt fp16 b2", precision="fp16",
-               error="trt unavailable: the tensorrt package is not installed (pip install "
-                     "perflab[tensorrt])")
+    row.update(
+        run_id=store.new_run_id(),
+        backend="trt",
+        status="unsupported",
+        batch_size=2,
+        label="resnet18 trt fp16 b2",
+        precision="fp16",
+        error="trt unavailable: the tensorrt package is not installed (pip install "
+        "perflab[tensorrt])",
+    )
     store.write_run(out, row)
     statuses = set(store.read(out, "runs")["status"])
     assert statuses == {"failed", "unsupported"}
@@ -118,10 +172,12 @@ def two_devices(tmp_path_factory) -> list[Path]:
         # The faster device is simulated with shorter compute; its runs then record the first
         # device's options, as the same experiment file run on two machines would.
         opts = {**SYNTHETIC, "compute_ms": 0.3 * scale, "compute_ms_per_item": 0.1 * scale}
-        out = run_synthetic(base / name.replace(" ", "_"), study="devices", batch_sizes=(1, 2),
-                            options=opts)
-        ids = patch_runs(out, device="cuda:0", device_name=name,
-                         options=store.json_text(SYNTHETIC), **MODEL_COST)
+        out = run_synthetic(
+            base / name.replace(" ", "_"), study="devices", batch_sizes=(1, 2), options=opts
+        )
+        ids = patch_runs(
+            out, device="cuda:0", device_name=name, options=store.json_text(SYNTHETIC), **MODEL_COST
+        )
         folders.append(out)
     add_traces(folders[-1], ids[0])
     return folders
@@ -188,15 +244,21 @@ def test_notebooks_are_committed_without_outputs_and_with_a_parameters_cell():
 def test_the_package_finds_the_canonical_notebooks():
     folder = report.notebook_dir()
     for name in report.NOTEBOOKS:
-        assert (folder / f"{name}.ipynb").read_bytes() == \
-            (NOTEBOOK_DIR / f"{name}.ipynb").read_bytes()
+        assert (folder / f"{name}.ipynb").read_bytes() == (
+            NOTEBOOK_DIR / f"{name}.ipynb"
+        ).read_bytes()
 
 
 def test_notebooks_on_a_small_study(tiny):
     executed = report.execute(tiny)
     _check_clean(executed)
-    for name, at_least in (("01_overview", 1), ("02_stage_breakdown", 2), ("03_warmup", 1),
-                           ("04_batching", 2), ("05_device_comparison", 2)):
+    for name, at_least in (
+        ("01_overview", 1),
+        ("02_stage_breakdown", 2),
+        ("03_warmup", 1),
+        ("04_batching", 2),
+        ("05_device_comparison", 2),
+    ):
         assert _images(executed, name) >= at_least, name
     assert "Nothing to show" in _section_text(executed, "06_trace_correlation")
     overview = _section_text(executed, "01_overview")
@@ -211,8 +273,9 @@ def test_notebooks_on_a_study_whose_runs_all_failed(failed_only):
     assert "synthetic failure injected at iteration 0" in overview
     assert "trt unavailable" in overview
     for name in report.NOTEBOOKS[1:5]:
-        assert "Nothing to show: no run completed (1 failed, 1 unsupported)" in \
-            _section_text(executed, name), name
+        assert "Nothing to show: no run completed (1 failed, 1 unsupported)" in _section_text(
+            executed, name
+        ), name
         assert _images(executed, name) == 0
 
 
@@ -220,8 +283,9 @@ def test_notebooks_on_no_folders():
     executed = report.execute([])
     _check_clean(executed)
     for name in report.NOTEBOOKS:
-        assert "Nothing to show: no result folders were given." in \
-            _section_text(executed, name), name
+        assert "Nothing to show: no result folders were given." in _section_text(executed, name), (
+            name
+        )
 
 
 def test_notebooks_on_two_devices_with_traces(two_devices):

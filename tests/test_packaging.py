@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,6 +16,7 @@ def _name(requirement: str) -> str:
 
 
 def test_environment_yml_names_the_same_dependencies_as_pyproject():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from 3.11")
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = {_name(r) for r in project["dependencies"]}
     wanted |= {_name(r) for r in project["optional-dependencies"]["openvino"]}
@@ -29,7 +30,10 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject():
 def test_readme_opens_with_the_two_commands():
     text = (REPO / "README.md").read_text()
     first_block = text.split("```")[1]
-    assert [line.strip() for line in first_block.strip().splitlines()[1:]] == ["make demo", "make test"]
+    assert [line.strip() for line in first_block.strip().splitlines()[1:]] == [
+        "make demo",
+        "make test",
+    ]
 
 
 def test_ci_runs_make_test():

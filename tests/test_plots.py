@@ -31,16 +31,26 @@ from perflab.plots import PALETTE, color
 def results(tmp_path_factory):
     """Three batch sizes of a synthetic study with copies, jitter and a warmup pattern."""
     out = tmp_path_factory.mktemp("plots") / "study"
-    study = spec.parse({
-        "study": "plots",
-        "backend": "synthetic",
-        "sweep": {"batch_size": [1, 2, 4]},
-        "options": {"preprocess_ms": 0.1, "h2d_ms": 0.05, "compute_ms": 0.3,
-                    "compute_ms_per_item": 0.1, "d2h_ms": 0.05, "postprocess_ms": 0.1,
-                    "jitter": 0.01, "warmup_iterations": 8, "warmup_extra_ms": 1.0},
-        "warmup": {"iterations": 10},
-        "measure": {"iterations": 40},
-    })
+    study = spec.parse(
+        {
+            "study": "plots",
+            "backend": "synthetic",
+            "sweep": {"batch_size": [1, 2, 4]},
+            "options": {
+                "preprocess_ms": 0.1,
+                "h2d_ms": 0.05,
+                "compute_ms": 0.3,
+                "compute_ms_per_item": 0.1,
+                "d2h_ms": 0.05,
+                "postprocess_ms": 0.1,
+                "jitter": 0.01,
+                "warmup_iterations": 8,
+                "warmup_extra_ms": 1.0,
+            },
+            "warmup": {"iterations": 10},
+            "measure": {"iterations": 40},
+        }
+    )
     runner.run_study(study, out, isolate=False)
     return perflab.open(out)
 
@@ -58,8 +68,10 @@ def _same_color(a, b) -> bool:
 def _tick_run_ids(ax, labels: dict[str, str]) -> dict[float, str]:
     """y position -> run id, from the y tick labels the plot wrote."""
     by_label = {v.replace("$", r"\$"): k for k, v in labels.items()}
-    return {t: by_label[lab.get_text()] for t, lab in zip(ax.get_yticks(), ax.get_yticklabels(),
-                                                          strict=True)}
+    return {
+        t: by_label[lab.get_text()]
+        for t, lab in zip(ax.get_yticks(), ax.get_yticklabels(), strict=True)
+    }
 
 
 # ---------------------------------------------------------------------------- palette
@@ -71,7 +83,8 @@ def test_colours_come_from_the_one_palette():
             assert color(name, kind) == value
     assert set(PALETTE) == {"stage", "backend", "precision"}
     assert {"preprocess", "h2d", "compute", "d2h", "postprocess", "gap", "enqueue"} <= set(
-        PALETTE["stage"])
+        PALETTE["stage"]
+    )
 
 
 def test_unknown_names_get_stable_fallback_colours():
@@ -84,8 +97,9 @@ def test_unknown_names_get_stable_fallback_colours():
 
 
 def test_series_styles_use_backend_colour_and_precision_marker():
-    keys = pd.DataFrame({"group": ["x", "y"], "backend": ["ort-cpu", "ort-cpu"],
-                         "precision": ["fp32", "int8"]})
+    keys = pd.DataFrame(
+        {"group": ["x", "y"], "backend": ["ort-cpu", "ort-cpu"], "precision": ["fp32", "int8"]}
+    )
     styles = plots.series_styles(keys)
     assert styles["x"]["color"] == styles["y"]["color"] == PALETTE["backend"]["ort-cpu"]
     assert styles["x"]["marker"] != styles["y"]["marker"]
@@ -113,9 +127,15 @@ def test_stacked_bar_widths_are_the_breakdown_medians(results):
     assert seen == len(expected)
     # The segments of a bar start where the previous one ended, in pipeline order.
     for run_id in breakdown["run_id"].unique():
-        segs = sorted((p for p in ax.patches if (p.get_gid() or "").startswith("host:")
-                       and y_to_run[round(p.get_y() + p.get_height() / 2)] == run_id),
-                      key=lambda p: p.get_x())
+        segs = sorted(
+            (
+                p
+                for p in ax.patches
+                if (p.get_gid() or "").startswith("host:")
+                and y_to_run[round(p.get_y() + p.get_height() / 2)] == run_id
+            ),
+            key=lambda p: p.get_x(),
+        )
         for a, b in itertools.pairwise(segs):
             assert b.get_x() == pytest.approx(a.get_x() + a.get_width())
         order = [p.get_gid().split(":")[1] for p in segs]
@@ -136,11 +156,15 @@ def test_device_times_stack_beside_the_host_bar(results):
     run_id = summary["run_id"].iloc[0]
     device = {"h2d": 0.04, "compute": 0.25, "d2h": 0.03}
     for stage, ms in device.items():
-        summary.loc[(summary["run_id"] == run_id) & (summary["stage"] == stage),
-                    "device_p50_ms"] = ms
+        summary.loc[
+            (summary["run_id"] == run_id) & (summary["stage"] == stage), "device_p50_ms"
+        ] = ms
     ax = plots.stage_breakdown(breakdown, runs=results.runs, summary=summary)
-    bars = {p.get_gid().split(":")[1]: p for p in ax.patches
-            if (p.get_gid() or "").startswith("device:")}
+    bars = {
+        p.get_gid().split(":")[1]: p
+        for p in ax.patches
+        if (p.get_gid() or "").startswith("device:")
+    }
     assert {s: p.get_width() for s, p in bars.items()} == pytest.approx(device)
     assert all(p.get_hatch() for p in bars.values())
     host_y = {p.get_y() for p in ax.patches if (p.get_gid() or "").startswith("host:")}
@@ -175,8 +199,12 @@ def test_warmup_changepoint_lines_at_detected_iterations(results):
 
 def test_warmup_segments_and_steady_band(results):
     run_id = results.runs["run_id"].iloc[0]
-    row = {"changepoints": [4, 8], "segment_p50_ms": [2.0, 1.5, 0.9], "steady_iteration": 8,
-           "classification": "warmup"}
+    row = {
+        "changepoints": [4, 8],
+        "segment_p50_ms": [2.0, 1.5, 0.9],
+        "steady_iteration": 8,
+        "classification": "warmup",
+    }
     ax = plots.warmup_series(results.samples, run_id=run_id, warmup=row)
     assert [line.get_xdata()[0] for line in ax.lines if line.get_gid() == "changepoint"] == [4, 8]
     levels = sorted(c.get_segments()[0][0][1] for c in ax.collections if c.get_gid() == "segment")
@@ -245,13 +273,25 @@ def test_forest_points_are_ratios_and_bars_the_cis(results):
 
 
 def test_forest_colours_by_verdict():
-    frame = pd.DataFrame({"a": ["x", "x"], "b": ["y", "z"], "config": ["c", "c"],
-                          "stage": ["e2e", "e2e"], "ratio": [0.5, 1.001],
-                          "ci_low": [0.45, 0.99], "ci_high": [0.55, 1.01],
-                          "verdict": ["faster", "same"], "threshold": [0.01, 0.01]})
+    frame = pd.DataFrame(
+        {
+            "a": ["x", "x"],
+            "b": ["y", "z"],
+            "config": ["c", "c"],
+            "stage": ["e2e", "e2e"],
+            "ratio": [0.5, 1.001],
+            "ci_low": [0.45, 0.99],
+            "ci_high": [0.55, 1.01],
+            "verdict": ["faster", "same"],
+            "threshold": [0.01, 0.01],
+        }
+    )
     ax = plots.forest(frame)
-    gids = {c.lines[0].get_gid(): c.lines[0].get_color() for c in ax.containers
-            if isinstance(c, ErrorbarContainer)}
+    gids = {
+        c.lines[0].get_gid(): c.lines[0].get_color()
+        for c in ax.containers
+        if isinstance(c, ErrorbarContainer)
+    }
     assert _same_color(gids["ratio:faster"], plots.VERDICT_COLORS["faster"])
     assert _same_color(gids["ratio:same"], plots.VERDICT_COLORS["same"])
 
@@ -260,9 +300,17 @@ def test_forest_colours_by_verdict():
 
 
 def _roof_rows(run_ids, achieved, intensity, peak, bandwidth, device):
-    return pd.DataFrame({"run_id": run_ids, "stage": "compute", "achieved_tflops": achieved,
-                         "intensity_flops_per_byte": intensity, "peak_tflops": peak,
-                         "bandwidth_gbs": bandwidth, "device_peak_name": device})
+    return pd.DataFrame(
+        {
+            "run_id": run_ids,
+            "stage": "compute",
+            "achieved_tflops": achieved,
+            "intensity_flops_per_byte": intensity,
+            "peak_tflops": peak,
+            "bandwidth_gbs": bandwidth,
+            "device_peak_name": device,
+        }
+    )
 
 
 def test_roofline_points_roofs_and_predicted_markers():
@@ -271,8 +319,11 @@ def test_roofline_points_roofs_and_predicted_markers():
     runs = pd.DataFrame({"run_id": ["r1", "r2"], "precision": ["fp32", "fp16"]})
     ax = plots.roofline(measured, predicted=predicted, runs=runs)
     assert ax.get_xscale() == ax.get_yscale() == "log"
-    got = sorted((line.get_xdata()[0], line.get_ydata()[0]) for line in ax.lines
-                 if line.get_gid() == "measured")
+    got = sorted(
+        (line.get_xdata()[0], line.get_ydata()[0])
+        for line in ax.lines
+        if line.get_gid() == "measured"
+    )
     assert got == [(10.0, 2.0), (40.0, 3.0)]
     hollow = [line for line in ax.lines if line.get_gid() == "predicted"]
     assert sorted(line.get_ydata()[0] for line in hollow) == [9.0, 20.0]
@@ -281,8 +332,9 @@ def test_roofline_points_roofs_and_predicted_markers():
     roof = next(line for line in ax.lines if line.get_gid() == "roof")
     x, y = np.asarray(roof.get_xdata()), np.asarray(roof.get_ydata())
     assert y == pytest.approx(np.minimum(6.463, 256.0 * x / 1000))
-    assert all(line.get_linestyle() == "--" for line in ax.lines
-               if line.get_gid() == "roof-predicted")
+    assert all(
+        line.get_linestyle() == "--" for line in ax.lines if line.get_gid() == "roof-predicted"
+    )
 
 
 def test_roofline_without_flops_says_so(results):
@@ -312,13 +364,25 @@ def test_timeline_kernel_lane_aligned_by_trace_ranges(results):
     mine = samples[(samples["run_id"] == run_id) & (samples["iteration"] == 20)]
     compute = mine[mine["stage"] == "compute"].iloc[0]
     offset = 10_000_000_000  # the trace's clock starts elsewhere
-    ranges = pd.DataFrame({"run_id": [run_id], "iteration": [20], "stage": ["compute"],
-                           "start_ns": [compute["start_ns"] + offset]})
-    kernels = pd.DataFrame({"run_id": [run_id], "name": ["gemm"],
-                            "start_ns": [compute["start_ns"] + offset + 1000],
-                            "end_ns": [compute["start_ns"] + offset + 51000]})
-    ax = plots.timeline(samples, run_id=run_id, iterations=[20], trace_kernels=kernels,
-                        trace_ranges=ranges)
+    ranges = pd.DataFrame(
+        {
+            "run_id": [run_id],
+            "iteration": [20],
+            "stage": ["compute"],
+            "start_ns": [compute["start_ns"] + offset],
+        }
+    )
+    kernels = pd.DataFrame(
+        {
+            "run_id": [run_id],
+            "name": ["gemm"],
+            "start_ns": [compute["start_ns"] + offset + 1000],
+            "end_ns": [compute["start_ns"] + offset + 51000],
+        }
+    )
+    ax = plots.timeline(
+        samples, run_id=run_id, iterations=[20], trace_kernels=kernels, trace_ranges=ranges
+    )
     t0 = mine["start_ns"].min()
     bar = next(p for p in ax.patches if p.get_gid() == "kernel")
     assert bar.get_x() == pytest.approx((compute["start_ns"] + 1000 - t0) / 1e6)
@@ -330,9 +394,23 @@ def test_timeline_kernel_lane_aligned_by_trace_ranges(results):
 
 
 def test_empty_inputs_draw_a_message_instead_of_raising():
-    empty = pd.DataFrame(columns=["run_id", "stage", "phase", "iteration", "start_ns",
-                                  "host_ns", "device_ns", "kind", "p50_ms", "group",
-                                  "batch_size", "speedup", "pair"])
+    empty = pd.DataFrame(
+        columns=[
+            "run_id",
+            "stage",
+            "phase",
+            "iteration",
+            "start_ns",
+            "host_ns",
+            "device_ns",
+            "kind",
+            "p50_ms",
+            "group",
+            "batch_size",
+            "speedup",
+            "pair",
+        ]
+    )
     for draw in (
         lambda: plots.stage_breakdown(empty),
         lambda: plots.latency_distribution(empty),
@@ -357,10 +435,16 @@ def test_dollar_signs_in_data_are_not_mathtext(results):
 
 
 def test_speedups_mark_predicted_bars():
-    data = pd.DataFrame({"pair": ["B vs A"] * 4, "stage": ["compute", "compute", "e2e", "e2e"],
-                         "kind": ["measured", "predicted", "measured", "predicted"],
-                         "speedup": [2.0, 2.5, 1.5, 1.8], "ci_low": [1.9, math.nan, 1.4, math.nan],
-                         "ci_high": [2.1, math.nan, 1.6, math.nan]})
+    data = pd.DataFrame(
+        {
+            "pair": ["B vs A"] * 4,
+            "stage": ["compute", "compute", "e2e", "e2e"],
+            "kind": ["measured", "predicted", "measured", "predicted"],
+            "speedup": [2.0, 2.5, 1.5, 1.8],
+            "ci_low": [1.9, math.nan, 1.4, math.nan],
+            "ci_high": [2.1, math.nan, 1.6, math.nan],
+        }
+    )
     ax = plots.speedups(data)
     predicted = [p for p in ax.patches if p.get_gid() == "predicted"]
     measured = [p for p in ax.patches if p.get_gid() == "measured"]
@@ -371,10 +455,13 @@ def test_speedups_mark_predicted_bars():
 
 
 def test_import_perflab_leaves_plotting_and_jupyter_out():
-    code = ("import sys, perflab, perflab.report, perflab.cli; "
-            "print(','.join(m for m in ('matplotlib', 'seaborn', 'nbclient', 'nbconvert', "
-            "'papermill', 'IPython') if m in sys.modules))")
+    code = (
+        "import sys, perflab, perflab.report, perflab.cli; "
+        "print(','.join(m for m in ('matplotlib', 'seaborn', 'nbclient', 'nbconvert', "
+        "'papermill', 'IPython') if m in sys.modules))"
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(perflab.__file__).parents[1])}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     assert out.stdout.strip() == ""

@@ -30,20 +30,32 @@ EVIL_ERROR = 'engine said <img src=x onerror="alert(2)"> & quit'
 def folder(tmp_path_factory) -> Path:
     """A tiny synthetic study whose model name and one error message are HTML."""
     out = tmp_path_factory.mktemp("report") / "study"
-    study = spec.parse({
-        "study": "tiny-report",
-        "backend": "synthetic",
-        "model": EVIL_MODEL,
-        "sweep": {"batch_size": [1, 2]},
-        "options": {"preprocess_ms": 0.1, "compute_ms": 0.3, "compute_ms_per_item": 0.1,
-                    "postprocess_ms": 0.1, "jitter": 0.01},
-        "warmup": {"iterations": 5},
-        "measure": {"iterations": 30},
-    })
+    study = spec.parse(
+        {
+            "study": "tiny-report",
+            "backend": "synthetic",
+            "model": EVIL_MODEL,
+            "sweep": {"batch_size": [1, 2]},
+            "options": {
+                "preprocess_ms": 0.1,
+                "compute_ms": 0.3,
+                "compute_ms_per_item": 0.1,
+                "postprocess_ms": 0.1,
+                "jitter": 0.01,
+            },
+            "warmup": {"iterations": 5},
+            "measure": {"iterations": 30},
+        }
+    )
     runner.run_study(study, out, isolate=False)
     row = store.read(out, "runs").iloc[0].to_dict()
-    row.update(run_id=store.new_run_id(), status="failed", error=EVIL_ERROR, batch_size=8,
-               label=f"{EVIL_MODEL} synthetic fp32 b8")
+    row.update(
+        run_id=store.new_run_id(),
+        status="failed",
+        error=EVIL_ERROR,
+        batch_size=8,
+        label=f"{EVIL_MODEL} synthetic fp32 b8",
+    )
     store.write_run(out, row)
     fp = env.row(env.fingerprint(gpu=False, providers=False))
     store.write(out, "env", fp["env_id"], fp)
@@ -85,8 +97,14 @@ def test_sections_and_table_of_contents(page):
         assert f'id="section-{name}"' in page
         assert f'href="#section-{name}"' in toc
     titles = re.findall(r'<a href="#section-[^"]+">([^<]+)</a>', toc)
-    assert titles == ["Overview", "Stage breakdown", "Warmup", "Batching", "Device comparison",
-                      "Traces and imported profiles"]
+    assert titles == [
+        "Overview",
+        "Stage breakdown",
+        "Warmup",
+        "Batching",
+        "Device comparison",
+        "Traces and imported profiles",
+    ]
     # Sections appear in report order.
     where = [page.index(f'id="section-{name}"') for name in report.NOTEBOOKS]
     assert where == sorted(where)
@@ -95,7 +113,9 @@ def test_sections_and_table_of_contents(page):
 def test_nothing_needs_the_network(page, page_with_code):
     for markup in (page, page_with_code):
         assert not re.search(r"<script\b[^>]*\bsrc\s*=", markup, re.IGNORECASE)
-        assert not re.search(r"<link\b[^>]*\bhref\s*=\s*[\"']?\s*(https?:)?//", markup, re.IGNORECASE)
+        assert not re.search(
+            r"<link\b[^>]*\bhref\s*=\s*[\"']?\s*(https?:)?//", markup, re.IGNORECASE
+        )
         assert not re.search(r"\b(src|href)\s*=\s*[\"']?\s*(https?:)?//", markup, re.IGNORECASE)
         assert not re.search(r"url\(\s*[\"']?\s*(https?:)?//", markup, re.IGNORECASE)
         assert not re.search(r"@import", markup, re.IGNORECASE)
@@ -161,8 +181,11 @@ def _notebook(path: Path, *code: str) -> None:
     nb = new_notebook(cells=[new_markdown_cell(f"# {path.stem}"), new_code_cell("results = []")])
     nb.cells[1].metadata["tags"] = ["parameters"]
     nb.cells += [new_code_cell(c) for c in code]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, path)
 
 
@@ -171,8 +194,12 @@ def test_a_failing_notebook_costs_only_its_own_section(tmp_path, monkeypatch, ca
     books.mkdir()
     names = list(report.NOTEBOOKS[:4])
     _notebook(books / f"{names[0]}.ipynb", "print('first ran')")
-    _notebook(books / f"{names[1]}.ipynb", "print('before')", "raise ValueError('broken <b>')",
-              "print('never')")
+    _notebook(
+        books / f"{names[1]}.ipynb",
+        "print('before')",
+        "raise ValueError('broken <b>')",
+        "print('never')",
+    )
     _notebook(books / f"{names[2]}.ipynb", "import os\nos._exit(3)")  # the kernel dies
     _notebook(books / f"{names[3]}.ipynb", "print('still ran', results)")
     monkeypatch.setattr(report, "notebook_dir", lambda: books)
@@ -207,12 +234,23 @@ def _chromium() -> str | None:
 
 
 def _headless(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--host-resolver-rules=MAP * ~NOTFOUND",  # any network request would fail loudly
-             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0"]
-    return subprocess.run([browser, *flags, *args], capture_output=True, text=True, timeout=120,
-                          check=False)  # the caller reads the logs and the files it wrote
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--host-resolver-rules=MAP * ~NOTFOUND",  # any network request would fail loudly
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+    return subprocess.run(
+        [browser, *flags, *args], capture_output=True, text=True, timeout=120, check=False
+    )  # the caller reads the logs and the files it wrote
 
 
 def test_the_page_renders_in_a_browser_without_console_errors(page, tmp_path):
@@ -224,8 +262,14 @@ def test_the_page_renders_in_a_browser_without_console_errors(page, tmp_path):
     html_file = tmp_path / "report.html"
     html_file.write_text(page, encoding="utf-8")
     shot = tmp_path / "shot.png"
-    run = _headless(browser, tmp_path / "profile", f"--screenshot={shot}",
-                    "--window-size=1280,2400", "--hide-scrollbars", html_file.as_uri())
+    run = _headless(
+        browser,
+        tmp_path / "profile",
+        f"--screenshot={shot}",
+        "--window-size=1280,2400",
+        "--hide-scrollbars",
+        html_file.as_uri(),
+    )
     console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
     assert not console, console
     assert shot.exists(), run.stderr[-2000:]

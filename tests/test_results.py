@@ -18,21 +18,45 @@ def _samples(run_id: str, n: int, batch: int, seed: int, scale: float = 1.0) -> 
     for it in range(n):
         total = 0
         for stage, ms in STAGES_MS.items():
-            ns = int(ms * scale * (batch if stage == "compute" else 1) * 1e6
-                     * (1 + 0.01 * rng.standard_normal()))
+            ns = int(
+                ms
+                * scale
+                * (batch if stage == "compute" else 1)
+                * 1e6
+                * (1 + 0.01 * rng.standard_normal())
+            )
             rows.append((stage, it, ns))
             total += ns
         rows.append(("e2e", it, total + 20_000))
     frame = pd.DataFrame(rows, columns=["stage", "iteration", "host_ns"])
-    return frame.assign(run_id=run_id, phase=np.where(frame["iteration"] < 5, "warmup", "measure"),
-                        start_ns=0, device_ns=np.nan, items=batch)
+    return frame.assign(
+        run_id=run_id,
+        phase=np.where(frame["iteration"] < 5, "warmup", "measure"),
+        start_ns=0,
+        device_ns=np.nan,
+        items=batch,
+    )
 
 
 def _write(out, run_id, *, n=60, batch=1, seed=0, scale=1.0, status="ok", **cols):
-    run = {"run_id": run_id, "status": status, "label": f"{run_id} label", "model": "resnet18",
-           "backend": "ort-cpu", "precision": "fp32", "batch_size": batch, "pipeline": "raw",
-           "study": "s", "host": "box-a", "device_name": "cpu", "device": "cpu",
-           "measure_wall_s": 1.0, "n_measure": n - 5, "env_id": "env-a", **cols}
+    run = {
+        "run_id": run_id,
+        "status": status,
+        "label": f"{run_id} label",
+        "model": "resnet18",
+        "backend": "ort-cpu",
+        "precision": "fp32",
+        "batch_size": batch,
+        "pipeline": "raw",
+        "study": "s",
+        "host": "box-a",
+        "device_name": "cpu",
+        "device": "cpu",
+        "measure_wall_s": 1.0,
+        "n_measure": n - 5,
+        "env_id": "env-a",
+        **cols,
+    }
     tables = {"samples": _samples(run_id, n, batch, seed, scale)} if status == "ok" else {}
     store.write_run(out, run, tables)
 
@@ -45,8 +69,12 @@ def study(tmp_path):
     _write(out, "r3", status="failed", error="boom")
     store.write(out, "env", "env-a", {"env_id": "env-a", "host": "box-a"})
     store.write(out, "env", "env-z", {"env_id": "env-z", "host": "elsewhere"})
-    store.write(out, "telemetry", "r1", pd.DataFrame(
-        {"run_id": ["r1", "r1"], "t_ns": [0, 1], "throttled": [False, True]}))
+    store.write(
+        out,
+        "telemetry",
+        "r1",
+        pd.DataFrame({"run_id": ["r1", "r1"], "t_ns": [0, 1], "throttled": [False, True]}),
+    )
     return out
 
 
@@ -127,8 +155,14 @@ def test_returned_frames_do_not_change_later_results(study):
 def test_summary_and_analyses(study):
     res = results.open(study)
     summ = res.summary()
-    assert list(summ.columns[:6]) == ["run_id", "label", "model", "backend", "precision",
-                                      "batch_size"]
+    assert list(summ.columns[:6]) == [
+        "run_id",
+        "label",
+        "model",
+        "backend",
+        "precision",
+        "batch_size",
+    ]
     assert set(summ["run_id"]) == {"r1", "r2"}
     e2e = summ[summ["stage"] == "e2e"].set_index("run_id")
     assert e2e.loc["r1", "n"] == 55  # measured iterations only
@@ -164,10 +198,15 @@ def test_repr_and_html_repr_escape(tmp_path):
 def test_open_what_the_runner_wrote(tmp_path):
     from perflab import runner, spec
 
-    config = spec.parse({"study": "t", "backend": "synthetic", "warmup": {"iterations": 5},
-                         "measure": {"iterations": 40},
-                         "options": {"compute_ms": 0.5, "warmup_iterations": 5,
-                                     "warmup_extra_ms": 1.0}}).configs[0]
+    config = spec.parse(
+        {
+            "study": "t",
+            "backend": "synthetic",
+            "warmup": {"iterations": 5},
+            "measure": {"iterations": 40},
+            "options": {"compute_ms": 0.5, "warmup_iterations": 5, "warmup_extra_ms": 1.0},
+        }
+    ).configs[0]
     row = runner.execute(config, tmp_path)
     res = results.open(tmp_path)
     summ = res.summary()

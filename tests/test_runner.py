@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from perflab import runner, spec, store
@@ -13,8 +12,13 @@ STAGES_MS = {"preprocess": 0.3, "h2d": 0.2, "compute": 2.0, "d2h": 0.4, "postpro
 
 
 def config(measure=None, warmup=None, **options):
-    data = {"study": "t", "backend": "synthetic", "options": options,
-            "measure": measure or {"iterations": 50}, "warmup": warmup or {"iterations": 2}}
+    data = {
+        "study": "t",
+        "backend": "synthetic",
+        "options": options,
+        "measure": measure or {"iterations": 50},
+        "warmup": warmup or {"iterations": 2},
+    }
     return spec.parse(data).configs[0]
 
 
@@ -40,7 +44,9 @@ def test_every_iteration_and_stage_is_recorded_with_phases(tmp_path):
     assert row["n_warmup"] == 3 and row["n_measure"] == 20 and row["stop_reason"] == "iterations"
     per_iteration = samples.groupby("iteration")["stage"].apply(lambda s: sorted(map(str, s)))
     assert len(per_iteration) == 23
-    assert all(stages == ["compute", "e2e", "postprocess", "preprocess"] for stages in per_iteration)
+    assert all(
+        stages == ["compute", "e2e", "postprocess", "preprocess"] for stages in per_iteration
+    )
     phases = samples.drop_duplicates("iteration").set_index("iteration")["phase"].astype(str)
     assert list(phases[:3]) == ["warmup"] * 3 and set(phases[3:]) == {"measure"}
     assert (samples["items"] == 1).all()
@@ -50,19 +56,35 @@ def test_every_iteration_and_stage_is_recorded_with_phases(tmp_path):
 
 
 def test_zero_warmup_measures_the_cold_start(tmp_path):
-    row = runner.execute(config(measure={"iterations": 5}, warmup={"iterations": 0},
-                                warmup_iterations=1, warmup_extra_ms=5.0), tmp_path)
+    row = runner.execute(
+        config(
+            measure={"iterations": 5},
+            warmup={"iterations": 0},
+            warmup_iterations=1,
+            warmup_extra_ms=5.0,
+        ),
+        tmp_path,
+    )
     samples = measured(tmp_path)
     assert row["n_warmup"] == 0
-    first = samples.loc[(samples["iteration"] == 0) & (samples["stage"] == "e2e"), "host_ns"].iloc[0] / 1e6
+    first = (
+        samples.loc[(samples["iteration"] == 0) & (samples["stage"] == "e2e"), "host_ns"].iloc[0]
+        / 1e6
+    )
     assert row["first_ms"] == pytest.approx(first)
     assert first > 5.0  # the extra warmup cost of iteration 0 is in the measured phase
 
 
 def test_batch_scales_compute_and_items(tmp_path):
-    c = spec.parse({"study": "t", "backend": "synthetic", "batch_size": 8,
-                    "options": {"compute_ms": 1.0, "compute_ms_per_item": 0.25},
-                    "measure": {"iterations": 40}}).configs[0]
+    c = spec.parse(
+        {
+            "study": "t",
+            "backend": "synthetic",
+            "batch_size": 8,
+            "options": {"compute_ms": 1.0, "compute_ms_per_item": 0.25},
+            "measure": {"iterations": 40},
+        }
+    ).configs[0]
     runner.execute(c, tmp_path)
     s = measured(tmp_path)
     assert s.loc[s["stage"] == "compute", "host_ns"].median() / 1e6 == pytest.approx(3.0, rel=0.01)
@@ -79,7 +101,9 @@ def test_seconds_rule(tmp_path):
 
 
 def test_adaptive_rule_stops_when_the_ci_is_tight(tmp_path):
-    row = runner.execute(config(measure={"target_rel_ci": 0.01, "max_seconds": 20}, jitter=0.02), tmp_path)
+    row = runner.execute(
+        config(measure={"target_rel_ci": 0.01, "max_seconds": 20}, jitter=0.02), tmp_path
+    )
     assert row["stop_reason"] == "ci_reached"
     e2e = measured(tmp_path).query("stage == 'e2e'")["host_ns"].to_numpy()
     med, lo, hi = runner.median_ci(e2e)
@@ -88,7 +112,9 @@ def test_adaptive_rule_stops_when_the_ci_is_tight(tmp_path):
 
 
 def test_adaptive_rule_is_bounded_by_max_seconds(tmp_path):
-    row = runner.execute(config(measure={"target_rel_ci": 0.0001, "max_seconds": 0.3}, jitter=0.3), tmp_path)
+    row = runner.execute(
+        config(measure={"target_rel_ci": 0.0001, "max_seconds": 0.3}, jitter=0.3), tmp_path
+    )
     assert row["stop_reason"] == "max_seconds"
     assert 0.3 <= row["measure_wall_s"] < 0.5
 
@@ -97,7 +123,7 @@ def test_median_ci_covers_the_median_of_a_known_distribution():
     rng = np.random.default_rng(0)
     hits = 0
     for _ in range(400):
-        med, lo, hi = runner.median_ci(rng.exponential(size=101))
+        _, lo, hi = runner.median_ci(rng.exponential(size=101))
         hits += lo <= np.log(2) <= hi
     assert 0.92 <= hits / 400 <= 0.99
 
@@ -113,7 +139,9 @@ def test_jitter_is_seeded(tmp_path):
 
 
 def test_in_process_exception_keeps_the_samples_measured_before_it(tmp_path):
-    row = runner.execute(config(measure={"iterations": 50}, crash="exception", crash_at=10), tmp_path)
+    row = runner.execute(
+        config(measure={"iterations": 50}, crash="exception", crash_at=10), tmp_path
+    )
     assert row["status"] == "failed"
     assert "synthetic failure injected at iteration 10" in row["error"]
     samples = store.read(tmp_path, "samples")
@@ -146,16 +174,30 @@ def test_calibration_is_stored_with_each_run(tmp_path):
 
 
 def study(tmp_path, configs):
-    return spec.parse({"study": "iso", "backend": "synthetic", "timeout_s": 8,
-                       "measure": {"iterations": 20}, "warmup": {"iterations": 1},
-                       "sweep": {"options.crash": configs}, "options": {"crash_at": 3, "compute_ms": 0.5}})
+    return spec.parse(
+        {
+            "study": "iso",
+            "backend": "synthetic",
+            "timeout_s": 8,
+            "measure": {"iterations": 20},
+            "warmup": {"iterations": 1},
+            "sweep": {"options.crash": configs},
+            "options": {"crash_at": 3, "compute_ms": 0.5},
+        }
+    )
 
 
 @pytest.mark.slow
 def test_isolated_study_survives_segfault_abort_and_hang(tmp_path):
     st = study(tmp_path, ["none", "segfault", "hang", "abort", "exception"])
-    st = spec.Study(st.name, st.source, tuple(
-        c if c.option_dict["crash"] != "hang" else spec.replace(c, timeout_s=3.0) for c in st.configs))
+    st = spec.Study(
+        st.name,
+        st.source,
+        tuple(
+            c if c.option_dict["crash"] != "hang" else spec.replace(c, timeout_s=3.0)
+            for c in st.configs
+        ),
+    )
     result = runner.run_study(st, tmp_path)
     status = {r["label"].split("crash=")[1]: r for r in result.rows}
     assert status["none"]["status"] == "ok"
@@ -164,12 +206,22 @@ def test_isolated_study_survives_segfault_abort_and_hang(tmp_path):
     assert status["hang"]["status"] == "timeout" and "timeout_s=3" in status["hang"]["error"]
     assert status["exception"]["status"] == "failed"
     runs = store.read(tmp_path, "runs")
-    assert len(runs) == 5 and runs["status"].value_counts().to_dict() == {"ok": 1, "failed": 3, "timeout": 1}
+    assert len(runs) == 5 and runs["status"].value_counts().to_dict() == {
+        "ok": 1,
+        "failed": 3,
+        "timeout": 1,
+    }
 
 
 def test_resume_skips_configs_with_an_ok_run(tmp_path):
-    st = spec.parse({"study": "r", "backend": "synthetic", "measure": {"iterations": 5},
-                     "sweep": {"batch_size": [1, 2, 3]}})
+    st = spec.parse(
+        {
+            "study": "r",
+            "backend": "synthetic",
+            "measure": {"iterations": 5},
+            "sweep": {"batch_size": [1, 2, 3]},
+        }
+    )
     first = runner.run_study(st, tmp_path, configs=st.configs[:2], isolate=False)
     assert len(first.rows) == 2
     with pytest.raises(StoreError, match="already holds results of this study; use --resume"):
@@ -188,7 +240,9 @@ def test_resume_skips_configs_with_an_ok_run(tmp_path):
 def test_leftovers_of_an_interrupted_run_are_cleaned_and_never_read(tmp_path):
     runner.execute(config(), tmp_path)
     orphan = tmp_path / "samples" / "20990101T000000000000-deadbeef.parquet"
-    (tmp_path / "samples" / "x.parquet").rename(orphan) if (tmp_path / "samples" / "x.parquet").exists() else None
+    (tmp_path / "samples" / "x.parquet").rename(orphan) if (
+        tmp_path / "samples" / "x.parquet"
+    ).exists() else None
     some = next((tmp_path / "samples").glob("*.parquet"))
     orphan.write_bytes(some.read_bytes())
     tmp = tmp_path / "runs" / ".20990101T000000000000-deadbeef.parquet.tmp-123"
@@ -200,13 +254,21 @@ def test_leftovers_of_an_interrupted_run_are_cleaned_and_never_read(tmp_path):
 
 
 def test_throughput_mode_overlaps_host_and_device_work(tmp_path):
-    st = spec.parse({"study": "tp", "backend": "synthetic", "measure": {"iterations": 120},
-                     "options": {"preprocess_ms": 2.0, "compute_ms": 2.0, "postprocess_ms": 0.1},
-                     "sweep": {"mode": ["latency", "throughput"]}})
+    st = spec.parse(
+        {
+            "study": "tp",
+            "backend": "synthetic",
+            "measure": {"iterations": 120},
+            "options": {"preprocess_ms": 2.0, "compute_ms": 2.0, "postprocess_ms": 0.1},
+            "sweep": {"mode": ["latency", "throughput"]},
+        }
+    )
     rows = {r["mode"]: r for r in runner.run_study(st, tmp_path, isolate=False).rows}
     assert all(r["status"] == "ok" for r in rows.values())
     assert rows["throughput"]["n_measure"] == rows["latency"]["n_measure"] == 120
-    samples = measured(tmp_path).merge(store.read(tmp_path, "runs")[["run_id", "mode"]], on="run_id")
+    samples = measured(tmp_path).merge(
+        store.read(tmp_path, "runs")[["run_id", "mode"]], on="run_id"
+    )
     counts = samples.groupby(["mode", "stage"], observed=True).size()
     assert counts["throughput", "enqueue"] == 120 and counts["throughput", "e2e"] == 120
     assert ("latency", "enqueue") not in counts.index

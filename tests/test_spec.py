@@ -13,8 +13,13 @@ def parse(**data):
 
 
 def test_sweep_is_a_cartesian_product_of_frozen_configs():
-    study = parse(sweep={"backend": ["ort-cpu", "openvino"], "precision": ["fp32", "int8"],
-                         "batch_size": [1, 4, 16]})
+    study = parse(
+        sweep={
+            "backend": ["ort-cpu", "openvino"],
+            "precision": ["fp32", "int8"],
+            "batch_size": [1, 4, 16],
+        }
+    )
     assert len(study.configs) == 12
     combos = {(c.backend, c.precision, c.batch_size) for c in study.configs}
     assert len(combos) == 12
@@ -27,14 +32,17 @@ def test_sweep_is_a_cartesian_product_of_frozen_configs():
 def test_option_axes_and_labels():
     study = parse(options={"threads": 2}, sweep={"options.threads": [1, 2]})
     assert [c.option_dict["threads"] for c in study.configs] == [1, 2]
-    assert [c.label for c in study.configs] == ["mlp ort-cpu fp32 b1 threads=1", "mlp ort-cpu fp32 b1 threads=2"]
+    assert [c.label for c in study.configs] == [
+        "mlp ort-cpu fp32 b1 threads=1",
+        "mlp ort-cpu fp32 b1 threads=2",
+    ]
 
 
 def test_spec_id_is_stable_and_ignores_the_study_name():
     a = parse(batch_size=4).configs[0]
     b = spec.parse({"study": "other", "model": "mlp", "batch_size": 4}).configs[0]
     assert a.spec_id == b.spec_id
-    assert a.spec_id == "%s" % parse(batch_size=4).configs[0].spec_id
+    assert a.spec_id == parse(batch_size=4).configs[0].spec_id  # same content, same id, every time
     assert parse(batch_size=8).configs[0].spec_id != a.spec_id
     assert parse(batch_size=4, measure={"iterations": 201}).configs[0].spec_id != a.spec_id
 
@@ -47,7 +55,9 @@ def test_config_survives_the_trip_to_a_worker():
 
 def test_policies():
     c = parse(warmup={"seconds": 0.5}, measure={"target_rel_ci": 0.01, "max_seconds": 3}).configs[0]
-    assert c.warmup.seconds == 0.5 and c.measure.target_rel_ci == 0.01 and c.measure.max_seconds == 3
+    assert (
+        c.warmup.seconds == 0.5 and c.measure.target_rel_ci == 0.01 and c.measure.max_seconds == 3
+    )
     assert parse(warmup={"iterations": 0}).configs[0].warmup.iterations == 0
 
 
@@ -55,21 +65,36 @@ def test_policies():
     "data, needle",
     [
         ({"modle": "x"}, "unknown key 'modle'; valid keys: study, model"),
-        ({"backend": "onnx"}, "'backend': 'onnx' is not a known backend; known backends: synthetic, ort-cpu"),
+        (
+            {"backend": "onnx"},
+            "'backend': 'onnx' is not a known backend; known backends: synthetic, ort-cpu",
+        ),
         ({"batch_size": 0}, "'batch_size': 0 must be a positive integer"),
         ({"sweep": {"batch_size": [1, -2]}}, "'batch_size': -2 must be a positive integer"),
-        ({"precision": "fp8"}, "'precision': 'fp8' is not a precision; valid: fp32, fp16, bf16, int8, best"),
+        (
+            {"precision": "fp8"},
+            "'precision': 'fp8' is not a precision; valid: fp32, fp16, bf16, int8, best",
+        ),
         ({"warmup": 10}, "key 'warmup': 10 is not a policy"),
-        ({"measure": {"iterations": 10, "seconds": 2}}, "give exactly one of iterations, seconds, target_rel_ci"),
+        (
+            {"measure": {"iterations": 10, "seconds": 2}},
+            "give exactly one of iterations, seconds, target_rel_ci",
+        ),
         ({"measure": {"iterationz": 10}}, "'measure.iterationz': unknown; valid: iterations"),
         ({"measure": {"iterations": 0}}, "must measure at least one iteration"),
         ({"measure": {"target_rel_ci": 5}}, "must be between 0 and 1"),
         ({"sweep": {"batch_size": []}}, "'sweep.batch_size': empty list"),
         ({"sweep": {"study": ["a"]}}, "'sweep.study': not a sweepable key"),
-        ({"batch_size": 2, "sweep": {"batch_size": [1]}}, "given both at the top level and under sweep"),
+        (
+            {"batch_size": 2, "sweep": {"batch_size": [1]}},
+            "given both at the top level and under sweep",
+        ),
         ({"options": {"threads": [1, 2]}}, "'options.threads': [1, 2] must be a scalar"),
         ({"timeout_s": -1}, "'timeout_s': -1 must be a positive number"),
-        ({"input_shapes": {"x": [0, 3]}}, "'input_shapes.x': [0, 3] must be a list of positive integers"),
+        (
+            {"input_shapes": {"x": [0, 3]}},
+            "'input_shapes.x': [0, 3] must be a list of positive integers",
+        ),
     ],
 )
 def test_validation_names_file_key_value_and_choices(data, needle):
@@ -102,4 +127,8 @@ def test_study_name_defaults_to_file_stem(tmp_path):
 
 def test_a_list_of_sweeps_runs_each_product_in_order():
     study = parse(sweep=[{"batch_size": [1, 2]}, {"batch_size": [8], "precision": ["int8"]}])
-    assert [(c.batch_size, c.precision) for c in study.configs] == [(1, "fp32"), (2, "fp32"), (8, "int8")]
+    assert [(c.batch_size, c.precision) for c in study.configs] == [
+        (1, "fp32"),
+        (2, "fp32"),
+        (8, "int8"),
+    ]

@@ -8,11 +8,20 @@ from hypothesis import strategies as st
 from perflab import spec
 from perflab.errors import SpecError
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 50), st.floats(-1, 10, allow_nan=False),
-                    st.sampled_from(["fp32", "int8", "synthetic", "ort-cpu", "raw", "x", ""]))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                       st.dictionaries(st.text(max_size=8), inner, max_size=3)),
-                      max_leaves=8)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 50),
+    st.floats(-1, 10, allow_nan=False),
+    st.sampled_from(["fp32", "int8", "synthetic", "ort-cpu", "raw", "x", ""]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 keys = st.one_of(st.sampled_from(spec.TOP_KEYS), st.text(max_size=10))
 
 
@@ -32,11 +41,19 @@ def test_arbitrary_data_parses_or_raises_spec_error(data):
 
 
 @settings(max_examples=100)
-@given(batches=st.lists(st.integers(1, 64), min_size=1, max_size=5, unique=True),
-       precisions=st.lists(st.sampled_from(["fp32", "fp16", "int8"]), min_size=1, max_size=3, unique=True),
-       threads=st.lists(st.integers(1, 8), min_size=1, max_size=3, unique=True))
+@given(
+    batches=st.lists(st.integers(1, 64), min_size=1, max_size=5, unique=True),
+    precisions=st.lists(
+        st.sampled_from(["fp32", "fp16", "int8"]), min_size=1, max_size=3, unique=True
+    ),
+    threads=st.lists(st.integers(1, 8), min_size=1, max_size=3, unique=True),
+)
 def test_sweep_size_is_the_product_of_its_axes(batches, precisions, threads):
-    study = spec.parse({"model": "mlp", "sweep": {"batch_size": batches, "precision": precisions,
-                                                  "options.threads": threads}})
+    study = spec.parse(
+        {
+            "model": "mlp",
+            "sweep": {"batch_size": batches, "precision": precisions, "options.threads": threads},
+        }
+    )
     assert len(study.configs) == len(batches) * len(precisions) * len(threads)
     assert len({c.spec_id for c in study.configs}) == len(study.configs)

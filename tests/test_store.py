@@ -13,8 +13,15 @@ from perflab.errors import StoreError, StoreVersionError
 
 @pytest.fixture
 def study_dir(tmp_path):
-    st = spec.parse({"study": "s", "backend": "synthetic", "measure": {"iterations": 10},
-                     "warmup": {"iterations": 2}, "sweep": {"batch_size": [1, 2]}})
+    st = spec.parse(
+        {
+            "study": "s",
+            "backend": "synthetic",
+            "measure": {"iterations": 10},
+            "warmup": {"iterations": 2},
+            "sweep": {"batch_size": [1, 2]},
+        }
+    )
     runner.run_study(st, tmp_path, isolate=False)
     return tmp_path
 
@@ -40,7 +47,8 @@ def test_pandas_and_duckdb_read_the_tables_without_perflab(study_dir):
     by_pandas = pd.read_parquet(study_dir / "samples")
     assert len(by_pandas) == 96
     n, stages = duckdb.sql(
-        f"select count(*), count(distinct stage) from '{study_dir}/samples/*.parquet'").fetchall()[0]
+        f"select count(*), count(distinct stage) from '{study_dir}/samples/*.parquet'"
+    ).fetchall()[0]
     assert (n, stages) == (96, 4)
     statuses = duckdb.sql(f"select status from '{study_dir}/runs/*.parquet'").fetchall()
     assert statuses == [("ok",), ("ok",)]
@@ -59,7 +67,10 @@ def test_newer_schema_is_refused_with_a_clear_message(study_dir):
     meta = dict(table.schema.metadata)
     meta[store.VERSION_KEY] = str(store.SCHEMA_VERSION + 1).encode()
     pq.write_table(table.replace_schema_metadata(meta), path)
-    with pytest.raises(StoreVersionError, match=r"schema version 2; this perflab reads up to version 1: upgrade perflab"):
+    with pytest.raises(
+        StoreVersionError,
+        match=r"schema version 2; this perflab reads up to version 1: upgrade perflab",
+    ):
         store.read(study_dir, "runs")
 
 

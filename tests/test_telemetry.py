@@ -85,8 +85,11 @@ class NVMLError(Exception):
         self.value = value
 
     def __str__(self) -> str:
-        return {3: "Not Supported", 12: "NVML Shared Library Not Found", 13: "Function Not Found"
-                }.get(self.value, f"NVML error {self.value}")
+        return {
+            3: "Not Supported",
+            12: "NVML Shared Library Not Found",
+            13: "Function Not Found",
+        }.get(self.value, f"NVML error {self.value}")
 
 
 class FakeNVML:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     n = len(study.configs)
     if n > spec.LARGE_SWEEP and not args.yes:
         if not sys.stdin.isatty():
-            raise PerflabError(f"{args.spec}: the sweep expands to {n} configs (more than "
-                               f"{spec.LARGE_SWEEP}); pass --yes to run them all")
+            raise PerflabError(
+                f"{args.spec}: the sweep expands to {n} configs (more than "
+                f"{spec.LARGE_SWEEP}); pass --yes to run them all"
+            )
         answer = input(f"The sweep expands to {n} configs. Run them all? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing run")
@@ -54,19 +57,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     fp = env.fingerprint()
     env_row = env.row(fp)
     store.write(out, "env", env_row["env_id"], env_row)
-    console.print(f"study [bold]{study.name}[/]: {len(todo)} of {n} configs -> {out}"
-                  + ("" if args.isolate else "  (in-process: no isolation, no timeout)"))
+    console.print(
+        f"study [bold]{study.name}[/]: {len(todo)} of {n} configs -> {out}"
+        + ("" if args.isolate else "  (in-process: no isolation, no timeout)")
+    )
     result = _run_with_progress(console, study, out, todo, env_row["env_id"], args.isolate)
     for row in result.rows:
         if row["status"] not in ("ok",):
-            console.print(f"  [yellow]{row['status']}[/]: {row['label']}: {_first_line(row.get('error'))}")
+            console.print(
+                f"  [yellow]{row['status']}[/]: {row['label']}: {_first_line(row.get('error'))}"
+            )
     if result.rows:
         _show(console, out, run_ids={r["run_id"] for r in result.rows})
     console.print(f"results in {out}  (perflab show {out}; perflab report {out})")
     if result.interrupted:
         done = len(result.rows)
-        console.print(f"[red]interrupted by {result.interrupted}[/]: {done} of {len(todo)} configs "
-                      f"finished and stored; run `perflab run {args.spec} -o {out} --resume` to finish")
+        console.print(
+            f"[red]interrupted by {result.interrupted}[/]: {done} of {len(todo)} configs "
+            f"finished and stored; run `perflab run {args.spec} -o {out} --resume` to finish"
+        )
         return 130 if result.interrupted == "SIGINT" else 143
     bad = result.by_status("failed", "timeout")
     if bad:
@@ -98,9 +107,16 @@ def _run_with_progress(console, study, out, todo, env_id, isolate):
 
     from perflab import runner
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[status]}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as bar:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(
+        *columns, console=console, transient=False, disable=not console.is_terminal
+    ) as bar:
         task = bar.add_task("configs", total=len(todo), status="")
 
         def on_start(k, total, config):
@@ -114,8 +130,16 @@ def _run_with_progress(console, study, out, todo, env_id, isolate):
             if not console.is_terminal:
                 console.print(f"  {row['status']:<11} {row['label']}")
 
-        return runner.run_study(study, out, configs=todo, isolate=isolate, env_id=env_id,
-                                on_start=on_start, on_done=on_done, progress=progress)
+        return runner.run_study(
+            study,
+            out,
+            configs=todo,
+            isolate=isolate,
+            env_id=env_id,
+            on_start=on_start,
+            on_done=on_done,
+            progress=progress,
+        )
 
 
 # ----------------------------------------------------------------------------- show
@@ -138,9 +162,17 @@ def _show(console, folders, run_ids=None) -> None:
     gaps = ok.breakdown()
     gaps = gaps.loc[gaps["stage"] == "gap"].set_index("run_id")["p50_ms"]
     table = Table(title="median per stage (measured phase)", show_lines=False)
-    for col, justify in (("config", "left"), ("stage", "left"), ("n", "right"), ("p50 ms", "right"),
-                         ("p90 ms", "right"), ("p99 ms", "right"), ("mean ms", "right"),
-                         ("CV %", "right"), ("items/s", "right")):
+    for col, justify in (
+        ("config", "left"),
+        ("stage", "left"),
+        ("n", "right"),
+        ("p50 ms", "right"),
+        ("p90 ms", "right"),
+        ("p99 ms", "right"),
+        ("mean ms", "right"),
+        ("CV %", "right"),
+        ("items/s", "right"),
+    ):
         table.add_column(col, justify=justify)
     from perflab.timing import STAGES
 
@@ -153,16 +185,26 @@ def _show(console, folders, run_ids=None) -> None:
             table.add_section()
         previous = r.run_id
         throughput = getattr(r, "throughput_items_s", float("nan"))
-        table.add_row(label, r.stage, f"{r.n}", f"{r.p50_ms:.4f}", f"{r.p90_ms:.4f}", f"{r.p99_ms:.4f}",
-                      f"{r.mean_ms:.4f}", f"{r.cv_pct:.2f}",
-                      "" if throughput != throughput else f"{throughput:,.1f}")
+        table.add_row(
+            label,
+            r.stage,
+            f"{r.n}",
+            f"{r.p50_ms:.4f}",
+            f"{r.p90_ms:.4f}",
+            f"{r.p99_ms:.4f}",
+            f"{r.mean_ms:.4f}",
+            f"{r.cv_pct:.2f}",
+            "" if math.isnan(throughput) else f"{throughput:,.1f}",
+        )
         if r.stage == "e2e" and r.run_id in gaps.index:
             table.add_row("", "gap (e2e - stages)", "", f"{gaps[r.run_id]:.4f}", "", "", "", "", "")
     console.print(table)
     warned = ok.warnings()
     if len(warned):
         counts = ", ".join(f"{name} x{n}" for name, n in warned["warning"].value_counts().items())
-        console.print(f"warnings: {counts}  (perflab.open(...).warnings() lists them with their numbers)")
+        console.print(
+            f"warnings: {counts}  (perflab.open(...).warnings() lists them with their numbers)"
+        )
     others = runs.loc[runs["status"] != "ok"]
     if run_ids is None and len(others):
         for r in others.itertuples():
@@ -260,8 +302,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from perflab import report
 
-    path = report.build([Path(f) for f in args.folders], output=Path(args.output) if args.output else None,
-                        with_code=args.with_code)
+    path = report.build(
+        [Path(f) for f in args.folders],
+        output=Path(args.output) if args.output else None,
+        with_code=args.with_code,
+    )
     print(f"report: {path}")
     return 0
 
@@ -276,17 +321,27 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="perflab", description="Where does inference time go? Measure it stage by stage.")
+    p = argparse.ArgumentParser(
+        prog="perflab", description="Where does inference time go? Measure it stage by stage."
+    )
     p.add_argument("--version", action="version", version=f"perflab {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a study from an experiment file")
     run.add_argument("spec", help="experiment file (YAML)")
     run.add_argument("-o", "--output", help="result folder (default data/<study>)")
-    run.add_argument("--resume", action="store_true", help="skip configs that already have an ok run")
-    run.add_argument("--append", action="store_true", help="add runs to a folder that holds other runs")
-    run.add_argument("--no-isolation", dest="isolate", action="store_false",
-                     help="run configs in this process (debugging; no crash isolation, no timeout)")
+    run.add_argument(
+        "--resume", action="store_true", help="skip configs that already have an ok run"
+    )
+    run.add_argument(
+        "--append", action="store_true", help="add runs to a folder that holds other runs"
+    )
+    run.add_argument(
+        "--no-isolation",
+        dest="isolate",
+        action="store_false",
+        help="run configs in this process (debugging; no crash isolation, no timeout)",
+    )
     run.add_argument("--yes", action="store_true", help="run very large sweeps without asking")
     run.set_defaults(func=cmd_run)
 
@@ -325,7 +380,9 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("-o", "--output", required=True, help="result folder")
     imp.set_defaults(func=cmd_import)
 
-    profile = sub.add_parser("profile", help="run a study under Nsight Systems and import the trace")
+    profile = sub.add_parser(
+        "profile", help="run a study under Nsight Systems and import the trace"
+    )
     profile.add_argument("spec")
     profile.add_argument("-o", "--output", help="result folder (default data/<study>)")
     profile.set_defaults(func=cmd_profile)

@@ -189,8 +189,10 @@ class DeviceIO:
         self.output_names = tuple(t.name for t in outputs)
         for t in (*inputs, *outputs):
             if any(int(d) < 0 for d in t.shape):
-                raise ValueError(f"tensor {t.name!r} has an unresolved shape {t.shape}; "
-                                 "DeviceIO needs concrete shapes")
+                raise ValueError(
+                    f"tensor {t.name!r} has an unresolved shape {t.shape}; "
+                    "DeviceIO needs concrete shapes"
+                )
         with cp.cuda.Device(device_id):
             self.stream = stream if stream is not None else cp.cuda.Stream(non_blocking=True)
             self.host_inputs = {t.name: _pinned(cp, t.shape, t.dtype) for t in inputs}
@@ -213,8 +215,9 @@ class DeviceIO:
         if arr is None:
             arr = self.device_outputs.get(name)
         if arr is None:
-            raise KeyError(f"no buffer {name!r}; inputs: {self.input_names}, "
-                           f"outputs: {self.output_names}")
+            raise KeyError(
+                f"no buffer {name!r}; inputs: {self.input_names}, outputs: {self.output_names}"
+            )
         return int(arr.data.ptr)
 
     def shape(self, name: str) -> tuple[int, ...]:
@@ -236,8 +239,9 @@ class DeviceIO:
         ev[1].synchronize()
         rec.end(H2D, t)
 
-    def compute(self, enqueue: Callable[[], Any], rec: Recorder, *,
-                record_enqueue: bool = True) -> Any:
+    def compute(
+        self, enqueue: Callable[[], Any], rec: Recorder, *, record_enqueue: bool = True
+    ) -> Any:
         """Stage `compute`: `enqueue()` issues the engine's work on `stream`; wait for it.
 
         `enqueue` is recorded as its own stage (host time of the call) unless
@@ -276,8 +280,11 @@ class DeviceIO:
     def device_durations_ns(self) -> tuple[int, int, int]:
         """(h2d, compute, d2h) device durations of the last completed request, in ns."""
         ev, elapsed = self.events, self.cp.cuda.get_elapsed_time
-        return (ms_to_ns(elapsed(ev[0], ev[1])), ms_to_ns(elapsed(ev[2], ev[3])),
-                ms_to_ns(elapsed(ev[4], ev[5])))
+        return (
+            ms_to_ns(elapsed(ev[0], ev[1])),
+            ms_to_ns(elapsed(ev[2], ev[3])),
+            ms_to_ns(elapsed(ev[4], ev[5])),
+        )
 
     # -- throughput mode: the whole request enqueued, completed later
 
@@ -299,8 +306,9 @@ class DeviceIO:
             dev.get(stream=s, out=host, blocking=False)
         ev[5].record(s)
 
-    def complete(self, rec: Recorder, iteration: int, clock: EventClock | None = None
-                 ) -> dict[str, np.ndarray]:
+    def complete(
+        self, rec: Recorder, iteration: int, clock: EventClock | None = None
+    ) -> dict[str, np.ndarray]:
         """Wait for the request issued by `enqueue` and record its device stages.
 
         Overlapping requests have no per-stage host time, so each stage row carries the device
@@ -369,8 +377,9 @@ class EventClock:
     `lambda a, b: a.elapsed_time(b)`; `for_cupy` builds the anchor on a CuPy stream.
     """
 
-    def __init__(self, anchor: Any, anchor_ns: int, elapsed_ms: Callable[[Any, Any], float]
-                 ) -> None:
+    def __init__(
+        self, anchor: Any, anchor_ns: int, elapsed_ms: Callable[[Any, Any], float]
+    ) -> None:
         self.anchor, self.anchor_ns, self._elapsed = anchor, int(anchor_ns), elapsed_ms
 
     @classmethod
@@ -385,8 +394,9 @@ class EventClock:
         return self.anchor_ns + ms_to_ns(self._elapsed(self.anchor, event))
 
 
-def record_device_stages(rec: Recorder, iteration: int, starts_ns: Sequence[int],
-                         durations_ns: Sequence[int]) -> None:
+def record_device_stages(
+    rec: Recorder, iteration: int, starts_ns: Sequence[int], durations_ns: Sequence[int]
+) -> None:
     """Rows for one overlapped request's h2d, compute and d2h (throughput mode).
 
     Such stages have no host time of their own, so each row's duration is the device
@@ -453,8 +463,9 @@ def stream_of(slot: int, n_streams: int) -> int:
 # ------------------------------------------------------------------------------ facts
 
 
-def gpu_facts(device_ids: Iterable[int] | None = None, *, nvml: Any = None,
-              cupy_module: Any = None) -> list[dict[str, Any]]:
+def gpu_facts(
+    device_ids: Iterable[int] | None = None, *, nvml: Any = None, cupy_module: Any = None
+) -> list[dict[str, Any]]:
     """Stable facts about each GPU, for the environment fingerprint; [] without a GPU.
 
     Through NVML (no CUDA context): name, uuid, PCI bus id, compute capability, memory, maximum
@@ -481,10 +492,18 @@ def gpu_facts(device_ids: Iterable[int] | None = None, *, nvml: Any = None,
             nvml = None
     if nvml is not None:
         try:
-            _field(system, system_errors, "driver_version",
-                   lambda: _text(nvml.nvmlSystemGetDriverVersion()))
-            _field(system, system_errors, "cuda_driver_version",
-                   lambda: _cuda_version_text(nvml.nvmlSystemGetCudaDriverVersion()))
+            _field(
+                system,
+                system_errors,
+                "driver_version",
+                lambda: _text(nvml.nvmlSystemGetDriverVersion()),
+            )
+            _field(
+                system,
+                system_errors,
+                "cuda_driver_version",
+                lambda: _cuda_version_text(nvml.nvmlSystemGetCudaDriverVersion()),
+            )
             count = int(nvml.nvmlDeviceGetCount())
             wanted = range(count) if device_ids is None else [i for i in device_ids if i < count]
             for i in wanted:
@@ -516,17 +535,28 @@ def _nvml_gpu(nvml: Any, index: int) -> dict[str, Any]:
     _field(f, errors, "name", lambda: _text(nvml.nvmlDeviceGetName(h)))
     _field(f, errors, "uuid", lambda: _text(nvml.nvmlDeviceGetUUID(h)))
     _field(f, errors, "pci_bus_id", lambda: _text(nvml.nvmlDeviceGetPciInfo(h).busId))
-    _field(f, errors, "compute_capability",
-           lambda: "{}.{}".format(*nvml.nvmlDeviceGetCudaComputeCapability(h)))
-    _field(f, errors, "memory_total_mib",
-           lambda: int(nvml.nvmlDeviceGetMemoryInfo(h).total) // (1 << 20))
+    _field(
+        f,
+        errors,
+        "compute_capability",
+        lambda: "{}.{}".format(*nvml.nvmlDeviceGetCudaComputeCapability(h)),
+    )
+    _field(
+        f,
+        errors,
+        "memory_total_mib",
+        lambda: int(nvml.nvmlDeviceGetMemoryInfo(h).total) // (1 << 20),
+    )
     _field(f, errors, "sm_clock_max_mhz", lambda: int(nvml.nvmlDeviceGetMaxClockInfo(h, 1)))
     _field(f, errors, "mem_clock_max_mhz", lambda: int(nvml.nvmlDeviceGetMaxClockInfo(h, 2)))
     _field(f, errors, "sm_clock_app_mhz", lambda: int(nvml.nvmlDeviceGetApplicationsClock(h, 1)))
-    _field(f, errors, "power_limit_w",
-           lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0)
-    _field(f, errors, "power_limit_default_w",
-           lambda: nvml.nvmlDeviceGetPowerManagementDefaultLimit(h) / 1000.0)
+    _field(f, errors, "power_limit_w", lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0)
+    _field(
+        f,
+        errors,
+        "power_limit_default_w",
+        lambda: nvml.nvmlDeviceGetPowerManagementDefaultLimit(h) / 1000.0,
+    )
     _field(f, errors, "pcie_gen_max", lambda: int(nvml.nvmlDeviceGetMaxPcieLinkGeneration(h)))
     _field(f, errors, "pcie_width_max", lambda: int(nvml.nvmlDeviceGetMaxPcieLinkWidth(h)))
     _field(f, errors, "ecc_enabled", lambda: bool(nvml.nvmlDeviceGetEccMode(h)[0]))
@@ -536,8 +566,9 @@ def _nvml_gpu(nvml: Any, index: int) -> dict[str, Any]:
     return gpu
 
 
-def _cuda_facts(gpus: list[dict[str, Any]], system: dict[str, Any], errors: dict[str, str],
-                cupy_module: Any) -> None:
+def _cuda_facts(
+    gpus: list[dict[str, Any]], system: dict[str, Any], errors: dict[str, str], cupy_module: Any
+) -> None:
     cp = cupy_module
     if cp is None:
         if importlib.util.find_spec("cupy") is None:
@@ -548,8 +579,9 @@ def _cuda_facts(gpus: list[dict[str, Any]], system: dict[str, Any], errors: dict
             errors["cuda_runtime_version"] = _describe(exc)
             return
     rt = cp.cuda.runtime
-    _field(system, errors, "cuda_runtime_version",
-           lambda: _cuda_version_text(rt.runtimeGetVersion()))
+    _field(
+        system, errors, "cuda_runtime_version", lambda: _cuda_version_text(rt.runtimeGetVersion())
+    )
     try:
         count = int(rt.getDeviceCount())
     except Exception as exc:  # noqa: BLE001
@@ -558,13 +590,17 @@ def _cuda_facts(gpus: list[dict[str, Any]], system: dict[str, Any], errors: dict
     by_bus = {}
     for dev in range(count):
         with suppress(Exception):  # attributes unavailable: no CUDA-side facts for this device
-            bus = (rt.deviceGetAttribute(rt.cudaDevAttrPciDomainId, dev),
-                   rt.deviceGetAttribute(rt.cudaDevAttrPciBusId, dev),
-                   rt.deviceGetAttribute(rt.cudaDevAttrPciDeviceId, dev))
+            bus = (
+                rt.deviceGetAttribute(rt.cudaDevAttrPciDomainId, dev),
+                rt.deviceGetAttribute(rt.cudaDevAttrPciBusId, dev),
+                rt.deviceGetAttribute(rt.cudaDevAttrPciDeviceId, dev),
+            )
             by_bus[bus] = dev
-    attributes = (("multiprocessor_count", "cudaDevAttrMultiProcessorCount"),
-                  ("l2_cache_bytes", "cudaDevAttrL2CacheSize"),
-                  ("memory_bus_width_bits", "cudaDevAttrGlobalMemoryBusWidth"))
+    attributes = (
+        ("multiprocessor_count", "cudaDevAttrMultiProcessorCount"),
+        ("l2_cache_bytes", "cudaDevAttrL2CacheSize"),
+        ("memory_bus_width_bits", "cudaDevAttrGlobalMemoryBusWidth"),
+    )
     for gpu in gpus:
         key = _parse_bus_id(gpu.get("pci_bus_id", ""))
         dev = by_bus.get(key) if key else None
@@ -573,8 +609,12 @@ def _cuda_facts(gpus: list[dict[str, Any]], system: dict[str, Any], errors: dict
         gpu["cuda_index"] = dev
         e = gpu.setdefault("_errors", {})
         for field_name, attr in attributes:
-            _field(gpu, e, field_name,
-                   lambda attr=attr, dev=dev: int(rt.deviceGetAttribute(getattr(rt, attr), dev)))
+            _field(
+                gpu,
+                e,
+                field_name,
+                lambda attr=attr, dev=dev: int(rt.deviceGetAttribute(getattr(rt, attr), dev)),
+            )
 
 
 def _cudnn_version() -> str | None:
@@ -613,7 +653,7 @@ def _cuda_version_text(version: int) -> str:
 
 
 def _parse_bus_id(text: str) -> tuple[int, int, int] | None:
-    """"00000000:3B:00.0" (NVML) or "0000:3b:00.0" (CUDA) -> (domain, bus, device)."""
+    """ "00000000:3B:00.0" (NVML) or "0000:3b:00.0" (CUDA) -> (domain, bus, device)."""
     try:
         domain, bus, rest = text.split(":")
         device = rest.split(".")[0]
@@ -622,8 +662,7 @@ def _parse_bus_id(text: str) -> tuple[int, int, int] | None:
         return None
 
 
-def _field(out: dict[str, Any], errors: dict[str, str], key: str, read: Callable[[], Any]
-           ) -> None:
+def _field(out: dict[str, Any], errors: dict[str, str], key: str, read: Callable[[], Any]) -> None:
     try:
         out[key] = read()
     except Exception as exc:  # noqa: BLE001 - one field failing leaves the others

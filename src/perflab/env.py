@@ -19,17 +19,62 @@ from typing import Any
 from perflab.errors import PerflabError, StoreError
 
 PACKAGES = (
-    "perflab", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "torch", "tensorrt",
-    "tensorrt-cu12", "tensorrt-cu13", "cupy-cuda12x", "cupy-cuda13x", "nvidia-ml-py", "nvtx",
-    "pandas", "pyarrow",
+    "perflab",
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "openvino",
+    "torch",
+    "tensorrt",
+    "tensorrt-cu12",
+    "tensorrt-cu13",
+    "cupy-cuda12x",
+    "cupy-cuda13x",
+    "nvidia-ml-py",
+    "nvtx",
+    "pandas",
+    "pyarrow",
 )
 # CPU features that change which kernels engines pick (int8 dot products, bf16, wide vectors).
 CPU_FLAGS = (
-    "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
-    "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile", "sse4_2", "neon", "asimd",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_int8",
+    "amx_tile",
+    "sse4_2",
+    "neon",
+    "asimd",
 )
-ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "OPENBLAS_", "CUDA_", "ORT_", "OV_", "OPENVINO_", "TRT_",
-                "NVIDIA_", "TORCH_", "PYTORCH_", "NVTX_", "TF32", "CUBLAS_", "CUDNN_", "LD_LIBRARY_PATH")
+ENV_PREFIXES = (
+    "OMP_",
+    "MKL_",
+    "KMP_",
+    "OPENBLAS_",
+    "CUDA_",
+    "ORT_",
+    "OV_",
+    "OPENVINO_",
+    "TRT_",
+    "NVIDIA_",
+    "TORCH_",
+    "PYTORCH_",
+    "NVTX_",
+    "TF32",
+    "CUBLAS_",
+    "CUDNN_",
+    "LD_LIBRARY_PATH",
+)
 # Keys that describe the moment, not the machine: left out of env_id.
 VOLATILE = ("memory_available_gib", "load_average")
 
@@ -134,7 +179,7 @@ def _gpus() -> list[dict[str, Any]]:
         return []
     try:
         return list(gpu_facts())
-    except Exception as exc:  # GPU facts are best effort; a broken driver must not stop a study
+    except Exception as exc:  # noqa: BLE001 - GPU facts are best effort; a broken driver must not stop a study
         return [{"error": f"{type(exc).__name__}: {exc}"}]
 
 
@@ -201,5 +246,8 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 def diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
     """Keys whose values differ (missing on one side shows as None), sorted by key."""
     fa, fb = flatten(a), flatten(b)
-    return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
-            if fa.get(k) != fb.get(k) and k not in VOLATILE and not k.startswith(VOLATILE)]
+    return [
+        (k, fa.get(k), fb.get(k))
+        for k in sorted(set(fa) | set(fb))
+        if fa.get(k) != fb.get(k) and k not in VOLATILE and not k.startswith(VOLATILE)
+    ]

@@ -59,7 +59,7 @@ class Annotator:
                 for s in self.stages
             ]
 
-    def run_range(self, label: str) -> "_RunRange":
+    def run_range(self, label: str) -> _RunRange:
         return _RunRange(self, label)
 
 

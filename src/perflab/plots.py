@@ -28,7 +28,14 @@ from matplotlib.patches import Patch
 
 # Stage order in stacks and legends: pipeline order, then the derived and nested stages.
 STAGE_ORDER: tuple[str, ...] = (
-    "preprocess", "h2d", "compute", "d2h", "postprocess", "gap", "enqueue", "e2e",
+    "preprocess",
+    "h2d",
+    "compute",
+    "d2h",
+    "postprocess",
+    "gap",
+    "enqueue",
+    "e2e",
 )
 
 # The one place colours are defined. Stages: host work in blues, copies in warm colours, compute in
@@ -66,17 +73,41 @@ PALETTE: dict[str, dict[str, str]] = {
 # Names not in PALETTE get one of these, chosen by a hash of the name, so an unknown backend or a
 # config label has the same colour in every figure and every report.
 FALLBACK_COLORS: tuple[str, ...] = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#393b79",
+    "#637939",
+    "#8c6d31",
+    "#843c39",
+    "#7b4173",
+    "#3182bd",
 )
 # How predicted values look wherever they are drawn.
 PREDICTED_HATCH = "//"
 PREDICTED_ALPHA = 0.45
 # Series that differ by precision inside one backend's colour are told apart by marker and line.
-PRECISION_MARKERS: dict[str, str] = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^",
-                                     "best": "v"}
-PRECISION_LINESTYLES: dict[str, Any] = {"fp32": "-", "fp16": "--", "bf16": "-.", "int8": ":",
-                                        "best": (0, (5, 1))}
+PRECISION_MARKERS: dict[str, str] = {
+    "fp32": "o",
+    "fp16": "s",
+    "bf16": "D",
+    "int8": "^",
+    "best": "v",
+}
+PRECISION_LINESTYLES: dict[str, Any] = {
+    "fp32": "-",
+    "fp16": "--",
+    "bf16": "-.",
+    "int8": ":",
+    "best": (0, (5, 1)),
+}
 PERCENTILE_STYLE: dict[int, dict[str, Any]] = {
     50: {"marker": "o", "linestyle": "-"},
     90: {"marker": "s", "linestyle": "--"},
@@ -112,16 +143,28 @@ def series_styles(keys: pd.DataFrame, *, name: str = "group") -> dict[str, dict[
     """
     k = keys.drop_duplicates(name)
     names = sorted(k[name].astype(str), key=natural_key)
-    if {"backend", "precision"} <= set(k.columns) and \
-            not k.duplicated(["backend", "precision"]).any():
-        rows = dict(zip(k[name].astype(str), zip(k["backend"].astype(str),
-                                                 k["precision"].astype(str), strict=True),
-                        strict=True))
-        return {n: {"color": color(rows[n][0], "backend"),
-                    "marker": PRECISION_MARKERS.get(rows[n][1], "o"),
-                    "linestyle": PRECISION_LINESTYLES.get(rows[n][1], "-")} for n in names}
-    return {n: {"color": FALLBACK_COLORS[i % len(FALLBACK_COLORS)], "marker": "o",
-                "linestyle": "-"} for i, n in enumerate(names)}
+    if {"backend", "precision"} <= set(k.columns) and not k.duplicated(
+        ["backend", "precision"]
+    ).any():
+        rows = dict(
+            zip(
+                k[name].astype(str),
+                zip(k["backend"].astype(str), k["precision"].astype(str), strict=True),
+                strict=True,
+            )
+        )
+        return {
+            n: {
+                "color": color(rows[n][0], "backend"),
+                "marker": PRECISION_MARKERS.get(rows[n][1], "o"),
+                "linestyle": PRECISION_LINESTYLES.get(rows[n][1], "-"),
+            }
+            for n in names
+        }
+    return {
+        n: {"color": FALLBACK_COLORS[i % len(FALLBACK_COLORS)], "marker": "o", "linestyle": "-"}
+        for i, n in enumerate(names)
+    }
 
 
 def distinct_colors(names: Iterable[Any], kind: str = "device") -> dict[str, str]:
@@ -149,8 +192,15 @@ def natural_key(text: Any) -> list[Any]:
 def set_theme() -> None:
     """The look of perflab figures: seaborn's whitegrid, compact fonts, PNG-friendly size."""
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
-    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "figure.figsize": (9, 4.5),
-                         "axes.titlesize": "medium", "legend.fontsize": "small"})
+    plt.rcParams.update(
+        {
+            "figure.dpi": 100,
+            "savefig.dpi": 100,
+            "figure.figsize": (9, 4.5),
+            "axes.titlesize": "medium",
+            "legend.fontsize": "small",
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,8 +251,9 @@ def run_labels(runs: pd.DataFrame | None, run_ids: Iterable[Any]) -> dict[str, s
         return {r: r for r in ids}
     table = runs.assign(run_id=runs["run_id"].astype(str)).drop_duplicates("run_id")
     table = table.set_index("run_id").reindex(ids)
-    base = table["label"] if "label" in table.columns else \
-        pd.Series(index=table.index, dtype=object)
+    base = (
+        table["label"] if "label" in table.columns else pd.Series(index=table.index, dtype=object)
+    )
     base = base.astype(object).where(base.notna(), pd.Series(ids, index=table.index)).astype(str)
     for col in ("device_name", "host"):
         if col in table.columns and table[col].dropna().astype(str).nunique() > 1:
@@ -222,8 +273,9 @@ def _run_attr(runs: pd.DataFrame | None, column: str) -> dict[str, str]:
     return dict(zip(runs["run_id"].astype(str), runs[column].astype(str), strict=True))
 
 
-def _measured(samples: pd.DataFrame, *, stage: str | None = None, phase: str | None = "measure"
-              ) -> pd.DataFrame:
+def _measured(
+    samples: pd.DataFrame, *, stage: str | None = None, phase: str | None = "measure"
+) -> pd.DataFrame:
     data = samples
     if phase is not None and "phase" in data.columns:
         data = data[data["phase"].astype(str) == phase]
@@ -264,8 +316,11 @@ def latency_distribution(
         raise ValueError(f"clock must be 'host' or 'device', got {clock!r}")
     data = _measured(samples, stage=stage)
     data = data[data[column].notna()] if column in data.columns else data.iloc[0:0]
-    groups = {str(k): g[column].to_numpy(dtype=float) / 1e6
-              for k, g in data.groupby(data["run_id"].astype(str), observed=True) if len(g)}
+    groups = {
+        str(k): g[column].to_numpy(dtype=float) / 1e6
+        for k, g in data.groupby(data["run_id"].astype(str), observed=True)
+        if len(g)
+    }
     n_groups = max(len(groups), 1)
     ax = _ax(ax, (9, 1.0 + 0.45 * n_groups) if kind == "violin" else (9, 4.5))
     if not groups:
@@ -282,8 +337,9 @@ def latency_distribution(
         log = bool(positive) and max(positive) / min(positive) > 20
     if kind == "violin":
         positions = np.arange(len(order))
-        parts = ax.violinplot(values, positions, orientation="horizontal", widths=0.8,
-                              showextrema=False)
+        parts = ax.violinplot(
+            values, positions, orientation="horizontal", widths=0.8, showextrema=False
+        )
         for body, c in zip(parts["bodies"], fill, strict=True):
             body.set_facecolor(c)
             body.set_edgecolor(c)
@@ -291,28 +347,53 @@ def latency_distribution(
         for y, r in zip(positions, order, strict=True):
             for q, x in zip(percentiles, pct[r], strict=True):
                 style = PERCENTILE_STYLE.get(q, {"linestyle": "-"})
-                ax.plot([x, x], [y - 0.38, y + 0.38], color="#222222", lw=1.4,
-                        linestyle=style["linestyle"], gid=f"p{q}")
+                ax.plot(
+                    [x, x],
+                    [y - 0.38, y + 0.38],
+                    color="#222222",
+                    lw=1.4,
+                    linestyle=style["linestyle"],
+                    gid=f"p{q}",
+                )
         ax.set_yticks(positions, [_text(labels[r]) for r in order])
         ax.set_ylim(-0.6, len(order) - 0.4)
         ax.invert_yaxis()
         ax.set_xlabel(f"{stage} latency, ms ({clock})")
-        handles = [Line2D([], [], color="#222222", linestyle=PERCENTILE_STYLE.get(q, {}).get(
-            "linestyle", "-"), label=f"p{q}") for q in percentiles]
+        handles = [
+            Line2D(
+                [],
+                [],
+                color="#222222",
+                linestyle=PERCENTILE_STYLE.get(q, {}).get("linestyle", "-"),
+                label=f"p{q}",
+            )
+            for q in percentiles
+        ]
     else:
         for r, c in zip(order, fill, strict=True):
             ax.ecdf(groups[r], color=c, label=_text(labels[r]), lw=1.5)
             for q, x in zip(percentiles, pct[r], strict=True):
                 style = PERCENTILE_STYLE.get(q, {"marker": "o"})
-                ax.plot([x], [q / 100], marker=style["marker"], color=c, ms=6, ls="none",
-                        gid=f"p{q}")
+                ax.plot(
+                    [x], [q / 100], marker=style["marker"], color=c, ms=6, ls="none", gid=f"p{q}"
+                )
         ax.set_ylabel("fraction of iterations")
         ax.set_xlabel(f"{stage} latency, ms ({clock})")
-        handles = [Line2D([], [], color=c, lw=1.5, label=_text(labels[r]))
-                   for r, c in zip(order, fill, strict=True)]
-        handles += [Line2D([], [], color="#222222", ls="none",
-                           marker=PERCENTILE_STYLE.get(q, {}).get("marker", "o"), label=f"p{q}")
-                    for q in percentiles]
+        handles = [
+            Line2D([], [], color=c, lw=1.5, label=_text(labels[r]))
+            for r, c in zip(order, fill, strict=True)
+        ]
+        handles += [
+            Line2D(
+                [],
+                [],
+                color="#222222",
+                ls="none",
+                marker=PERCENTILE_STYLE.get(q, {}).get("marker", "o"),
+                label=f"p{q}",
+            )
+            for q in percentiles
+        ]
     if log:
         ax.set_xscale("log")
         _plain_log_ticks(ax.xaxis)
@@ -359,9 +440,14 @@ def timeline(
     lanes = ["iteration (e2e)", "stages"]
     e2e = data[data["stage"].astype(str) == "e2e"]
     ax.barh(
-        [0] * len(e2e), e2e["host_ns"].to_numpy(float) / 1e6,
-        left=(e2e["start_ns"].to_numpy(float) - t0) / 1e6, height=0.5,
-        facecolor="none", edgecolor=color("e2e"), lw=1.2, label="e2e",
+        [0] * len(e2e),
+        e2e["host_ns"].to_numpy(float) / 1e6,
+        left=(e2e["start_ns"].to_numpy(float) - t0) / 1e6,
+        height=0.5,
+        facecolor="none",
+        edgecolor=color("e2e"),
+        lw=1.2,
+        label="e2e",
     )
     for it, start in zip(e2e["iteration"], e2e["start_ns"], strict=True):
         ax.text((start - t0) / 1e6, 0, f" it {it}", va="center", ha="left", fontsize=8)
@@ -371,9 +457,12 @@ def timeline(
         rows = parts[parts["stage"].astype(str) == stage]
         y = 1.25 if stage == "enqueue" else 1.0  # enqueue lies inside compute: drawn below it
         ax.barh(
-            [y] * len(rows), rows["host_ns"].to_numpy(float) / 1e6,
+            [y] * len(rows),
+            rows["host_ns"].to_numpy(float) / 1e6,
             left=(rows["start_ns"].to_numpy(float) - t0) / 1e6,
-            height=0.2 if stage == "enqueue" else 0.5, color=color(stage), label=stage,
+            height=0.2 if stage == "enqueue" else 0.5,
+            color=color(stage),
+            label=stage,
             gid=stage,
         )
     if trace_kernels is not None and len(trace_kernels):
@@ -384,15 +473,23 @@ def timeline(
         ax.barh(
             [2] * len(kernels),
             (kernels["end_ns"].to_numpy(float) - kernels["start_ns"].to_numpy(float)) / 1e6,
-            left=(kernels["start_ns"].to_numpy(float) - t0) / 1e6, height=0.5,
-            color="#555555", label="kernel", gid="kernel",
+            left=(kernels["start_ns"].to_numpy(float) - t0) / 1e6,
+            height=0.5,
+            color="#555555",
+            label="kernel",
+            gid="kernel",
         )
     ax.set_yticks(range(len(lanes)), [_text(s) for s in lanes])
     ax.set_ylim(len(lanes) - 0.4, -0.6)
     ax.set_xlabel("time from the first iteration shown, ms (host clock)")
     handles = [Patch(facecolor=color(s), label=s) for s in stages]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.25),
-              ncol=min(len(handles), 7), frameon=False)
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.25),
+        ncol=min(len(handles), 7),
+        frameon=False,
+    )
     ax.set_title(_text(f"timeline of iterations {', '.join(str(i) for i in iterations)}"))
     return ax
 
@@ -408,28 +505,42 @@ def _kernels_on_run_clock(
         r = ranges.dropna(subset=["iteration", "stage"])
         if "run_id" in r.columns and (r["run_id"].astype(str) == run_id).any():
             r = r[r["run_id"].astype(str) == run_id]
-        joined = r.assign(iteration=r["iteration"].astype("int64"), stage=r["stage"].astype(str)
-                          ).merge(samples.assign(stage=samples["stage"].astype(str),
-                                                 iteration=samples["iteration"].astype("int64")),
-                                  on=["iteration", "stage"], suffixes=("_trace", ""))
+        joined = r.assign(
+            iteration=r["iteration"].astype("int64"), stage=r["stage"].astype(str)
+        ).merge(
+            samples.assign(
+                stage=samples["stage"].astype(str), iteration=samples["iteration"].astype("int64")
+            ),
+            on=["iteration", "stage"],
+            suffixes=("_trace", ""),
+        )
         if len(joined):
             offset = float(np.median(joined["start_ns_trace"] - joined["start_ns"]))
             return k.assign(start_ns=k["start_ns"] - offset, end_ns=k["end_ns"] - offset), "trace"
     compute = samples[samples["stage"].astype(str) == "compute"]
     anchor = float(compute["start_ns"].min()) if len(compute) else float(samples["start_ns"].min())
     offset = float(k["start_ns"].min()) - anchor if len(k) else 0.0
-    return (k.assign(start_ns=k["start_ns"] - offset, end_ns=k["end_ns"] - offset),
-            "aligned to first compute")
+    return (
+        k.assign(start_ns=k["start_ns"] - offset, end_ns=k["end_ns"] - offset),
+        "aligned to first compute",
+    )
 
 
-def grid(n: int, *, ncols: int = 3, size: tuple[float, float] = (4.2, 2.8),
-         sharex: bool = False) -> tuple[Any, list[Axes]]:
+def grid(
+    n: int, *, ncols: int = 3, size: tuple[float, float] = (4.2, 2.8), sharex: bool = False
+) -> tuple[Any, list[Axes]]:
     """A figure of `n` panels in rows of `ncols` (unused panels hidden), for small multiples."""
     n = max(int(n), 1)
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows),
-                             squeeze=False, sharex=sharex, layout="constrained")
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(size[0] * ncols, size[1] * nrows),
+        squeeze=False,
+        sharex=sharex,
+        layout="constrained",
+    )
     flat = list(axes.ravel())
     for extra in flat[n:]:
         extra.set_visible(False)
@@ -463,8 +574,11 @@ def stage_breakdown(
     if data is None or data.empty:
         return _empty(_ax(ax), "no measured stages to break down")
     data = data.assign(run_id=data["run_id"].astype(str), stage=data["stage"].astype(str))
-    parts = data[data["kind"].astype(str).isin(["stage", "gap"])] if "kind" in data.columns \
+    parts = (
+        data[data["kind"].astype(str).isin(["stage", "gap"])]
+        if "kind" in data.columns
         else data[data["stage"] != "e2e"]
+    )
     totals = data[data["stage"] == "e2e"].set_index("run_id")[value]
     label_source = runs
     if label_source is None and "label" in data.columns:
@@ -484,19 +598,40 @@ def stage_breakdown(
         if not ids:
             continue
         widths = [float(rows[r]) for r in ids]
-        ax.barh([host_y[r] for r in ids], widths, left=[left[r] for r in ids], height=height,
-                color=color(stage), label=stage, gid=f"host:{stage}")
+        ax.barh(
+            [host_y[r] for r in ids],
+            widths,
+            left=[left[r] for r in ids],
+            height=height,
+            color=color(stage),
+            label=stage,
+            gid=f"host:{stage}",
+        )
         for r, w in zip(ids, widths, strict=True):
             left[r] += w
     for r in order:
         if r in totals.index and pd.notna(totals[r]):
-            ax.plot([totals[r]] * 2, [host_y[r] - height / 2, host_y[r] + height / 2],
-                    color="black", lw=2, gid="e2e")
+            ax.plot(
+                [totals[r]] * 2,
+                [host_y[r] - height / 2, host_y[r] + height / 2],
+                color="black",
+                lw=2,
+                gid="e2e",
+            )
     for r, medians in device.items():
         y, start = order.index(r) + 0.2, 0.0
         for stage in sorted(medians, key=stage_rank):
-            ax.barh([y], [medians[stage]], left=[start], height=height, color=color(stage),
-                    hatch="xx", edgecolor="white", lw=0, gid=f"device:{stage}")
+            ax.barh(
+                [y],
+                [medians[stage]],
+                left=[start],
+                height=height,
+                color=color(stage),
+                hatch="xx",
+                edgecolor="white",
+                lw=0,
+                gid=f"device:{stage}",
+            )
             start += medians[stage]
     ax.set_yticks(range(len(order)), [_text(labels[r]) for r in order])
     ax.set_ylim(len(order) - 0.5, -0.5)
@@ -505,15 +640,17 @@ def stage_breakdown(
     handles = [Patch(facecolor=color(s), label=s) for s in stages]
     handles.append(Line2D([], [], color="black", lw=2, label=f"e2e {what}"))
     if has_device:
-        handles.append(Patch(facecolor="#cccccc", hatch="xx", edgecolor="white",
-                             label="device clock (events)"))
+        handles.append(
+            Patch(facecolor="#cccccc", hatch="xx", edgecolor="white", label="device clock (events)")
+        )
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title(f"where the time goes: {what} per stage (measured phase)")
     return ax
 
 
-def _device_medians(summary: pd.DataFrame | None, order: list[str], value: str
-                    ) -> dict[str, dict[str, float]]:
+def _device_medians(
+    summary: pd.DataFrame | None, order: list[str], value: str
+) -> dict[str, dict[str, float]]:
     column = "device_p50_ms" if value == "p50_ms" else "device_mean_ms"
     if summary is None or summary.empty or column not in summary.columns:
         return {}
@@ -547,40 +684,78 @@ def warmup_series(
     95th percentile of the iterations from steady_iteration on. The warmup phase is shaded.
     """
     run_id = str(run_id)
-    data = samples[(samples["run_id"].astype(str) == run_id)
-                   & (samples["stage"].astype(str) == stage)].sort_values("iteration")
+    data = samples[
+        (samples["run_id"].astype(str) == run_id) & (samples["stage"].astype(str) == stage)
+    ].sort_values("iteration")
     ax = _ax(ax, (9, 3.5))
     if data.empty:
         return _empty(ax, f"no {stage} samples for this run")
     it = data["iteration"].to_numpy()
     ms = data["host_ns"].to_numpy(float) / 1e6
-    phase = data["phase"].astype(str).to_numpy() if "phase" in data.columns else \
-        np.full(len(data), "measure")
+    phase = (
+        data["phase"].astype(str).to_numpy()
+        if "phase" in data.columns
+        else np.full(len(data), "measure")
+    )
     is_warm = phase == "warmup"
     if is_warm.any():
-        ax.axvspan(it[is_warm].min() - 0.5, it[is_warm].max() + 0.5, color="#f0f0f0", zorder=0,
-                   label="warmup phase")
-    ax.plot(it, ms, ".", ms=3, color=color(stage), alpha=0.8, label=f"{stage} per iteration",
-            gid="series")
+        ax.axvspan(
+            it[is_warm].min() - 0.5,
+            it[is_warm].max() + 0.5,
+            color="#f0f0f0",
+            zorder=0,
+            label="warmup phase",
+        )
+    ax.plot(
+        it,
+        ms,
+        ".",
+        ms=3,
+        color=color(stage),
+        alpha=0.8,
+        label=f"{stage} per iteration",
+        gid="series",
+    )
     row = _warmup_row(warmup, run_id)
     if row is not None:
         cps = [int(c) for c in (row.get("changepoints") or [])]
         for k, cp in enumerate(cps):
-            ax.axvline(cp, color="#b00020", lw=1, ls="--", gid="changepoint",
-                       label="changepoint" if k == 0 else None)
+            ax.axvline(
+                cp,
+                color="#b00020",
+                lw=1,
+                ls="--",
+                gid="changepoint",
+                label="changepoint" if k == 0 else None,
+            )
         seg = [float(v) for v in (row.get("segment_p50_ms") or [])]
         edges = [int(it.min()), *cps, int(it.max()) + 1]
         if len(seg) == len(edges) - 1:
             for k, m in enumerate(seg):
-                ax.hlines(m, edges[k], edges[k + 1] - 1, color="#333333", lw=1.5, gid="segment",
-                          label="segment median" if k == 0 else None)
+                ax.hlines(
+                    m,
+                    edges[k],
+                    edges[k + 1] - 1,
+                    color="#333333",
+                    lw=1.5,
+                    gid="segment",
+                    label="segment median" if k == 0 else None,
+                )
         steady = row.get("steady_iteration")
         if steady is not None and not pd.isna(steady):
             tail = ms[it >= int(steady)]
             if len(tail):
                 lo, hi = np.percentile(tail, [10, 90])
-                ax.fill_between([int(steady), int(it.max())], lo, hi, color=color("compute"),
-                                alpha=0.25, lw=0, label="steady state (p10-p90)", gid="steady")
+                ax.fill_between(
+                    [int(steady), int(it.max())],
+                    lo,
+                    hi,
+                    color=color("compute"),
+                    alpha=0.25,
+                    lw=0,
+                    label="steady state (p10-p90)",
+                    gid="steady",
+                )
         title = f"{row.get('classification', '')}"
         if steady is not None and not pd.isna(steady):
             title += f", steady from iteration {int(steady)}"
@@ -598,15 +773,25 @@ def warmup_series(
     above = ms > top
     if above.any():
         ax.set_ylim(0, top)
-        ax.plot(it[above], np.full(above.sum(), top * 0.97), "^", mfc="none", mec="#666666",
-                ms=4, ls="none", gid="clipped", label=f"{int(above.sum())} above the axis")
+        ax.plot(
+            it[above],
+            np.full(above.sum(), top * 0.97),
+            "^",
+            mfc="none",
+            mec="#666666",
+            ms=4,
+            ls="none",
+            gid="clipped",
+            label=f"{int(above.sum())} above the axis",
+        )
     else:
         ax.set_ylim(bottom=0)
     return ax
 
 
-def _warmup_row(warmup: pd.DataFrame | Mapping[str, Any] | None, run_id: str
-                ) -> dict[str, Any] | None:
+def _warmup_row(
+    warmup: pd.DataFrame | Mapping[str, Any] | None, run_id: str
+) -> dict[str, Any] | None:
     if warmup is None:
         return None
     if isinstance(warmup, pd.DataFrame):
@@ -652,36 +837,64 @@ def roofline(
     handles: list[Any] = []
     for frame, dashed in ((measured, False), (pred, True)):
         # One roof per device and precision: the peak rate depends on the precision.
-        frame = frame.assign(
-            roof_precision=frame["run_id"].astype(str).map(precisions).fillna(""))
+        frame = frame.assign(roof_precision=frame["run_id"].astype(str).map(precisions).fillna(""))
         roofs = frame.drop_duplicates(["device_peak_name", "peak_tflops", "bandwidth_gbs"])
         for r in roofs.itertuples(index=False):
             peak, bw = float(r.peak_tflops), float(r.bandwidth_gbs)
             y = np.full_like(x, peak) if math.isnan(bw) else np.minimum(peak, bw * x / 1000)
             name = _text(f"{r.device_peak_name} {r.roof_precision}".strip())
-            line, = ax.plot(x, y, color=device_colors[str(r.device_peak_name)], lw=1.6,
-                            ls="--" if dashed else "-", gid="roof-predicted" if dashed else "roof",
-                            label=f"{name} roof" + (" (predicted target)" if dashed else ""))
+            (line,) = ax.plot(
+                x,
+                y,
+                color=device_colors[str(r.device_peak_name)],
+                lw=1.6,
+                ls="--" if dashed else "-",
+                gid="roof-predicted" if dashed else "roof",
+                label=f"{name} roof" + (" (predicted target)" if dashed else ""),
+            )
             if r.roof_precision:
-                ax.text(x[-1], y[-1], f" {_text(r.roof_precision)}", fontsize=7, va="center",
-                        color=line.get_color())
+                ax.text(
+                    x[-1],
+                    y[-1],
+                    f" {_text(r.roof_precision)}",
+                    fontsize=7,
+                    va="center",
+                    color=line.get_color(),
+                )
             handles.append(line)
     # A point takes its device's colour (the colour of its roof) and its precision's marker.
     for r in measured.itertuples(index=False):
         p = precisions.get(str(r.run_id), "")
-        ax.plot(r.intensity_flops_per_byte, r.achieved_tflops, PRECISION_MARKERS.get(p, "o"),
-                color=device_colors[str(r.device_peak_name)], ms=7, gid="measured")
+        ax.plot(
+            r.intensity_flops_per_byte,
+            r.achieved_tflops,
+            PRECISION_MARKERS.get(p, "o"),
+            color=device_colors[str(r.device_peak_name)],
+            ms=7,
+            gid="measured",
+        )
     origin = measured.set_index(measured["run_id"].astype(str))
     for r in pred.itertuples(index=False):
         p = precisions.get(str(r.run_id), "")
         c = device_colors[str(r.device_peak_name)]
-        ax.plot(r.intensity_flops_per_byte, r.achieved_tflops, PRECISION_MARKERS.get(p, "D"),
-                mfc="none", mec=c, mew=1.6, ms=9, gid="predicted")
+        ax.plot(
+            r.intensity_flops_per_byte,
+            r.achieved_tflops,
+            PRECISION_MARKERS.get(p, "D"),
+            mfc="none",
+            mec=c,
+            mew=1.6,
+            ms=9,
+            gid="predicted",
+        )
         if str(r.run_id) in origin.index:
             src = origin.loc[[str(r.run_id)]].iloc[0]
-            ax.annotate("", (r.intensity_flops_per_byte, r.achieved_tflops),
-                        (src.intensity_flops_per_byte, src.achieved_tflops),
-                        arrowprops={"arrowstyle": "->", "ls": ":", "color": c, "lw": 1})
+            ax.annotate(
+                "",
+                (r.intensity_flops_per_byte, r.achieved_tflops),
+                (src.intensity_flops_per_byte, src.achieved_tflops),
+                arrowprops={"arrowstyle": "->", "ls": ":", "color": c, "lw": 1},
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     _plain_log_ticks(ax.xaxis)
@@ -689,19 +902,43 @@ def roofline(
     ax.set_xlabel("arithmetic intensity, FLOP/byte")
     ax.set_ylabel("achieved TFLOP/s")
     for p in sorted({precisions.get(str(r), "") for r in both["run_id"]}):
-        handles.append(Line2D([], [], marker=PRECISION_MARKERS.get(p, "o"), ls="none",
-                              color="#444444", label=_text(f"measured {p}".strip())))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker=PRECISION_MARKERS.get(p, "o"),
+                ls="none",
+                color="#444444",
+                label=_text(f"measured {p}".strip()),
+            )
+        )
     if not pred.empty:
-        handles.append(Line2D([], [], marker="o", ls="none", mfc="none", mec="#444444",
-                              label="predicted (hollow; not measured)"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                ls="none",
+                mfc="none",
+                mec="#444444",
+                label="predicted (hollow; not measured)",
+            )
+        )
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title(f"roofline of the {stage} stage")
     return ax
 
 
 def _roof_points(data: pd.DataFrame | None, stage: str) -> pd.DataFrame:
-    cols = ["run_id", "stage", "intensity_flops_per_byte", "achieved_tflops", "peak_tflops",
-            "bandwidth_gbs", "device_peak_name"]
+    cols = [
+        "run_id",
+        "stage",
+        "intensity_flops_per_byte",
+        "achieved_tflops",
+        "peak_tflops",
+        "bandwidth_gbs",
+        "device_peak_name",
+    ]
     if data is None or data.empty or not set(cols) <= set(data.columns):
         return pd.DataFrame(columns=cols)
     d = data[data["stage"].astype(str) == stage]
@@ -748,18 +985,37 @@ def speedups(
         ys = [float(rows.loc[s, "speedup"]) for s in stages if s in rows.index]
         c = group_colors[g]
         predicted = kind == "predicted"
-        ax.bar(xs, ys, width=width * 0.95, color=c, alpha=PREDICTED_ALPHA if predicted else 0.9,
-               hatch=PREDICTED_HATCH if predicted else None, edgecolor=c,
-               label=_text(f"{g} ({kind})"), gid=kind)
+        ax.bar(
+            xs,
+            ys,
+            width=width * 0.95,
+            color=c,
+            alpha=PREDICTED_ALPHA if predicted else 0.9,
+            hatch=PREDICTED_HATCH if predicted else None,
+            edgecolor=c,
+            label=_text(f"{g} ({kind})"),
+            gid=kind,
+        )
         if not predicted and {"ci_low", "ci_high"} <= set(rows.columns):
             lo = [float(rows.loc[s, "ci_low"]) for s in stages if s in rows.index]
             hi = [float(rows.loc[s, "ci_high"]) for s in stages if s in rows.index]
-            err = np.array([[max(y - a, 0) for y, a in zip(ys, lo, strict=True)],
-                            [max(b - y, 0) for y, b in zip(ys, hi, strict=True)]])
+            err = np.array(
+                [
+                    [max(y - a, 0) for y, a in zip(ys, lo, strict=True)],
+                    [max(b - y, 0) for y, b in zip(ys, hi, strict=True)],
+                ]
+            )
             ok = np.isfinite(err).all(axis=0)
             if ok.any():
-                ax.errorbar(np.array(xs)[ok], np.array(ys)[ok], yerr=err[:, ok], fmt="none",
-                            ecolor="#222222", capsize=3, lw=1)
+                ax.errorbar(
+                    np.array(xs)[ok],
+                    np.array(ys)[ok],
+                    yerr=err[:, ok],
+                    fmt="none",
+                    ecolor="#222222",
+                    capsize=3,
+                    lw=1,
+                )
     ax.axhline(1.0, color="#444444", lw=1, ls="--")
     ax.set_xticks(range(len(stages)), stages)
     ax.set_ylabel("speedup (x, higher is faster)")
@@ -797,12 +1053,14 @@ def batching(
     if metric not in ("latency", "throughput"):
         raise ValueError(f"metric must be 'latency' or 'throughput', got {metric!r}")
     ax = _ax(ax, (7, 4.2))
-    data = curve[curve["stage"].astype(str) == stage] if curve is not None and len(curve) \
-        else None
+    data = curve[curve["stage"].astype(str) == stage] if curve is not None and len(curve) else None
     if data is None or data.empty:
         return _empty(ax, f"no {stage} measurements to plot against batch size")
-    fits = fit[fit["stage"].astype(str) == stage].set_index("group") \
-        if fit is not None and len(fit) else None
+    fits = (
+        fit[fit["stage"].astype(str) == stage].set_index("group")
+        if fit is not None and len(fit)
+        else None
+    )
     styles = series_styles(data.assign(group=data["group"].astype(str)))
     for group in styles:
         g = data[data["group"].astype(str) == group].sort_values("batch_size")
@@ -810,11 +1068,25 @@ def batching(
         c = st["color"]
         x = g["batch_size"].to_numpy(float)
         y = g["p50_ms" if metric == "latency" else "throughput_items_s"].to_numpy(float)
-        ax.plot(x, y, st["marker"], color=c, label=_text(group),
-                gid="p50" if metric == "latency" else "throughput")
+        ax.plot(
+            x,
+            y,
+            st["marker"],
+            color=c,
+            label=_text(group),
+            gid="p50" if metric == "latency" else "throughput",
+        )
         if metric == "latency" and "p99_ms" in g.columns:
-            ax.plot(x, g["p99_ms"].to_numpy(float), st["marker"], mfc="none", mec=c, ms=4,
-                    alpha=0.7, gid="p99")
+            ax.plot(
+                x,
+                g["p99_ms"].to_numpy(float),
+                st["marker"],
+                mfc="none",
+                mec=c,
+                ms=4,
+                alpha=0.7,
+                gid="p99",
+            )
         if fits is None or group not in fits.index:
             continue
         f = fits.loc[group]
@@ -823,14 +1095,20 @@ def batching(
         if np.isfinite(a) and np.isfinite(b):
             if metric == "latency":
                 xs = np.array([x.min(), x.max()])
-                ax.plot(xs, a + b * xs, color=c, ls=st["linestyle"], lw=1.2, alpha=0.85,
-                        gid="fit")
+                ax.plot(xs, a + b * xs, color=c, ls=st["linestyle"], lw=1.2, alpha=0.85, gid="fit")
             elif a > 0 and b > 0:
                 # The implied throughput only means something for a positive fixed cost and
                 # per-item cost; a negative intercept is a poor fit, not infinite throughput.
                 xs = np.linspace(x.min(), x.max(), 50)
-                ax.plot(xs, 1000.0 * xs / (a + b * xs), color=c, ls=st["linestyle"], lw=1.2,
-                        alpha=0.85, gid="fit")
+                ax.plot(
+                    xs,
+                    1000.0 * xs / (a + b * xs),
+                    color=c,
+                    ls=st["linestyle"],
+                    lw=1.2,
+                    alpha=0.85,
+                    gid="fit",
+                )
         kb = float(f.get("knee_batch", np.nan))
         if np.isfinite(kb):
             ax.axvline(kb, color=c, ls=":", lw=1.5, gid="knee")
@@ -840,13 +1118,18 @@ def batching(
     ax.set_xlabel("batch size, items")
     ax.set_ylabel(f"{stage} p50, ms" if metric == "latency" else f"{stage} throughput, items/s")
     ax.set_ylim(bottom=0)
-    handles = [Line2D([], [], color=st["color"], marker=st["marker"], ls=st["linestyle"],
-                      label=_text(g)) for g, st in styles.items()]
-    handles += [Line2D([], [], color="#444444", lw=1.2, label="fit a + b x batch"),
-                Line2D([], [], color="#444444", ls=":", lw=1.5, label="knee")]
+    handles = [
+        Line2D([], [], color=st["color"], marker=st["marker"], ls=st["linestyle"], label=_text(g))
+        for g, st in styles.items()
+    ]
+    handles += [
+        Line2D([], [], color="#444444", lw=1.2, label="fit a + b x batch"),
+        Line2D([], [], color="#444444", ls=":", lw=1.5, label="knee"),
+    ]
     if metric == "latency":
-        handles.append(Line2D([], [], marker="o", mfc="none", mec="#444444", ls="none",
-                              label="p99 (open)"))
+        handles.append(
+            Line2D([], [], marker="o", mfc="none", mec="#444444", ls="none", label="p99 (open)")
+        )
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title(f"{stage} {metric} against batch size")
     return ax
@@ -886,22 +1169,43 @@ def forest(
     hi = d["ci_high"].astype(float).to_numpy()
     y = np.arange(len(d))
     verdicts = d["verdict"].astype(str).tolist() if "verdict" in d.columns else [""] * len(d)
-    threshold = float(d["threshold"].dropna().iloc[0]) if "threshold" in d.columns and \
-        d["threshold"].notna().any() else 0.0
+    threshold = (
+        float(d["threshold"].dropna().iloc[0])
+        if "threshold" in d.columns and d["threshold"].notna().any()
+        else 0.0
+    )
     if threshold > 0:
-        ax.axvspan(1 - threshold, 1 + threshold, color=SAME_BAND_COLOR, alpha=0.6, lw=0,
-                   gid="same-band", label=f"same (±{threshold:.0%})")
+        ax.axvspan(
+            1 - threshold,
+            1 + threshold,
+            color=SAME_BAND_COLOR,
+            alpha=0.6,
+            lw=0,
+            gid="same-band",
+            label=f"same (±{threshold:.0%})",
+        )
     ax.axvline(1.0, color="#444444", lw=1)
     finite = np.isfinite(ratio)
-    err = np.array([np.where(np.isfinite(lo), ratio - lo, 0), np.where(np.isfinite(hi),
-                                                                         hi - ratio, 0)])
+    err = np.array(
+        [np.where(np.isfinite(lo), ratio - lo, 0), np.where(np.isfinite(hi), hi - ratio, 0)]
+    )
     for v in dict.fromkeys(verdicts):
         pick = finite & (np.array(verdicts) == v)
         if not pick.any():
             continue
-        ax.errorbar(ratio[pick], y[pick], xerr=np.clip(err[:, pick], 0, None), fmt="o",
-                    color=VERDICT_COLORS.get(v, "#333333"), ecolor=VERDICT_COLORS.get(v, "#333333"),
-                    capsize=3, ms=6, lw=1.4, label=v, gid=f"ratio:{v}")
+        ax.errorbar(
+            ratio[pick],
+            y[pick],
+            xerr=np.clip(err[:, pick], 0, None),
+            fmt="o",
+            color=VERDICT_COLORS.get(v, "#333333"),
+            ecolor=VERDICT_COLORS.get(v, "#333333"),
+            capsize=3,
+            ms=6,
+            lw=1.4,
+            label=v,
+            gid=f"ratio:{v}",
+        )
     labels = []
     for r in d.itertuples(index=False):
         parts = [f"{getattr(r, 'b', '')} vs {getattr(r, 'a', '')}"]
@@ -918,8 +1222,15 @@ def forest(
         _log_ratio_axis(ax, values)
     trans = ax.get_yaxis_transform()
     for yi, v in zip(y, verdicts, strict=True):
-        ax.text(1.01, yi, v, transform=trans, va="center", fontsize=8,
-                color=VERDICT_COLORS.get(v, "#333333"))
+        ax.text(
+            1.01,
+            yi,
+            v,
+            transform=trans,
+            va="center",
+            fontsize=8,
+            color=VERDICT_COLORS.get(v, "#333333"),
+        )
     ax.set_xlabel("time ratio B / A (median; < 1: B is faster)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.12, 1.0), frameon=False)
     ax.set_title("comparisons with 95% confidence intervals")
@@ -932,7 +1243,7 @@ def _log_ratio_axis(ax: Axes, values: np.ndarray) -> None:
 
     ax.set_xscale("log")
     lo, hi = float(values.min()), float(values.max())
-    steps = [m * 10.0 ** e for e in range(-4, 5) for m in (1, 2, 5)]
+    steps = [m * 10.0**e for e in range(-4, 5) for m in (1, 2, 5)]
     ticks = [t for t in steps if lo / 1.5 <= t <= hi * 1.5] or [1.0]
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
@@ -964,11 +1275,13 @@ def layer_profile(
         return _empty(ax, "no layer times in this profile")
     total = float(d["total_ms"].sum())
     d = d.sort_values("total_ms", ascending=False).head(top)
-    ops = d["op_type"].astype(object).fillna("?").astype(str) if "op_type" in d.columns else \
-        pd.Series("?", index=d.index)
+    ops = (
+        d["op_type"].astype(object).fillna("?").astype(str)
+        if "op_type" in d.columns
+        else pd.Series("?", index=d.index)
+    )
     y = np.arange(len(d))
-    ax.barh(y, d["total_ms"].to_numpy(float), color=[color(o, "op_type") for o in ops],
-            gid="layer")
+    ax.barh(y, d["total_ms"].to_numpy(float), color=[color(o, "op_type") for o in ops], gid="layer")
     for yi, v in zip(y, d["total_ms"].to_numpy(float), strict=True):
         if total > 0:
             ax.text(v, yi, f" {v / total:.0%}", va="center", fontsize=8)

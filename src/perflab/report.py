@@ -205,9 +205,7 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip()
 
 
-def _execute(
-    combined: Any, sections: list[Section], *, cwd: Path, on_section: Any = None
-) -> None:
+def _execute(combined: Any, sections: list[Section], *, cwd: Path, on_section: Any = None) -> None:
     """Run the sections' cells in order on one kernel; a failure ends only its own section.
 
     A dead kernel (a crash in native code) is replaced by a fresh one for the next section.
@@ -429,9 +427,7 @@ class Executed:
         return [s for s in self.sections if s.error]
 
 
-def execute(
-    folders: Sequence[Path | str], *, notebooks: Sequence[str] | None = None
-) -> Executed:
+def execute(folders: Sequence[Path | str], *, notebooks: Sequence[str] | None = None) -> Executed:
     """Execute the notebooks (default: all, in report order) on result `folders`, on one kernel,
     with a progress bar. A failing notebook is recorded in its section, never raised."""
     paths = _check_folders(list(folders))
@@ -492,14 +488,20 @@ def build(
         out.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise PerflabError(f"cannot write the report {out}: {exc.strerror or exc}") from None
-    log.debug("report %s: notebooks executed in %.1f s (%s)", out, executed.seconds,
-              ", ".join(f"{s.name} {s.seconds:.1f} s" for s in executed.sections))
+    log.debug(
+        "report %s: notebooks executed in %.1f s (%s)",
+        out,
+        executed.seconds,
+        ", ".join(f"{s.name} {s.seconds:.1f} s" for s in executed.sections),
+    )
     for sec in executed.failed:
         log.warning("report %s: notebook %s failed: %s", out, sec.name, sec.error)
     if executed.failed and strict:
         names = ", ".join(f"{s.name} ({s.error})" for s in executed.failed)
-        raise PerflabError(f"{len(executed.failed)} notebook(s) failed: {names}; the report with "
-                           f"their errors was written to {out}")
+        raise PerflabError(
+            f"{len(executed.failed)} notebook(s) failed: {names}; the report with "
+            f"their errors was written to {out}"
+        )
     return out
 
 
@@ -542,8 +544,9 @@ def _format_cell(value: Any, digits: int) -> str:
 
     if isinstance(value, (list, tuple)):
         return ", ".join(_format_cell(v, digits) for v in value)
-    if value is None or (not isinstance(value, str) and pd.api.types.is_scalar(value)
-                         and pd.isna(value)):
+    if value is None or (
+        not isinstance(value, str) and pd.api.types.is_scalar(value) and pd.isna(value)
+    ):
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -551,7 +554,7 @@ def _format_cell(value: Any, digits: int) -> str:
         value = float(value)
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
-        return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:,.0f}"
+        return f"{value:.{digits}g}" if abs(value) < 10**digits else f"{value:,.0f}"
     return str(value)
 
 
@@ -571,19 +574,25 @@ def table(
     shown = frame.reset_index() if index else frame
     extra = max(0, len(shown) - max_rows)
     shown = shown.head(max_rows)
-    numeric = [pd.api.types.is_numeric_dtype(shown[c]) and not pd.api.types.is_bool_dtype(
-        shown[c]) for c in shown.columns]
+    numeric = [
+        pd.api.types.is_numeric_dtype(shown[c]) and not pd.api.types.is_bool_dtype(shown[c])
+        for c in shown.columns
+    ]
     head = "".join(
         f'<th class="{"num" if num else "text"}">{html.escape(str(c))}</th>'
-        for c, num in zip(shown.columns, numeric, strict=True))
+        for c, num in zip(shown.columns, numeric, strict=True)
+    )
     body = []
     for row in shown.itertuples(index=False, name=None):
         cells = "".join(
             f'<td class="{"num" if num else "text"}">{html.escape(_format_cell(v, digits))}</td>'
-            for v, num in zip(row, numeric, strict=True))
+            for v, num in zip(row, numeric, strict=True)
+        )
         body.append(f"<tr>{cells}</tr>")
-    markup = (f'<table class="perflab-table"><thead><tr>{head}</tr></thead>'
-              f"<tbody>{''.join(body)}</tbody></table>")
+    markup = (
+        f'<table class="perflab-table"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
     if caption:
         markup = f'<p class="perflab-caption">{html.escape(caption)}</p>' + markup
     if extra:
@@ -633,16 +642,41 @@ def load(results: Sequence[str | Path] | str | Path, *, need: str = "ok") -> Res
 # Tables the notebooks show. Each returns a DataFrame (to inspect or reuse); `table` renders it.
 
 RUN_LIST_COLUMNS: tuple[str, ...] = (
-    "label", "status", "backend", "precision", "precision_effective", "batch_size", "device_name",
-    "n_warmup", "n_measure", "stop_reason", "load_ms", "build_ms", "first_ms",
+    "label",
+    "status",
+    "backend",
+    "precision",
+    "precision_effective",
+    "batch_size",
+    "device_name",
+    "n_warmup",
+    "n_measure",
+    "stop_reason",
+    "load_ms",
+    "build_ms",
+    "first_ms",
 )
 SUMMARY_TABLE_COLUMNS: dict[str, str] = {
-    "n": "n", "p50_ms": "p50 ms", "p90_ms": "p90 ms", "p99_ms": "p99 ms", "mean_ms": "mean ms",
-    "cv_pct": "CV %", "throughput_items_s": "items/s",
+    "n": "n",
+    "p50_ms": "p50 ms",
+    "p90_ms": "p90 ms",
+    "p99_ms": "p99 ms",
+    "mean_ms": "mean ms",
+    "cv_pct": "CV %",
+    "throughput_items_s": "items/s",
 }
 ENV_ROWS: tuple[str, ...] = (
-    "host", "cpu_model", "cpu_cores", "cpu_threads", "memory_gib", "os", "python", "gpu_name",
-    "gpu_compute_capability", "cuda_driver", "cuda_runtime",
+    "host",
+    "cpu_model",
+    "cpu_cores",
+    "cpu_threads",
+    "memory_gib",
+    "os",
+    "python",
+    "gpu_name",
+    "gpu_compute_capability",
+    "cuda_driver",
+    "cuda_runtime",
 )
 
 
@@ -693,12 +727,14 @@ def failures(runs: pd.DataFrame) -> pd.DataFrame:
     labels = _labels(runs)
     error = bad["error"].astype(object).where(bad["error"].notna(), "").astype(str)
     first = error.map(lambda e: (e.strip().splitlines() or [""])[0][:200])
-    return pd.DataFrame({
-        "label": bad["run_id"].astype(str).map(labels).to_numpy(),
-        "status": bad["status"].astype(str).to_numpy(),
-        "reason": first.to_numpy(),
-        "error": error.to_numpy(),
-    }).pipe(_natural_sort, ["status", "label"])
+    return pd.DataFrame(
+        {
+            "label": bad["run_id"].astype(str).map(labels).to_numpy(),
+            "status": bad["status"].astype(str).to_numpy(),
+            "reason": first.to_numpy(),
+            "error": error.to_numpy(),
+        }
+    ).pipe(_natural_sort, ["status", "label"])
 
 
 def failure_details(failed: pd.DataFrame, *, max_chars: int = 4000) -> HTMLBlock:
@@ -739,8 +775,9 @@ def env_table(env: pd.DataFrame) -> pd.DataFrame:
         head = f"{r.get('host') or '?'} ({str(r.get('env_id') or '')[:8]})"
         columns[head] = values
     keys = list(dict.fromkeys(k for v in columns.values() for k in v))
-    out = pd.DataFrame({"key": keys, **{h: [v.get(k, "") for k in keys] for h, v in
-                                        columns.items()}})
+    out = pd.DataFrame(
+        {"key": keys, **{h: [v.get(k, "") for k in keys] for h, v in columns.items()}}
+    )
     out = out[(out[list(columns)] != "").any(axis=1)].reset_index(drop=True)
     if len(columns) > 1:
         out["differs"] = out[list(columns)].nunique(axis=1).gt(1).map({True: "yes", False: ""})
@@ -771,14 +808,15 @@ def warnings_table(warnings: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     cells: dict[str, dict[str, list[str]]] = {}
     for r in warnings.itertuples(index=False):
         value = _format_cell(r.value, 3)
-        text = str(r.stage) if r.warning.startswith("few_samples") else \
-            f"{r.stage} {value}".strip()
+        text = str(r.stage) if r.warning.startswith("few_samples") else f"{r.stage} {value}".strip()
         if r.warning.startswith("few_samples"):
             text = f"{value} < {_format_cell(r.threshold, 4)}"
         cells.setdefault(str(r.run_id), {}).setdefault(r.warning, []).append(text)
     kinds = list(dict.fromkeys(warnings["warning"].astype(str)))
-    rows = [{"label": labels.get(run, run), **{k: ", ".join(v.get(k, [])) for k in kinds}}
-            for run, v in cells.items()]
+    rows = [
+        {"label": labels.get(run, run), **{k: ", ".join(v.get(k, [])) for k in kinds}}
+        for run, v in cells.items()
+    ]
     return _natural_sort(pd.DataFrame(rows, columns=["label", *kinds]), ["label"])
 
 
@@ -789,12 +827,18 @@ def warning_kinds(warnings: pd.DataFrame) -> pd.DataFrame:
     if warnings.empty:
         return pd.DataFrame(columns=["warning", "runs", "example"])
     g = warnings.groupby("warning", sort=False)
-    return pd.DataFrame({"warning": list(g.groups), "runs": g["run_id"].nunique().to_numpy(),
-                         "example": g["message"].first().to_numpy()})
+    return pd.DataFrame(
+        {
+            "warning": list(g.groups),
+            "runs": g["run_id"].nunique().to_numpy(),
+            "example": g["message"].first().to_numpy(),
+        }
+    )
 
 
-def stage_table(breakdown: pd.DataFrame, *, value: str = "p50_ms", e2e: bool = True
-                ) -> pd.DataFrame:
+def stage_table(
+    breakdown: pd.DataFrame, *, value: str = "p50_ms", e2e: bool = True
+) -> pd.DataFrame:
     """Stages as columns (pipeline order, gap and e2e last), one row per run, of `value`
     (p50_ms, share, speedup_if_free, ...); `e2e=False` leaves the e2e column out."""
     import pandas as pd
@@ -803,8 +847,9 @@ def stage_table(breakdown: pd.DataFrame, *, value: str = "p50_ms", e2e: bool = T
 
     if breakdown.empty:
         return pd.DataFrame(columns=["label"])
-    d = breakdown.assign(run_id=breakdown["run_id"].astype(str),
-                         stage=breakdown["stage"].astype(str))
+    d = breakdown.assign(
+        run_id=breakdown["run_id"].astype(str), stage=breakdown["stage"].astype(str)
+    )
     if not e2e:
         d = d[d["stage"] != "e2e"]
     wide = d.pivot_table(index="run_id", columns="stage", values=value, aggfunc="first")
@@ -864,8 +909,9 @@ def _geomean(values: Any) -> float:
     return float(np.exp(np.log(v).mean())) if len(v) else float("nan")
 
 
-def measured_speedups(res: Results, by: str, *, stages: Sequence[str] = SPEEDUP_STAGES
-                      ) -> pd.DataFrame:
+def measured_speedups(
+    res: Results, by: str, *, stages: Sequence[str] = SPEEDUP_STAGES
+) -> pd.DataFrame:
     """Per stage and matched config: how much faster each `by` level is than the baseline level
     (speedup = 1 / compare's time ratio, CI inverted likewise). Columns: pair, config, stage,
     speedup, ci_low, ci_high, verdict, kind ("measured")."""
@@ -876,25 +922,42 @@ def measured_speedups(res: Results, by: str, *, stages: Sequence[str] = SPEEDUP_
         c = res.compare(by=by, stage=stage)
         if c.empty:
             continue
-        parts.append(pd.DataFrame({
-            "pair": (c["b"].astype(str) + " vs " + c["a"].astype(str)).to_numpy(),
-            "a": c["a"].astype(str).to_numpy(),
-            "b": c["b"].astype(str).to_numpy(),
-            "config": c["config"].astype(str).to_numpy(),
-            "stage": stage,
-            "speedup": (1.0 / c["ratio"].astype(float)).to_numpy(),
-            "ci_low": (1.0 / c["ci_high"].astype(float)).to_numpy(),
-            "ci_high": (1.0 / c["ci_low"].astype(float)).to_numpy(),
-            "verdict": c["verdict"].astype(str).to_numpy(),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "pair": (c["b"].astype(str) + " vs " + c["a"].astype(str)).to_numpy(),
+                    "a": c["a"].astype(str).to_numpy(),
+                    "b": c["b"].astype(str).to_numpy(),
+                    "config": c["config"].astype(str).to_numpy(),
+                    "stage": stage,
+                    "speedup": (1.0 / c["ratio"].astype(float)).to_numpy(),
+                    "ci_low": (1.0 / c["ci_high"].astype(float)).to_numpy(),
+                    "ci_high": (1.0 / c["ci_low"].astype(float)).to_numpy(),
+                    "verdict": c["verdict"].astype(str).to_numpy(),
+                }
+            )
+        )
     if not parts:
-        return pd.DataFrame(columns=["pair", "a", "b", "config", "stage", "speedup", "ci_low",
-                                     "ci_high", "verdict", "kind"])
+        return pd.DataFrame(
+            columns=[
+                "pair",
+                "a",
+                "b",
+                "config",
+                "stage",
+                "speedup",
+                "ci_low",
+                "ci_high",
+                "verdict",
+                "kind",
+            ]
+        )
     return pd.concat(parts, ignore_index=True).assign(kind="measured")
 
 
-def predicted_speedups(res: Results, measured: pd.DataFrame, by: str) -> tuple[pd.DataFrame,
-                                                                              list[str]]:
+def predicted_speedups(
+    res: Results, measured: pd.DataFrame, by: str
+) -> tuple[pd.DataFrame, list[str]]:
     """What the rooflines predict for the same pairs: the baseline level's runs projected onto
     the other level's device. Returns (rows with pair, stage, speedup, basis, kind="predicted",
     and a list of reasons for pairs that could not be predicted)."""
@@ -903,8 +966,9 @@ def predicted_speedups(res: Results, measured: pd.DataFrame, by: str) -> tuple[p
     rows, problems = [], []
     if measured.empty or by != "device_name":
         if not measured.empty:
-            problems.append(f"the runs differ by {by}, not by a named device: no roofline "
-                            "prediction")
+            problems.append(
+                f"the runs differ by {by}, not by a named device: no roofline prediction"
+            )
         return pd.DataFrame(columns=["pair", "stage", "speedup", "basis", "kind"]), problems
     for (a, b), _ in measured.groupby(["a", "b"], sort=False):
         base = res.ok().select(device_name=a)
@@ -915,10 +979,19 @@ def predicted_speedups(res: Results, measured: pd.DataFrame, by: str) -> tuple[p
             continue
         for stage, g in p.groupby("stage", sort=False):
             # e2e bases differ per run only by the gap they add; the stages' bases are shared.
-            basis = ("sum of the predicted stages and the measured harness gap"
-                     if stage == "e2e" else "; ".join(dict.fromkeys(g["basis"].astype(str))))
-            rows.append({"pair": f"{b} vs {a}", "stage": stage, "speedup": _geomean(g["speedup"]),
-                         "basis": basis})
+            basis = (
+                "sum of the predicted stages and the measured harness gap"
+                if stage == "e2e"
+                else "; ".join(dict.fromkeys(g["basis"].astype(str)))
+            )
+            rows.append(
+                {
+                    "pair": f"{b} vs {a}",
+                    "stage": stage,
+                    "speedup": _geomean(g["speedup"]),
+                    "basis": basis,
+                }
+            )
     out = pd.DataFrame(rows, columns=["pair", "stage", "speedup", "basis"]).assign(kind="predicted")
     return out, problems
 
@@ -932,13 +1005,27 @@ def speedup_chart_data(measured: pd.DataFrame, predicted: pd.DataFrame) -> pd.Da
     rows = []
     for (pair, stage), g in measured.groupby(["pair", "stage"], sort=False):
         one = len(g) == 1
-        rows.append({"pair": pair, "stage": stage, "kind": "measured",
-                     "speedup": _geomean(g["speedup"]),
-                     "ci_low": float(g["ci_low"].iloc[0]) if one else float("nan"),
-                     "ci_high": float(g["ci_high"].iloc[0]) if one else float("nan")})
+        rows.append(
+            {
+                "pair": pair,
+                "stage": stage,
+                "kind": "measured",
+                "speedup": _geomean(g["speedup"]),
+                "ci_low": float(g["ci_low"].iloc[0]) if one else float("nan"),
+                "ci_high": float(g["ci_high"].iloc[0]) if one else float("nan"),
+            }
+        )
     for r in predicted.itertuples(index=False):
-        rows.append({"pair": r.pair, "stage": r.stage, "kind": "predicted", "speedup": r.speedup,
-                     "ci_low": float("nan"), "ci_high": float("nan")})
+        rows.append(
+            {
+                "pair": r.pair,
+                "stage": r.stage,
+                "kind": "predicted",
+                "speedup": r.speedup,
+                "ci_low": float("nan"),
+                "ci_high": float("nan"),
+            }
+        )
     return pd.DataFrame(rows, columns=["pair", "stage", "kind", "speedup", "ci_low", "ci_high"])
 
 
@@ -956,19 +1043,25 @@ def speedup_table(chart: pd.DataFrame, predicted: pd.DataFrame) -> pd.DataFrame:
     basis = predicted.set_index(["pair", "stage"])["basis"] if len(predicted) else {}
     rows = []
     for key in dict.fromkeys([*m.index, *p.index]):
-        rows.append({"pair": key[0], "stage": key[1],
-                     "measured": m["speedup"].get(key, float("nan")),
-                     "CI low": m["ci_low"].get(key, float("nan")),
-                     "CI high": m["ci_high"].get(key, float("nan")),
-                     "predicted": p["speedup"].get(key, float("nan")),
-                     "basis": basis.get(key, "") if len(predicted) else ""})
+        rows.append(
+            {
+                "pair": key[0],
+                "stage": key[1],
+                "measured": m["speedup"].get(key, float("nan")),
+                "CI low": m["ci_low"].get(key, float("nan")),
+                "CI high": m["ci_high"].get(key, float("nan")),
+                "predicted": p["speedup"].get(key, float("nan")),
+                "basis": basis.get(key, "") if len(predicted) else "",
+            }
+        )
     out = pd.DataFrame(rows)
     out["_rank"] = out["stage"].map(lambda s: stage_rank(s)[0])
     return out.sort_values(["pair", "_rank"]).drop(columns="_rank").reset_index(drop=True)
 
 
-def projections(res: Results, targets: Sequence[str] = DEFAULT_TARGETS) -> tuple[pd.DataFrame,
-                                                                                 list[str]]:
+def projections(
+    res: Results, targets: Sequence[str] = DEFAULT_TARGETS
+) -> tuple[pd.DataFrame, list[str]]:
     """The ok runs' stage times predicted on each target device (kind = "predicted"), with run
     labels; CPU runs use the host's estimated peaks as their source. Returns (frame, problems)."""
     import pandas as pd
@@ -985,8 +1078,18 @@ def projections(res: Results, targets: Sequence[str] = DEFAULT_TARGETS) -> tuple
             continue
         parts.append(p.assign(label=p["run_id"].astype(str).map(labels)))
     if not parts:
-        return pd.DataFrame(columns=["label", "to_device", "stage", "measured_ms", "predicted_ms",
-                                     "speedup", "basis", "kind"]), problems
+        return pd.DataFrame(
+            columns=[
+                "label",
+                "to_device",
+                "stage",
+                "measured_ms",
+                "predicted_ms",
+                "speedup",
+                "basis",
+                "kind",
+            ]
+        ), problems
     out = pd.concat(parts, ignore_index=True)
     return out, problems
 
@@ -1002,8 +1105,10 @@ def projection_chart_data(proj: pd.DataFrame) -> pd.DataFrame:
 
     if proj.empty:
         return pd.DataFrame(columns=["pair", "stage", "kind", "speedup"])
-    rows = [{"pair": t, "stage": s, "kind": "predicted", "speedup": _geomean(g["speedup"])}
-            for (t, s), g in proj.groupby(["to_device", "stage"], sort=False)]
+    rows = [
+        {"pair": t, "stage": s, "kind": "predicted", "speedup": _geomean(g["speedup"])}
+        for (t, s), g in proj.groupby(["to_device", "stage"], sort=False)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -1014,8 +1119,9 @@ def projection_table(proj: pd.DataFrame, *, stage: str = "e2e") -> pd.DataFrame:
     d = proj[proj["stage"].astype(str) == stage]
     if d.empty:
         return pd.DataFrame(columns=["label", "measured ms"])
-    wide = d.pivot_table(index="label", columns="to_device", values="predicted_ms",
-                         aggfunc="first", dropna=False)
+    wide = d.pivot_table(
+        index="label", columns="to_device", values="predicted_ms", aggfunc="first", dropna=False
+    )
     wide.columns = [f"{c} (predicted ms)" for c in wide.columns]
     measured = d.groupby("label")["measured_ms"].first().rename("measured ms")
     out = wide.join(measured, how="outer")
@@ -1059,16 +1165,22 @@ def predicted_roofline(res: Results, target: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # Traces and imported profiles
 
-TRACE_TABLES: tuple[str, ...] = ("trace_ranges", "trace_kernels", "trace_memcpy", "layers",
-                                 "reported")
+TRACE_TABLES: tuple[str, ...] = (
+    "trace_ranges",
+    "trace_kernels",
+    "trace_memcpy",
+    "layers",
+    "reported",
+)
 
 
 def trace_inventory(res: Results) -> pd.DataFrame:
     """Rows per trace or imported-profile table (zero where absent)."""
     import pandas as pd
 
-    return pd.DataFrame({"table": list(TRACE_TABLES),
-                         "rows": [len(res.table(t)) for t in TRACE_TABLES]})
+    return pd.DataFrame(
+        {"table": list(TRACE_TABLES), "rows": [len(res.table(t)) for t in TRACE_TABLES]}
+    )
 
 
 def reported_vs_measured(res: Results) -> pd.DataFrame:
@@ -1085,11 +1197,16 @@ def reported_vs_measured(res: Results) -> pd.DataFrame:
     summ = res.summary(ci=None)
     if len(summ):
         m = summ[["run_id", "stage", "p50_ms", "mean_ms"]].rename(
-            columns={"p50_ms": "perflab p50 ms", "mean_ms": "perflab mean ms"})
+            columns={"p50_ms": "perflab p50 ms", "mean_ms": "perflab mean ms"}
+        )
         out = out.assign(run_id=out["run_id"].astype(str), stage=out["stage"].astype(str)).merge(
-            m, on=["run_id", "stage"], how="left")
-    cols = [c for c in ("label", "stage", "statistic", "reported ms", "perflab p50 ms",
-                        "perflab mean ms") if c in out.columns]
+            m, on=["run_id", "stage"], how="left"
+        )
+    cols = [
+        c
+        for c in ("label", "stage", "statistic", "reported ms", "perflab p50 ms", "perflab mean ms")
+        if c in out.columns
+    ]
     return out[cols].reset_index(drop=True)
 
 
@@ -1106,24 +1223,30 @@ def trace_vs_harness(res: Results) -> pd.DataFrame:
     if r.empty:
         return pd.DataFrame(columns=cols)
     g = r.groupby([r["run_id"].astype(str), r["stage"].astype(str)])
-    agg = pd.DataFrame({
-        "range p50 ms": g["duration_ns"].median() / 1e6,
-        "GPU p50 ms": g["gpu_duration_ns"].median() / 1e6,
-        "GPU ops p50": g["n_gpu_ops"].median(),
-    }).reset_index()
+    agg = pd.DataFrame(
+        {
+            "range p50 ms": g["duration_ns"].median() / 1e6,
+            "GPU p50 ms": g["gpu_duration_ns"].median() / 1e6,
+            "GPU ops p50": g["n_gpu_ops"].median(),
+        }
+    ).reset_index()
     agg.columns = ["run_id", "stage", *agg.columns[2:]]
     summ = res.summary(ci=None)
     if len(summ):
-        agg = agg.merge(summ[["run_id", "stage", "p50_ms"]].rename(
-            columns={"p50_ms": "harness p50 ms"}), on=["run_id", "stage"], how="left")
+        agg = agg.merge(
+            summ[["run_id", "stage", "p50_ms"]].rename(columns={"p50_ms": "harness p50 ms"}),
+            on=["run_id", "stage"],
+            how="left",
+        )
     else:
         agg["harness p50 ms"] = float("nan")
     labels = _labels(res.runs)
     agg["label"] = agg["run_id"].map(labels).fillna(agg["run_id"])
     from perflab.plots import stage_rank
 
-    agg = agg.sort_values(["label", "stage"], key=lambda s: s.map(stage_rank) if s.name == "stage"
-                          else s)
+    agg = agg.sort_values(
+        ["label", "stage"], key=lambda s: s.map(stage_rank) if s.name == "stage" else s
+    )
     return agg[cols].reset_index(drop=True)
 
 
@@ -1137,9 +1260,14 @@ def top_kernels(res: Results, *, top: int = 15) -> pd.DataFrame:
     g = k.groupby(k["name"].astype(str))["duration_ns"].agg(["count", "sum"])
     g = g.sort_values("sum", ascending=False)
     total = float(g["sum"].sum()) or float("nan")
-    out = pd.DataFrame({"kernel": g.index, "count": g["count"].to_numpy(),
-                        "total ms": g["sum"].to_numpy() / 1e6,
-                        "share": g["sum"].to_numpy() / total})
+    out = pd.DataFrame(
+        {
+            "kernel": g.index,
+            "count": g["count"].to_numpy(),
+            "total ms": g["sum"].to_numpy() / 1e6,
+            "share": g["sum"].to_numpy() / total,
+        }
+    )
     return out.head(top).reset_index(drop=True)
 
 
@@ -1152,8 +1280,11 @@ def layer_precisions(res: Results) -> pd.DataFrame:
     if layers.empty:
         return pd.DataFrame(columns=["label"])
     labels = _labels(res.runs)
-    key = (layers["provider"].astype(object).fillna("?").astype(str) + " "
-           + layers["precision"].astype(object).fillna("?").astype(str))
+    key = (
+        layers["provider"].astype(object).fillna("?").astype(str)
+        + " "
+        + layers["precision"].astype(object).fillna("?").astype(str)
+    )
     wide = pd.crosstab(layers["run_id"].astype(str), key)
     wide.columns.name = None
     out = wide.reset_index()
@@ -1197,15 +1328,29 @@ def warmup_table(warmup: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     (its n_warmup against the recommended number of warmup iterations)."""
     import pandas as pd
 
-    cols = ["label", "classification", "steady_iteration", "n_warmup", "recommended_warmup",
-            "warmup enough", "steady_p50_ms", "cold_start_ratio", "n_changepoints"]
+    cols = [
+        "label",
+        "classification",
+        "steady_iteration",
+        "n_warmup",
+        "recommended_warmup",
+        "warmup enough",
+        "steady_p50_ms",
+        "cold_start_ratio",
+        "n_changepoints",
+    ]
     if warmup.empty:
         return pd.DataFrame(columns=cols)
     labels = _labels(runs)
-    n_warm = dict(zip(runs["run_id"].astype(str), runs["n_warmup"], strict=True)) \
-        if "n_warmup" in runs.columns else {}
-    out = warmup.assign(label=warmup["run_id"].astype(str).map(labels),
-                        n_warmup=warmup["run_id"].astype(str).map(n_warm))
+    n_warm = (
+        dict(zip(runs["run_id"].astype(str), runs["n_warmup"], strict=True))
+        if "n_warmup" in runs.columns
+        else {}
+    )
+    out = warmup.assign(
+        label=warmup["run_id"].astype(str).map(labels),
+        n_warmup=warmup["run_id"].astype(str).map(n_warm),
+    )
 
     def enough(r: Any) -> str:
         if pd.isna(r["recommended_warmup"]) or pd.isna(r["n_warmup"]):
@@ -1232,5 +1377,8 @@ def comparison_axes(runs: pd.DataFrame) -> list[str]:
     if by:
         return [by]
     ok = runs[runs["status"].astype(str) == "ok"] if len(runs) else runs
-    return [c for c in ("backend", "precision") if c in ok.columns
-            and ok[c].dropna().astype(str).nunique() > 1]
+    return [
+        c
+        for c in ("backend", "precision")
+        if c in ok.columns and ok[c].dropna().astype(str).nunique() > 1
+    ]

@@ -77,8 +77,9 @@ class Results:
     runs, leaving this one as it is.
     """
 
-    def __init__(self, source: _Source, run_ids: frozenset[str] | None = None,
-                 filters: tuple[str, ...] = ()):
+    def __init__(
+        self, source: _Source, run_ids: frozenset[str] | None = None, filters: tuple[str, ...] = ()
+    ):
         self._source = source
         self._run_ids = run_ids
         self._filters = filters
@@ -181,7 +182,8 @@ class Results:
         for column, wanted in criteria.items():
             if column not in runs.columns:
                 raise PerflabError(
-                    f"cannot select on {column!r}; runs columns are {list(runs.columns)}")
+                    f"cannot select on {column!r}; runs columns are {list(runs.columns)}"
+                )
             values = list(wanted) if isinstance(wanted, (list, tuple, set, frozenset)) else [wanted]
             keep &= runs[column].isin(values).to_numpy(dtype=bool, na_value=False)
             described.append(f"{column}={values[0] if len(values) == 1 else values}")
@@ -206,8 +208,7 @@ class Results:
     def summary(self, **kw: Any) -> pd.DataFrame:
         """stats.summarize() of the ok runs, with label/model/backend/precision/batch_size."""
         key = "summary:" + repr(sorted(kw.items()))
-        return self._cached(key, lambda: self._with_info(
-            _summarize(self.samples, self.runs, **kw)))
+        return self._cached(key, lambda: self._with_info(_summarize(self.samples, self.runs, **kw)))
 
     def harness_gap(self, **kw: Any) -> pd.DataFrame:
         """stats.harness_gap(): e2e minus the sum of the stages, per run."""
@@ -215,8 +216,7 @@ class Results:
 
     def warnings(self) -> pd.DataFrame:
         """stats.warnings(): noisy runs, too few samples, launch- or transfer-bound, throttling."""
-        return _warnings(self.samples, self.runs, self.telemetry,
-                               summary=self.summary(ci=None))
+        return _warnings(self.samples, self.runs, self.telemetry, summary=self.summary(ci=None))
 
     def breakdown(self, **kw: Any) -> pd.DataFrame:
         """breakdown.breakdown(): each stage's share of e2e per run, with the harness gap."""
@@ -287,10 +287,12 @@ class Results:
     def __repr__(self) -> str:
         o = self._overview()
         by_status = ", ".join(f"{n} {s}" for s, n in o["status"].items()) or "none"
-        out = [self._header(),
-               f"  {o['n_runs']} runs ({by_status})",
-               f"  models: {', '.join(o['models']) or '-'}",
-               f"  backends: {', '.join(o['backends']) or '-'}"]
+        out = [
+            self._header(),
+            f"  {o['n_runs']} runs ({by_status})",
+            f"  models: {', '.join(o['models']) or '-'}",
+            f"  backends: {', '.join(o['backends']) or '-'}",
+        ]
         if o["lines"]:
             out.append("  lowest e2e p50:")
             out += [f"    {name}: {p50} ms, {tput} items/s" for name, p50, tput in o["lines"]]
@@ -307,10 +309,12 @@ class Results:
             f"<div>backends: {e(', '.join(o['backends']) or '-')}</div>",
         ]
         if o["lines"]:
-            rows = "".join(f"<tr><td>{e(n)}</td><td>{e(p)}</td><td>{e(t)}</td></tr>"
-                           for n, p, t in o["lines"])
-            parts.append("<table><tr><th>lowest e2e p50</th><th>ms</th>"
-                         f"<th>items/s</th></tr>{rows}</table>")
+            rows = "".join(
+                f"<tr><td>{e(n)}</td><td>{e(p)}</td><td>{e(t)}</td></tr>" for n, p, t in o["lines"]
+            )
+            parts.append(
+                f"<table><tr><th>lowest e2e p50</th><th>ms</th><th>items/s</th></tr>{rows}</table>"
+            )
         parts.append("</div>")
         return "".join(parts)
 

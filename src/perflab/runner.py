@@ -32,13 +32,13 @@ from perflab.nvtx import Annotator
 from perflab.spec import Policy, RunConfig, Study
 from perflab.timing import (
     E2E_CODE,
-    now_ns,
     POSTPROCESS,
     PREPROCESS,
     STAGES,
     Recorder,
     SetupTimer,
     calibrate,
+    now_ns,
 )
 
 # Adaptive stopping: the order-statistic CI of the median needs a few dozen samples to exist.
@@ -58,8 +58,8 @@ def median_ci(values: np.ndarray, z: float = Z95) -> tuple[float, float, float]:
     n = len(values)
     s = np.sort(values)
     half = z * math.sqrt(n) / 2
-    lo = max(0, int(math.floor(n / 2 - half)) - 1)
-    hi = min(n - 1, int(math.ceil(n / 2 + half)))
+    lo = max(0, math.floor(n / 2 - half) - 1)
+    hi = min(n - 1, math.ceil(n / 2 + half))
     return float(np.median(s)), float(s[lo]), float(s[hi])
 
 
@@ -273,8 +273,10 @@ def execute(
         raw = pipeline.make_inputs()
         rec = Recorder(config.batch_size, annotator)
         if config.inflight > 1 and not backend.supports_throughput:
-            raise Unsupported(f"{config.backend} has no throughput mode (it cannot keep several "
-                              "requests in flight); use mode: latency")
+            raise Unsupported(
+                f"{config.backend} has no throughput mode (it cannot keep several "
+                "requests in flight); use mode: latency"
+            )
         loop = Loop(backend, pipeline, raw, rec, progress, inflight=config.inflight)
         with annotator.run_range(config.label):
             warm = config.warmup
@@ -310,7 +312,7 @@ def execute(
         row.update(status="unsupported", error=str(exc))
     except PerflabError as exc:
         row.update(status="failed", error=str(exc))
-    except (Exception, MemoryError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any engine error is a failed run, kept with its traceback
         row.update(
             status="failed",
             error=f"{type(exc).__name__}: {exc}\n"
@@ -320,7 +322,7 @@ def execute(
         if backend is not None:
             try:
                 backend.close()
-            except Exception as exc:  # a failing close must not lose the run
+            except Exception as exc:  # noqa: BLE001 - a failing close must not lose the run
                 notes.append(f"backend close failed: {exc}")
     if rec is not None and rec.n_rows:
         tables["samples"] = rec.table(run_id)
@@ -393,7 +395,7 @@ class _Interrupt:
         self.signal: int | None = None
         self.current: subprocess.Popen | None = None
 
-    def __enter__(self) -> _Interrupt:
+    def __enter__(self) -> _Interrupt:  # noqa: PYI034 - final class
         self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
 
@@ -464,7 +466,7 @@ def run_isolated(
             stderr=log,
             pass_fds=(write_fd,),
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - it only calls prctl, no locks
         )
     os.close(write_fd)
     if interrupt:

@@ -127,9 +127,7 @@ class RunConfig:
     _swept: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"study": self.study, **self.content(), "_swept": list(self._swept)}
-        )
+        return json.dumps({"study": self.study, **self.content(), "_swept": list(self._swept)})
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
@@ -186,7 +184,9 @@ def parse(data: Any, *, source: str = "<spec>", default_study: str = "study") ->
         )
     for group in MAPPING_KEYS:
         if not isinstance(data.get(group) or {}, Mapping):
-            raise SpecError(f"{source}: key {group!r}: {data[group]!r} must be a mapping of name -> value")
+            raise SpecError(
+                f"{source}: key {group!r}: {data[group]!r} must be a mapping of name -> value"
+            )
     configs = []
     for block in blocks:
         configs += _expand(study, data, _axes(block, data, source), source)
@@ -196,7 +196,9 @@ def parse(data: Any, *, source: str = "<spec>", default_study: str = "study") ->
     return Study(name=study, source=source, configs=tuple(seen.values()))
 
 
-def _axes(sweep: Mapping[str, Any], data: Mapping[str, Any], source: str) -> list[tuple[str, list[Any]]]:
+def _axes(
+    sweep: Mapping[str, Any], data: Mapping[str, Any], source: str
+) -> list[tuple[str, list[Any]]]:
     axes: list[tuple[str, list[Any]]] = []
     for key, values in sweep.items():
         top = key.split(".", 1)[0]
@@ -215,7 +217,9 @@ def _axes(sweep: Mapping[str, Any], data: Mapping[str, Any], source: str) -> lis
     return axes
 
 
-def _expand(study: str, data: Mapping[str, Any], axes: list[tuple[str, list[Any]]], source: str) -> list[RunConfig]:
+def _expand(
+    study: str, data: Mapping[str, Any], axes: list[tuple[str, list[Any]]], source: str
+) -> list[RunConfig]:
     swept = tuple(k for k, _ in axes if "." in k)
     configs = []
     for combo in itertools.product(*(values for _, values in axes)):

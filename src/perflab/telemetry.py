@@ -54,8 +54,16 @@ CLOCK_EVENT_REASONS: tuple[tuple[int, str, bool], ...] = (
 )
 
 #: Columns of the rows this module produces (the `telemetry` table without run_id).
-COLUMNS = ("t_ns", "sm_clock_mhz", "mem_clock_mhz", "temp_c", "power_w", "util_pct",
-           "throttle_reasons", "throttled")
+COLUMNS = (
+    "t_ns",
+    "sm_clock_mhz",
+    "mem_clock_mhz",
+    "temp_c",
+    "power_w",
+    "util_pct",
+    "throttle_reasons",
+    "throttled",
+)
 
 DEFAULT_INTERVAL_MS = 100
 MIN_INTERVAL_MS = 10
@@ -147,8 +155,9 @@ class GpuSampler:
             self._shutdown()
             return self.note
         self.sample_once()
-        self._thread = threading.Thread(target=self._loop, name="perflab-gpu-telemetry",
-                                         daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="perflab-gpu-telemetry", daemon=True
+        )
         self._thread.start()
         return self.note
 
@@ -189,8 +198,9 @@ class GpuSampler:
         power_mw = self._read("power", lambda: nvml.nvmlDeviceGetPowerUsage(h))
         util = self._read("utilization", lambda: nvml.nvmlDeviceGetUtilizationRates(h).gpu)
         mask = self._read("clocks_event_reasons", lambda: _clock_event_reasons(nvml, h))
-        self._rows.append((t, sm, mem, temp, None if power_mw is None else power_mw / 1000.0,
-                           util, mask))
+        self._rows.append(
+            (t, sm, mem, temp, None if power_mw is None else power_mw / 1000.0, util, mask)
+        )
 
     def _read(self, metric: str, fn: Callable[[], Any]) -> Any:
         if metric in self._skip:
@@ -212,8 +222,10 @@ class GpuSampler:
             try:
                 return nvml.nvmlDeviceGetHandleByPciBusId(_nvml_bus_id(self.pci_bus_id))
             except Exception:  # noqa: BLE001 - fall back to the index; the note says so
-                self.note = (f"GPU telemetry: PCI bus id {self.pci_bus_id} not found by NVML; "
-                             f"sampling NVML device {self.device_index}")
+                self.note = (
+                    f"GPU telemetry: PCI bus id {self.pci_bus_id} not found by NVML; "
+                    f"sampling NVML device {self.device_index}"
+                )
         return nvml.nvmlDeviceGetHandleByIndex(self.device_index)
 
     def _shutdown(self) -> None:
@@ -237,16 +249,18 @@ class GpuSampler:
                 names, throttled = (), None
             else:
                 names, throttled = decode_throttle_reasons(mask)
-            out.append({
-                "t_ns": int(t - t0_ns),
-                "sm_clock_mhz": _num(sm),
-                "mem_clock_mhz": _num(mem),
-                "temp_c": _num(temp),
-                "power_w": _num(power),
-                "util_pct": _num(util),
-                "throttle_reasons": ",".join(names) if mask is not None else None,
-                "throttled": throttled,
-            })
+            out.append(
+                {
+                    "t_ns": int(t - t0_ns),
+                    "sm_clock_mhz": _num(sm),
+                    "mem_clock_mhz": _num(mem),
+                    "temp_c": _num(temp),
+                    "power_w": _num(power),
+                    "util_pct": _num(util),
+                    "throttle_reasons": ",".join(names) if mask is not None else None,
+                    "throttled": throttled,
+                }
+            )
         return out
 
     def frame(self, t0_ns: int = 0) -> pd.DataFrame:
@@ -254,19 +268,27 @@ class GpuSampler:
         import pandas as pd
 
         frame = pd.DataFrame(self.rows(t0_ns), columns=list(COLUMNS))
-        return frame.astype({
-            "t_ns": "int64", "sm_clock_mhz": "float64", "mem_clock_mhz": "float64",
-            "temp_c": "float64", "power_w": "float64", "util_pct": "float64",
-            "throttle_reasons": "object", "throttled": "boolean",
-        })
+        return frame.astype(
+            {
+                "t_ns": "int64",
+                "sm_clock_mhz": "float64",
+                "mem_clock_mhz": "float64",
+                "temp_c": "float64",
+                "power_w": "float64",
+                "util_pct": "float64",
+                "throttle_reasons": "object",
+                "throttled": "boolean",
+            }
+        )
 
 
 def _import_pynvml() -> Any:
     try:
         import pynvml
     except ImportError as exc:
-        raise RuntimeError("package nvidia-ml-py (module pynvml) is not installed; "
-                           "pip install 'perflab[gpu]'") from exc
+        raise RuntimeError(
+            "package nvidia-ml-py (module pynvml) is not installed; pip install 'perflab[gpu]'"
+        ) from exc
     return pynvml
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 from time import perf_counter_ns
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -151,7 +151,9 @@ class Recorder:
         """The `first` setup stage: e2e of iteration 0, the cold start."""
         end = self._iteration_starts[1] if len(self._iteration_starts) > 1 else len(self._rows) // 3
         rows = self._rows
-        for stage, start, stop in zip(rows[0 : 3 * end : 3], rows[1 : 3 * end : 3], rows[2 : 3 * end : 3]):
+        for stage, start, stop in zip(
+            rows[0 : 3 * end : 3], rows[1 : 3 * end : 3], rows[2 : 3 * end : 3]
+        ):
             if stage == E2E_CODE:
                 return (stop - start) / 1e6
         return None
@@ -257,7 +259,7 @@ def busy_wait_ns(duration_ns: int, since_ns: int | None = None) -> None:
         pass
 
 
-def calibrate(repeats: int = 20000) -> "pd.DataFrame":
+def calibrate(repeats: int = 20000) -> pd.DataFrame:
     """The harness's own cost on this machine, measured in the same process as the run.
 
     `timer`: two back-to-back perf_counter_ns reads (the floor of any host measurement);

@@ -85,8 +85,18 @@ def generate_samples(
         frames.append(_rows(run_id, it, n_warmup, stage, e2e_start + offset, d, batch, device))
         if stage == "compute" and enqueue_ms is not None:
             enq = np.round(enqueue_ms * 1e6 * np.maximum(1 + jitter * rng.standard_normal(n), 0.05))
-            frames.append(_rows(run_id, it, n_warmup, "enqueue", e2e_start + offset,
-                                enq.astype(np.int64), batch, False))
+            frames.append(
+                _rows(
+                    run_id,
+                    it,
+                    n_warmup,
+                    "enqueue",
+                    e2e_start + offset,
+                    enq.astype(np.int64),
+                    batch,
+                    False,
+                )
+            )
         offset = offset + d
     frames.append(_rows(run_id, it, n_warmup, "e2e", e2e_start, e2e_ns, batch, False))
     out = pd.concat(frames, ignore_index=True).sort_values(["iteration", "start_ns"], kind="stable")
@@ -95,16 +105,18 @@ def generate_samples(
 
 def _rows(run_id, it, n_warmup, stage, start, host, batch, device) -> pd.DataFrame:
     dev = host * 0.97 if device and stage in ("h2d", "compute", "d2h") else np.full(len(it), np.nan)
-    return pd.DataFrame({
-        "run_id": run_id,
-        "iteration": it.astype(np.int32),
-        "phase": np.where(it < n_warmup, "warmup", "measure"),
-        "stage": stage,
-        "start_ns": start.astype(np.int64),
-        "host_ns": host.astype(np.int64),
-        "device_ns": np.round(dev),
-        "items": np.full(len(it), batch, dtype=np.int32),
-    })
+    return pd.DataFrame(
+        {
+            "run_id": run_id,
+            "iteration": it.astype(np.int32),
+            "phase": np.where(it < n_warmup, "warmup", "measure"),
+            "stage": stage,
+            "start_ns": start.astype(np.int64),
+            "host_ns": host.astype(np.int64),
+            "device_ns": np.round(dev),
+            "items": np.full(len(it), batch, dtype=np.int32),
+        }
+    )
 
 
 def as_stored(frame: pd.DataFrame) -> pd.DataFrame:
@@ -117,8 +129,10 @@ def as_stored(frame: pd.DataFrame) -> pd.DataFrame:
 
 def concat_frames(*frames: pd.DataFrame) -> pd.DataFrame:
     """Concatenate generated frames, keeping the categorical columns categorical."""
-    out = pd.concat([f.astype({c: str for c in ("run_id", "phase", "stage")}) for f in frames],
-                    ignore_index=True)
+    out = pd.concat(
+        [f.astype({c: str for c in ("run_id", "phase", "stage")}) for f in frames],
+        ignore_index=True,
+    )
     return as_stored(out)
 
 

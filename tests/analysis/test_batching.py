@@ -22,9 +22,18 @@ def sweep(make_samples, concat_samples, make_runs):
     for precision, per_item in (("fp32", 0.5), ("fp16", 0.25)):
         for i, b in enumerate(BATCHES):
             run_id = f"{precision}-b{b}"
-            frames.append(make_samples(run_id, n_measure=300, batch=b, stages_ms=STAGES_MS,
-                                       compute_ms_per_item=per_item, gpu=False, jitter=0.01,
-                                       seed=i))
+            frames.append(
+                make_samples(
+                    run_id,
+                    n_measure=300,
+                    batch=b,
+                    stages_ms=STAGES_MS,
+                    compute_ms_per_item=per_item,
+                    gpu=False,
+                    jitter=0.01,
+                    seed=i,
+                )
+            )
             ids.append(run_id)
             sizes.append(b)
             precisions.append(precision)
@@ -89,13 +98,23 @@ def test_curve_rows(sweep):
     assert (fp32["p99_ms"] >= fp32["p50_ms"]).all()
     assert np.isnan(fp32.loc[1, "gain_per_doubling_pct"])
     assert fp32.loc[2, "gain_per_doubling_pct"] == pytest.approx(
-        100 * (fp32.loc[2, "throughput_items_s"] / fp32.loc[1, "throughput_items_s"] - 1))
+        100 * (fp32.loc[2, "throughput_items_s"] / fp32.loc[1, "throughput_items_s"] - 1)
+    )
 
 
 def test_repeated_batch_sizes_are_pooled_by_median(make_samples, concat_samples, make_runs):
-    frames = [make_samples(f"r{i}", n_measure=100, batch=b, gpu=False, seed=i,
-                           stages_ms=STAGES_MS, compute_ms_per_item=0.5)
-              for i, b in enumerate([1, 1, 4])]
+    frames = [
+        make_samples(
+            f"r{i}",
+            n_measure=100,
+            batch=b,
+            gpu=False,
+            seed=i,
+            stages_ms=STAGES_MS,
+            compute_ms_per_item=0.5,
+        )
+        for i, b in enumerate([1, 1, 4])
+    ]
     runs = make_runs(["r0", "r1", "r2"], batch_size=[1, 1, 4], study=["day1", "day2", "day1"])
     curve = batching_curve(concat_samples(*frames), runs).set_index("batch_size")
     assert curve.loc[1, "n_runs"] == 2 and curve.loc[4, "n_runs"] == 1

@@ -31,40 +31,62 @@ def test_mean_shares_add_up_and_median_shares_nearly(make_samples):
 def test_rows_kinds_and_order(make_samples):
     out = breakdown(make_samples("r", n_measure=100, enqueue_ms=0.2))
     assert list(out.columns) == list(BREAKDOWN_COLUMNS)
-    assert out["stage"].tolist() == ["preprocess", "h2d", "compute", "d2h", "postprocess", "gap",
-                                     "e2e", "enqueue"]
+    assert out["stage"].tolist() == [
+        "preprocess",
+        "h2d",
+        "compute",
+        "d2h",
+        "postprocess",
+        "gap",
+        "e2e",
+        "enqueue",
+    ]
     assert out["kind"].tolist() == ["stage"] * 5 + ["gap", "total", "nested"]
 
 
 def test_bottleneck_and_amdahl(make_samples):
-    out = breakdown(make_samples("r", n_measure=300, stages_ms=STAGES_MS,
-                                 enqueue_ms=0.2)).set_index("stage")
+    out = breakdown(
+        make_samples("r", n_measure=300, stages_ms=STAGES_MS, enqueue_ms=0.2)
+    ).set_index("stage")
     assert out["bottleneck"].sum() == 1 and out.loc["compute", "bottleneck"]
     e2e = out.loc["e2e", "p50_ms"]
     for stage in ("preprocess", "compute", "gap"):
         assert out.loc[stage, "speedup_if_free"] == pytest.approx(
-            e2e / (e2e - out.loc[stage, "p50_ms"]))
+            e2e / (e2e - out.loc[stage, "p50_ms"])
+        )
     assert pd.isna(out.loc["e2e", "speedup_if_free"])
     assert pd.isna(out.loc["enqueue", "speedup_if_free"])
 
 
 def test_preprocess_bound_cpu_run(make_samples):
-    samples = make_samples("cpu", n_measure=200, gpu=False,
-                           stages_ms={"preprocess": 6.0, "compute": 2.0, "postprocess": 0.5})
+    samples = make_samples(
+        "cpu",
+        n_measure=200,
+        gpu=False,
+        stages_ms={"preprocess": 6.0, "compute": 2.0, "postprocess": 0.5},
+    )
     out = breakdown(samples).set_index("stage")
     assert "h2d" not in out.index
     assert out.loc["preprocess", "bottleneck"]
 
 
 def test_runs_add_config_and_keep_ok_runs(make_samples, concat_samples, make_runs):
-    samples = concat_samples(make_samples("a", n_measure=50),
-                             make_samples("b", n_measure=50, seed=1))
+    samples = concat_samples(
+        make_samples("a", n_measure=50), make_samples("b", n_measure=50, seed=1)
+    )
     runs = make_runs(["a", "b"], status=["ok", "failed"], backend=["ort-cpu", "trt"])
     out = breakdown(samples, runs)
     assert set(out["run_id"]) == {"a"}
     assert (out["backend"] == "ort-cpu").all()
-    assert list(out.columns[:7]) == ["run_id", "label", "model", "backend", "precision",
-                                     "batch_size", "device_name"]
+    assert list(out.columns[:7]) == [
+        "run_id",
+        "label",
+        "model",
+        "backend",
+        "precision",
+        "batch_size",
+        "device_name",
+    ]
 
 
 def test_empty(make_samples):

@@ -43,10 +43,13 @@ def test_verdicts_with_default_threshold(backends):
     assert (out["threshold"] == 0.01).all() and out["comparable"].all()
 
 
-def test_ci_spanning_one_is_same_even_with_a_zero_threshold(make_samples, concat_samples,
-                                                            make_runs):
-    samples = concat_samples(_run(make_samples, "a", seed=1, n=200, jitter=0.05),
-                             _run(make_samples, "b", seed=2, n=200, jitter=0.05))
+def test_ci_spanning_one_is_same_even_with_a_zero_threshold(
+    make_samples, concat_samples, make_runs
+):
+    samples = concat_samples(
+        _run(make_samples, "a", seed=1, n=200, jitter=0.05),
+        _run(make_samples, "b", seed=2, n=200, jitter=0.05),
+    )
     runs = make_runs(["a", "b"], backend=["x", "y"])
     row = compare(samples, runs, by="backend", threshold=0.0).iloc[0]
     assert row["ci_low"] < 1 < row["ci_high"] and row["verdict"] == "same"
@@ -74,15 +77,19 @@ def test_bootstrap_medians_match_resampling():
         x = np.sort(rng.gamma(3.0, 1.0, n))
         fast = bootstrap_medians(x, 20000, np.random.default_rng(1))
         slow = np.median(x[np.random.default_rng(2).integers(0, n, (20000, n))], axis=1)
-        np.testing.assert_allclose(np.quantile(fast, [0.025, 0.5, 0.975]),
-                                   np.quantile(slow, [0.025, 0.5, 0.975]), rtol=0.01)
+        np.testing.assert_allclose(
+            np.quantile(fast, [0.025, 0.5, 0.975]),
+            np.quantile(slow, [0.025, 0.5, 0.975]),
+            rtol=0.01,
+        )
 
 
 def test_matches_like_with_like(make_samples, concat_samples, make_runs):
     # Two precisions x two batch sizes: each precision pair is compared at equal batch size.
     frames, ids = [], []
-    for i, (p, b, f) in enumerate([("fp32", 1, 1.0), ("fp16", 1, 0.6), ("fp32", 8, 3.0),
-                                   ("fp16", 8, 1.5)]):
+    for i, (p, b, f) in enumerate(
+        [("fp32", 1, 1.0), ("fp16", 1, 0.6), ("fp32", 8, 3.0), ("fp16", 8, 1.5)]
+    ):
         frames.append(_run(make_samples, f"r{i}", f, seed=i, n=300))
         ids.append(f"r{i}")
     runs = make_runs(ids, precision=["fp32", "fp16", "fp32", "fp16"], batch_size=[1, 1, 8, 8])
@@ -95,10 +102,15 @@ def test_matches_like_with_like(make_samples, concat_samples, make_runs):
 
 def test_two_machines_compared_by_host(make_samples, concat_samples, make_runs):
     # Runs opened from two folders: other host, other device_name, other study.
-    samples = concat_samples(_run(make_samples, "m1", 1.0, seed=1, n=300),
-                             _run(make_samples, "m2", 0.5, seed=2, n=300))
-    runs = make_runs(["m1", "m2"], host=["box-a", "box-b"], device_name=["GTX 1050 Ti", "RTX 3070"],
-                     study=["mon", "tue"])
+    samples = concat_samples(
+        _run(make_samples, "m1", 1.0, seed=1, n=300), _run(make_samples, "m2", 0.5, seed=2, n=300)
+    )
+    runs = make_runs(
+        ["m1", "m2"],
+        host=["box-a", "box-b"],
+        device_name=["GTX 1050 Ti", "RTX 3070"],
+        study=["mon", "tue"],
+    )
     out = compare(samples, runs, by="host", baseline="box-a")
     assert len(out) == 1 and out.iloc[0]["verdict"] == "faster"
     assert "device_name" not in out.columns  # where-columns are not matched across machines
@@ -110,19 +122,24 @@ def test_two_machines_compared_by_host(make_samples, concat_samples, make_runs):
 
 
 def test_several_by_columns(make_samples, concat_samples, make_runs):
-    samples = concat_samples(*[_run(make_samples, f"r{i}", f, seed=i, n=200)
-                               for i, f in enumerate([1.0, 0.8, 0.5])])
-    runs = make_runs(["r0", "r1", "r2"], backend=["ort", "trt", "trt"],
-                     precision=["fp32", "fp32", "fp16"])
+    samples = concat_samples(
+        *[_run(make_samples, f"r{i}", f, seed=i, n=200) for i, f in enumerate([1.0, 0.8, 0.5])]
+    )
+    runs = make_runs(
+        ["r0", "r1", "r2"], backend=["ort", "trt", "trt"], precision=["fp32", "fp32", "fp16"]
+    )
     out = compare(samples, runs, by=["backend", "precision"], baseline=("ort", "fp32"))
     assert set(out["b"]) == {"trt / fp32", "trt / fp16"} and (out["a"] == "ort / fp32").all()
     assert (out["by"] == "backend/precision").all()
 
 
-def test_imported_trtexec_rows_are_not_comparable_unless_allowed(make_samples, concat_samples,
-                                                                 make_runs):
-    samples = concat_samples(_run(make_samples, "ours", 1.0, seed=1, n=200),
-                             _run(make_samples, "imp", 0.5, seed=2, n=200))
+def test_imported_trtexec_rows_are_not_comparable_unless_allowed(
+    make_samples, concat_samples, make_runs
+):
+    samples = concat_samples(
+        _run(make_samples, "ours", 1.0, seed=1, n=200),
+        _run(make_samples, "imp", 0.5, seed=2, n=200),
+    )
     runs = make_runs(["ours", "imp"], backend=["trt", "trtexec"])
     row = compare(samples, runs, by="backend", baseline="trt").iloc[0]
     assert not row["comparable"] and row["verdict"] == "not comparable"

@@ -38,16 +38,22 @@ def _reference(samples: pd.DataFrame) -> pd.DataFrame:
 @pytest.mark.parametrize("lengths", [(300, 300, 300), (120, 301, 57)])
 def test_percentiles_and_moments_match_pandas(make_samples, concat_samples, lengths):
     # Equal lengths take the 2-D sort path, unequal ones the group-by-group path.
-    frames = [make_samples(f"r{i}", n_warmup=5, n_measure=n, seed=i, jitter=0.03)
-              for i, n in enumerate(lengths)]
+    frames = [
+        make_samples(f"r{i}", n_warmup=5, n_measure=n, seed=i, jitter=0.03)
+        for i, n in enumerate(lengths)
+    ]
     samples = concat_samples(*frames)
     got = summarize(samples).set_index(["run_id", "stage"])
     ref = _reference(samples)
     assert list(summarize(samples).columns) == list(SUMMARY_COLUMNS)
     assert len(got) == len(ref)
     for col in ref.columns:
-        np.testing.assert_allclose(got.loc[ref.index, col].to_numpy(dtype=float),
-                                   ref[col].to_numpy(dtype=float), rtol=1e-9, err_msg=col)
+        np.testing.assert_allclose(
+            got.loc[ref.index, col].to_numpy(dtype=float),
+            ref[col].to_numpy(dtype=float),
+            rtol=1e-9,
+            err_msg=col,
+        )
     np.testing.assert_allclose(got["cv_pct"], 100 * got["std_ms"] / got["mean_ms"])
 
 
@@ -55,25 +61,41 @@ def test_percentiles_and_moments_match_pandas(make_samples, concat_samples, leng
 @given(st.lists(st.lists(st.integers(0, 10**9), min_size=1, max_size=40), min_size=1, max_size=6))
 def test_quantiles_equal_numpy_for_any_groups(groups):
     rows = [(f"r{i}", v) for i, values in enumerate(groups) for v in values]
-    samples = pd.DataFrame({"run_id": [r for r, _ in rows], "stage": "e2e",
-                            "phase": "measure", "host_ns": [v for _, v in rows],
-                            "items": 1, "iteration": 0})
+    samples = pd.DataFrame(
+        {
+            "run_id": [r for r, _ in rows],
+            "stage": "e2e",
+            "phase": "measure",
+            "host_ns": [v for _, v in rows],
+            "items": 1,
+            "iteration": 0,
+        }
+    )
     out = summarize(samples).set_index("run_id")
     for i, values in enumerate(groups):
         row = out.loc[f"r{i}"]
         for q in (0.5, 0.9, 0.99):
-            assert row[f"p{round(q * 100)}_ms"] == pytest.approx(np.quantile(values, q) / 1e6,
-                                                                 rel=1e-12, abs=1e-12)
+            assert row[f"p{round(q * 100)}_ms"] == pytest.approx(
+                np.quantile(values, q) / 1e6, rel=1e-12, abs=1e-12
+            )
         assert row["n"] == len(values)
 
 
 def test_stage_order_and_run_order(make_samples, concat_samples):
-    samples = concat_samples(make_samples("b", n_measure=50, enqueue_ms=0.1),
-                             make_samples("a", n_measure=50, seed=1))
+    samples = concat_samples(
+        make_samples("b", n_measure=50, enqueue_ms=0.1), make_samples("a", n_measure=50, seed=1)
+    )
     out = summarize(samples)
     assert out["run_id"].tolist()[:7] == ["a"] * 6 + ["b"]
     assert out[out["run_id"] == "b"]["stage"].tolist() == [
-        "preprocess", "h2d", "compute", "d2h", "postprocess", "e2e", "enqueue"]
+        "preprocess",
+        "h2d",
+        "compute",
+        "d2h",
+        "postprocess",
+        "e2e",
+        "enqueue",
+    ]
 
 
 def test_min_sample_constants_follow_from_the_binomial():
@@ -94,8 +116,9 @@ def test_order_statistic_ci_covers_the_true_median():
 
 
 def test_p99_ci_bounds_exist_only_with_enough_samples(make_samples, concat_samples):
-    samples = concat_samples(make_samples("small", n_measure=200),
-                             make_samples("large", n_measure=2000, seed=1))
+    samples = concat_samples(
+        make_samples("small", n_measure=200), make_samples("large", n_measure=2000, seed=1)
+    )
     out = summarize(samples).set_index(["run_id", "stage"])
     assert np.isnan(out.loc[("small", "e2e"), "p99_ci_high_ms"])
     large = out.loc[("large", "e2e")]
@@ -139,12 +162,15 @@ def test_throughput_with_varying_items(make_samples):
     out = summarize(samples, stages="e2e").iloc[0]
     e2e = samples[samples["stage"] == "e2e"]
     assert out["throughput_items_s"] == pytest.approx(
-        np.median(e2e["items"] / (e2e["host_ns"] / 1e9)), rel=1e-12)
+        np.median(e2e["items"] / (e2e["host_ns"] / 1e9)), rel=1e-12
+    )
 
 
 def test_device_columns(make_samples, concat_samples):
-    samples = concat_samples(make_samples("gpu", n_measure=100, device=True),
-                             make_samples("cpu", n_measure=100, gpu=False, seed=2))
+    samples = concat_samples(
+        make_samples("gpu", n_measure=100, device=True),
+        make_samples("cpu", n_measure=100, gpu=False, seed=2),
+    )
     out = summarize(samples).set_index(["run_id", "stage"])
     comp = out.loc[("gpu", "compute")]
     dev = samples[(samples["run_id"] == "gpu") & (samples["stage"] == "compute")]["device_ns"]
@@ -156,9 +182,11 @@ def test_device_columns(make_samples, concat_samples):
 
 
 def test_filters_phase_stages_and_non_ok_runs(make_samples, concat_samples):
-    samples = concat_samples(make_samples("ok1", n_warmup=10, n_measure=50),
-                             make_samples("bad", n_measure=50, seed=1),
-                             make_samples("orphan", n_measure=50, seed=2))
+    samples = concat_samples(
+        make_samples("ok1", n_warmup=10, n_measure=50),
+        make_samples("bad", n_measure=50, seed=1),
+        make_samples("orphan", n_measure=50, seed=2),
+    )
     runs = pd.DataFrame({"run_id": ["ok1", "bad"], "status": ["ok", "failed"]})
     out = summarize(samples, runs, stages=["e2e"])
     assert out["run_id"].tolist() == ["ok1"] and out["n"].tolist() == [50]
@@ -183,13 +211,16 @@ def test_empty_and_bad_input(make_samples):
 
 
 def test_harness_gap_is_e2e_minus_stages(make_samples, concat_samples):
-    samples = concat_samples(make_samples("a", n_measure=300, gap_ms=0.05, enqueue_ms=0.5),
-                             make_samples("b", n_measure=300, gap_ms=0.2, gpu=False, seed=1))
+    samples = concat_samples(
+        make_samples("a", n_measure=300, gap_ms=0.05, enqueue_ms=0.5),
+        make_samples("b", n_measure=300, gap_ms=0.2, gpu=False, seed=1),
+    )
     gap = harness_gap(samples).set_index("run_id")
     assert gap.loc["a", "gap_p50_ms"] == pytest.approx(0.05, rel=0.02)  # enqueue not subtracted
     assert gap.loc["b", "gap_p50_ms"] == pytest.approx(0.2, rel=0.02)
     assert gap.loc["a", "gap_pct"] == pytest.approx(
-        100 * gap.loc["a", "gap_p50_ms"] / gap.loc["a", "e2e_p50_ms"])
+        100 * gap.loc["a", "gap_p50_ms"] / gap.loc["a", "e2e_p50_ms"]
+    )
     assert (gap["n"] == 300).all()
 
 
@@ -198,14 +229,29 @@ def test_warnings_name_their_numbers(make_samples, concat_samples):
         make_samples("noisy", n_measure=700, jitter=0.08),
         make_samples("short", n_measure=40, seed=1),
         make_samples("launch", n_measure=700, enqueue_ms=1.9, seed=2),
-        make_samples("copy", n_measure=700, seed=3,
-                     stages_ms={"preprocess": 0.1, "h2d": 2.5, "compute": 2.0, "d2h": 0.1,
-                                "postprocess": 0.1}),
+        make_samples(
+            "copy",
+            n_measure=700,
+            seed=3,
+            stages_ms={
+                "preprocess": 0.1,
+                "h2d": 2.5,
+                "compute": 2.0,
+                "d2h": 0.1,
+                "postprocess": 0.1,
+            },
+        ),
         make_samples("quiet", n_measure=700, jitter=0.001, seed=4),
     )
-    runs = pd.DataFrame({"run_id": ["noisy", "short", "launch", "copy", "quiet"], "status": "ok",
-                         "precision": "fp16", "precision_effective": "fp16",
-                         "precision_mismatch": [False, False, False, False, True]})
+    runs = pd.DataFrame(
+        {
+            "run_id": ["noisy", "short", "launch", "copy", "quiet"],
+            "status": "ok",
+            "precision": "fp16",
+            "precision_effective": "fp16",
+            "precision_mismatch": [False, False, False, False, True],
+        }
+    )
     telemetry = pd.DataFrame({"run_id": ["launch"] * 4, "throttled": [True, False, False, False]})
     w = warnings(samples, runs, telemetry)
     got = set(zip(w["run_id"], w["warning"]))

@@ -12,8 +12,12 @@ import perflab
 from perflab import runner, spec
 from perflab.timing import VirtualClock, use_clock
 
-BASE = {"study": "truth", "backend": "synthetic", "warmup": {"iterations": 0},
-        "measure": {"iterations": 300}}
+BASE = {
+    "study": "truth",
+    "backend": "synthetic",
+    "warmup": {"iterations": 0},
+    "measure": {"iterations": 300},
+}
 
 
 def run(tmp_path, **data):
@@ -46,9 +50,13 @@ def test_breakdown_matches_configured_shares(tmp_path):
 
 
 def test_warmup_pattern_is_found_and_flat_runs_are_flat(tmp_path):
-    res = run(tmp_path, options={"compute_ms": 1.0, "jitter": 0.01},
-              sweep={"options.warmup_iterations": [0, 30], "options.warmup_extra_ms": [2.0]},
-              warmup={"iterations": 0}, measure={"iterations": 400})
+    res = run(
+        tmp_path,
+        options={"compute_ms": 1.0, "jitter": 0.01},
+        sweep={"options.warmup_iterations": [0, 30], "options.warmup_extra_ms": [2.0]},
+        warmup={"iterations": 0},
+        measure={"iterations": 400},
+    )
     table = res.warmup().set_index("label")
     flat = table.loc[table.index.str.contains("warmup_iterations=0")].iloc[0]
     warm = table.loc[table.index.str.contains("warmup_iterations=30")].iloc[0]
@@ -58,8 +66,12 @@ def test_warmup_pattern_is_found_and_flat_runs_are_flat(tmp_path):
 
 
 def test_batching_fit_recovers_fixed_and_per_item_cost(tmp_path):
-    res = run(tmp_path, options={"compute_ms": 1.0, "compute_ms_per_item": 0.5, "jitter": 0.01},
-              sweep={"batch_size": [1, 2, 4, 8, 16, 32]}, measure={"iterations": 100})
+    res = run(
+        tmp_path,
+        options={"compute_ms": 1.0, "compute_ms_per_item": 0.5, "jitter": 0.01},
+        sweep={"batch_size": [1, 2, 4, 8, 16, 32]},
+        measure={"iterations": 100},
+    )
     fit = res.batching().set_index("stage").loc["compute"]
     assert fit["a_ms"] == pytest.approx(1.0, rel=0.03)
     assert fit["b_ms_per_item"] == pytest.approx(0.5, rel=0.03)
@@ -68,8 +80,12 @@ def test_batching_fit_recovers_fixed_and_per_item_cost(tmp_path):
 
 @pytest.mark.parametrize("difference, expected", [(0.05, "slower"), (0.001, "same")])
 def test_compare_tells_real_differences_from_noise(tmp_path, difference, expected):
-    res = run(tmp_path, options={"jitter": 0.01, "preprocess_ms": 0, "postprocess_ms": 0},
-              sweep={"options.compute_ms": [1.0, 1.0 + difference]}, measure={"iterations": 300})
+    res = run(
+        tmp_path,
+        options={"jitter": 0.01, "preprocess_ms": 0, "postprocess_ms": 0},
+        sweep={"options.compute_ms": [1.0, 1.0 + difference]},
+        measure={"iterations": 300},
+    )
     table = res.compare(by="options")  # the runs differ only in their options: compute_ms
     assert len(table) == 1
     row = table.iloc[0]

@@ -13,8 +13,15 @@ from perflab.errors import PerflabError
 @pytest.mark.parametrize("n", [200, 1000, 2000])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_decaying_extra_over_30_iterations_is_warmup(make_samples, n, seed):
-    samples = make_samples("r", n_warmup=10, n_measure=n - 10, warmup_iterations=30,
-                           warmup_extra_ms=2.0, jitter=0.01, seed=seed)
+    samples = make_samples(
+        "r",
+        n_warmup=10,
+        n_measure=n - 10,
+        warmup_iterations=30,
+        warmup_extra_ms=2.0,
+        jitter=0.01,
+        seed=seed,
+    )
     row = warmup(samples).iloc[0]
     assert row["classification"] == "warmup"
     assert 24 <= row["steady_iteration"] <= 36
@@ -66,8 +73,9 @@ def test_cold_start_and_steady_numbers(make_samples, make_runs):
 
 
 def test_long_series_is_binned_and_still_found(make_samples):
-    samples = make_samples("r", n_measure=6000, warmup_iterations=60, warmup_extra_ms=2.0,
-                           jitter=0.01, gpu=False)
+    samples = make_samples(
+        "r", n_measure=6000, warmup_iterations=60, warmup_extra_ms=2.0, jitter=0.01, gpu=False
+    )
     row = warmup(samples).iloc[0]
     assert row["classification"] == "warmup"
     assert abs(row["steady_iteration"] - 60) <= 9  # blocks of 3 iterations, plus the ramp's tail
@@ -104,5 +112,7 @@ def test_hampel_keeps_level_shifts_and_removes_spikes():
 
 def test_bad_model():
     with pytest.raises(PerflabError, match="rbf"):
-        warmup(pd.DataFrame({"run_id": [], "iteration": [], "stage": [], "host_ns": []}),
-               model="normal")
+        warmup(
+            pd.DataFrame({"run_id": [], "iteration": [], "stage": [], "host_ns": []}),
+            model="normal",
+        )

@@ -60,8 +60,9 @@ def test_torch_cpu_matches_onnxruntime_fp32(set_up, make_config, stage_counts, m
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_torch_cpu_reduced_precision(set_up, make_config, precision):
-    backend, info, pipeline, _ = set_up(make_config("bert-mini", "torch-cpu", precision,
-                                                    batch_size=1))
+    backend, info, pipeline, _ = set_up(
+        make_config("bert-mini", "torch-cpu", precision, batch_size=1)
+    )
     _, x, out = run_once(backend, pipeline, 1)
     assert backend.facts()["precision_effective"] == precision
     assert all(v.dtype == np.float32 for v in out.values())  # outputs keep the graph's dtype
@@ -115,7 +116,8 @@ def test_compile_is_timed_as_build(monkeypatch, set_up, make_config):
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     backend, _, pipeline, timer = set_up(
-        make_config("mlp", "torch-cpu", batch_size=2, compile=True, compile_mode="max-autotune"))
+        make_config("mlp", "torch-cpu", batch_size=2, compile=True, compile_mode="max-autotune")
+    )
     assert calls == [("compile", "max-autotune"), ("call", [(2, 256)])]
     assert "build" in timer.ms
     run_once(backend, pipeline, 2)
@@ -124,12 +126,14 @@ def test_compile_is_timed_as_build(monkeypatch, set_up, make_config):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("PERFLAB_SLOW"),
-                    reason="torch.compile (inductor) takes ~45 s on a 2-core CPU; "
-                           "set PERFLAB_SLOW=1 to run it")
+@pytest.mark.skipif(
+    not os.environ.get("PERFLAB_SLOW"),
+    reason="torch.compile (inductor) takes ~45 s on a 2-core CPU; set PERFLAB_SLOW=1 to run it",
+)
 def test_real_torch_compile_on_cpu(set_up, make_config):
-    backend, info, pipeline, timer = set_up(make_config("mlp", "torch-cpu", batch_size=2,
-                                                        compile=True))
+    backend, info, pipeline, timer = set_up(
+        make_config("mlp", "torch-cpu", batch_size=2, compile=True)
+    )
     _, x, out = run_once(backend, pipeline, 2)
     assert timer.ms["build"] > 0
     _, _, cos = agreement(out, reference_outputs(info.path, x))
@@ -145,8 +149,14 @@ def test_real_models_match_onnxruntime(realdata, name, atol_rel):
     path = realdata / "models" / name
     info = models.resolve(str(path), batch_size=1)
     pipeline = pipelines.create("raw", info.inputs, batch_size=1)
-    config = RunConfig(study="t", model=str(path), pipeline="raw", backend="torch-cpu",
-                       precision="fp32", batch_size=1)
+    config = RunConfig(
+        study="t",
+        model=str(path),
+        pipeline="raw",
+        backend="torch-cpu",
+        precision="fp32",
+        batch_size=1,
+    )
     backend = TorchBackend(config)
     backend.setup(info, pipeline, SetupTimer())
     _, x, out = run_once(backend, pipeline, 1)
@@ -161,8 +171,10 @@ def test_real_models_with_other_ops_convert(realdata):
     import onnx
 
     rng = np.random.default_rng(0)
-    cases = [("ch_ppocr_mobile_v2.0_cls_infer.onnx", (2, 3, 48, 192)),
-             ("light_resnet50.onnx", (1, 3, 224, 224))]
+    cases = [
+        ("ch_ppocr_mobile_v2.0_cls_infer.onnx", (2, 3, 48, 192)),
+        ("light_resnet50.onnx", (1, 3, 224, 224)),
+    ]
     for name, shape in cases:
         path = realdata / "models" / name
         model = onnx.load(path)
@@ -182,8 +194,9 @@ def _model(nodes, inputs, outputs, initializers=(), opset=17):
     from onnx import helper
 
     g = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset),
-                                            helper.make_opsetid("com.microsoft", 1)])
+    m = helper.make_model(
+        g, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)]
+    )
     m.ir_version = 8
     return m
 
@@ -193,9 +206,15 @@ def test_unsupported_ops_are_named(tmp_path):
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
-    m = _model([helper.make_node("Relu", ["x"], ["a"]),
-                helper.make_node("FusedGemm", ["a"], ["b"], domain="com.microsoft"),
-                helper.make_node("LpPool", ["b"], ["y"])], [x], [y])
+    m = _model(
+        [
+            helper.make_node("Relu", ["x"], ["a"]),
+            helper.make_node("FusedGemm", ["a"], ["b"], domain="com.microsoft"),
+            helper.make_node("LpPool", ["b"], ["y"]),
+        ],
+        [x],
+        [y],
+    )
     assert unsupported_ops(m) == ["com.microsoft.FusedGemm", "LpPool"]
     with pytest.raises(Unsupported, match="does not support ops com.microsoft.FusedGemm, LpPool"):
         convert(m)
@@ -204,21 +223,70 @@ def test_unsupported_ops_are_named(tmp_path):
 
     path = tmp_path / "odd.onnx"
     onnx.save(m, path)
-    config = RunConfig(study="t", model=str(path), pipeline="raw", backend="torch-cpu",
-                       precision="fp32", batch_size=1)
+    config = RunConfig(
+        study="t",
+        model=str(path),
+        pipeline="raw",
+        backend="torch-cpu",
+        precision="fp32",
+        batch_size=1,
+    )
     info = models.resolve(str(path), batch_size=1)
     with pytest.raises(Unsupported, match="LpPool"):
         TorchBackend(config).setup(info, None, SetupTimer())
 
 
 def test_converter_covers_the_zoo_ops():
-    needed = {"Conv", "BatchNormalization", "Relu", "Clip", "Add", "Mul", "MaxPool",
-              "GlobalAveragePool", "AveragePool", "Flatten", "Gemm", "MatMul", "Reshape",
-              "Transpose", "Concat", "Sigmoid", "Softmax", "Gather", "LayerNormalization", "Erf",
-              "Div", "Sub", "Pow", "Sqrt", "ReduceMean", "Unsqueeze", "Squeeze", "Shape",
-              "Slice", "Cast", "Where", "Expand", "Resize", "Upsample", "Split", "Identity",
-              "Constant", "ConstantOfShape", "Tanh", "InstanceNormalization", "CumSum",
-              "HardSigmoid", "HardSwish", "ConvTranspose", "Sum", "Range", "Pad", "Einsum"}
+    needed = {
+        "Conv",
+        "BatchNormalization",
+        "Relu",
+        "Clip",
+        "Add",
+        "Mul",
+        "MaxPool",
+        "GlobalAveragePool",
+        "AveragePool",
+        "Flatten",
+        "Gemm",
+        "MatMul",
+        "Reshape",
+        "Transpose",
+        "Concat",
+        "Sigmoid",
+        "Softmax",
+        "Gather",
+        "LayerNormalization",
+        "Erf",
+        "Div",
+        "Sub",
+        "Pow",
+        "Sqrt",
+        "ReduceMean",
+        "Unsqueeze",
+        "Squeeze",
+        "Shape",
+        "Slice",
+        "Cast",
+        "Where",
+        "Expand",
+        "Resize",
+        "Upsample",
+        "Split",
+        "Identity",
+        "Constant",
+        "ConstantOfShape",
+        "Tanh",
+        "InstanceNormalization",
+        "CumSum",
+        "HardSigmoid",
+        "HardSwish",
+        "ConvTranspose",
+        "Sum",
+        "Range",
+        "Pad",
+        "Einsum",
+    }
     assert needed <= set(SUPPORTED_OPS)
     for name in ("mlp", "resnet18", "mobilenetv2", "yolo-s", "bert-mini"):
         assert unsupported_ops(models.build_model(name, materialize=False)) == []
@@ -239,27 +307,67 @@ def _run_both(model, feeds):
     ("op", "attrs", "extra", "in_shape"),
     [
         ("Resize", {"mode": "nearest"}, ("", "scales"), (1, 2, 3, 5)),
-        ("Resize", {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
-                    "nearest_mode": "floor"}, ("", "scales"), (1, 2, 3, 5)),
-        ("Resize", {"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
-                    "nearest_mode": "round_prefer_ceil"}, ("", "scales15"), (1, 2, 4, 6)),
+        (
+            "Resize",
+            {
+                "mode": "nearest",
+                "coordinate_transformation_mode": "asymmetric",
+                "nearest_mode": "floor",
+            },
+            ("", "scales"),
+            (1, 2, 3, 5),
+        ),
+        (
+            "Resize",
+            {
+                "mode": "nearest",
+                "coordinate_transformation_mode": "half_pixel",
+                "nearest_mode": "round_prefer_ceil",
+            },
+            ("", "scales15"),
+            (1, 2, 4, 6),
+        ),
         ("Resize", {"mode": "linear"}, ("", "scales"), (1, 2, 3, 5)),
-        ("Resize", {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
-         ("", "scales"), (1, 2, 3, 5)),
-        ("Resize", {"mode": "linear", "coordinate_transformation_mode": "asymmetric"},
-         ("", "scales"), (1, 2, 3, 5)),
+        (
+            "Resize",
+            {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+            ("", "scales"),
+            (1, 2, 3, 5),
+        ),
+        (
+            "Resize",
+            {"mode": "linear", "coordinate_transformation_mode": "asymmetric"},
+            ("", "scales"),
+            (1, 2, 3, 5),
+        ),
         ("Resize", {"mode": "cubic"}, ("", "scales"), (1, 2, 4, 5)),
-        ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [0, 0, 1, 1]}, (),
-         (1, 2, 7, 7)),
+        (
+            "MaxPool",
+            {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [0, 0, 1, 1]},
+            (),
+            (1, 2, 7, 7),
+        ),
         ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}, (), (1, 2, 8, 8)),
-        ("AveragePool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, (),
-         (1, 2, 7, 7)),
-        ("AveragePool", {"kernel_shape": [3, 3], "pads": [0, 1, 2, 0],
-                         "count_include_pad": 0}, (), (1, 2, 6, 6)),
+        (
+            "AveragePool",
+            {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+            (),
+            (1, 2, 7, 7),
+        ),
+        (
+            "AveragePool",
+            {"kernel_shape": [3, 3], "pads": [0, 1, 2, 0], "count_include_pad": 0},
+            (),
+            (1, 2, 6, 6),
+        ),
         ("Conv", {"auto_pad": "SAME_UPPER", "strides": [2, 2]}, ("w",), (1, 2, 7, 8)),
         ("Conv", {"pads": [1, 0, 0, 1]}, ("w",), (1, 2, 5, 5)),
-        ("ConvTranspose", {"strides": [2, 2], "pads": [1, 0, 0, 1], "output_padding": [1, 1]},
-         ("wt",), (1, 2, 4, 4)),
+        (
+            "ConvTranspose",
+            {"strides": [2, 2], "pads": [1, 0, 0, 1], "output_padding": [1, 1]},
+            ("wt",),
+            (1, 2, 4, 4),
+        ),
         ("Softmax", {"axis": 1}, (), (2, 3, 4)),
         ("LayerNormalization", {"axis": -1, "epsilon": 1e-5}, ("gamma", "beta"), (2, 3, 4)),
         ("DepthToSpace", {"blocksize": 2}, (), (1, 8, 2, 3)),
@@ -287,13 +395,15 @@ def test_ops_match_onnxruntime(op, attrs, extra, in_shape):
         "wt": rng.standard_normal((c, 3, 3, 3)).astype(np.float32),
         "gamma": rng.standard_normal(in_shape[-1]).astype(np.float32),
         "beta": rng.standard_normal(in_shape[-1]).astype(np.float32),
-        "starts": np.array([-1, 1], np.int64), "ends": np.array([-100, 5], np.int64),
+        "starts": np.array([-1, 1], np.int64),
+        "ends": np.array([-100, 5], np.int64),
         "axes": np.array([0, 1], np.int64) if op == "Slice" else np.array([1], np.int64),
         "steps": np.array([-2, 2], np.int64),
         "pads": np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64),
         "gb": rng.standard_normal((4, 5)).astype(np.float32),
         "gc": rng.standard_normal(5).astype(np.float32),
-        "axis": np.array(1, np.int64), "k": np.array([3], np.int64),
+        "axis": np.array(1, np.int64),
+        "k": np.array([3], np.int64),
     }
     ins = ["x", *extra]
     n_out = {"TopK": 2, "Split": 3}.get(op, 1)
@@ -301,9 +411,12 @@ def test_ops_match_onnxruntime(op, attrs, extra, in_shape):
     node = helper.make_node(op, ins, outs, **attrs)
     initializers = [numpy_helper.from_array(inits[n], n) for n in extra if n]
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))
-    ys = [helper.make_tensor_value_info(
-        o, TensorProto.INT64 if (op, i) == ("TopK", 1) else TensorProto.FLOAT, None)
-        for i, o in enumerate(outs)]
+    ys = [
+        helper.make_tensor_value_info(
+            o, TensorProto.INT64 if (op, i) == ("TopK", 1) else TensorProto.FLOAT, None
+        )
+        for i, o in enumerate(outs)
+    ]
     model = _model([node], [x], ys, initializers, opset=18)
     feed = rng.standard_normal(in_shape).astype(np.float32)
     got, ref = _run_both(model, {"x": feed})
@@ -329,9 +442,15 @@ def test_constants_are_folded():
 
     shape = numpy_helper.from_array(np.array([4, 4], np.int64), "wshape")
     m = _model(
-        [helper.make_node("ConstantOfShape", ["wshape"], ["w"],
-                          value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5])),
-         helper.make_node("MatMul", ["x", "w"], ["y"])],
+        [
+            helper.make_node(
+                "ConstantOfShape",
+                ["wshape"],
+                ["w"],
+                value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5]),
+            ),
+            helper.make_node("MatMul", ["x", "w"], ["y"]),
+        ],
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
         [shape],
@@ -347,10 +466,11 @@ def test_importing_the_converter_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, perflab.backends.onnx_torch, perflab.backends.torch; "
-            "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys, perflab.backends.onnx_torch, perflab.backends.torch; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
@@ -363,8 +483,9 @@ def test_torch_cuda_times_stages_on_a_gpu(gpu, set_up, make_config, stage_counts
     reason = unavailable_reason("torch-cuda")
     if reason:
         pytest.skip(reason)
-    backend, info, pipeline, _ = set_up(make_config("resnet18", "torch-cuda", precision,
-                                                    batch_size=2))
+    backend, info, pipeline, _ = set_up(
+        make_config("resnet18", "torch-cuda", precision, batch_size=2)
+    )
     rec = Recorder(2)
     x = pipeline.preprocess(pipeline.make_inputs())
     for _ in range(5):
@@ -392,8 +513,16 @@ def test_torch_cuda_throughput_on_a_gpu(gpu, resolved):
     reason = unavailable_reason("torch-cuda")
     if reason:
         pytest.skip(reason)
-    config = RunConfig(study="t", model="resnet18", pipeline="raw", backend="torch-cuda",
-                       precision="fp16", batch_size=2, mode="throughput", inflight=2)
+    config = RunConfig(
+        study="t",
+        model="resnet18",
+        pipeline="raw",
+        backend="torch-cuda",
+        precision="fp16",
+        batch_size=2,
+        mode="throughput",
+        inflight=2,
+    )
     info = resolved("resnet18", 2)
     pipeline = pipelines.create("raw", info.inputs, batch_size=2)
     backend = create(config)

@@ -40,8 +40,15 @@ from perflab.models import TensorSpec
 from perflab.spec import RunConfig
 from perflab.timing import Recorder, SetupTimer
 
-REALDATA_GRAPH = (Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata" / "trtexec"
-                  / "json_exports" / "trex_mobilenet.qat.onnx.engine.graph.json").resolve()
+REALDATA_GRAPH = (
+    Path(__file__).resolve().parents[2]
+    / ".."
+    / "shared"
+    / "realdata"
+    / "trtexec"
+    / "json_exports"
+    / "trex_mobilenet.qat.onnx.engine.graph.json"
+).resolve()
 
 # ---------------------------------------------------------------------------- options
 
@@ -147,8 +154,10 @@ def test_profile_shapes_batch_dim():
 
 
 def test_profile_shapes_other_dynamic_dims_are_pinned():
-    inputs = [TensorSpec("input_ids", (4, 128), "int64"),
-              TensorSpec("attention_mask", (4, 128), "int64")]
+    inputs = [
+        TensorSpec("input_ids", (4, 128), "int64"),
+        TensorSpec("attention_mask", (4, 128), "int64"),
+    ]
     net = {"input_ids": (-1, -1), "attention_mask": (-1, -1)}
     shapes = profile_shapes(inputs, 4, 16, net)
     assert shapes["input_ids"] == ((1, 128), (4, 128), (16, 128))
@@ -159,8 +168,9 @@ def test_profile_shapes_static_inputs_need_no_profile():
     inputs = [TensorSpec("Input3", (1, 1, 28, 28), "float32")]
     assert profile_shapes(inputs, 1, None, {"Input3": (1, 1, 28, 28)}) == {}
     with pytest.raises(ModelError, match="static shape"):
-        profile_shapes([TensorSpec("Input3", (4, 1, 28, 28), "float32")], 4, None,
-                       {"Input3": (1, 1, 28, 28)})
+        profile_shapes(
+            [TensorSpec("Input3", (4, 1, 28, 28), "float32")], 4, None, {"Input3": (1, 1, 28, 28)}
+        )
 
 
 def test_profile_shapes_errors():
@@ -217,8 +227,10 @@ def test_engine_cache_key_is_stable_and_covers_every_input():
 
 
 def test_timing_cache_name():
-    assert (timing_cache_name("10.16.1.11", "NVIDIA H100 80GB HBM3", "9.0")
-            == "timing-trt10.16.1.11-nvidia-h100-80gb-hbm3-sm90.cache")
+    assert (
+        timing_cache_name("10.16.1.11", "NVIDIA H100 80GB HBM3", "9.0")
+        == "timing-trt10.16.1.11-nvidia-h100-80gb-hbm3-sm90.cache"
+    )
 
 
 # ---------------------------------------------------------------------------- I/O API dispatch
@@ -290,11 +302,21 @@ def test_binding_api_offsets_per_profile():
 
 
 def _layer(name, kind, fmt_in, fmt_out=None):
-    return {"Name": name, "LayerType": kind,
-            "Inputs": [{"Name": "a", "Location": "Device", "Dimensions": [1, 8],
-                        "Format/Datatype": fmt_in}],
-            "Outputs": [{"Name": "b", "Location": "Device", "Dimensions": [1, 8],
-                         "Format/Datatype": fmt_out or fmt_in}]}
+    return {
+        "Name": name,
+        "LayerType": kind,
+        "Inputs": [
+            {"Name": "a", "Location": "Device", "Dimensions": [1, 8], "Format/Datatype": fmt_in}
+        ],
+        "Outputs": [
+            {
+                "Name": "b",
+                "Location": "Device",
+                "Dimensions": [1, 8],
+                "Format/Datatype": fmt_out or fmt_in,
+            }
+        ],
+    }
 
 
 @pytest.mark.parametrize(
@@ -317,17 +339,25 @@ def test_tensor_precision(text, expected):
 
 
 def test_parse_engine_layers_trt10_detailed():
-    info = json.dumps({
-        "Layers": [
-            _layer("conv1 + relu", "CaskConvolution", "Row major linear FP16 format"),
-            _layer("Reformatting CopyNode", "Reformat", "Row major linear FP32",
-                   "Row major linear FP16 format"),
-            _layer("fc", "CaskGemm", "Thirty-two wide channel vectorized row major Int8 format."),
-            _layer("softmax", "Softmax", "Float"),
-            _layer("pool", "CaskPooling", "Row major linear FP16 format"),
-        ],
-        "Bindings": ["input", "output"],
-    })
+    info = json.dumps(
+        {
+            "Layers": [
+                _layer("conv1 + relu", "CaskConvolution", "Row major linear FP16 format"),
+                _layer(
+                    "Reformatting CopyNode",
+                    "Reformat",
+                    "Row major linear FP32",
+                    "Row major linear FP16 format",
+                ),
+                _layer(
+                    "fc", "CaskGemm", "Thirty-two wide channel vectorized row major Int8 format."
+                ),
+                _layer("softmax", "Softmax", "Float"),
+                _layer("pool", "CaskPooling", "Row major linear FP16 format"),
+            ],
+            "Bindings": ["input", "output"],
+        }
+    )
     layers = parse_engine_layers(info)
     assert [(r["layer"], r["op_type"], r["precision"]) for r in layers] == [
         ("conv1 + relu", "CaskConvolution", "fp16"),
@@ -342,11 +372,17 @@ def test_parse_engine_layers_trt10_detailed():
 
 def test_parse_engine_layers_names_only_and_trt11():
     names_only = parse_engine_layers({"Layers": ["conv1", "fc"], "Bindings": ["x", "y"]})
-    assert names_only == [{"layer": "conv1", "op_type": "", "precision": ""},
-                          {"layer": "fc", "op_type": "", "precision": ""}]
+    assert names_only == [
+        {"layer": "conv1", "op_type": "", "precision": ""},
+        {"layer": "fc", "op_type": "", "precision": ""},
+    ]
     assert dominant_precision(names_only) == (None, {})
-    trt11 = parse_engine_layers({"Layers": [_layer("conv", "Convolution", "Row major FP16")],
-                                 "I/O Tensors": [{"Name": "x", "IOMode": "Input"}]})
+    trt11 = parse_engine_layers(
+        {
+            "Layers": [_layer("conv", "Convolution", "Row major FP16")],
+            "I/O Tensors": [{"Name": "x", "IOMode": "Input"}],
+        }
+    )
     assert trt11[0]["precision"] == "fp16"
 
 
@@ -357,8 +393,10 @@ def test_dominant_precision_mixed_when_no_majority():
 
 
 def test_layer_rows_merge_inspector_and_profiler():
-    layers = [{"layer": "conv", "op_type": "CaskConvolution", "precision": "fp16"},
-              {"layer": "fc", "op_type": "CaskGemm", "precision": "fp16"}]
+    layers = [
+        {"layer": "conv", "op_type": "CaskConvolution", "precision": "fp16"},
+        {"layer": "fc", "op_type": "CaskGemm", "precision": "fp16"},
+    ]
     rows = layer_rows(layers, {"conv": [0.5, 0.25, 0.75], "Reformat 1": [0.1]})
     by = {r["layer"]: r for r in rows}
     assert by["conv"]["count"] == 3 and by["conv"]["total_ms"] == pytest.approx(1.5)
@@ -475,7 +513,9 @@ def fake_cupy(cc=(8, 9)):
     cp = types.ModuleType("cupy")
     cp.empty = FakeDeviceArray
     cp.cuda = SimpleNamespace(
-        Device=FakeDevice, Stream=FakeStream, Event=FakeEvent,
+        Device=FakeDevice,
+        Stream=FakeStream,
+        Event=FakeEvent,
         get_elapsed_time=lambda a, b: b.t_ms - a.t_ms,
         alloc_pinned_memory=lambda n: bytearray(n),
         runtime=SimpleNamespace(
@@ -495,15 +535,18 @@ def fake_tensorrt(version="10.16.1.11", *, v3=True, flags=FLAGS_10, net=NET_10, 
     trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", sorted(net))
     trt.TensorIOMode = enum.IntEnum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"], start=0)
     trt.MemoryPoolType = enum.IntEnum("MemoryPoolType", ["WORKSPACE"], start=0)
-    trt.ProfilingVerbosity = enum.IntEnum("ProfilingVerbosity",
-                                          ["LAYER_NAMES_ONLY", "NONE", "DETAILED"], start=0)
-    trt.LayerInformationFormat = enum.IntEnum("LayerInformationFormat", ["ONELINE", "JSON"],
-                                              start=0)
+    trt.ProfilingVerbosity = enum.IntEnum(
+        "ProfilingVerbosity", ["LAYER_NAMES_ONLY", "NONE", "DETAILED"], start=0
+    )
+    trt.LayerInformationFormat = enum.IntEnum(
+        "LayerInformationFormat", ["ONELINE", "JSON"], start=0
+    )
     trt.nptype = lambda t: np.dtype(t).type
 
     class ILogger:
-        Severity = enum.IntEnum("Severity", ["INTERNAL_ERROR", "ERROR", "WARNING", "INFO",
-                                             "VERBOSE"], start=0)
+        Severity = enum.IntEnum(
+            "Severity", ["INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE"], start=0
+        )
 
         def __init__(self):
             pass
@@ -539,8 +582,9 @@ def fake_tensorrt(version="10.16.1.11", *, v3=True, flags=FLAGS_10, net=NET_10, 
             g = onnx.load(path).graph
             for vi, target in ((g.input, self.network.inputs), (g.output, self.network.outputs)):
                 for t in vi:
-                    dims = tuple(d.dim_value if d.dim_value > 0 else -1
-                                 for d in t.type.tensor_type.shape.dim)
+                    dims = tuple(
+                        d.dim_value if d.dim_value > 0 else -1 for d in t.type.tensor_type.shape.dim
+                    )
                     target.append((t.name, dims))
             return True
 
@@ -606,13 +650,20 @@ def fake_tensorrt(version="10.16.1.11", *, v3=True, flags=FLAGS_10, net=NET_10, 
 
         def build_serialized_network(self, network, config):
             trt.log.append("build")
-            return json.dumps({
-                "inputs": network.inputs, "outputs": network.outputs,
-                "flags": sorted(config.flags),
-                "strong": bool(network.flags & (1 << trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-                if "STRONGLY_TYPED" in net else False,
-                "profiles": config.profiles, "detailed": config.profiling_verbosity.name,
-            }).encode()
+            return json.dumps(
+                {
+                    "inputs": network.inputs,
+                    "outputs": network.outputs,
+                    "flags": sorted(config.flags),
+                    "strong": bool(
+                        network.flags & (1 << trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+                    )
+                    if "STRONGLY_TYPED" in net
+                    else False,
+                    "profiles": config.profiles,
+                    "detailed": config.profiling_verbosity.name,
+                }
+            ).encode()
 
     trt.Builder = Builder
 
@@ -630,8 +681,11 @@ def fake_tensorrt(version="10.16.1.11", *, v3=True, flags=FLAGS_10, net=NET_10, 
 
         # v3 API
         def set_input_shape(self, name, shape):
-            lo, _, hi = self.engine.plan["profiles"][self.profile][name] if \
-                self.engine.plan["profiles"] else (shape, shape, shape)
+            lo, _, hi = (
+                self.engine.plan["profiles"][self.profile][name]
+                if self.engine.plan["profiles"]
+                else (shape, shape, shape)
+            )
             if not all(a <= s <= b for a, s, b in zip(lo, shape, hi)):
                 return False
             self.shapes[name] = tuple(shape)
@@ -676,12 +730,18 @@ def fake_tensorrt(version="10.16.1.11", *, v3=True, flags=FLAGS_10, net=NET_10, 
             return True
 
     if v3:
-        trt.IExecutionContext = type("IExecutionContext", (), {
-            "execute_async_v3": Context.execute_async_v3,
-            "set_tensor_address": Context.set_tensor_address})
+        trt.IExecutionContext = type(
+            "IExecutionContext",
+            (),
+            {
+                "execute_async_v3": Context.execute_async_v3,
+                "set_tensor_address": Context.set_tensor_address,
+            },
+        )
     else:
-        trt.IExecutionContext = type("IExecutionContext", (), {
-            "execute_async_v2": ContextV2.execute_async_v2})
+        trt.IExecutionContext = type(
+            "IExecutionContext", (), {"execute_async_v2": ContextV2.execute_async_v2}
+        )
 
     class Inspector:
         def __init__(self, engine):
@@ -692,8 +752,9 @@ def fake_tensorrt(version="10.16.1.11", *, v3=True, flags=FLAGS_10, net=NET_10, 
             assert self.execution_context is not None
             fp16 = "FP16" in self.engine.plan["flags"] or self.engine.strong_fp16
             fmt = "Row major linear FP16 format" if fp16 else "Row major linear FP32"
-            return json.dumps({"Layers": [_layer("mul", "PointWiseV2", fmt)],
-                               "Bindings": ["x", "y"]})
+            return json.dumps(
+                {"Layers": [_layer("mul", "PointWiseV2", fmt)], "Bindings": ["x", "y"]}
+            )
 
     class Engine:
         def __init__(self, plan):
@@ -746,7 +807,8 @@ def tiny_model(tmp_path):
     from onnx import TensorProto, helper
 
     g = helper.make_graph(
-        [helper.make_node("Mul", ["x", "two"], ["y"])], "double",
+        [helper.make_node("Mul", ["x", "two"], ["y"])],
+        "double",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
         [helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])],
@@ -773,13 +835,20 @@ def fake_gpu(monkeypatch, tmp_path):
     return install
 
 
-def _setup(model_path, tmp_path, precision="fp32", mode="latency", inflight=1, batch=2,
-           **options):
+def _setup(model_path, tmp_path, precision="fp32", mode="latency", inflight=1, batch=2, **options):
     options.setdefault("cache_dir", str(tmp_path / "trt-cache"))
     options.setdefault("telemetry", False)
-    config = RunConfig(study="t", model=str(model_path), pipeline="raw", backend="trt",
-                       precision=precision, batch_size=batch, mode=mode, inflight=inflight,
-                       options=tuple(sorted(options.items())))
+    config = RunConfig(
+        study="t",
+        model=str(model_path),
+        pipeline="raw",
+        backend="trt",
+        precision=precision,
+        batch_size=batch,
+        mode=mode,
+        inflight=inflight,
+        options=tuple(sorted(options.items())),
+    )
     info = models.resolve(str(model_path), batch_size=batch)
     pipe = pipelines.create("raw", info.inputs, batch_size=batch)
     backend = TensorRTBackend(config)
@@ -939,16 +1008,22 @@ def test_trt_unavailable_here_says_why(make_config):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_trt_on_a_gpu(gpu, set_up, make_config, run_iterations, stage_counts, precision,
-                      tmp_path):
+def test_trt_on_a_gpu(gpu, set_up, make_config, run_iterations, stage_counts, precision, tmp_path):
     from perflab.backends import unavailable_reason
     from perflab.backends.ort import reference_outputs
 
     reason = unavailable_reason("trt")
     if reason:
         pytest.skip(reason)
-    config = make_config("resnet18", "trt", precision, batch_size=2, max_batch=4,
-                         layer_profile=True, cache_dir=str(tmp_path))
+    config = make_config(
+        "resnet18",
+        "trt",
+        precision,
+        batch_size=2,
+        max_batch=4,
+        layer_profile=True,
+        cache_dir=str(tmp_path),
+    )
     backend, model, pipeline, timer = set_up(config)
     assert "load" in timer.ms
     rec, out = run_iterations(backend, pipeline, 5, 2)
@@ -961,7 +1036,9 @@ def test_trt_on_a_gpu(gpu, set_up, make_config, run_iterations, stage_counts, pr
     out = backend.run(x, Recorder(2))
     ref = reference_outputs(model.path, x)
     a, b = out["logits"].ravel().astype(np.float64), ref["logits"].ravel().astype(np.float64)
-    assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) > (0.9999 if precision == "fp32" else 0.999)
+    assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) > (
+        0.9999 if precision == "fp32" else 0.999
+    )
     backend.measure_begin()
     backend.measure_end()
     facts = backend.facts()

@@ -21,10 +21,28 @@ from perflab.errors import PerflabError
 # The knee: the batch size after which one more doubling buys less than this throughput gain.
 KNEE_GAIN = 0.10
 
-CURVE_COLUMNS: tuple[str, ...] = ("group", "stage", "batch_size", "n_runs", "p50_ms", "p99_ms",
-                                  "per_item_ms", "throughput_items_s", "gain_per_doubling_pct")
-FIT_COLUMNS: tuple[str, ...] = ("group", "stage", "a_ms", "b_ms_per_item", "r2", "n_batches",
-                                "knee_batch", "best_batch_under_p99_ms", "p99_target_ms")
+CURVE_COLUMNS: tuple[str, ...] = (
+    "group",
+    "stage",
+    "batch_size",
+    "n_runs",
+    "p50_ms",
+    "p99_ms",
+    "per_item_ms",
+    "throughput_items_s",
+    "gain_per_doubling_pct",
+)
+FIT_COLUMNS: tuple[str, ...] = (
+    "group",
+    "stage",
+    "a_ms",
+    "b_ms_per_item",
+    "r2",
+    "n_batches",
+    "knee_batch",
+    "best_batch_under_p99_ms",
+    "p99_target_ms",
+)
 
 
 def _per_run(samples: pd.DataFrame, runs: pd.DataFrame, stages) -> tuple[pd.DataFrame, list[str]]:
@@ -88,10 +106,16 @@ def batching_curve(
     cols = ["group", *key_cols, *CURVE_COLUMNS[1:]]
     if merged.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    agg = (merged.groupby(["group", "stage", "batch_size"], sort=False)
-           .agg(n_runs=("run_id", "size"), p50_ms=("p50_ms", "median"),
-                p99_ms=("p99_ms", "median"), **{c: (c, "first") for c in key_cols})
-           .reset_index())
+    agg = (
+        merged.groupby(["group", "stage", "batch_size"], sort=False)
+        .agg(
+            n_runs=("run_id", "size"),
+            p50_ms=("p50_ms", "median"),
+            p99_ms=("p99_ms", "median"),
+            **{c: (c, "first") for c in key_cols},
+        )
+        .reset_index()
+    )
     agg["per_item_ms"] = agg["p50_ms"] / agg["batch_size"]
     agg["throughput_items_s"] = 1000.0 * agg["batch_size"] / agg["p50_ms"]
     agg["_rank"] = agg["stage"].map(lambda s: stage_rank(s)[0])
@@ -99,7 +123,8 @@ def batching_curve(
     prev_b = agg.groupby(["group", "stage"])["batch_size"].shift()
     prev_t = agg.groupby(["group", "stage"])["throughput_items_s"].shift()
     agg["gain_per_doubling_pct"] = 100.0 * (
-        (agg["throughput_items_s"] / prev_t) ** (1.0 / np.log2(agg["batch_size"] / prev_b)) - 1.0)
+        (agg["throughput_items_s"] / prev_t) ** (1.0 / np.log2(agg["batch_size"] / prev_b)) - 1.0
+    )
     return agg[cols].reset_index(drop=True)
 
 
@@ -183,13 +208,20 @@ def batching(
             r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
         per_batch = g.groupby("batch_size")["p50_ms"].median()
         tput = per_batch.index.to_numpy(dtype=float) / per_batch.to_numpy()
-        rows.append({
-            "group": group, **{c: g[c].iloc[0] for c in key_cols}, "stage": stg,
-            "a_ms": float(a), "b_ms_per_item": float(b), "r2": r2, "n_batches": n_batches,
-            "knee_batch": knee(per_batch.index.to_numpy(), tput, knee_gain),
-            "best_batch_under_p99_ms": best.get(group, math.nan),
-            "p99_target_ms": math.nan if p99_target_ms is None else float(p99_target_ms),
-        })
+        rows.append(
+            {
+                "group": group,
+                **{c: g[c].iloc[0] for c in key_cols},
+                "stage": stg,
+                "a_ms": float(a),
+                "b_ms_per_item": float(b),
+                "r2": r2,
+                "n_batches": n_batches,
+                "knee_batch": knee(per_batch.index.to_numpy(), tput, knee_gain),
+                "best_batch_under_p99_ms": best.get(group, math.nan),
+                "p99_target_ms": math.nan if p99_target_ms is None else float(p99_target_ms),
+            }
+        )
     out = pd.DataFrame(rows, columns=cols)
     order = out["stage"].map(lambda s: stage_rank(s)[0])
     out = out.assign(_rank=order).sort_values(["group", "_rank", "stage"], kind="stable")

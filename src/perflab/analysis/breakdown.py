@@ -8,11 +8,26 @@ import pandas as pd
 from perflab.analysis.stats import NESTED_STAGES, harness_gap, stage_rank, summarize
 
 # Run columns carried into the output, so a breakdown reads without a join.
-RUN_COLUMNS: tuple[str, ...] = ("label", "model", "backend", "precision", "batch_size",
-                                "device_name")
+RUN_COLUMNS: tuple[str, ...] = (
+    "label",
+    "model",
+    "backend",
+    "precision",
+    "batch_size",
+    "device_name",
+)
 
-BREAKDOWN_COLUMNS: tuple[str, ...] = ("run_id", "stage", "kind", "p50_ms", "mean_ms", "share",
-                                      "share_mean", "speedup_if_free", "bottleneck")
+BREAKDOWN_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "stage",
+    "kind",
+    "p50_ms",
+    "mean_ms",
+    "share",
+    "share_mean",
+    "speedup_if_free",
+    "bottleneck",
+)
 
 
 def breakdown(
@@ -50,17 +65,23 @@ def breakdown(
     gap = harness_gap(samples, runs, phase=phase)
     cols = [c for c in RUN_COLUMNS if runs is not None and c in runs.columns]
     if summ.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in ["run_id", *cols,
-                                                                  *BREAKDOWN_COLUMNS[1:]]})
+        return pd.DataFrame(
+            {c: pd.Series(dtype=object) for c in ["run_id", *cols, *BREAKDOWN_COLUMNS[1:]]}
+        )
     rows = summ[["run_id", "stage", "p50_ms", "mean_ms"]].copy()
     if not gap.empty:
-        gap_rows = gap[["run_id", "gap_p50_ms", "gap_mean_ms"]].rename(
-            columns={"gap_p50_ms": "p50_ms", "gap_mean_ms": "mean_ms"}).assign(stage="gap")
+        gap_rows = (
+            gap[["run_id", "gap_p50_ms", "gap_mean_ms"]]
+            .rename(columns={"gap_p50_ms": "p50_ms", "gap_mean_ms": "mean_ms"})
+            .assign(stage="gap")
+        )
         rows = pd.concat([rows, gap_rows[rows.columns]], ignore_index=True)
     stage = rows["stage"].astype(str)
     rows["kind"] = np.select(
         [stage == "e2e", stage == "gap", stage.isin(NESTED_STAGES)],
-        ["total", "gap", "nested"], default="stage")
+        ["total", "gap", "nested"],
+        default="stage",
+    )
 
     e2e = summ.loc[summ["stage"] == "e2e", ["run_id", "p50_ms", "mean_ms"]].set_index("run_id")
     e2e_p50 = rows["run_id"].map(e2e["p50_ms"]).astype(float)

@@ -33,8 +33,24 @@ VERDICTS: tuple[str, ...] = ("faster", "slower", "same", "not comparable", "no d
 DEFAULT_THRESHOLD = 0.01
 
 COMPARE_COLUMNS: tuple[str, ...] = (
-    "by", "a", "b", "config", "stage", "n_runs_a", "n_runs_b", "n_a", "n_b", "median_a_ms",
-    "median_b_ms", "ratio", "ci_low", "ci_high", "p_value", "verdict", "threshold", "comparable",
+    "by",
+    "a",
+    "b",
+    "config",
+    "stage",
+    "n_runs_a",
+    "n_runs_b",
+    "n_a",
+    "n_b",
+    "median_a_ms",
+    "median_b_ms",
+    "ratio",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "verdict",
+    "threshold",
+    "comparable",
 )
 
 
@@ -69,8 +85,9 @@ def verdict(ci_low: float, ci_high: float, threshold: float) -> str:
 
 
 def _level_label(values: Sequence[object]) -> str:
-    return " / ".join("" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
-                      for v in values)
+    return " / ".join(
+        "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in values
+    )
 
 
 def compare(
@@ -165,12 +182,17 @@ def compare(
         base = _level_label(baseline) if isinstance(baseline, tuple) else str(baseline)
         if base not in distinct_levels:
             raise PerflabError(
-                f"baseline {base!r} is not a level of {'/'.join(by_cols)}; levels: {distinct_levels}")
+                f"baseline {base!r} is not a level of {'/'.join(by_cols)}; levels: {distinct_levels}"
+            )
 
     values = _sorted_per_run(samples, runs, stage)
     label_keys = keys.drop_duplicates()
-    config_label = dict(zip(map(tuple, label_keys.to_numpy()),
-                            readable_labels(label_keys) if len(label_keys) else []))
+    config_label = dict(
+        zip(
+            map(tuple, label_keys.to_numpy()),
+            readable_labels(label_keys) if len(label_keys) else [],
+        )
+    )
     imported = info["backend"].astype(str).isin(IMPORTED_BACKENDS) if "backend" in info else None
     rng = np.random.default_rng(seed)
     alpha = (1.0 - ci) / 2
@@ -182,25 +204,49 @@ def compare(
         x_a = _pool(values, a_runs["run_id"])
         for level, b_runs in group[group["_level"] != base].groupby("_level", sort=True):
             x_b = _pool(values, b_runs["run_id"])
-            row = {"by": "/".join(by_cols), "a": base, "b": level,
-                   **dict(zip(key_cols, key)), "config": config_label.get(key, ""),
-                   "stage": stage, "n_runs_a": len(a_runs), "n_runs_b": len(b_runs),
-                   "n_a": len(x_a), "n_b": len(x_b), "threshold": threshold}
+            row = {
+                "by": "/".join(by_cols),
+                "a": base,
+                "b": level,
+                **dict(zip(key_cols, key)),
+                "config": config_label.get(key, ""),
+                "stage": stage,
+                "n_runs_a": len(a_runs),
+                "n_runs_b": len(b_runs),
+                "n_a": len(x_a),
+                "n_b": len(x_b),
+                "threshold": threshold,
+            }
             comparable = True
             if imported is not None and not allow_imported:
-                comparable = bool(imported[a_runs.index].any()) == bool(imported[b_runs.index].any())
+                comparable = bool(imported[a_runs.index].any()) == bool(
+                    imported[b_runs.index].any()
+                )
             row["comparable"] = comparable
             if len(x_a) and len(x_b):
                 med_a, med_b = float(np.median(x_a)), float(np.median(x_b))
                 ratios = bootstrap_medians(x_b, n_boot, rng) / bootstrap_medians(x_a, n_boot, rng)
                 lo, hi = np.quantile(ratios, [alpha, 1 - alpha])
                 p = float(mannwhitneyu(x_a, x_b, alternative="two-sided").pvalue)
-                row.update(median_a_ms=med_a / 1e6, median_b_ms=med_b / 1e6, ratio=med_b / med_a,
-                           ci_low=float(lo), ci_high=float(hi), p_value=p,
-                           verdict=verdict(float(lo), float(hi), threshold))
+                row.update(
+                    median_a_ms=med_a / 1e6,
+                    median_b_ms=med_b / 1e6,
+                    ratio=med_b / med_a,
+                    ci_low=float(lo),
+                    ci_high=float(hi),
+                    p_value=p,
+                    verdict=verdict(float(lo), float(hi), threshold),
+                )
             else:
-                row.update(median_a_ms=np.nan, median_b_ms=np.nan, ratio=np.nan, ci_low=np.nan,
-                           ci_high=np.nan, p_value=np.nan, verdict="no data")
+                row.update(
+                    median_a_ms=np.nan,
+                    median_b_ms=np.nan,
+                    ratio=np.nan,
+                    ci_low=np.nan,
+                    ci_high=np.nan,
+                    p_value=np.nan,
+                    verdict="no data",
+                )
             if not comparable and row["verdict"] != "no data":
                 row["verdict"] = "not comparable"
             rows.append(row)
@@ -223,8 +269,9 @@ def _sorted_per_run(samples: pd.DataFrame, runs: pd.DataFrame, stage: str) -> di
     if len(rows) == 0:
         return {}
     sg = sort_groups(rows.rcode, integral_ns(rows.column("host_ns")))
-    return {str(rows.runs[g]): sg.values[s : s + c]
-            for g, s, c in zip(sg.gid, sg.starts, sg.counts)}
+    return {
+        str(rows.runs[g]): sg.values[s : s + c] for g, s, c in zip(sg.gid, sg.starts, sg.counts)
+    }
 
 
 def _pool(values: dict[str, np.ndarray], run_ids: Iterable[str]) -> np.ndarray:

@@ -45,10 +45,28 @@ MIN_SAMPLES_P99 = 662
 MIN_SAMPLES_P90 = 64
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
-    "run_id", "stage", "n", "mean_ms", "std_ms", "cv_pct", "min_ms", "p50_ms", "p90_ms", "p95_ms",
-    "p99_ms", "max_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p99_ci_low_ms", "p99_ci_high_ms",
-    "throughput_items_s", "wall_throughput_items_s", "device_n", "device_mean_ms",
-    "device_p50_ms", "device_p99_ms",
+    "run_id",
+    "stage",
+    "n",
+    "mean_ms",
+    "std_ms",
+    "cv_pct",
+    "min_ms",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "p50_ci_low_ms",
+    "p50_ci_high_ms",
+    "p99_ci_low_ms",
+    "p99_ci_high_ms",
+    "throughput_items_s",
+    "wall_throughput_items_s",
+    "device_n",
+    "device_mean_ms",
+    "device_p50_ms",
+    "device_p99_ms",
 )
 
 WARNING_COLUMNS: tuple[str, ...] = ("run_id", "stage", "warning", "value", "threshold", "message")
@@ -72,8 +90,9 @@ def factorize_sorted(column: pd.Series, key=None) -> tuple[np.ndarray, np.ndarra
     """
     if isinstance(column.dtype, pd.CategoricalDtype):
         cats = np.asarray(column.cat.categories, dtype=object)
-        order = np.array(sorted(range(len(cats)), key=lambda i: key(cats[i]) if key else cats[i]),
-                         dtype=np.int64)
+        order = np.array(
+            sorted(range(len(cats)), key=lambda i: key(cats[i]) if key else cats[i]), dtype=np.int64
+        )
         rank = np.empty(len(cats) + 1, dtype=np.int64)
         rank[order] = np.arange(len(cats))
         rank[-1] = -1  # code -1 (missing) indexes the last slot
@@ -228,10 +247,12 @@ def _bootstrap_ci(sg: SortedGroups, q: float, ci: float, n_boot: int, seed: int)
         x = sg.values[s : s + n].astype(np.float64)
         # Chunks bound the memory of the (n_boot, n) index matrix for long runs.
         per_chunk = max(1, 4_000_000 // max(n, 1))
-        est = np.concatenate([
-            np.quantile(x[rng.integers(0, n, size=(min(per_chunk, n_boot - j), n))], q, axis=1)
-            for j in range(0, n_boot, per_chunk)
-        ])
+        est = np.concatenate(
+            [
+                np.quantile(x[rng.integers(0, n, size=(min(per_chunk, n_boot - j), n))], q, axis=1)
+                for j in range(0, n_boot, per_chunk)
+            ]
+        )
         lo[i], hi[i] = np.quantile(est, [a, 1 - a])
     return lo, hi
 
@@ -387,8 +408,12 @@ def summarize(
         raise PerflabError(f"ci must lie strictly between 0 and 1, got {ci!r}")
     rows = select_rows(samples, runs, phase=phase, stages=stages)
     if len(rows) == 0:
-        return pd.DataFrame({c: pd.Series(dtype=object if c in ("run_id", "stage") else float)
-                             for c in SUMMARY_COLUMNS})
+        return pd.DataFrame(
+            {
+                c: pd.Series(dtype=object if c in ("run_id", "stage") else float)
+                for c in SUMMARY_COLUMNS
+            }
+        )
     n_stage = len(rows.stages)
     host = integral_ns(rows.column("host_ns"))
     sg = sort_groups(rows.gcode, host)
@@ -420,8 +445,11 @@ def summarize(
         out[f"{name}_ci_low_ms"] = lo / 1e6
         out[f"{name}_ci_high_ms"] = hi / 1e6
 
-    items = (rows.column("items", dtype=np.float64, na_value=np.nan)
-             if "items" in samples.columns else np.ones(len(rows)))
+    items = (
+        rows.column("items", dtype=np.float64, na_value=np.nan)
+        if "items" in samples.columns
+        else np.ones(len(rows))
+    )
     out["throughput_items_s"] = _throughput_median(sg, host, items, stage_of)
     out["wall_throughput_items_s"] = _wall_throughput(sg, items, stage_of, runs, rows, phase)
     out.update(_device_stats(sg, rows, samples))
@@ -472,8 +500,12 @@ def _wall_throughput(sg, items, stage_of, runs, rows: Rows, phase) -> np.ndarray
     if not is_e2e.any():
         return out
     total = sg.reduce(items)
-    wall = (runs.assign(run_id=runs["run_id"].astype(str)).drop_duplicates("run_id")
-            .set_index("run_id")["measure_wall_s"].astype(float))
+    wall = (
+        runs.assign(run_id=runs["run_id"].astype(str))
+        .drop_duplicates("run_id")
+        .set_index("run_id")["measure_wall_s"]
+        .astype(float)
+    )
     wall_s = wall.reindex(rows.runs[sg.gid // len(rows.stages)]).to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         tp = total / wall_s
@@ -483,8 +515,12 @@ def _wall_throughput(sg, items, stage_of, runs, rows: Rows, phase) -> np.ndarray
 
 def _device_stats(sg: SortedGroups, rows: Rows, samples: pd.DataFrame) -> dict[str, np.ndarray]:
     g = len(sg.counts)
-    cols = {"device_n": np.zeros(g, dtype=np.int64), "device_mean_ms": np.full(g, np.nan),
-            "device_p50_ms": np.full(g, np.nan), "device_p99_ms": np.full(g, np.nan)}
+    cols = {
+        "device_n": np.zeros(g, dtype=np.int64),
+        "device_mean_ms": np.full(g, np.nan),
+        "device_p50_ms": np.full(g, np.nan),
+        "device_p99_ms": np.full(g, np.nan),
+    }
     if "device_ns" not in samples.columns:
         return cols
     dev = rows.column("device_ns", dtype=np.float64, na_value=np.nan)
@@ -533,14 +569,16 @@ def harness_gap(
     parts = sort_groups(rcode, parts_ns)
     gap = sort_groups(rcode, e2e_ns - parts_ns)
     gap_mean, _ = gap.moments()
-    out = pd.DataFrame({
-        "run_id": rows.runs[gap.gid],
-        "n": gap.counts,
-        "e2e_p50_ms": e2e.quantile(0.5) / 1e6,
-        "stages_p50_ms": parts.quantile(0.5) / 1e6,
-        "gap_p50_ms": gap.quantile(0.5) / 1e6,
-        "gap_mean_ms": gap_mean / 1e6,
-    })
+    out = pd.DataFrame(
+        {
+            "run_id": rows.runs[gap.gid],
+            "n": gap.counts,
+            "e2e_p50_ms": e2e.quantile(0.5) / 1e6,
+            "stages_p50_ms": parts.quantile(0.5) / 1e6,
+            "gap_p50_ms": gap.quantile(0.5) / 1e6,
+            "gap_mean_ms": gap_mean / 1e6,
+        }
+    )
     out["gap_pct"] = 100.0 * out["gap_p50_ms"] / out["e2e_p50_ms"]
     return out[cols]
 
@@ -553,7 +591,9 @@ def iteration_sums(rows: Rows) -> pd.DataFrame:
     """
     cols = ["run_code", "iteration", "e2e_ns", "stages_ns", "has_e2e"]
     if len(rows) == 0:
-        return pd.DataFrame({c: pd.Series(dtype=bool if c == "has_e2e" else np.int64) for c in cols})
+        return pd.DataFrame(
+            {c: pd.Series(dtype=bool if c == "has_e2e" else np.int64) for c in cols}
+        )
     is_e2e_stage = rows.stages == "e2e"
     is_part_stage = ~np.isin(rows.stages, ("e2e",) + NESTED_STAGES)
     it = rows.column("iteration").astype(np.int64)
@@ -574,13 +614,15 @@ def iteration_sums(rows: Rows) -> pd.DataFrame:
     parts = np.bincount(key, weights=np.where(is_part_stage[sc], host, 0.0), minlength=size)
     present = np.flatnonzero(np.bincount(key, minlength=size))
     full = present if present_keys is None else present_keys[present]
-    return pd.DataFrame({
-        "run_code": full // span,
-        "iteration": full % span + it_min,
-        "e2e_ns": integral_ns(e2e_sum[present]),
-        "stages_ns": integral_ns(parts[present]),
-        "has_e2e": e2e_n[present] == 1,
-    })
+    return pd.DataFrame(
+        {
+            "run_code": full // span,
+            "iteration": full % span + it_min,
+            "e2e_ns": integral_ns(e2e_sum[present]),
+            "stages_ns": integral_ns(parts[present]),
+            "has_e2e": e2e_n[present] == 1,
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -620,34 +662,64 @@ def warnings(
     summ = summary if summary is not None else summarize(samples, runs, ci=None)
     if not summ.empty:
         for r in summ[summ["cv_pct"] > CV_WARN_PCT].itertuples(index=False):
-            rows.append(_warning(r.run_id, r.stage, "high_cv", r.cv_pct, CV_WARN_PCT,
-                                 f"{r.stage} CV {r.cv_pct:.1f}% > {CV_WARN_PCT}%: noisy run; "
-                                 "pin clocks and threads, close other work, or measure longer"))
+            rows.append(
+                _warning(
+                    r.run_id,
+                    r.stage,
+                    "high_cv",
+                    r.cv_pct,
+                    CV_WARN_PCT,
+                    f"{r.stage} CV {r.cv_pct:.1f}% > {CV_WARN_PCT}%: noisy run; "
+                    "pin clocks and threads, close other work, or measure longer",
+                )
+            )
         per_run = summ.sort_values("stage", key=lambda s: s.map(lambda x: x != "e2e"))
         per_run = per_run.drop_duplicates("run_id")
         for r in per_run.itertuples(index=False):
             for q, need in (("p99", MIN_SAMPLES_P99), ("p90", MIN_SAMPLES_P90)):
                 if r.n < need:
-                    rows.append(_warning(
-                        r.run_id, r.stage, f"few_samples_{q}", r.n, need,
-                        f"{r.n} samples < {need} needed for a 99%-confidence bound on {q}; "
-                        f"measure at least {need} iterations"))
+                    rows.append(
+                        _warning(
+                            r.run_id,
+                            r.stage,
+                            f"few_samples_{q}",
+                            r.n,
+                            need,
+                            f"{r.n} samples < {need} needed for a 99%-confidence bound on {q}; "
+                            f"measure at least {need} iterations",
+                        )
+                    )
         p50 = summ.pivot_table(index="run_id", columns="stage", values="p50_ms", observed=True)
         if "compute" in p50.columns:
             if "enqueue" in p50.columns:
                 ratio = (p50["enqueue"] / p50["compute"]).dropna()
                 for run_id, v in ratio[ratio > ENQUEUE_WARN_RATIO].items():
-                    rows.append(_warning(run_id, "enqueue", "enqueue_bound", v, ENQUEUE_WARN_RATIO,
-                                         f"enqueue is {v:.2f} x compute (> {ENQUEUE_WARN_RATIO}): "
-                                         "launch-bound, the device waits on the host"))
+                    rows.append(
+                        _warning(
+                            run_id,
+                            "enqueue",
+                            "enqueue_bound",
+                            v,
+                            ENQUEUE_WARN_RATIO,
+                            f"enqueue is {v:.2f} x compute (> {ENQUEUE_WARN_RATIO}): "
+                            "launch-bound, the device waits on the host",
+                        )
+                    )
             for stage in ("h2d", "d2h"):
                 if stage in p50.columns:
                     ratio = (p50[stage] / p50["compute"]).dropna()
                     for run_id, v in ratio[ratio >= TRANSFER_WARN_RATIO].items():
-                        rows.append(_warning(run_id, stage, "transfer_bound", v,
-                                             TRANSFER_WARN_RATIO,
-                                             f"{stage} is {v:.2f} x compute (>= 1): copies cost "
-                                             "as much as the model; pin memory or batch more"))
+                        rows.append(
+                            _warning(
+                                run_id,
+                                stage,
+                                "transfer_bound",
+                                v,
+                                TRANSFER_WARN_RATIO,
+                                f"{stage} is {v:.2f} x compute (>= 1): copies cost "
+                                "as much as the model; pin memory or batch more",
+                            )
+                        )
     if telemetry is not None and len(telemetry) and "throttled" in telemetry.columns:
         tel = telemetry
         ok = ok_run_ids(runs)
@@ -656,25 +728,51 @@ def warnings(
         flag = tel["throttled"].astype("boolean").fillna(False).astype(bool)
         pct = 100.0 * flag.groupby(tel["run_id"].astype(str)).mean()
         for run_id, v in pct[pct > 0].items():
-            rows.append(_warning(run_id, "compute", "throttled", v, 0.0,
-                                 f"{v:.1f}% of GPU telemetry samples throttled: clocks were lowered "
-                                 "during the run"))
+            rows.append(
+                _warning(
+                    run_id,
+                    "compute",
+                    "throttled",
+                    v,
+                    0.0,
+                    f"{v:.1f}% of GPU telemetry samples throttled: clocks were lowered "
+                    "during the run",
+                )
+            )
     if runs is not None and "precision_mismatch" in runs.columns:
         mism = runs[runs["precision_mismatch"].astype("boolean").fillna(False).astype(bool)]
         for r in mism.itertuples(index=False):
-            rows.append(_warning(r.run_id, "compute", "precision_mismatch", np.nan, np.nan,
-                                 f"asked for {getattr(r, 'precision', '?')}, engine ran "
-                                 f"{getattr(r, 'precision_effective', '?')}"))
+            rows.append(
+                _warning(
+                    r.run_id,
+                    "compute",
+                    "precision_mismatch",
+                    np.nan,
+                    np.nan,
+                    f"asked for {getattr(r, 'precision', '?')}, engine ran "
+                    f"{getattr(r, 'precision_effective', '?')}",
+                )
+            )
     if not rows:
-        return pd.DataFrame({c: pd.Series(dtype=float if c in ("value", "threshold") else object)
-                             for c in WARNING_COLUMNS})
+        return pd.DataFrame(
+            {
+                c: pd.Series(dtype=float if c in ("value", "threshold") else object)
+                for c in WARNING_COLUMNS
+            }
+        )
     out = pd.DataFrame(rows, columns=list(WARNING_COLUMNS))
     return out.sort_values(["run_id", "warning"], kind="stable").reset_index(drop=True)
 
 
 def _warning(run_id, stage, warning, value, threshold, message) -> dict[str, object]:
-    return {"run_id": str(run_id), "stage": str(stage), "warning": warning, "value": float(value),
-            "threshold": float(threshold), "message": message}
+    return {
+        "run_id": str(run_id),
+        "stage": str(stage),
+        "warning": warning,
+        "value": float(value),
+        "threshold": float(threshold),
+        "message": message,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -689,12 +787,15 @@ def config_columns(runs: pd.DataFrame, exclude: Iterable[str] = ()) -> list[str]
 
 def key_frame(runs: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """The key columns as strings, with missing values as "" so that they group and compare."""
-    return pd.DataFrame({c: runs[c].astype(object).where(runs[c].notna(), "").astype(str)
-                         for c in columns}, index=runs.index)
+    return pd.DataFrame(
+        {c: runs[c].astype(object).where(runs[c].notna(), "").astype(str) for c in columns},
+        index=runs.index,
+    )
 
 
-def readable_labels(keys: pd.DataFrame, always: Sequence[str] = ("model", "backend", "precision")
-                    ) -> pd.Series:
+def readable_labels(
+    keys: pd.DataFrame, always: Sequence[str] = ("model", "backend", "precision")
+) -> pd.Series:
     """Short labels for distinct keys: the `always` columns, plus any key column that varies."""
     varying = [c for c in keys.columns if c not in always and keys[c].nunique() > 1]
     shown = [c for c in always if c in keys.columns] + varying

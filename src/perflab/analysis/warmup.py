@@ -21,9 +21,19 @@ CLASSIFICATIONS: tuple[str, ...] = ("flat", "warmup", "slowdown", "no steady sta
 MODELS: tuple[str, ...] = ("l2", "rbf")
 
 WARMUP_COLUMNS: tuple[str, ...] = (
-    "run_id", "classification", "steady_iteration", "steady_ms_to_reach", "steady_p50_ms",
-    "n_changepoints", "changepoints", "segment_p50_ms", "first_ms", "cold_start_ratio",
-    "recommended_warmup", "n_outliers", "n_iterations",
+    "run_id",
+    "classification",
+    "steady_iteration",
+    "steady_ms_to_reach",
+    "steady_p50_ms",
+    "n_changepoints",
+    "changepoints",
+    "segment_p50_ms",
+    "first_ms",
+    "cold_start_ratio",
+    "recommended_warmup",
+    "n_outliers",
+    "n_iterations",
 )
 
 # Barrett et al. call a series without a steady state when its last changepoint falls within
@@ -113,7 +123,9 @@ def warmup(
         raise PerflabError(f"min_size must be at least 2 iterations, got {min_size}")
     for col in ("run_id", "iteration", "stage", "host_ns"):
         if col not in samples.columns:
-            raise PerflabError(f"samples frame lacks column {col!r}; it has {list(samples.columns)}")
+            raise PerflabError(
+                f"samples frame lacks column {col!r}; it has {list(samples.columns)}"
+            )
 
     mask = (samples["stage"] == stage).to_numpy(dtype=bool, na_value=False)
     ok = ok_run_ids(runs)
@@ -126,9 +138,16 @@ def warmup(
     run_id, iteration, ms = run_id[order], iteration[order], ms[order]
     bounds = np.flatnonzero(np.concatenate(([True], run_id[1:] != run_id[:-1], [True])))
 
-    params = {"model": model, "penalty": penalty, "min_size": min_size, "rel_tol": rel_tol,
-              "abs_tol_ms": abs_tol_ms, "outlier_k": outlier_k, "outlier_window": outlier_window,
-              "max_points": max_points}
+    params = {
+        "model": model,
+        "penalty": penalty,
+        "min_size": min_size,
+        "rel_tol": rel_tol,
+        "abs_tol_ms": abs_tol_ms,
+        "outlier_k": outlier_k,
+        "outlier_window": outlier_window,
+        "max_points": max_points,
+    }
     rows = [
         {"run_id": run_id[a], **classify_series(iteration[a:b], ms[a:b], **params)}
         for a, b in pairwise(bounds)
@@ -139,8 +158,12 @@ def warmup(
     for col in ("n_changepoints", "n_outliers", "n_iterations"):
         out[col] = out[col].astype(np.int64)
     if runs is not None and "first_ms" in runs.columns:
-        first = (runs.assign(run_id=runs["run_id"].astype(str)).drop_duplicates("run_id")
-                 .set_index("run_id")["first_ms"].astype(float))
+        first = (
+            runs.assign(run_id=runs["run_id"].astype(str))
+            .drop_duplicates("run_id")
+            .set_index("run_id")["first_ms"]
+            .astype(float)
+        )
         out["runs_first_ms"] = out["run_id"].map(first).astype(float)
         out["runs_cold_start_ratio"] = out["runs_first_ms"] / out["steady_p50_ms"]
     return out
@@ -162,10 +185,17 @@ def classify_series(
     """Classify one series (iterations ascending, times in ms); see warmup() for the method."""
     n = len(ms)
     result: dict[str, object] = {
-        "classification": "no steady state", "steady_iteration": pd.NA,
-        "steady_ms_to_reach": np.nan, "steady_p50_ms": np.nan, "n_changepoints": 0,
-        "changepoints": [], "segment_p50_ms": [], "first_ms": float(ms[0]) if n else np.nan,
-        "cold_start_ratio": np.nan, "recommended_warmup": pd.NA, "n_outliers": 0,
+        "classification": "no steady state",
+        "steady_iteration": pd.NA,
+        "steady_ms_to_reach": np.nan,
+        "steady_p50_ms": np.nan,
+        "n_changepoints": 0,
+        "changepoints": [],
+        "segment_p50_ms": [],
+        "first_ms": float(ms[0]) if n else np.nan,
+        "cold_start_ratio": np.nan,
+        "recommended_warmup": pd.NA,
+        "n_outliers": 0,
         "n_iterations": n,
     }
     if n < max(MIN_SERIES, 2 * min_size):
@@ -173,8 +203,9 @@ def classify_series(
     clean, n_outliers = hampel(ms, window=outlier_window, k=outlier_k)
     result["n_outliers"] = n_outliers
 
-    starts = segment_starts(clean, model=model, penalty=penalty, min_size=min_size,
-                            max_points=max_points)
+    starts = segment_starts(
+        clean, model=model, penalty=penalty, min_size=min_size, max_points=max_points
+    )
     starts, medians = merge_equivalent(clean, starts, rel_tol=rel_tol, abs_tol_ms=abs_tol_ms)
     result["n_changepoints"] = len(starts) - 1
     result["changepoints"] = [int(iteration[s]) for s in starts[1:]]
@@ -233,7 +264,11 @@ def robust_sigma(x: np.ndarray) -> float:
 
 
 def segment_starts(
-    x: np.ndarray, *, model: str = "l2", penalty: float | None = None, min_size: int = 5,
+    x: np.ndarray,
+    *,
+    model: str = "l2",
+    penalty: float | None = None,
+    min_size: int = 5,
     max_points: int = 1000,
 ) -> list[int]:
     """Start indices of the PELT segments of x (the first is always 0)."""
@@ -287,8 +322,11 @@ def refine(x: np.ndarray, starts: list[int], *, radius: int) -> list[int]:
         lo, hi = bounds[i - 1], bounds[i + 1]
         cand = np.arange(max(lo + 1, out[i] - radius), min(hi - 1, out[i] + radius) + 1)
         if len(cand):
-            out[i] = int(cand[np.argmin(sse(np.full_like(cand, lo), cand) +
-                                        sse(cand, np.full_like(cand, hi)))])
+            out[i] = int(
+                cand[
+                    np.argmin(sse(np.full_like(cand, lo), cand) + sse(cand, np.full_like(cand, hi)))
+                ]
+            )
             bounds[i] = out[i]
     return out
 

@@ -51,8 +51,9 @@ _OPS: dict[str, Callable[..., Any]] = {}
 _META: dict[str, tuple[int, ...]] = {}
 
 
-def _op(*names: str, meta: tuple[int, ...] = ()
-        ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _op(
+    *names: str, meta: tuple[int, ...] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         for n in names:
             _OPS[n] = fn
@@ -93,9 +94,19 @@ def _torch_dtype(onnx_type: int) -> torch.dtype:
     import torch
 
     table = {
-        1: torch.float32, 2: torch.uint8, 3: torch.int8, 5: torch.int16, 6: torch.int32,
-        7: torch.int64, 9: torch.bool, 10: torch.float16, 11: torch.float64, 16: torch.bfloat16,
-        4: torch.uint16, 12: torch.uint32, 13: torch.uint64,
+        1: torch.float32,
+        2: torch.uint8,
+        3: torch.int8,
+        5: torch.int16,
+        6: torch.int32,
+        7: torch.int64,
+        9: torch.bool,
+        10: torch.float16,
+        11: torch.float64,
+        16: torch.bfloat16,
+        4: torch.uint16,
+        12: torch.uint32,
+        13: torch.uint64,
     }
     if onnx_type not in table:
         from onnx import helper
@@ -194,9 +205,7 @@ def _make_module_class() -> type:
                     "perflab.backends.onnx_torch.SUPPORTED_OPS)"
                 )
             g = model.graph
-            opset = next(
-                (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1
-            )
+            opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
             self._ctx = _Ctx(opset)
             consts: dict[str, torch.Tensor] = {}
             for init in g.initializer:
@@ -206,8 +215,7 @@ def _make_module_class() -> type:
             self.input_names = tuple(i.name for i in graph_inputs)
             self.output_names = tuple(o.name for o in g.output)
             self._output_dtypes = tuple(
-                _torch_dtype(o.type.tensor_type.elem_type) if o.type.tensor_type.elem_type
-                else None
+                _torch_dtype(o.type.tensor_type.elem_type) if o.type.tensor_type.elem_type else None
                 for o in g.output
             )
             self._input_float = tuple(
@@ -227,14 +235,15 @@ def _make_module_class() -> type:
                 if all(i is None or i in consts for i in ins) and op not in _NONDETERMINISTIC:
                     # Constant folding: evaluate once, on the host, in the graph's own types.
                     args = [None if i is None else consts[i] for i in ins]
-                    args = [_meta_value(a) if k in _META[op] and a is not None else a
-                            for k, a in enumerate(args)]
+                    args = [
+                        _meta_value(a) if k in _META[op] and a is not None else a
+                        for k, a in enumerate(args)
+                    ]
                     for name, value in zip(node.output, _call(fn, self._ctx, args, attrs, node)):
                         if name and value is not None:
                             consts[name] = value
                     continue
-                steps.append(_Step(fn, op, node.name or op, tuple(ins), tuple(node.output),
-                                   attrs))
+                steps.append(_Step(fn, op, node.name or op, tuple(ins), tuple(node.output), attrs))
 
             # Shape-like inputs that are constants are read once, here, as Python values; the
             # other constants are tensors: floats (and big integer tables) as buffers, small
@@ -278,8 +287,9 @@ def _make_module_class() -> type:
                     else:
                         srcs.append((0, i))
                 runtime = [src[1] for src in srcs if src and src[0] == 0]
-                s.drop = tuple(i for i in dict.fromkeys(runtime)
-                               if last_use.get(i) == k and i not in keep)
+                s.drop = tuple(
+                    i for i in dict.fromkeys(runtime) if last_use.get(i) == k and i not in keep
+                )
                 s.srcs = tuple(srcs)
             self._steps = steps
             produced = set(self.input_names) | {o for s in steps for o in s.outs if o}
@@ -335,8 +345,13 @@ def _make_module_class() -> type:
             buffers = self._buffers
             for s in self._steps:
                 args = [
-                    None if src is None else env[src[1]] if src[0] == 0
-                    else buffers[src[1]] if src[0] == 1 else src[1]
+                    None
+                    if src is None
+                    else env[src[1]]
+                    if src[0] == 0
+                    else buffers[src[1]]
+                    if src[0] == 1
+                    else src[1]
                     for src in s.srcs
                 ]
                 result = s.fn(ctx, *args, **s.attrs)
@@ -359,8 +374,16 @@ def _make_module_class() -> type:
     return OnnxModule
 
 
-_NONDETERMINISTIC = frozenset(("RandomNormal", "RandomUniform", "RandomNormalLike",
-                               "RandomUniformLike", "Multinomial", "Bernoulli"))
+_NONDETERMINISTIC = frozenset(
+    (
+        "RandomNormal",
+        "RandomUniform",
+        "RandomNormalLike",
+        "RandomUniformLike",
+        "Multinomial",
+        "Bernoulli",
+    )
+)
 
 
 def _count(ops: Any) -> dict[str, int]:
@@ -370,8 +393,9 @@ def _count(ops: Any) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def _call(fn: Callable[..., Any], ctx: _Ctx, args: list[Any], attrs: dict[str, Any],
-          node: Any) -> tuple[Any, ...]:
+def _call(
+    fn: Callable[..., Any], ctx: _Ctx, args: list[Any], attrs: dict[str, Any], node: Any
+) -> tuple[Any, ...]:
     try:
         result = fn(ctx, *args, **attrs)
     except Unsupported:
@@ -485,8 +509,7 @@ def _harmonize(ctx: _Ctx, *xs: Any) -> list[Any]:
             break
     if device is None:
         return list(xs)
-    return [x if x is None or x.device == device or x.dim() == 0 else ctx.on(x, device)
-            for x in xs]
+    return [x if x is None or x.device == device or x.dim() == 0 else ctx.on(x, device) for x in xs]
 
 
 def _binary(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -522,14 +545,36 @@ def _unary(torch_fn_name: str) -> Callable[..., Any]:
     return op
 
 
-for _name, _fn in (("Relu", "relu"), ("Sigmoid", "sigmoid"), ("Tanh", "tanh"), ("Erf", "erf"),
-                   ("Exp", "exp"), ("Log", "log"), ("Sqrt", "sqrt"), ("Reciprocal", "reciprocal"),
-                   ("Neg", "neg"), ("Abs", "abs"), ("Floor", "floor"), ("Ceil", "ceil"),
-                   ("Round", "round"), ("Sign", "sign"), ("Sin", "sin"), ("Cos", "cos"),
-                   ("Tan", "tan"), ("Asin", "asin"), ("Acos", "acos"), ("Atan", "atan"),
-                   ("Sinh", "sinh"), ("Cosh", "cosh"), ("Asinh", "asinh"), ("Acosh", "acosh"),
-                   ("Atanh", "atanh"), ("Not", "logical_not"), ("IsNaN", "isnan"),
-                   ("BitwiseNot", "bitwise_not")):
+for _name, _fn in (
+    ("Relu", "relu"),
+    ("Sigmoid", "sigmoid"),
+    ("Tanh", "tanh"),
+    ("Erf", "erf"),
+    ("Exp", "exp"),
+    ("Log", "log"),
+    ("Sqrt", "sqrt"),
+    ("Reciprocal", "reciprocal"),
+    ("Neg", "neg"),
+    ("Abs", "abs"),
+    ("Floor", "floor"),
+    ("Ceil", "ceil"),
+    ("Round", "round"),
+    ("Sign", "sign"),
+    ("Sin", "sin"),
+    ("Cos", "cos"),
+    ("Tan", "tan"),
+    ("Asin", "asin"),
+    ("Acos", "acos"),
+    ("Atan", "atan"),
+    ("Sinh", "sinh"),
+    ("Cosh", "cosh"),
+    ("Asinh", "asinh"),
+    ("Acosh", "acosh"),
+    ("Atanh", "atanh"),
+    ("Not", "logical_not"),
+    ("IsNaN", "isnan"),
+    ("BitwiseNot", "bitwise_not"),
+):
     _op(_name)(_unary(_fn))
 
 
@@ -565,8 +610,12 @@ def _elu(ctx: _Ctx, x: Any, alpha: float = 1.0) -> Any:
 
 
 @_op("Selu")
-def _selu(ctx: _Ctx, x: Any, alpha: float = 1.67326319217681884765625,
-          gamma: float = 1.05070102214813232421875) -> Any:
+def _selu(
+    ctx: _Ctx,
+    x: Any,
+    alpha: float = 1.67326319217681884765625,
+    gamma: float = 1.05070102214813232421875,
+) -> Any:
     import torch
 
     return gamma * torch.where(x > 0, x, alpha * (torch.exp(x) - 1))
@@ -637,8 +686,14 @@ def _prelu(ctx: _Ctx, x: Any, slope: Any) -> Any:
 
 
 @_op("Clip", meta=(1, 2))
-def _clip(ctx: _Ctx, x: Any, lo: Any = None, hi: Any = None, min: float | None = None,
-          max: float | None = None) -> Any:
+def _clip(
+    ctx: _Ctx,
+    x: Any,
+    lo: Any = None,
+    hi: Any = None,
+    min: float | None = None,
+    max: float | None = None,
+) -> Any:
     import torch
 
     # Opset < 11 carries the bounds as attributes, later opsets as optional inputs.
@@ -687,10 +742,19 @@ def _cmp(name: str) -> Callable[..., Any]:
     return _binary(fn)
 
 
-for _name, _fn in (("Equal", "eq"), ("Less", "lt"), ("LessOrEqual", "le"), ("Greater", "gt"),
-                   ("GreaterOrEqual", "ge"), ("And", "logical_and"), ("Or", "logical_or"),
-                   ("Xor", "logical_xor"), ("BitwiseAnd", "bitwise_and"),
-                   ("BitwiseOr", "bitwise_or"), ("BitwiseXor", "bitwise_xor")):
+for _name, _fn in (
+    ("Equal", "eq"),
+    ("Less", "lt"),
+    ("LessOrEqual", "le"),
+    ("Greater", "gt"),
+    ("GreaterOrEqual", "ge"),
+    ("And", "logical_and"),
+    ("Or", "logical_or"),
+    ("Xor", "logical_xor"),
+    ("BitwiseAnd", "bitwise_and"),
+    ("BitwiseOr", "bitwise_or"),
+    ("BitwiseXor", "bitwise_xor"),
+):
     _op(_name)(_cmp(_fn))
 
 
@@ -744,8 +808,12 @@ def _cast(ctx: _Ctx, x: Any, to: int, saturate: int = 1, round_mode: str = "") -
     dt = _torch_dtype(to)
     # In reduced precision a cast to float means the compute dtype, except for shape
     # arithmetic on host integers while the data lives on a device (it stays exact in fp32).
-    shape_math = (x.device.type == "cpu" and not x.is_floating_point()
-                  and ctx.device is not None and ctx.device.type != "cpu")
+    shape_math = (
+        x.device.type == "cpu"
+        and not x.is_floating_point()
+        and ctx.device is not None
+        and ctx.device.type != "cpu"
+    )
     if dt.is_floating_point and not shape_math:
         dt = ctx.float_dtype(dt)
     return x if x.dtype == dt else x.to(dt)
@@ -760,9 +828,14 @@ def _castlike(ctx: _Ctx, x: Any, like: Any, saturate: int = 1) -> Any:
 # Neural-network ops
 
 
-def _conv_pads(auto_pad: str, pads: Sequence[int] | None, spatial: Sequence[int],
-               kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]
-               ) -> list[int]:
+def _conv_pads(
+    auto_pad: str,
+    pads: Sequence[int] | None,
+    spatial: Sequence[int],
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+) -> list[int]:
     """ONNX pads [x1_begin, x2_begin, ..., x1_end, x2_end, ...] for any auto_pad mode."""
     n = len(kernel)
     if auto_pad in ("", "NOTSET"):
@@ -793,10 +866,18 @@ def _torch_pad_arg(pads: Sequence[int]) -> list[int]:
 
 
 @_op("Conv")
-def _conv(ctx: _Ctx, x: Any, w: Any, b: Any = None, auto_pad: str = "NOTSET",
-          dilations: Sequence[int] | None = None, group: int = 1,
-          kernel_shape: Sequence[int] | None = None, pads: Sequence[int] | None = None,
-          strides: Sequence[int] | None = None) -> Any:
+def _conv(
+    ctx: _Ctx,
+    x: Any,
+    w: Any,
+    b: Any = None,
+    auto_pad: str = "NOTSET",
+    dilations: Sequence[int] | None = None,
+    group: int = 1,
+    kernel_shape: Sequence[int] | None = None,
+    pads: Sequence[int] | None = None,
+    strides: Sequence[int] | None = None,
+) -> Any:
     import torch.nn.functional as F
 
     n = w.dim() - 2
@@ -814,13 +895,20 @@ def _conv(ctx: _Ctx, x: Any, w: Any, b: Any = None, auto_pad: str = "NOTSET",
 
 
 @_op("ConvTranspose")
-def _conv_transpose(ctx: _Ctx, x: Any, w: Any, b: Any = None, auto_pad: str = "NOTSET",
-                    dilations: Sequence[int] | None = None, group: int = 1,
-                    kernel_shape: Sequence[int] | None = None,
-                    output_padding: Sequence[int] | None = None,
-                    output_shape: Sequence[int] | None = None,
-                    pads: Sequence[int] | None = None,
-                    strides: Sequence[int] | None = None) -> Any:
+def _conv_transpose(
+    ctx: _Ctx,
+    x: Any,
+    w: Any,
+    b: Any = None,
+    auto_pad: str = "NOTSET",
+    dilations: Sequence[int] | None = None,
+    group: int = 1,
+    kernel_shape: Sequence[int] | None = None,
+    output_padding: Sequence[int] | None = None,
+    output_shape: Sequence[int] | None = None,
+    pads: Sequence[int] | None = None,
+    strides: Sequence[int] | None = None,
+) -> Any:
     import torch.nn.functional as F
 
     n = w.dim() - 2
@@ -829,8 +917,10 @@ def _conv_transpose(ctx: _Ctx, x: Any, w: Any, b: Any = None, auto_pad: str = "N
     dilations = list(dilations or [1] * n)
     out_pad = list(output_padding or [0] * n)
     spatial = list(x.shape[2:])
-    full = [s * (i - 1) + op + (k - 1) * d + 1
-            for i, s, k, d, op in zip(spatial, strides, kernel, dilations, out_pad)]
+    full = [
+        s * (i - 1) + op + (k - 1) * d + 1
+        for i, s, k, d, op in zip(spatial, strides, kernel, dilations, out_pad)
+    ]
     if output_shape:
         target = list(output_shape)[-n:]
         total = [f - t for f, t in zip(full, target)]
@@ -861,9 +951,14 @@ def _conv_transpose(ctx: _Ctx, x: Any, w: Any, b: Any = None, auto_pad: str = "N
     return y
 
 
-def _pool_common(x: Any, kernel: Sequence[int], auto_pad: str, pads: Sequence[int] | None,
-                 strides: Sequence[int] | None, dilations: Sequence[int] | None
-                 ) -> tuple[list[int], list[int], list[int]]:
+def _pool_common(
+    x: Any,
+    kernel: Sequence[int],
+    auto_pad: str,
+    pads: Sequence[int] | None,
+    strides: Sequence[int] | None,
+    dilations: Sequence[int] | None,
+) -> tuple[list[int], list[int], list[int]]:
     n = len(kernel)
     strides = list(strides or [1] * n)
     dilations = list(dilations or [1] * n)
@@ -872,10 +967,17 @@ def _pool_common(x: Any, kernel: Sequence[int], auto_pad: str, pads: Sequence[in
 
 
 @_op("MaxPool")
-def _maxpool(ctx: _Ctx, x: Any, kernel_shape: Sequence[int], auto_pad: str = "NOTSET",
-             ceil_mode: int = 0, dilations: Sequence[int] | None = None,
-             pads: Sequence[int] | None = None, storage_order: int = 0,
-             strides: Sequence[int] | None = None) -> Any:
+def _maxpool(
+    ctx: _Ctx,
+    x: Any,
+    kernel_shape: Sequence[int],
+    auto_pad: str = "NOTSET",
+    ceil_mode: int = 0,
+    dilations: Sequence[int] | None = None,
+    pads: Sequence[int] | None = None,
+    storage_order: int = 0,
+    strides: Sequence[int] | None = None,
+) -> Any:
     import torch.nn.functional as F
 
     n = len(kernel_shape)
@@ -890,10 +992,17 @@ def _maxpool(ctx: _Ctx, x: Any, kernel_shape: Sequence[int], auto_pad: str = "NO
 
 
 @_op("AveragePool")
-def _avgpool(ctx: _Ctx, x: Any, kernel_shape: Sequence[int], auto_pad: str = "NOTSET",
-             ceil_mode: int = 0, count_include_pad: int = 0,
-             dilations: Sequence[int] | None = None, pads: Sequence[int] | None = None,
-             strides: Sequence[int] | None = None) -> Any:
+def _avgpool(
+    ctx: _Ctx,
+    x: Any,
+    kernel_shape: Sequence[int],
+    auto_pad: str = "NOTSET",
+    ceil_mode: int = 0,
+    count_include_pad: int = 0,
+    dilations: Sequence[int] | None = None,
+    pads: Sequence[int] | None = None,
+    strides: Sequence[int] | None = None,
+) -> Any:
     import torch
     import torch.nn.functional as F
 
@@ -908,8 +1017,9 @@ def _avgpool(ctx: _Ctx, x: Any, kernel_shape: Sequence[int], auto_pad: str = "NO
     total = fn(xp, kernel_shape, strides, 0, bool(ceil_mode), True)
     if count_include_pad:
         return total
-    ones = F.pad(torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype, device=x.device),
-                 _torch_pad_arg(p))
+    ones = F.pad(
+        torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype, device=x.device), _torch_pad_arg(p)
+    )
     share = fn(ones, kernel_shape, strides, 0, bool(ceil_mode), True)
     return total / share
 
@@ -925,9 +1035,20 @@ def _gmp(ctx: _Ctx, x: Any) -> Any:
 
 
 @_op("BatchNormalization")
-def _batchnorm(ctx: _Ctx, x: Any, scale: Any, bias: Any, mean: Any, var: Any,
-               epsilon: float = 1e-5, momentum: float = 0.9, training_mode: int = 0,
-               spatial: int = 1, is_test: int = 1, consumed_inputs: Any = None) -> Any:
+def _batchnorm(
+    ctx: _Ctx,
+    x: Any,
+    scale: Any,
+    bias: Any,
+    mean: Any,
+    var: Any,
+    epsilon: float = 1e-5,
+    momentum: float = 0.9,
+    training_mode: int = 0,
+    spatial: int = 1,
+    is_test: int = 1,
+    consumed_inputs: Any = None,
+) -> Any:
     import torch.nn.functional as F
 
     if training_mode:
@@ -943,8 +1064,15 @@ def _instancenorm(ctx: _Ctx, x: Any, scale: Any, bias: Any, epsilon: float = 1e-
 
 
 @_op("LayerNormalization")
-def _layernorm(ctx: _Ctx, x: Any, scale: Any, bias: Any = None, axis: int = -1,
-               epsilon: float = 1e-5, stash_type: int = 1) -> Any:
+def _layernorm(
+    ctx: _Ctx,
+    x: Any,
+    scale: Any,
+    bias: Any = None,
+    axis: int = -1,
+    epsilon: float = 1e-5,
+    stash_type: int = 1,
+) -> Any:
     import torch
     import torch.nn.functional as F
 
@@ -964,8 +1092,15 @@ def _layernorm(ctx: _Ctx, x: Any, scale: Any, bias: Any = None, axis: int = -1,
 
 
 @_op("GroupNormalization")
-def _groupnorm(ctx: _Ctx, x: Any, scale: Any, bias: Any, epsilon: float = 1e-5,
-               num_groups: int = 1, stash_type: int = 1) -> Any:
+def _groupnorm(
+    ctx: _Ctx,
+    x: Any,
+    scale: Any,
+    bias: Any,
+    epsilon: float = 1e-5,
+    num_groups: int = 1,
+    stash_type: int = 1,
+) -> Any:
     import torch.nn.functional as F
 
     c = x.shape[1]
@@ -981,8 +1116,16 @@ def _lpnorm(ctx: _Ctx, x: Any, axis: int = -1, p: int = 2) -> Any:
 
 
 @_op("Gemm")
-def _gemm(ctx: _Ctx, a: Any, b: Any, c: Any = None, alpha: float = 1.0, beta: float = 1.0,
-          transA: int = 0, transB: int = 0) -> Any:
+def _gemm(
+    ctx: _Ctx,
+    a: Any,
+    b: Any,
+    c: Any = None,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    transA: int = 0,
+    transB: int = 0,
+) -> Any:
     import torch.nn.functional as F
 
     if transA:
@@ -1086,8 +1229,9 @@ def _split_node(n_out: int) -> Callable[..., Any]:
     input since; without sizes the axis is cut into `num_outputs` (or `n_out`) parts, the last
     one smaller when it does not divide (opset 18)."""
 
-    def op(ctx: _Ctx, x: Any, split: Any = None, axis: int = 0,
-           num_outputs: int | None = None) -> Any:
+    def op(
+        ctx: _Ctx, x: Any, split: Any = None, axis: int = 0, num_outputs: int | None = None
+    ) -> Any:
         sizes = _ints(split) if split is not None and not isinstance(split, list) else split
         if not sizes:
             k = num_outputs or n_out
@@ -1103,8 +1247,15 @@ _op("Split", meta=(1,))(_split_node(0))
 
 
 @_op("Slice", meta=(1, 2, 3, 4))
-def _slice(ctx: _Ctx, x: Any, starts: Any = None, ends: Any = None, axes: Any = None,
-           steps: Any = None, **attrs: Any) -> Any:
+def _slice(
+    ctx: _Ctx,
+    x: Any,
+    starts: Any = None,
+    ends: Any = None,
+    axes: Any = None,
+    steps: Any = None,
+    **attrs: Any,
+) -> Any:
     import torch
 
     if isinstance(starts, list):  # opset < 10: starts/ends/axes are attributes
@@ -1128,8 +1279,9 @@ def _slice(ctx: _Ctx, x: Any, starts: Any = None, ends: Any = None, axes: Any = 
     for a, start, stop, step in flips:
         idx = list(range(start, stop, step))
         key = ("slice", tuple(idx), y.device)
-        y = y.index_select(a, ctx.cached(key, lambda idx=idx, dev=y.device:
-                                         torch.tensor(idx, device=dev)))
+        y = y.index_select(
+            a, ctx.cached(key, lambda idx=idx, dev=y.device: torch.tensor(idx, device=dev))
+        )
     return y
 
 
@@ -1163,8 +1315,16 @@ def _tile(ctx: _Ctx, x: Any, repeats: Any) -> Any:
 
 
 @_op("Pad", meta=(1, 2, 3))
-def _pad(ctx: _Ctx, x: Any, pads_in: Any = None, value: Any = None, axes: Any = None,
-         mode: str = "constant", pads: Sequence[int] | None = None, **attrs: Any) -> Any:
+def _pad(
+    ctx: _Ctx,
+    x: Any,
+    pads_in: Any = None,
+    value: Any = None,
+    axes: Any = None,
+    mode: str = "constant",
+    pads: Sequence[int] | None = None,
+    **attrs: Any,
+) -> Any:
     import torch.nn.functional as F
 
     # Before opset 11 `pads` and `value` are attributes (value arrives as a float keyword).
@@ -1188,8 +1348,12 @@ def _pad(ctx: _Ctx, x: Any, pads_in: Any = None, value: Any = None, axes: Any = 
     # F.pad pads trailing dims; drop leading all-zero pairs so reflect/replicate accept it.
     while len(arg) > 2 and arg[-1] == 0 and arg[-2] == 0:
         arg = arg[:-2]
-    torch_mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate",
-                  "wrap": "circular"}.get(mode)
+    torch_mode = {
+        "constant": "constant",
+        "reflect": "reflect",
+        "edge": "replicate",
+        "wrap": "circular",
+    }.get(mode)
     if torch_mode is None:
         raise Unsupported(f"Pad mode {mode!r}")
     if torch_mode == "constant":
@@ -1214,7 +1378,7 @@ def _gather(ctx: _Ctx, x: Any, idx: Any, axis: int = 0) -> Any:
             idx = idx.to(x.device)
         flat = torch.where(idx < 0, idx + n, idx).reshape(-1)
     y = x.index_select(axis, flat)
-    return y.reshape(tuple(x.shape[:axis]) + tuple(idx.shape) + tuple(x.shape[axis + 1:]))
+    return y.reshape(tuple(x.shape[:axis]) + tuple(idx.shape) + tuple(x.shape[axis + 1 :]))
 
 
 @_op("GatherElements")
@@ -1255,8 +1419,7 @@ def _range(ctx: _Ctx, start: Any, limit: Any, delta: Any) -> Any:
     if dt.is_floating_point:
         dt = ctx.float_dtype(dt)
     n = max(0, math.ceil((values[1] - values[0]) / values[2]))
-    return torch.arange(values[0], values[1], values[2], dtype=dt,
-                        device=_new_device(ctx, dt, n))
+    return torch.arange(values[0], values[1], values[2], dtype=dt, device=_new_device(ctx, dt, n))
 
 
 @_op("CumSum", meta=(1,))
@@ -1275,8 +1438,14 @@ def _cumsum(ctx: _Ctx, x: Any, axis: Any, exclusive: int = 0, reverse: int = 0) 
 
 
 def _reduce(kind: str) -> Callable[..., Any]:
-    def op(ctx: _Ctx, x: Any, axes_in: Any = None, axes: Sequence[int] | None = None,
-           keepdims: int = 1, noop_with_empty_axes: int = 0) -> Any:
+    def op(
+        ctx: _Ctx,
+        x: Any,
+        axes_in: Any = None,
+        axes: Sequence[int] | None = None,
+        keepdims: int = 1,
+        noop_with_empty_axes: int = 0,
+    ) -> Any:
         ax = _ints(axes_in) if axes_in is not None else list(axes or [])
         if not ax:
             if noop_with_empty_axes:
@@ -1311,10 +1480,18 @@ def _reduce(kind: str) -> Callable[..., Any]:
     return op
 
 
-for _name, _kind in (("ReduceMean", "mean"), ("ReduceSum", "sum"), ("ReduceMax", "max"),
-                     ("ReduceMin", "min"), ("ReduceSumSquare", "sumsquare"), ("ReduceL1", "l1"),
-                     ("ReduceL2", "l2"), ("ReduceLogSum", "logsum"),
-                     ("ReduceLogSumExp", "logsumexp"), ("ReduceProd", "prod")):
+for _name, _kind in (
+    ("ReduceMean", "mean"),
+    ("ReduceSum", "sum"),
+    ("ReduceMax", "max"),
+    ("ReduceMin", "min"),
+    ("ReduceSumSquare", "sumsquare"),
+    ("ReduceL1", "l1"),
+    ("ReduceL2", "l2"),
+    ("ReduceLogSum", "logsum"),
+    ("ReduceLogSumExp", "logsumexp"),
+    ("ReduceProd", "prod"),
+):
     _op(_name, meta=(1,))(_reduce(_kind))
 
 
@@ -1339,8 +1516,9 @@ _op("ArgMin")(_arg("min"))
 def _topk(ctx: _Ctx, x: Any, k: Any, axis: int = -1, largest: int = 1, sorted: int = 1) -> Any:
     import torch
 
-    values, indices = torch.topk(x, _ints(k)[0], dim=axis, largest=bool(largest),
-                                 sorted=bool(sorted))
+    values, indices = torch.topk(
+        x, _ints(k)[0], dim=axis, largest=bool(largest), sorted=bool(sorted)
+    )
     return (values, indices)
 
 
@@ -1416,9 +1594,18 @@ def _source_index(out_size: int, in_size: int, scale: float, ctm: str, nearest: 
     return idx
 
 
-def _resize_impl(ctx: _Ctx, x: Any, scales: list[float] | None, sizes: list[int] | None,
-                 mode: str, ctm: str, nearest: str, cubic_a: float, exclude_outside: int,
-                 axes: list[int] | None) -> Any:
+def _resize_impl(
+    ctx: _Ctx,
+    x: Any,
+    scales: list[float] | None,
+    sizes: list[int] | None,
+    mode: str,
+    ctm: str,
+    nearest: str,
+    cubic_a: float,
+    exclude_outside: int,
+    axes: list[int] | None,
+) -> Any:
     import torch
     import torch.nn.functional as F
 
@@ -1447,20 +1634,25 @@ def _resize_impl(ctx: _Ctx, x: Any, scales: list[float] | None, sizes: list[int]
         return x
     if mode == "nearest":
         fast = (ctm == "asymmetric" and nearest == "floor") or (
-            ctm in ("half_pixel", "pytorch_half_pixel") and nearest == "round_prefer_floor"
-            and all(float(scales[d]).is_integer() and scales[d] >= 1 for d in spatial))
+            ctm in ("half_pixel", "pytorch_half_pixel")
+            and nearest == "round_prefer_floor"
+            and all(float(scales[d]).is_integer() and scales[d] >= 1 for d in spatial)
+        )
         if fast and rank in (3, 4, 5):
-            return F.interpolate(x, scale_factor=[float(scales[d]) for d in spatial],
-                                 mode="nearest") if not sizes else \
-                F.interpolate(x, size=[out[d] for d in spatial], mode="nearest")
+            return (
+                F.interpolate(x, scale_factor=[float(scales[d]) for d in spatial], mode="nearest")
+                if not sizes
+                else F.interpolate(x, size=[out[d] for d in spatial], mode="nearest")
+            )
         y = x
         for d in spatial:
             if out[d] == x.shape[d] and scales[d] == 1.0:
                 continue
             idx = _source_index(out[d], x.shape[d], scales[d], ctm, nearest)
             key = ("resize", tuple(idx), y.device)
-            y = y.index_select(d, ctx.cached(key, lambda idx=idx, dev=y.device:
-                                             torch.tensor(idx, device=dev)))
+            y = y.index_select(
+                d, ctx.cached(key, lambda idx=idx, dev=y.device: torch.tensor(idx, device=dev))
+            )
         return y
     if mode in ("linear", "bilinear", "trilinear", "cubic", "bicubic"):
         cubic = mode in ("cubic", "bicubic")
@@ -1471,24 +1663,31 @@ def _resize_impl(ctx: _Ctx, x: Any, scales: list[float] | None, sizes: list[int]
             raise Unsupported("Resize cubic with cubic_coeff_a != -0.75 or exclude_outside")
         torch_mode = "bicubic" if cubic else ("linear", "bilinear", "trilinear")[n - 1]
         if ctm == "align_corners":
-            return F.interpolate(x, size=[out[d] for d in spatial], mode=torch_mode,
-                                 align_corners=True)
+            return F.interpolate(
+                x, size=[out[d] for d in spatial], mode=torch_mode, align_corners=True
+            )
         if ctm in ("half_pixel", "pytorch_half_pixel"):
             if ctm == "pytorch_half_pixel" and any(out[d] == 1 for d in spatial):
                 raise Unsupported("Resize pytorch_half_pixel to size 1")
             if sizes:
-                return F.interpolate(x, size=[out[d] for d in spatial], mode=torch_mode,
-                                     align_corners=False)
-            return F.interpolate(x, scale_factor=[float(scales[d]) for d in spatial],
-                                 mode=torch_mode, align_corners=False)
+                return F.interpolate(
+                    x, size=[out[d] for d in spatial], mode=torch_mode, align_corners=False
+                )
+            return F.interpolate(
+                x,
+                scale_factor=[float(scales[d]) for d in spatial],
+                mode=torch_mode,
+                align_corners=False,
+            )
         if ctm == "asymmetric" and not cubic:
             return _linear_asymmetric(ctx, x, spatial, out, scales)
         raise Unsupported(f"Resize {mode} with coordinate_transformation_mode {ctm!r}")
     raise Unsupported(f"Resize mode {mode!r}")
 
 
-def _linear_asymmetric(ctx: _Ctx, x: Any, spatial: list[int], out: list[int],
-                       scales: list[float]) -> Any:
+def _linear_asymmetric(
+    ctx: _Ctx, x: Any, spatial: list[int], out: list[int], scales: list[float]
+) -> Any:
     """Separable linear interpolation with x_in = x_out / scale (Upsample's coordinates)."""
     import torch
 
@@ -1496,16 +1695,24 @@ def _linear_asymmetric(ctx: _Ctx, x: Any, spatial: list[int], out: list[int],
     for d in spatial:
         n_in = y.shape[d]
 
-        def make(d: int = d, n_in: int = n_in, rank: int = y.dim(), dev: Any = y.device,
-                 dt: Any = y.dtype) -> tuple[Any, Any, Any]:
+        def make(
+            d: int = d,
+            n_in: int = n_in,
+            rank: int = y.dim(),
+            dev: Any = y.device,
+            dt: Any = y.dtype,
+        ) -> tuple[Any, Any, Any]:
             pos = [min(o / scales[d], n_in - 1) for o in range(out[d])]
             lo = [math.floor(p) for p in pos]
             hi = [min(v + 1, n_in - 1) for v in lo]
             w = [p - v for p, v in zip(pos, lo)]
             shape = [1] * rank
             shape[d] = out[d]
-            return (torch.tensor(lo, device=dev), torch.tensor(hi, device=dev),
-                    torch.tensor(w, dtype=dt, device=dev).reshape(shape))
+            return (
+                torch.tensor(lo, device=dev),
+                torch.tensor(hi, device=dev),
+                torch.tensor(w, dtype=dt, device=dev).reshape(shape),
+            )
 
         lo, hi, w = ctx.cached(("lin", d, n_in, out[d], scales[d], y.device, y.dtype), make)
         a, b = y.index_select(d, lo), y.index_select(d, hi)
@@ -1514,12 +1721,22 @@ def _linear_asymmetric(ctx: _Ctx, x: Any, spatial: list[int], out: list[int],
 
 
 @_op("Resize", meta=(1, 2, 3))
-def _resize(ctx: _Ctx, x: Any, roi: Any = None, scales: Any = None, sizes: Any = None,
-            mode: str = "nearest", coordinate_transformation_mode: str | None = None,
-            nearest_mode: str = "round_prefer_floor", cubic_coeff_a: float = -0.75,
-            exclude_outside: int = 0, extrapolation_value: float = 0.0,
-            antialias: int = 0, axes: Sequence[int] | None = None,
-            keep_aspect_ratio_policy: str = "stretch") -> Any:
+def _resize(
+    ctx: _Ctx,
+    x: Any,
+    roi: Any = None,
+    scales: Any = None,
+    sizes: Any = None,
+    mode: str = "nearest",
+    coordinate_transformation_mode: str | None = None,
+    nearest_mode: str = "round_prefer_floor",
+    cubic_coeff_a: float = -0.75,
+    exclude_outside: int = 0,
+    extrapolation_value: float = 0.0,
+    antialias: int = 0,
+    axes: Sequence[int] | None = None,
+    keep_aspect_ratio_policy: str = "stretch",
+) -> Any:
     if antialias:
         raise Unsupported("Resize with antialias=1")
     if keep_aspect_ratio_policy != "stretch":
@@ -1532,13 +1749,29 @@ def _resize(ctx: _Ctx, x: Any, roi: Any = None, scales: Any = None, sizes: Any =
         ctm = coordinate_transformation_mode or "half_pixel"
     sc = _floats(scales) if scales is not None else []
     sz = _ints(sizes) if sizes is not None else []
-    return _resize_impl(ctx, x, sc or None, sz or None, mode, ctm, nearest_mode,
-                        cubic_coeff_a, exclude_outside, list(axes) if axes else None)
+    return _resize_impl(
+        ctx,
+        x,
+        sc or None,
+        sz or None,
+        mode,
+        ctm,
+        nearest_mode,
+        cubic_coeff_a,
+        exclude_outside,
+        list(axes) if axes else None,
+    )
 
 
 @_op("Upsample", meta=(1,))
-def _upsample(ctx: _Ctx, x: Any, scales_in: Any = None, mode: str = "nearest",
-              scales: Sequence[float] | None = None, **_: Any) -> Any:
+def _upsample(
+    ctx: _Ctx,
+    x: Any,
+    scales_in: Any = None,
+    mode: str = "nearest",
+    scales: Sequence[float] | None = None,
+    **_: Any,
+) -> Any:
     sc = _floats(scales_in) if scales_in is not None else list(scales or [])
     return _resize_impl(ctx, x, sc, None, mode, "asymmetric", "floor", -0.75, 0, None)
 

@@ -157,8 +157,13 @@ class SyntheticBackend(Backend):
             self._device = threading.Thread(target=self._device_loop, daemon=True)
             self._device.start()
         clock = self.clock
-        job = _Job(rec.iteration, [(code, clock.draw(key)) for code, key in
-                                   ((H2D, "h2d_ms"), (COMPUTE, "compute_ms"), (D2H, "d2h_ms"))])
+        job = _Job(
+            rec.iteration,
+            [
+                (code, clock.draw(key))
+                for code, key in ((H2D, "h2d_ms"), (COMPUTE, "compute_ms"), (D2H, "d2h_ms"))
+            ],
+        )
         self._queue.put(job)
         rec.end(ENQUEUE_CODE, t)
         return job

@@ -76,8 +76,14 @@ class TorchOptions:
     telemetry_interval_ms: float = 100.0
 
 
-_GPU_ONLY = ("device_id", "streams", "tf32", "cudnn_benchmark", "telemetry",
-             "telemetry_interval_ms")
+_GPU_ONLY = (
+    "device_id",
+    "streams",
+    "tf32",
+    "cudnn_benchmark",
+    "telemetry",
+    "telemetry_interval_ms",
+)
 
 
 def parse_options(backend: str, options: Mapping[str, Any]) -> TorchOptions:
@@ -104,12 +110,14 @@ def parse_options(backend: str, options: Mapping[str, Any]) -> TorchOptions:
 
     mode = options.get("compile_mode", d.compile_mode)
     if mode not in COMPILE_MODES:
-        raise SpecError(f"{backend}: option 'compile_mode': {mode!r} is not one of "
-                        f"{', '.join(COMPILE_MODES)}")
+        raise SpecError(
+            f"{backend}: option 'compile_mode': {mode!r} is not one of {', '.join(COMPILE_MODES)}"
+        )
     interval = options.get("telemetry_interval_ms", d.telemetry_interval_ms)
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 10:
-        raise SpecError(f"{backend}: option 'telemetry_interval_ms': {interval!r} must be a "
-                        "number >= 10")
+        raise SpecError(
+            f"{backend}: option 'telemetry_interval_ms': {interval!r} must be a number >= 10"
+        )
     return TorchOptions(
         threads=integer("threads", 0),
         compile=boolean("compile"),
@@ -131,8 +139,10 @@ def check_precision(backend: str, precision: str) -> None:
             "QDQ-aware importer); perflab's ONNX->torch converter builds float modules only"
         )
     if precision == "best":
-        raise Unsupported(f"{backend}: PyTorch has no 'engine picks the precision' mode; ask "
-                          "for fp32, fp16 or bf16")
+        raise Unsupported(
+            f"{backend}: PyTorch has no 'engine picks the precision' mode; ask "
+            "for fp32, fp16 or bf16"
+        )
     if precision not in PRECISIONS:
         raise Unsupported(f"{backend}: unknown precision {precision!r}")
 
@@ -227,8 +237,12 @@ class TorchBackend(Backend):
         if self.precision == "bf16":
             self._autocast_dtype = torch.bfloat16
         self._module = module
-        self._meta.update(torch_version=torch.__version__, threads=torch.get_num_threads(),
-                          compile=self.opts.compile, ops=sum(module.op_counts.values()))
+        self._meta.update(
+            torch_version=torch.__version__,
+            threads=torch.get_num_threads(),
+            compile=self.opts.compile,
+            ops=sum(module.op_counts.values()),
+        )
         if self._autocast_dtype is not None:
             self._meta["autocast"] = "bfloat16 (matmul and convolution ops; others float32)"
         if self.gpu:
@@ -281,12 +295,13 @@ class TorchBackend(Backend):
             pinned_out = {}
             for name, spec in zip(self._out_names, self._out_specs):
                 if spec is not None and all(int(d) > 0 for d in spec.shape):
-                    pinned_out[name] = torch.empty(tuple(spec.shape),
-                                                   dtype=_torch_dtype(torch, spec.dtype),
-                                                   pin_memory=True)
+                    pinned_out[name] = torch.empty(
+                        tuple(spec.shape), dtype=_torch_dtype(torch, spec.dtype), pin_memory=True
+                    )
             events = [torch.cuda.Event(enable_timing=True) for _ in range(6)]
-            slot = _Slot(streams[stream_of(k, n_streams)], pinned_in, pinned_np, dev_in,
-                         pinned_out, events)
+            slot = _Slot(
+                streams[stream_of(k, n_streams)], pinned_in, pinned_np, dev_in, pinned_out, events
+            )
             slot.out_np = {n: t.numpy() for n, t in pinned_out.items()}
             self._slots.append(slot)
         torch.cuda.synchronize(device)
@@ -302,8 +317,10 @@ class TorchBackend(Backend):
                     compiled(*[torch.zeros_like(t) for t in slot.dev_in])
                 slot.stream.synchronize()
             else:
-                zeros = [torch.zeros(tuple(t.shape), dtype=_torch_dtype(torch, t.dtype))
-                         for t in self._in_specs]
+                zeros = [
+                    torch.zeros(tuple(t.shape), dtype=_torch_dtype(torch, t.dtype))
+                    for t in self._in_specs
+                ]
                 with torch.inference_mode(), self._autocast():
                     compiled(*zeros)
         self._module = compiled
@@ -312,16 +329,20 @@ class TorchBackend(Backend):
     def _autocast(self) -> Any:
         if self._autocast_dtype is None:
             return nullcontext()
-        return self._torch.autocast(device_type="cuda" if self.gpu else "cpu",
-                                    dtype=self._autocast_dtype)
+        return self._torch.autocast(
+            device_type="cuda" if self.gpu else "cpu", dtype=self._autocast_dtype
+        )
 
     def _start_telemetry(self, torch: Any) -> None:
         if not self.opts.telemetry:
             return
         from perflab.telemetry import GpuSampler
 
-        self._sampler = GpuSampler(self.opts.device_id, self.opts.telemetry_interval_ms,
-                                   pci_bus_id=_pci_bus_id(torch, self.opts.device_id))
+        self._sampler = GpuSampler(
+            self.opts.device_id,
+            self.opts.telemetry_interval_ms,
+            pci_bus_id=_pci_bus_id(torch, self.opts.device_id),
+        )
         note = self._sampler.start()
         if note:
             self._notes.append(note)
@@ -337,8 +358,9 @@ class TorchBackend(Backend):
             return self._run_cpu(inputs, rec)
         except RuntimeError as exc:
             if _DTYPE_ERROR.search(str(exc)):
-                raise Unsupported(f"{self.backend} {self.precision}: a kernel is missing: "
-                                  f"{exc}") from exc
+                raise Unsupported(
+                    f"{self.backend} {self.precision}: a kernel is missing: {exc}"
+                ) from exc
             raise
 
     def _run_cpu(self, inputs: Mapping[str, np.ndarray], rec: Recorder) -> dict[str, np.ndarray]:
@@ -351,8 +373,7 @@ class TorchBackend(Backend):
         rec.end(COMPUTE, t)
         return out
 
-    def _run_cuda(self, inputs: Mapping[str, np.ndarray], rec: Recorder
-                  ) -> dict[str, np.ndarray]:
+    def _run_cuda(self, inputs: Mapping[str, np.ndarray], rec: Recorder) -> dict[str, np.ndarray]:
         torch = self._torch
         slot = self._slots[0]
         s, ev = slot.stream, slot.events
@@ -386,8 +407,9 @@ class TorchBackend(Backend):
         return out
 
     def _copy_in(self, slot: _Slot, inputs: Mapping[str, np.ndarray]) -> None:
-        for name, host, pinned, dev in zip(self._in_names, slot.pinned_in_np, slot.pinned_in,
-                                           slot.dev_in):
+        for name, host, pinned, dev in zip(
+            self._in_names, slot.pinned_in_np, slot.pinned_in, slot.dev_in
+        ):
             src = inputs[name]
             if src is not host:
                 np.copyto(host, src, casting="same_kind")
@@ -399,8 +421,9 @@ class TorchBackend(Backend):
             buf = slot.pinned_out.get(name)
             if buf is None or tuple(buf.shape) != tuple(y.shape) or buf.dtype != y.dtype:
                 # An output shape the model's specs did not give: allocated on first sight.
-                buf = slot.pinned_out[name] = torch.empty(tuple(y.shape), dtype=y.dtype,
-                                                          pin_memory=True)
+                buf = slot.pinned_out[name] = torch.empty(
+                    tuple(y.shape), dtype=y.dtype, pin_memory=True
+                )
                 slot.out_np[name] = buf.numpy()
             buf.copy_(y, non_blocking=True)
         return {n: slot.out_np[n] for n in self._out_names}
@@ -522,8 +545,10 @@ def cuda_unavailable_reason(device_id: int = 0) -> str | None:
     import torch
 
     if torch.version.cuda is None:
-        return (f"this torch build ({torch.__version__}) has no CUDA support; install a CUDA "
-                "build of torch")
+        return (
+            f"this torch build ({torch.__version__}) has no CUDA support; install a CUDA "
+            "build of torch"
+        )
     try:
         count = torch.cuda.device_count()
     except Exception as exc:  # noqa: BLE001 - driver too old for this build
@@ -560,8 +585,12 @@ def _torch_dtype(torch: Any, name: str) -> Any:
 
 def _precision_name(dtype: Any) -> str:
     text = str(dtype)
-    return {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16",
-            "torch.float64": "fp64"}.get(text, text.replace("torch.", ""))
+    return {
+        "torch.float32": "fp32",
+        "torch.float16": "fp16",
+        "torch.bfloat16": "bf16",
+        "torch.float64": "fp64",
+    }.get(text, text.replace("torch.", ""))
 
 
 def _durations_ns(ev: Sequence[Any]) -> list[int]:
@@ -581,7 +610,7 @@ def _torch_clock(torch: Any, stream: Any) -> Any:
 
 
 def _pci_bus_id(torch: Any, device_id: int) -> str | None:
-    """"dddd:bb:dd.0" for NVML to find the same GPU, when this torch reports PCI ids."""
+    """ "dddd:bb:dd.0" for NVML to find the same GPU, when this torch reports PCI ids."""
     try:
         p = torch.cuda.get_device_properties(device_id)
         return f"{p.pci_domain_id:04x}:{p.pci_bus_id:02x}:{p.pci_device_id:02x}.0"

@@ -99,15 +99,38 @@ DEFAULT_LAYER_PROFILE_ITERATIONS = 20
 LAYER_PROFILE_WARMUP = 3
 DEFAULT_CALIBRATION_SAMPLES = 32
 #: Inspector layer types that move or reformat data: left out of the dominant precision.
-BOOKKEEPING_LAYERS = frozenset((
-    "Reformat", "NoOp", "Shuffle", "Constant", "Identity", "Cast", "Slice", "Concatenation",
-    "Gather", "Shape", "Quantize", "Dequantize", "ShapeHostToDevice",
-))
+BOOKKEEPING_LAYERS = frozenset(
+    (
+        "Reformat",
+        "NoOp",
+        "Shuffle",
+        "Constant",
+        "Identity",
+        "Cast",
+        "Slice",
+        "Concatenation",
+        "Gather",
+        "Shape",
+        "Quantize",
+        "Dequantize",
+        "ShapeHostToDevice",
+    )
+)
 #: Precision names from the inspector's "Format/Datatype" strings, most specific first.
 _FORMAT_TOKENS = (
-    ("int8", "int8"), ("fp8", "fp8"), ("fp4", "fp4"), ("int4", "int4"), ("bf16", "bf16"),
-    ("bfloat16", "bf16"), ("fp16", "fp16"), ("half", "fp16"), ("fp32", "fp32"),
-    ("float", "fp32"), ("int32", "int32"), ("int64", "int64"), ("bool", "bool"),
+    ("int8", "int8"),
+    ("fp8", "fp8"),
+    ("fp4", "fp4"),
+    ("int4", "int4"),
+    ("bf16", "bf16"),
+    ("bfloat16", "bf16"),
+    ("fp16", "fp16"),
+    ("half", "fp16"),
+    ("fp32", "fp32"),
+    ("float", "fp32"),
+    ("int32", "int32"),
+    ("int64", "int64"),
+    ("bool", "bool"),
 )
 _FLOAT_ORDER = ("int4", "fp4", "int8", "fp8", "fp16", "bf16", "fp32")  # lowest first
 
@@ -162,8 +185,10 @@ def parse_options(options: Mapping[str, Any], batch_size: int = 1) -> TrtOptions
         raise SpecError(f"trt: option 'typing': {typing!r} is not one of {', '.join(TYPINGS)}")
     max_batch = integer("max_batch", 1)
     if max_batch is not None and max_batch < batch_size:
-        raise SpecError(f"trt: option 'max_batch': {max_batch} is smaller than the batch size "
-                        f"{batch_size}; the optimization profile must cover the batch")
+        raise SpecError(
+            f"trt: option 'max_batch': {max_batch} is smaller than the batch size "
+            f"{batch_size}; the optimization profile must cover the batch"
+        )
     interval = options.get("telemetry_interval_ms", d.telemetry_interval_ms)
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 10:
         raise SpecError(f"trt: option 'telemetry_interval_ms': {interval!r} must be a number >= 10")
@@ -252,14 +277,18 @@ def precision_plan(
         if "STRONGLY_TYPED" not in network_flags:
             return f"TensorRT {v} has no strongly typed networks (they came with 9.x/10.0)"
         if precision == "bf16":
-            return ("a strongly typed bf16 engine needs a bf16 ONNX model, and perflab "
-                    "converts models to fp16 and int8 only")
+            return (
+                "a strongly typed bf16 engine needs a bf16 ONNX model, and perflab "
+                "converts models to fp16 and int8 only"
+            )
         return "strongly typed networks cannot let TensorRT pick precisions ('best')"
 
     def why_not_weak() -> str:
         missing = [f for f in weak_flags if f not in builder_flags]
-        return (f"TensorRT {v} has no BuilderFlag {', '.join(missing)} (removed in 11 in favour "
-                "of strong typing)")
+        return (
+            f"TensorRT {v} has no BuilderFlag {', '.join(missing)} (removed in 11 in favour "
+            "of strong typing)"
+        )
 
     if typing == "strong":
         if not strong_ok:
@@ -310,24 +339,32 @@ def profile_shapes(
         shape = tuple(int(d) for d in spec.shape)
         net = None if network_shapes is None else network_shapes.get(spec.name)
         if net is None and network_shapes is not None:
-            raise ModelError(f"input {spec.name!r} is not an input of the TensorRT network "
-                             f"({', '.join(network_shapes)})")
+            raise ModelError(
+                f"input {spec.name!r} is not an input of the TensorRT network "
+                f"({', '.join(network_shapes)})"
+            )
         if net is None:
             net = (-1,) + shape[1:]
         net = tuple(int(d) for d in net)
         if len(net) != len(shape):
-            raise ModelError(f"input {spec.name!r}: the network has rank {len(net)}, the "
-                             f"resolved shape {shape} rank {len(shape)}")
+            raise ModelError(
+                f"input {spec.name!r}: the network has rank {len(net)}, the "
+                f"resolved shape {shape} rank {len(shape)}"
+            )
         if all(d >= 0 for d in net):
             if net != shape:
-                raise ModelError(f"input {spec.name!r}: the network's static shape {net} "
-                                 f"differs from the resolved shape {shape}")
+                raise ModelError(
+                    f"input {spec.name!r}: the network's static shape {net} "
+                    f"differs from the resolved shape {shape}"
+                )
             continue
         lo, opt, hi = list(shape), list(shape), list(shape)
         for i, d in enumerate(net):
             if d >= 0 and d != shape[i]:
-                raise ModelError(f"input {spec.name!r}: dim {i} is fixed at {d} in the network "
-                                 f"but resolved to {shape[i]}")
+                raise ModelError(
+                    f"input {spec.name!r}: dim {i} is fixed at {d} in the network "
+                    f"but resolved to {shape[i]}"
+                )
             if d < 0 and i == 0 and shape[0] == batch_size:
                 lo[0], hi[0] = 1, top
         out[spec.name] = (tuple(lo), tuple(opt), tuple(hi))
@@ -401,8 +438,10 @@ class TensorApi:
 
     def set_input_shape(self, ctx: Any, state: Any, name: str, shape: Sequence[int]) -> None:
         if not ctx.set_input_shape(name, tuple(int(d) for d in shape)):
-            raise ModelError(f"TensorRT refused input shape {tuple(shape)} for {name!r} "
-                             "(outside the engine's optimization profile?)")
+            raise ModelError(
+                f"TensorRT refused input shape {tuple(shape)} for {name!r} "
+                "(outside the engine's optimization profile?)"
+            )
 
     def output_shape(self, ctx: Any, state: Any, name: str) -> tuple[int, ...]:
         return tuple(int(d) for d in ctx.get_tensor_shape(name))
@@ -440,8 +479,10 @@ class BindingApi:
     def new_slot(self, ctx: Any, profile: int, stream_ptr: int) -> dict[str, Any]:
         if profile:
             ctx.set_optimization_profile_async(profile, stream_ptr)
-        return {"offset": profile * self.per_profile,
-                "bindings": [0] * int(self.engine.num_bindings)}
+        return {
+            "offset": profile * self.per_profile,
+            "bindings": [0] * int(self.engine.num_bindings),
+        }
 
     def set_input_shape(self, ctx: Any, state: Any, name: str, shape: Sequence[int]) -> None:
         if not ctx.set_binding_shape(self.index[name] + state["offset"], tuple(shape)):
@@ -475,8 +516,10 @@ def _np_dtype(trt: Any, trt_dtype: Any, name: str) -> np.dtype:
     try:
         return np.dtype(trt.nptype(trt_dtype))
     except TypeError:
-        raise Unsupported(f"trt: I/O tensor {name!r} has TensorRT type {trt_dtype}, which has no "
-                          "numpy equivalent (bf16/fp8/int4 I/O)") from None
+        raise Unsupported(
+            f"trt: I/O tensor {name!r} has TensorRT type {trt_dtype}, which has no "
+            "numpy equivalent (bf16/fp8/int4 I/O)"
+        ) from None
 
 
 # ------------------------------------------------------------------------------- inspection
@@ -521,11 +564,13 @@ def parse_engine_layers(info: str | Mapping[str, Any]) -> list[dict[str, Any]]:
                     if p in _FLOAT_ORDER:
                         precisions.append(p)
         precision = min(precisions, key=_FLOAT_ORDER.index) if precisions else ""
-        out.append({
-            "layer": str(layer.get("Name", "")),
-            "op_type": str(layer.get("LayerType", "")),
-            "precision": precision,
-        })
+        out.append(
+            {
+                "layer": str(layer.get("Name", "")),
+                "op_type": str(layer.get("LayerType", "")),
+                "precision": precision,
+            }
+        )
     return out
 
 
@@ -564,21 +609,31 @@ def layer_rows(
         name = str(layer.get("layer", ""))
         seen.add(name)
         t = list(times.get(name, ()))
-        rows.append({
-            "layer": name,
-            "op_type": str(layer.get("op_type", "")),
-            "provider": "tensorrt",
-            "precision": str(layer.get("precision", "")),
-            "count": len(t),
-            "total_ms": float(sum(t)) if t else nan,
-            "median_ms": float(statistics.median(t)) if t else nan,
-        })
+        rows.append(
+            {
+                "layer": name,
+                "op_type": str(layer.get("op_type", "")),
+                "provider": "tensorrt",
+                "precision": str(layer.get("precision", "")),
+                "count": len(t),
+                "total_ms": float(sum(t)) if t else nan,
+                "median_ms": float(statistics.median(t)) if t else nan,
+            }
+        )
     for name, t in times.items():
         if name in seen or not t:
             continue
-        rows.append({"layer": name, "op_type": "", "provider": "tensorrt", "precision": "",
-                     "count": len(t), "total_ms": float(sum(t)),
-                     "median_ms": float(statistics.median(t))})
+        rows.append(
+            {
+                "layer": name,
+                "op_type": "",
+                "provider": "tensorrt",
+                "precision": "",
+                "count": len(t),
+                "total_ms": float(sum(t)),
+                "median_ms": float(statistics.median(t)),
+            }
+        )
     return rows
 
 
@@ -653,8 +708,10 @@ class TensorRTBackend(Backend):
         try:
             import tensorrt as trt
         except ImportError as exc:
-            raise BackendUnavailable(f"trt unavailable: cannot import tensorrt ({exc}); "
-                                     "pip install 'perflab[gpu,tensorrt]'") from exc
+            raise BackendUnavailable(
+                f"trt unavailable: cannot import tensorrt ({exc}); "
+                "pip install 'perflab[gpu,tensorrt]'"
+            ) from exc
         import cupy as cp
 
         self._trt, self._cp = trt, cp
@@ -662,19 +719,31 @@ class TensorRTBackend(Backend):
         cp.cuda.Device(self.opts.device_id).use()
         self._device_name, cc = _device_identity(cp, self.opts.device_id)
         if self.precision == "bf16" and cc < (8, 0):
-            raise Unsupported(f"trt: bf16 needs compute capability 8.0 or newer; "
-                              f"{self._device_name} is {cc[0]}.{cc[1]}")
-        plan = precision_plan(self.precision, version, enum_names(trt.BuilderFlag),
-                              enum_names(getattr(trt, "NetworkDefinitionCreationFlag", None)),
-                              self.opts.typing)
+            raise Unsupported(
+                f"trt: bf16 needs compute capability 8.0 or newer; "
+                f"{self._device_name} is {cc[0]}.{cc[1]}"
+            )
+        plan = precision_plan(
+            self.precision,
+            version,
+            enum_names(trt.BuilderFlag),
+            enum_names(getattr(trt, "NetworkDefinitionCreationFlag", None)),
+            self.opts.typing,
+        )
         api_cls = io_api(trt)
         throughput = self.config.mode == "throughput"
         n_slots = _slot_count(self.config) if throughput else 1
         dynamic_hint = True  # refined once the network is parsed; the key covers both cases
         n_profiles = profiles_needed(version, n_slots, dynamic_hint)
-        self._meta.update(trt_version=trt.__version__, typing=plan.typing,
-                          builder_flags=list(plan.builder_flags), io_api=api_cls.name,
-                          cuda_graph=self.opts.cuda_graph, slots=n_slots, tf32=self.opts.tf32)
+        self._meta.update(
+            trt_version=trt.__version__,
+            typing=plan.typing,
+            builder_flags=list(plan.builder_flags),
+            io_api=api_cls.name,
+            cuda_graph=self.opts.cuda_graph,
+            slots=n_slots,
+            tf32=self.opts.tf32,
+        )
 
         if plan.model_precision == "fp32":
             onnx_path, model_sha = str(model.path), model.sha256
@@ -687,10 +756,16 @@ class TensorRTBackend(Backend):
             "tf32": self.opts.tf32,
         }
         key = engine_cache_key(
-            model_sha256=model_sha, plan=plan, inputs=model.inputs,
-            batch_size=self.config.batch_size, max_batch=self.opts.max_batch,
-            n_profiles=n_profiles, trt_version=trt.__version__, gpu_name=self._device_name,
-            compute_capability=f"{cc[0]}.{cc[1]}", build_options=build_options,
+            model_sha256=model_sha,
+            plan=plan,
+            inputs=model.inputs,
+            batch_size=self.config.batch_size,
+            max_batch=self.opts.max_batch,
+            n_profiles=n_profiles,
+            trt_version=trt.__version__,
+            gpu_name=self._device_name,
+            compute_capability=f"{cc[0]}.{cc[1]}",
+            build_options=build_options,
         )
         cache_dir = self._cache_dir()
         engine_path = cache_dir / f"{key}.engine" if cache_dir else None
@@ -702,24 +777,37 @@ class TensorRTBackend(Backend):
             built.cache = "hit"
         else:
             with timer("build"):
-                blob = self._build(trt, logger, onnx_path, plan, model.inputs, n_profiles,
-                                   cache_dir, version, cc)
+                blob = self._build(
+                    trt, logger, onnx_path, plan, model.inputs, n_profiles, cache_dir, version, cc
+                )
             built.cache = "miss" if engine_path is not None else "off"
             if engine_path is not None:
                 _write_atomic(engine_path, blob)
-                _write_atomic(engine_path.with_suffix(".json"), json.dumps({
-                    "model": str(model.path), "model_sha256": model_sha,
-                    "precision": plan.precision, "typing": plan.typing,
-                    "builder_flags": list(plan.builder_flags), "batch_size":
-                    self.config.batch_size, "max_batch": self.opts.max_batch,
-                    "trt_version": trt.__version__, "gpu": self._device_name,
-                }, indent=1).encode())
+                _write_atomic(
+                    engine_path.with_suffix(".json"),
+                    json.dumps(
+                        {
+                            "model": str(model.path),
+                            "model_sha256": model_sha,
+                            "precision": plan.precision,
+                            "typing": plan.typing,
+                            "builder_flags": list(plan.builder_flags),
+                            "batch_size": self.config.batch_size,
+                            "max_batch": self.opts.max_batch,
+                            "trt_version": trt.__version__,
+                            "gpu": self._device_name,
+                        },
+                        indent=1,
+                    ).encode(),
+                )
         with timer("load"):
             self._runtime = trt.Runtime(logger)
             self._engine = self._runtime.deserialize_cuda_engine(blob)
         if self._engine is None:
-            raise RuntimeError(f"TensorRT could not deserialize the engine {engine_path or ''}: "
-                               + "; ".join(logger.errors[-3:]))
+            raise RuntimeError(
+                f"TensorRT could not deserialize the engine {engine_path or ''}: "
+                + "; ".join(logger.errors[-3:])
+            )
         self._meta.update(engine_cache=built.cache, engine_path=built.path, engine_key=key)
         self._api = api_cls(trt, self._engine)
         self._check_inputs(model.inputs)
@@ -730,8 +818,9 @@ class TensorRTBackend(Backend):
             self._clock = cuda.EventClock.for_cupy(cp, self._streams[0])
         self._start_telemetry(cp)
 
-    def _model_file(self, model: ModelInfo, pipeline: Pipeline, plan: PrecisionPlan
-                    ) -> tuple[str, str]:
+    def _model_file(
+        self, model: ModelInfo, pipeline: Pipeline, plan: PrecisionPlan
+    ) -> tuple[str, str]:
         """perflab's fp16 or int8 (QDQ) conversion of the model, and its sha256 (cached)."""
         from perflab import models
 
@@ -739,12 +828,17 @@ class TensorRTBackend(Backend):
         method = None
         if plan.model_precision == "int8":
             n = self.opts.calibration_batches or max(
-                1, -(-DEFAULT_CALIBRATION_SAMPLES // self.config.batch_size))
+                1, -(-DEFAULT_CALIBRATION_SAMPLES // self.config.batch_size)
+            )
             calibration = pipeline.calibration_batches(n)
             method = "static"  # TensorRT reads Q/DQ pairs; dynamic quantization ops it cannot
             self._meta["calibration_batches"] = n
-        converted = models.convert(model, plan.model_precision, calibration=calibration,
-                                   **({"method": method} if method else {}))
+        converted = models.convert(
+            model,
+            plan.model_precision,
+            calibration=calibration,
+            **({"method": method} if method else {}),
+        )
         if plan.model_precision == "int8" and "qdq" not in converted.method:
             raise Unsupported(f"trt: int8 needs a QDQ model; conversion gave {converted.method}")
         self._meta.update(conversion=converted.method, conversion_notes=list(converted.notes))
@@ -762,9 +856,18 @@ class TensorRTBackend(Backend):
         d.mkdir(parents=True, exist_ok=True)
         return d
 
-    def _build(self, trt: Any, logger: Any, onnx_path: str, plan: PrecisionPlan,
-               inputs: Sequence[TensorSpec], n_profiles: int, cache_dir: Path | None,
-               version: tuple[int, ...], cc: tuple[int, int]) -> bytes:
+    def _build(
+        self,
+        trt: Any,
+        logger: Any,
+        onnx_path: str,
+        plan: PrecisionPlan,
+        inputs: Sequence[TensorSpec],
+        n_profiles: int,
+        cache_dir: Path | None,
+        version: tuple[int, ...],
+        cc: tuple[int, int],
+    ) -> bytes:
         builder = trt.Builder(logger)
         net_flags = trt.NetworkDefinitionCreationFlag
         flags = 0
@@ -776,14 +879,17 @@ class TensorRTBackend(Backend):
         parser = trt.OnnxParser(network, logger)
         if not parser.parse_from_file(str(onnx_path)):
             errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-            raise Unsupported("trt: TensorRT's ONNX parser rejected the model: "
-                              + "; ".join(errors[:3] or logger.errors[-3:]))
+            raise Unsupported(
+                "trt: TensorRT's ONNX parser rejected the model: "
+                + "; ".join(errors[:3] or logger.errors[-3:])
+            )
         network_shapes = {}
         for i in range(network.num_inputs):
             t = network.get_input(i)
             network_shapes[t.name] = tuple(int(d) for d in t.shape)
-        profiles = profile_shapes(inputs, self.config.batch_size, self.opts.max_batch,
-                                  network_shapes)
+        profiles = profile_shapes(
+            inputs, self.config.batch_size, self.opts.max_batch, network_shapes
+        )
         config = builder.create_builder_config()
         for name in plan.builder_flags:
             config.set_flag(getattr(trt.BuilderFlag, name))
@@ -797,8 +903,10 @@ class TensorRTBackend(Backend):
                 config.max_workspace_size = size
         if self.opts.builder_optimization_level is not None:
             if not hasattr(config, "builder_optimization_level"):
-                raise Unsupported(f"trt: TensorRT {trt.__version__} has no builder "
-                                  "optimization level (8.6 and later)")
+                raise Unsupported(
+                    f"trt: TensorRT {trt.__version__} has no builder "
+                    "optimization level (8.6 and later)"
+                )
             config.builder_optimization_level = self.opts.builder_optimization_level
         if hasattr(trt, "ProfilingVerbosity"):  # per-layer precision in the inspector
             config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
@@ -812,8 +920,9 @@ class TensorRTBackend(Backend):
         self._meta["profile_shapes"] = {k: [list(s) for s in v] for k, v in profiles.items()}
         timing_path = None
         if cache_dir is not None and hasattr(config, "create_timing_cache"):
-            timing_path = cache_dir / timing_cache_name(trt.__version__, self._device_name,
-                                                        f"{cc[0]}.{cc[1]}")
+            timing_path = cache_dir / timing_cache_name(
+                trt.__version__, self._device_name, f"{cc[0]}.{cc[1]}"
+            )
             blob = timing_path.read_bytes() if timing_path.exists() else b""
             cache = config.create_timing_cache(blob)
             config.set_timing_cache(cache, ignore_mismatch=False)
@@ -823,16 +932,19 @@ class TensorRTBackend(Backend):
         if timing_path is not None:
             _write_atomic(timing_path, bytes(memoryview(config.get_timing_cache().serialize())))
             self._meta["timing_cache"] = str(timing_path)
-        if self.precision in ("fp16", "best") and not getattr(builder, "platform_has_fast_fp16",
-                                                               True):
+        if self.precision in ("fp16", "best") and not getattr(
+            builder, "platform_has_fast_fp16", True
+        ):
             self._notes.append(f"{self._device_name} has no fast fp16")
         return bytes(memoryview(serialized))
 
     def _check_inputs(self, specs: Sequence[TensorSpec]) -> None:
         names = {t.name for t in specs}
         if set(self._api.inputs) != names:
-            raise ModelError(f"the engine's inputs {sorted(self._api.inputs)} differ from the "
-                             f"model's {sorted(names)}")
+            raise ModelError(
+                f"the engine's inputs {sorted(self._api.inputs)} differ from the "
+                f"model's {sorted(names)}"
+            )
         self._specs_in = list(specs)
 
     def _make_slots(self, model: ModelInfo, n_slots: int, timer: SetupTimer) -> None:
@@ -848,8 +960,9 @@ class TensorRTBackend(Backend):
             stream = self._streams[cuda.stream_of(k, n_streams)]
             ctx = engine.create_execution_context()
             if ctx is None:
-                raise RuntimeError("TensorRT could not create an execution context "
-                                   "(out of device memory?)")
+                raise RuntimeError(
+                    "TensorRT could not create an execution context (out of device memory?)"
+                )
             state = api.new_slot(ctx, k if n_profiles > 1 else 0, int(stream.ptr))
             for name in api.inputs:
                 api.set_input_shape(ctx, state, name, shapes[name])
@@ -857,8 +970,10 @@ class TensorRTBackend(Backend):
             for name in api.outputs:
                 shape = api.output_shape(ctx, state, name)
                 if any(d < 0 for d in shape):
-                    raise Unsupported(f"trt: output {name!r} has a data-dependent shape "
-                                      f"{shape}; perflab needs static output shapes")
+                    raise Unsupported(
+                        f"trt: output {name!r} has a data-dependent shape "
+                        f"{shape}; perflab needs static output shapes"
+                    )
                 outs.append(TensorSpec(name, shape, api.dtype(name).name))
             ins = [TensorSpec(n, shapes[n], api.dtype(n).name) for n in api.inputs]
             io = cuda.DeviceIO(ins, outs, self.opts.device_id, stream=stream)
@@ -900,8 +1015,9 @@ class TensorRTBackend(Backend):
             bus = cp.cuda.Device(self.opts.device_id).pci_bus_id
         except Exception:  # noqa: BLE001 - the index is the fallback
             bus = None
-        self._sampler = GpuSampler(self.opts.device_id, self.opts.telemetry_interval_ms,
-                                   pci_bus_id=bus)
+        self._sampler = GpuSampler(
+            self.opts.device_id, self.opts.telemetry_interval_ms, pci_bus_id=bus
+        )
         note = self._sampler.start()
         if note:
             self._notes.append(note)
