@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -210,3 +212,57 @@ def test_six_configs_with_a_segfault_and_a_hang(tmp_path):
         r"2 config\(s\) did not complete: .*crash=segfault \(failed\); .*crash=hang \(timeout\)",
         " ".join(proc.stdout.split()),
     )
+
+
+def _wait_for_runs(out: Path, n: int, proc: subprocess.Popen, limit_s: float = 120) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if len(list((out / "runs").glob("*.parquet"))) >= n:
+            return
+        assert proc.poll() is None, "perflab run ended before it was interrupted"
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {n} runs after {limit_s} s")
+
+
+def _twenty_configs(tmp_path: Path) -> Path:
+    return write_spec(tmp_path, {**SYNTHETIC, "measure": {"iterations": 30},
+                                 "options": {"compute_ms": 5.0}, "sweep": {"seed": list(range(20))}})
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_gives_one_ok_run_per_config(tmp_path):
+    spec, out = _twenty_configs(tmp_path), tmp_path / "out"
+    cmd = [sys.executable, "-m", "perflab.cli", "run", str(spec), "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_runs(out, 6, proc)
+    proc.kill()  # SIGKILL: no handler runs, a worker may be mid-write
+    proc.wait()
+    done = store.read(out, "runs")
+    assert 6 <= len(done) < 20 and (done["status"] == "ok").all()
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    runs = store.read(out, "runs")
+    assert len(runs) == 20 and (runs["status"] == "ok").all()
+    assert runs["spec_id"].nunique() == 20
+    for table in ("runs", "samples", "calibration"):
+        for path in (out / table).iterdir():
+            assert not path.name.startswith("."), f"temporary file left: {path}"
+            pq.read_table(path)  # every file is whole
+    assert set(store.read(out, "samples")["run_id"]) == set(runs["run_id"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_stops_cleanly_and_says_how_to_resume(tmp_path, signum, code):
+    spec, out = _twenty_configs(tmp_path), tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "perflab.cli", "run", str(spec), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_runs(out, 3, proc)
+    proc.send_signal(signum)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == code
+    text = " ".join(stdout.split())
+    finished = len(store.read(out, "runs"))
+    assert f"{finished} of 20 configs finished and stored" in text
+    assert f"perflab run {spec} -o {out} --resume" in text
+    assert finished < 20 and not list((out / "runs").glob(".*"))

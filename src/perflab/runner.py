@@ -195,22 +195,11 @@ def _host_notes() -> list[str]:
     return notes
 
 
-def execute(
-    config: RunConfig,
-    out: Path,
-    *,
-    run_id: str | None = None,
-    env_id: str | None = None,
-    progress: Progress | None = None,
-) -> dict[str, Any]:
-    """Run one config in this process, write its tables, and return its `runs` row.
-
-    Nothing measured is lost: a failure after some iterations still writes those samples.
-    """
+def config_row(config: RunConfig, run_id: str, env_id: str | None) -> dict[str, Any]:
+    """The part of a `runs` row that the config and this host decide, before anything runs."""
     import socket
 
-    run_id = run_id or store.new_run_id()
-    row: dict[str, Any] = {
+    return {
         "run_id": run_id,
         "study": config.study,
         "spec_id": config.spec_id,
@@ -232,6 +221,22 @@ def execute(
         "host": socket.gethostname(),
         "perflab_version": __version__,
     }
+
+
+def execute(
+    config: RunConfig,
+    out: Path,
+    *,
+    run_id: str | None = None,
+    env_id: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run one config in this process, write its tables, and return its `runs` row.
+
+    Nothing measured is lost: a failure after some iterations still writes those samples.
+    """
+    run_id = run_id or store.new_run_id()
+    row = config_row(config, run_id, env_id)
     notes = _host_notes()
     meta: dict[str, Any] = {}
     tables: dict[str, Any] = {}
@@ -515,29 +520,7 @@ def run_isolated(
         status, error = "failed", _signal_text(code)
     if tail:
         error += f"; output tail: {tail}"
-    row = {
-        "run_id": run_id,
-        "study": config.study,
-        "spec_id": config.spec_id,
-        "label": config.label,
-        "created_at": datetime.now(timezone.utc),
-        "status": status,
-        "error": error,
-        "model": config.model,
-        "pipeline": config.pipeline,
-        "backend": config.backend,
-        "mode": config.mode,
-        "precision": config.precision,
-        "batch_size": config.batch_size,
-        "options": store.json_text(config.option_dict),
-        "timeout_s": config.timeout_s,
-        "warmup_policy": store.json_text(config.warmup.as_dict()),
-        "measure_policy": store.json_text(config.measure.as_dict()),
-        "env_id": env_id,
-        "perflab_version": __version__,
-        "notes": "[]",
-        "meta": "{}",
-    }
+    row = {**config_row(config, run_id, env_id), "status": status, "error": error, "notes": "[]"}
     store.write_run(out, row)
     return row
 
