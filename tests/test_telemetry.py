@@ -288,3 +288,31 @@ def test_background_thread_samples_until_stopped():
 def test_interval_must_be_sane():
     with pytest.raises(ValueError, match="interval"):
         GpuSampler(0, interval_ms=1)
+
+
+def test_busy_gpu_note_names_other_processes():
+    import os
+    from types import SimpleNamespace
+
+    from perflab.telemetry import gpu_busy_note
+
+    class FakeNvml:
+        def __init__(self, pids):
+            self.pids = pids
+
+        def nvmlInit(self):
+            pass
+
+        def nvmlShutdown(self):
+            pass
+
+        def nvmlDeviceGetHandleByIndex(self, index):
+            return index
+
+        def nvmlDeviceGetComputeRunningProcesses(self, handle):
+            return [SimpleNamespace(pid=p) for p in self.pids]
+
+    note = gpu_busy_note(0, nvml=FakeNvml([4242, os.getpid()]))
+    assert note == "busy GPU: 1 other process(es) computing on GPU 0 at the start of the run (pid 4242)"
+    assert gpu_busy_note(0, nvml=FakeNvml([os.getpid()])) is None
+    assert gpu_busy_note(0, nvml=FakeNvml([])) is None

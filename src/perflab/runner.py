@@ -182,16 +182,24 @@ def _output_check(backend, model, pipeline) -> dict[str, float]:
     }
 
 
-def _host_notes() -> list[str]:
+def _host_notes(config: RunConfig) -> list[str]:
     """Facts about the host at the start of a run that can distort its numbers."""
     notes = []
     try:
         load1 = os.getloadavg()[0]
     except OSError:
-        return notes
+        load1 = 0.0
     cores = os.cpu_count() or 1
     if load1 > 0.5 * cores:
         notes.append(f"busy host: load average {load1:.2f} on {cores} CPUs at the start of the run")
+    from perflab import backends
+
+    if backends.get_info(config.backend).gpu:
+        from perflab.telemetry import gpu_busy_note
+
+        note = gpu_busy_note(int(config.option_dict.get("device_id", 0)))
+        if note:
+            notes.append(note)
     return notes
 
 
@@ -237,7 +245,7 @@ def execute(
     """
     run_id = run_id or store.new_run_id()
     row = config_row(config, run_id, env_id)
-    notes = _host_notes()
+    notes = _host_notes(config)
     meta: dict[str, Any] = {}
     tables: dict[str, Any] = {}
     rec: Recorder | None = None

@@ -339,3 +339,32 @@ def _describe(exc: BaseException) -> str:
 
 def _num(value: Any) -> float:
     return float("nan") if value is None else float(value)
+
+
+def gpu_busy_note(device_index: int = 0, *, nvml: Any = None) -> str | None:
+    """A note when other processes are computing on the GPU at the start of a run, else None.
+
+    Another process's kernels share the SMs and memory bandwidth, so a run measured beside them is
+    slower than the same run alone. Best effort: without NVML (or a driver) it says nothing.
+    """
+    import os
+
+    try:
+        nvml = nvml or _import_pynvml()
+        nvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - no NVML, no driver: nothing to say
+        return None
+    try:
+        handle = nvml.nvmlDeviceGetHandleByIndex(device_index)
+        others = sorted({p.pid for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle)} - {os.getpid()})
+    except Exception:  # noqa: BLE001 - a query this driver lacks is not a reason to stop a run
+        return None
+    finally:
+        try:
+            nvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001
+            pass
+    if not others:
+        return None
+    shown = ", ".join(map(str, others[:5])) + (" ..." if len(others) > 5 else "")
+    return f"busy GPU: {len(others)} other process(es) computing on GPU {device_index} at the start of the run (pid {shown})"

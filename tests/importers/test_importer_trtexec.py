@@ -323,7 +323,9 @@ def test_exports_together_make_one_run(tmp_path):
     samples = store.read(out, "samples")
     assert sorted(samples["iteration"].unique()) == list(range(6))
     assert set(samples["stage"]) == {"h2d", "compute", "d2h", "enqueue", "e2e"}
-    assert samples["device_ns"].isna().all()
+    on_device = samples["stage"].isin(["h2d", "compute", "d2h"])
+    assert (samples.loc[on_device, "device_ns"] == samples.loc[on_device, "host_ns"]).all()
+    assert samples.loc[~on_device, "device_ns"].isna().all()
     phase = samples.groupby("iteration")["phase"].first()
     assert list(phase) == ["warmup", "warmup", "measure", "measure", "measure", "measure"]
     compute = samples[samples["stage"] == "compute"].sort_values("iteration")

@@ -15,8 +15,8 @@ What lands where:
   Three whole-run statistics carry their unit in the name instead of ms: `throughput_qps`
   (stage e2e), `walltime_s` (stage e2e) and `total_s` (stage compute, Total GPU Compute Time).
 - `samples` from `--exportTimes`: one row per query and stage (h2d, compute, d2h, enqueue, e2e),
-  host_ns = trtexec's value (CUDA-event times for h2d/compute/d2h, host times for enqueue),
-  device_ns null. Iterations are 0-based over the whole file. Older trtexec versions exported the
+  host_ns = trtexec's value; for h2d/compute/d2h, which trtexec times with CUDA events, the same
+  value is also in device_ns (null for enqueue and e2e, host times). Iterations are 0-based over the whole file. Older trtexec versions exported the
   warmup queries too; trtexec itself counts a query as warmup when its compute started before the
   warmup time, and those rows get phase `warmup` (the others `measure`).
 - `layers` from `--exportProfile`, from a log's `=== Profile ===` table, and from
@@ -898,7 +898,10 @@ def parse_times(
             )
             columns["host_ns"].append(round(value * 1e6))
     df = pd.DataFrame(columns)
-    df["device_ns"] = None
+    # trtexec times h2d / compute / d2h with CUDA events: they are device durations, stored in both
+    # columns so device-aware analysis sees them; enqueue and e2e are host times.
+    on_device = df["stage"].isin(("h2d", "compute", "d2h"))
+    df["device_ns"] = df["host_ns"].astype("Int64").where(on_device)
     df["items"] = items
     return df
 
@@ -1115,7 +1118,7 @@ def _exports_run(
                 "they are phase 'warmup'"
             )
         run_notes.append(
-            "samples.host_ns holds trtexec's times: CUDA-event durations for h2d/compute/d2h"
+            "h2d/compute/d2h samples are trtexec's CUDA-event durations (in host_ns and device_ns)"
         )
         if log_run is None:
             run.row["n_warmup"] = n_warm
