@@ -140,7 +140,12 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("run_id", S, "", "run"),
         ("stage", S, "", "stage the statistic describes"),
         ("statistic", S, "", "mean, median, min, max, p90, p95, p99, ..."),
-        ("value_ms", F64, "ms", "value as the other tool printed it"),
+        (
+            "value_ms",
+            F64,
+            "ms",
+            "value as printed; throughput_qps, walltime_s, total_s: unit in the name",
+        ),
     ),
     "calibration": _cols(
         ("run_id", S, "", "run whose worker measured it"),

@@ -356,7 +356,9 @@ def gpu_busy_note(device_index: int = 0, *, nvml: Any = None) -> str | None:
         return None
     try:
         handle = nvml.nvmlDeviceGetHandleByIndex(device_index)
-        others = sorted({p.pid for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle)} - {os.getpid()})
+        others = sorted(
+            {p.pid for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle)} - {os.getpid()}
+        )
     except Exception:  # noqa: BLE001 - a query this driver lacks is not a reason to stop a run
         return None
     finally:
