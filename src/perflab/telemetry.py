@@ -347,6 +347,7 @@ def gpu_busy_note(device_index: int = 0, *, nvml: Any = None) -> str | None:
     Another process's kernels share the SMs and memory bandwidth, so a run measured beside them is
     slower than the same run alone. Best effort: without NVML (or a driver) it says nothing.
     """
+    import contextlib
     import os
 
     try:
@@ -362,10 +363,8 @@ def gpu_busy_note(device_index: int = 0, *, nvml: Any = None) -> str | None:
     except Exception:  # noqa: BLE001 - a query this driver lacks is not a reason to stop a run
         return None
     finally:
-        try:
+        with contextlib.suppress(Exception):  # shutting NVML down is best effort too
             nvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001
-            pass
     if not others:
         return None
     shown = ", ".join(map(str, others[:5])) + (" ..." if len(others) > 5 else "")
