@@ -266,3 +266,18 @@ def test_interrupt_stops_cleanly_and_says_how_to_resume(tmp_path, signum, code):
     assert f"{finished} of 20 configs finished and stored" in text
     assert f"perflab run {spec} -o {out} --resume" in text
     assert finished < 20 and not list((out / "runs").glob(".*"))
+
+
+def test_backends_explains_every_unavailable_backend(capsys):
+    from perflab.backends import BACKENDS, unavailable_reason
+
+    assert cli.main(["backends"]) == 0
+    out = capsys.readouterr().out
+    for name in BACKENDS:
+        reason = unavailable_reason(name)
+        line = next(line for line in out.splitlines() if f" {name} " in line)
+        if reason is None:
+            assert "available" in line and "unavailable" not in line
+        else:
+            assert "unavailable" in line and reason[:40] in line
+    assert "pip install 'perflab'" not in out  # the extra's brackets are printed, not eaten

@@ -23,7 +23,8 @@ def _console():
 
     # Piped output gets a fixed wide layout instead of rich's 80 columns, so tables stay readable.
     width = None if sys.stdout.isatty() else max(140, shutil.get_terminal_size().columns)
-    return Console(highlight=False, width=width)
+    # No markup: names, paths and messages from the data may hold brackets ("perflab[gpu]").
+    return Console(highlight=False, markup=False, width=width)
 
 
 # ----------------------------------------------------------------------------- run
@@ -58,14 +59,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     env_row = env.row(fp)
     store.write(out, "env", env_row["env_id"], env_row)
     console.print(
-        f"study [bold]{study.name}[/]: {len(todo)} of {n} configs -> {out}"
+        f"study {study.name}: {len(todo)} of {n} configs -> {out}"
         + ("" if args.isolate else "  (in-process: no isolation, no timeout)")
     )
     result = _run_with_progress(console, study, out, todo, env_row["env_id"], args.isolate)
     for row in result.rows:
         if row["status"] not in ("ok",):
             console.print(
-                f"  [yellow]{row['status']}[/]: {row['label']}: {_first_line(row.get('error'))}"
+                f"  {row['status']}: {row['label']}: {_first_line(row.get('error'))}", style="yellow"
             )
     if result.rows:
         _show(console, out, run_ids={r["run_id"] for r in result.rows})
@@ -73,14 +74,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.interrupted:
         done = len(result.rows)
         console.print(
-            f"[red]interrupted by {result.interrupted}[/]: {done} of {len(todo)} configs "
-            f"finished and stored; run `perflab run {args.spec} -o {out} --resume` to finish"
+            f"interrupted by {result.interrupted}: {done} of {len(todo)} configs "
+            f"finished and stored; run `perflab run {args.spec} -o {out} --resume` to finish",
+            style="red",
         )
         return 130 if result.interrupted == "SIGINT" else 143
     bad = result.by_status("failed", "timeout")
     if bad:
         names = "; ".join(f"{r['label']} ({r['status']})" for r in bad)
-        console.print(f"[red]{len(bad)} config(s) did not complete[/]: {names}")
+        console.print(f"{len(bad)} config(s) did not complete: {names}", style="red")
         return EXIT_RUNS_FAILED
     return 0
 
@@ -108,10 +110,10 @@ def _run_with_progress(console, study, out, todo, env_id, isolate):
     from perflab import runner
 
     columns = (
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.fields[status]}", markup=False),
         TimeElapsedColumn(),
     )
     with Progress(
@@ -248,6 +250,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def cmd_backends(args: argparse.Namespace) -> int:
     from rich.table import Table
+    from rich.text import Text
 
     from perflab.backends import BACKENDS, unavailable_reason
 
@@ -256,7 +259,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
         table.add_column(col)
     for name, info in BACKENDS.items():
         reason = unavailable_reason(name)
-        status = "[green]available[/]" if reason is None else "[red]unavailable[/]"
+        status = Text("available", "green") if reason is None else Text("unavailable", "red")
         table.add_row(name, status, info.description if reason is None else reason)
     _console().print(table)
     return 0
