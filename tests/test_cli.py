@@ -225,8 +225,15 @@ def _wait_for_runs(out: Path, n: int, proc: subprocess.Popen, limit_s: float = 1
 
 
 def _twenty_configs(tmp_path: Path) -> Path:
-    return write_spec(tmp_path, {**SYNTHETIC, "measure": {"iterations": 30},
-                                 "options": {"compute_ms": 5.0}, "sweep": {"seed": list(range(20))}})
+    return write_spec(
+        tmp_path,
+        {
+            **SYNTHETIC,
+            "measure": {"iterations": 30},
+            "options": {"compute_ms": 5.0},
+            "sweep": {"seed": list(range(20))},
+        },
+    )
 
 
 @pytest.mark.slow
@@ -239,7 +246,9 @@ def test_kill_9_then_resume_gives_one_ok_run_per_config(tmp_path):
     proc.wait()
     done = store.read(out, "runs")
     assert 6 <= len(done) < 20 and (done["status"] == "ok").all()
-    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300, check=False)
+    resumed = subprocess.run(
+        [*cmd, "--resume"], capture_output=True, text=True, timeout=300, check=False
+    )
     assert resumed.returncode == 0, resumed.stderr
     runs = store.read(out, "runs")
     assert len(runs) == 20 and (runs["status"] == "ok").all()
@@ -255,8 +264,12 @@ def test_kill_9_then_resume_gives_one_ok_run_per_config(tmp_path):
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_stops_cleanly_and_says_how_to_resume(tmp_path, signum, code):
     spec, out = _twenty_configs(tmp_path), tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "perflab.cli", "run", str(spec), "-o", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "perflab.cli", "run", str(spec), "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_runs(out, 3, proc)
     proc.send_signal(signum)
     stdout, _ = proc.communicate(timeout=60)

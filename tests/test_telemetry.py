@@ -313,6 +313,9 @@ def test_busy_gpu_note_names_other_processes():
             return [SimpleNamespace(pid=p) for p in self.pids]
 
     note = gpu_busy_note(0, nvml=FakeNvml([4242, os.getpid()]))
-    assert note == "busy GPU: 1 other process(es) computing on GPU 0 at the start of the run (pid 4242)"
+    assert (
+        note
+        == "busy GPU: 1 other process(es) computing on GPU 0 at the start of the run (pid 4242)"
+    )
     assert gpu_busy_note(0, nvml=FakeNvml([os.getpid()])) is None
     assert gpu_busy_note(0, nvml=FakeNvml([])) is None

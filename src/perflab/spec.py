@@ -38,6 +38,8 @@ TOP_KEYS = (
     "timeout_s",
     "seed",
 )
+# Keys every label shows anyway (model, backend, precision, batch size, mode).
+LABELLED = ("model", "backend", "precision", "batch_size", "mode", "inflight")
 # Mappings whose entries may be swept one by one as `options.NAME` / `pipeline_options.NAME`.
 MAPPING_KEYS = ("options", "pipeline_options")
 # Keys that may be swept: every config key but the study name and the sweep itself.
@@ -119,11 +121,19 @@ class RunConfig:
         if self.mode != "latency":
             parts.append(f"{self.mode}x{self.inflight}")
         for key in self._swept:
-            group, name = key.split(".", 1)
-            parts.append(f"{name}={dict(getattr(self, group))[name]}")
+            if "." in key:
+                group, name = key.split(".", 1)
+                parts.append(f"{name}={dict(getattr(self, group))[name]}")
+            elif key not in LABELLED:
+                value = getattr(self, key)
+                if isinstance(value, Policy):
+                    value = value.as_dict()
+                elif isinstance(value, tuple):
+                    value = dict(value)
+                parts.append(f"{key}={value}")
         return " ".join(parts)
 
-    # Option sweep axes ("options.threads"), so labels tell swept configs apart; not content.
+    # Sweep axes ("seed", "options.threads"), so labels tell swept configs apart; not content.
     _swept: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def to_json(self) -> str:
@@ -220,7 +230,7 @@ def _axes(
 def _expand(
     study: str, data: Mapping[str, Any], axes: list[tuple[str, list[Any]]], source: str
 ) -> list[RunConfig]:
-    swept = tuple(k for k, _ in axes if "." in k)
+    swept = tuple(k for k, _ in axes)
     configs = []
     for combo in itertools.product(*(values for _, values in axes)):
         merged = dict(data)

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -288,13 +289,17 @@ def file_version(path: Path) -> int:
     return int(raw)
 
 
-def _read_file(path: Path, table: str) -> pa.Table:
+def _check_version(path: Path) -> None:
     version = file_version(path)
     if version > SCHEMA_VERSION:
         raise StoreVersionError(
             f"{path} was written by perflab schema version {version}; this perflab reads up to "
             f"version {SCHEMA_VERSION}: upgrade perflab to read it"
         )
+
+
+def _read_file(path: Path, table: str) -> pa.Table:
+    _check_version(path)
     return pq.read_table(path).cast(schema(table))
 
 
@@ -315,18 +320,51 @@ def read(folders: Path | str | Iterable[Path | str], table: str) -> pd.DataFrame
     """
     if isinstance(folders, (str, Path)):
         folders = [folders]
-    parts = []
+    good = []
     for folder in folders:
         for path in table_files(Path(folder), table):
             try:
-                parts.append(_read_file(path, table))
+                _check_version(path)  # reads only the footer
             except StoreVersionError:
                 raise
             except (OSError, pa.ArrowException, ValueError, StoreError) as exc:
                 warnings.warn(f"skipping unreadable file {path}: {exc}", stacklevel=2)
-    if not parts:
+                continue
+            good.append(path)
+    if not good:
         return schema(table).empty_table().to_pandas()
-    return pa.concat_tables(parts, promote_options="none").to_pandas()
+    try:
+        arrow = _scan(good, schema(table))
+    except (OSError, pa.ArrowException, duckdb.Error):
+        # A footer that reads but a body that does not: find the file, a file at a time.
+        parts = []
+        for path in good:
+            try:
+                parts.append(_read_file(path, table))
+            except (OSError, pa.ArrowException, ValueError) as exc:
+                warnings.warn(f"skipping unreadable file {path}: {exc}", stacklevel=2)
+        if not parts:
+            return schema(table).empty_table().to_pandas()
+        arrow = pa.concat_tables(parts, promote_options="none")
+    return arrow.to_pandas()
+
+
+def _scan(paths: list[Path], sch: pa.Schema) -> pa.Table:
+    """All files in one duckdb scan (parallel, several times faster than a file at a time on
+    studies of hundreds of runs), conformed to the declared schema."""
+    con = duckdb.connect()
+    try:
+        result = con.read_parquet([str(p) for p in paths], union_by_name=True).arrow()
+        arrow = result.read_all() if hasattr(result, "read_all") else result
+    finally:
+        con.close()
+    columns = [
+        arrow.column(f.name).cast(f.type)
+        if f.name in arrow.column_names
+        else pa.nulls(len(arrow), f.type)
+        for f in sch
+    ]
+    return pa.Table.from_arrays(columns, schema=sch)
 
 
 def read_study_check(folder: Path | str) -> None:
