@@ -209,7 +209,8 @@ def test_six_configs_with_a_segfault_and_a_hang(tmp_path):
     assert runs["status"].tolist() == ["ok", "ok", "failed", "ok", "timeout", "ok"]
     assert "SIGSEGV" in runs["error"].iloc[2]
     assert re.search(
-        r"2 config\(s\) did not complete: .*crash=segfault \(failed\); .*crash=hang \(timeout\)",
+        r"2 config\(s\) did not complete: .*crash=segfault seed=3 \(failed\); "
+        r".*crash=hang seed=5 \(timeout\)",
         " ".join(proc.stdout.split()),
     )
 

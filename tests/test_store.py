@@ -116,3 +116,19 @@ def test_write_failure_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(StoreError, match="cannot write .*No space left on device"):
         store.write(tmp_path, "runs", "r1", {"run_id": "r1"})
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_rows_with_missing_values_from_pandas_round_trip(tmp_path):
+    row = {
+        "run_id": "r1",
+        "status": "failed",
+        "error": float("nan"),
+        "batch_size": pd.NA,
+        "created_at": pd.NaT,
+        "load_ms": float("nan"),
+        "study": "s",
+    }
+    store.write(tmp_path, "runs", "r1", row)
+    back = store.read(tmp_path, "runs").iloc[0]
+    assert back["status"] == "failed" and back["study"] == "s"
+    assert back[["error", "batch_size", "created_at", "load_ms"]].isna().all()

@@ -342,9 +342,14 @@ def execute(
         row.setdefault("n_warmup", 0)
     row["notes"] = store.json_text(notes)
     row["meta"] = store.json_text(meta)
-    for name, frame in list(tables.items()):
-        if name != "samples" and frame is not None and len(frame):
-            tables[name] = frame.assign(run_id=run_id)
+    for name, rows in list(tables.items()):
+        if name == "samples" or rows is None or not len(rows):
+            continue
+        # Backends hand DataFrames; the harness's own rows are plain dicts (no pandas in workers).
+        is_list = isinstance(rows, list)
+        tables[name] = (
+            [{**r, "run_id": run_id} for r in rows] if is_list else rows.assign(run_id=run_id)
+        )
     store.write_run(out, row, tables)
     return row
 

@@ -10,20 +10,23 @@ run has no `runs` row are leftovers of an interrupted run.
 from __future__ import annotations
 
 import json
+import math
 import os
 import uuid
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from perflab.errors import StoreError, StoreVersionError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Format history:
 #   1: first version (runs, samples, env, telemetry, layers, reported, calibration, trace_*).
@@ -210,35 +213,65 @@ def schema(table: str) -> pa.Schema:
     )
 
 
-def to_arrow(table: str, data: pd.DataFrame | Mapping[str, object]) -> pa.Table:
-    """Conform a frame (or one row as a mapping) to the table's schema.
+def to_arrow(
+    table: str, data: pd.DataFrame | Mapping[str, object] | Sequence[Mapping[str, object]]
+) -> pa.Table:
+    """Conform a frame, one row (a mapping) or a list of rows to the table's schema.
 
     Missing columns become nulls; unknown columns are an error, so a typo never silently drops data.
+    Rows given as mappings are converted without pandas, which keeps worker processes light.
     """
-    frame = pd.DataFrame([data]) if isinstance(data, Mapping) else data
     sch = schema(table)
-    unknown = set(frame.columns) - set(sch.names)
+    if isinstance(data, Mapping):
+        data = [data]
+    if isinstance(data, Sequence):
+        names = set().union(*(row.keys() for row in data)) if data else set()
+        columns = {name: [_scalar(row.get(name)) for row in data] for name in names}
+        n = len(data)
+    else:
+        names = set(data.columns)
+        columns = {name: _plain(data[name]) for name in names}
+        n = len(data)
+    unknown = names - set(sch.names)
     if unknown:
         raise StoreError(f"table {table!r} has no column(s) {sorted(unknown)}")
     arrays = []
     for field in sch:
-        if field.name in frame.columns:
-            values = frame[field.name]
-            if pa.types.is_dictionary(field.type):
-                arr = pa.array(values.astype(object), type=pa.string()).dictionary_encode()
-                arr = arr.cast(field.type)
-            elif pa.types.is_timestamp(field.type):
-                arr = pa.array(pd.to_datetime(values, utc=True), type=field.type)
-            else:
-                arr = pa.array(values.astype(object).where(values.notna(), None), type=field.type)
+        if field.name not in columns:
+            arrays.append(pa.nulls(n, type=field.type))
+        elif pa.types.is_dictionary(field.type):
+            arrays.append(
+                pa.array(columns[field.name], type=pa.string()).dictionary_encode().cast(field.type)
+            )
         else:
-            arr = pa.nulls(len(frame), type=field.type)
-        arrays.append(arr)
+            arrays.append(pa.array(columns[field.name], type=field.type))
     return pa.Table.from_arrays(arrays, schema=sch)
 
 
+def _scalar(value: object) -> object:
+    """A row value as arrow takes it: missing values (NaN, NaT, pandas NA) become None."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    return value
+
+
+def _plain(values: pd.Series) -> list[object]:
+    """A pandas column as Python values, with missing values (NaN, NaT, NA) as None."""
+    import pandas
+
+    if pandas.api.types.is_datetime64_any_dtype(values):
+        values = pandas.to_datetime(values, utc=True)
+    out = values.astype(object).where(values.notna(), None).tolist()
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in out]
+
+
 def write(
-    out: Path, table: str, key: str, data: pd.DataFrame | Mapping[str, object] | pa.Table
+    out: Path,
+    table: str,
+    key: str,
+    data: pd.DataFrame | Mapping[str, object] | Sequence[Mapping[str, object]] | pa.Table,
 ) -> Path:
     """Write one file `out/table/key.parquet` atomically (temporary name, then rename)."""
     arrow = data if isinstance(data, pa.Table) else to_arrow(table, data)
@@ -335,7 +368,7 @@ def read(folders: Path | str | Iterable[Path | str], table: str) -> pd.DataFrame
         return schema(table).empty_table().to_pandas()
     try:
         arrow = _scan(good, schema(table))
-    except (OSError, pa.ArrowException, duckdb.Error):
+    except (OSError, pa.ArrowException):
         # A footer that reads but a body that does not: find the file, a file at a time.
         parts = []
         for path in good:
@@ -352,10 +385,14 @@ def read(folders: Path | str | Iterable[Path | str], table: str) -> pd.DataFrame
 def _scan(paths: list[Path], sch: pa.Schema) -> pa.Table:
     """All files in one duckdb scan (parallel, several times faster than a file at a time on
     studies of hundreds of runs), conformed to the declared schema."""
+    import duckdb
+
     con = duckdb.connect()
     try:
         result = con.read_parquet([str(p) for p in paths], union_by_name=True).arrow()
         arrow = result.read_all() if hasattr(result, "read_all") else result
+    except duckdb.Error as exc:
+        raise OSError(f"scan failed: {exc}") from exc
     finally:
         con.close()
     columns = [

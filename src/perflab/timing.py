@@ -11,15 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from time import perf_counter_ns
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from perflab.nvtx import Annotator
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 # Names are fixed: NVTX range names, parquet values and plot labels.
 ITERATION_STAGES = ("preprocess", "h2d", "compute", "d2h", "postprocess")
@@ -259,15 +255,14 @@ def busy_wait_ns(duration_ns: int, since_ns: int | None = None) -> None:
         pass
 
 
-def calibrate(repeats: int = 20000) -> pd.DataFrame:
+def calibrate(repeats: int = 20000) -> list[dict[str, float]]:
     """The harness's own cost on this machine, measured in the same process as the run.
 
     `timer`: two back-to-back perf_counter_ns reads (the floor of any host measurement);
     `nvtx_push_pop`: one stage range push + pop; `stage_overhead`: a whole begin/end pair of the
     Recorder with no work between, i.e. what every recorded stage adds to the e2e it sits in.
+    Returns rows of the `calibration` table (without run_id).
     """
-    import pandas as pd
-
     rec = Recorder(1)
     attrs = rec.annotator.stage_attrs[0]
     push, pop = rec.annotator.push, rec.annotator.pop
@@ -303,4 +298,4 @@ def calibrate(repeats: int = 20000) -> pd.DataFrame:
                 "n": repeats,
             }
         )
-    return pd.DataFrame(rows)
+    return rows
