@@ -215,3 +215,25 @@ def test_open_what_the_runner_wrote(tmp_path):
     assert summ.set_index("stage").loc["e2e", "wall_throughput_items_s"] > 0
     assert len(res.warmup()) == 1 and len(res.breakdown()) > 0
     assert "1 runs (1 ok)" in repr(res)
+
+
+def test_cpu_runs_are_projected_from_the_host_fingerprint(tmp_path):
+    """With one CPU fingerprint stored, project() and roofline() need no source device."""
+    import perflab
+    from perflab import env, runner, spec
+    from perflab import store as st
+
+    study = spec.parse({"study": "p", "backend": "synthetic", "measure": {"iterations": 5}})
+    runner.run_study(study, tmp_path, isolate=False)
+    runs = st.read(tmp_path, "runs")
+    row = runs.iloc[0].to_dict()
+    row.update(model_flops_per_sample=1e9, model_param_bytes=4e6, model_activation_bytes_per_sample=1e6)
+    st.write_run(tmp_path, row)
+    fp = env.fingerprint(gpu=False, providers=False)
+    fp.update(cpu_flags=["avx2", "fma"], cpu_cores_physical=2, cpu_mhz_max=3000.0)
+    st.write(tmp_path, "env", env.env_id(fp), env.row(fp))
+    res = perflab.open(tmp_path)
+    assert res.host_fingerprint()["cpu_mhz_max"] == 3000.0
+    projected = res.project(device="RTX 3070")
+    compute = projected.loc[projected["stage"] == "compute"].iloc[0]
+    assert compute["predicted_ms"] > 0 and compute["kind"] == "predicted"

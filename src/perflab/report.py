@@ -887,20 +887,6 @@ def device_names(runs: pd.DataFrame) -> str:
     return ", ".join(names) or "unknown device"
 
 
-def host_fingerprint(res: Results) -> dict[str, Any] | None:
-    """The environment fingerprint of the runs when there is exactly one (it gives CPU runs their
-    estimated peaks in rooflines and projections), else None."""
-    import json
-
-    env = res.env
-    if len(env) != 1:
-        return None
-    try:
-        return json.loads(env["fingerprint"].iloc[0] or "{}") or None
-    except (TypeError, ValueError):
-        return None
-
-
 def _geomean(values: Any) -> float:
     import numpy as np
 
@@ -1066,13 +1052,11 @@ def projections(
     labels; CPU runs use the host's estimated peaks as their source. Returns (frame, problems)."""
     import pandas as pd
 
-    fp = host_fingerprint(res)
     labels = _labels(res.runs)
     parts, problems = [], []
     for target in targets:
         try:
-            kw = {"from_device": fp} if fp is not None and _all_cpu(res.runs) else {}
-            p = res.project(device=target, **kw)
+            p = res.project(device=target)
         except PerflabError as exc:
             problems.append(f"{target}: {exc}")
             continue
@@ -1092,11 +1076,6 @@ def projections(
         ), problems
     out = pd.concat(parts, ignore_index=True)
     return out, problems
-
-
-def _all_cpu(runs: pd.DataFrame) -> bool:
-    ok = runs[runs["status"].astype(str) == "ok"]
-    return bool(len(ok)) and ok["device"].astype(str).str.lower().str.startswith("cpu").all()
 
 
 def projection_chart_data(proj: pd.DataFrame) -> pd.DataFrame:
@@ -1150,13 +1129,10 @@ def projection_problems(proj: pd.DataFrame) -> str:
 def predicted_roofline(res: Results, target: str) -> pd.DataFrame:
     """Roofline rows of the ok runs' stage times as predicted on `target`: the projection's
     predicted medians placed on the target's roofline (for `plots.roofline(predicted=...)`)."""
-    from perflab.analysis.roofline import project, roofline
+    from perflab.analysis.roofline import roofline
 
-    fp = host_fingerprint(res)
     runs = res.ok().runs
-    medians = res.summary(ci=None)[["run_id", "stage", "p50_ms"]]
-    kw = {"from_device": fp} if fp is not None and _all_cpu(res.runs) else {}
-    p = project(runs, medians, device=target, **kw)
+    p = res.project(device=target)
     predicted = p[["run_id", "stage", "predicted_ms"]].rename(columns={"predicted_ms": "p50_ms"})
     predicted = predicted[predicted["p50_ms"].notna()]
     return roofline(runs, predicted, device=target)

@@ -11,6 +11,7 @@ changing a returned frame never changes what the next cell sees.
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -248,16 +249,36 @@ class Results:
         return runs
 
     def roofline(self, device: str | Mapping[str, Any] | None = None) -> pd.DataFrame:
-        """roofline.roofline() of the ok runs' stage medians (device None: each run's own)."""
+        """roofline.roofline() of the ok runs' stage medians (device None: each run's own; CPU
+        runs get the host's estimated peaks from the stored fingerprint)."""
         from perflab.analysis.roofline import roofline  # optional module, imported when used
 
-        return roofline(self._ok_runs(), self._stage_medians(), device=device)
+        return roofline(
+            self._ok_runs(), self._stage_medians(), device=device or self.host_fingerprint()
+        )
 
     def project(self, device: str | Mapping[str, Any], **kw: Any) -> pd.DataFrame:
-        """roofline.project(): the ok runs' stage times predicted on another device."""
+        """roofline.project(): the ok runs' stage times predicted on another device. Runs that
+        all ran on this CPU are projected from its estimated peaks unless `from_device` is given."""
         from perflab.analysis.roofline import project
 
+        if kw.get("from_device") is None and self._all_cpu():
+            kw["from_device"] = self.host_fingerprint()
         return project(self._ok_runs(), self._stage_medians(), device=device, **kw)
+
+    def host_fingerprint(self) -> dict[str, Any] | None:
+        """The environment fingerprint when the results hold exactly one, else None."""
+        env = self.env
+        if len(env) != 1:
+            return None
+        try:
+            return json.loads(env["fingerprint"].iloc[0] or "{}") or None
+        except (TypeError, ValueError):
+            return None
+
+    def _all_cpu(self) -> bool:
+        ok = self._ok_runs()
+        return bool(len(ok)) and ok["device"].astype(str).str.lower().str.startswith("cpu").all()
 
     # -- display -----------------------------------------------------------------------------
 
