@@ -227,7 +227,9 @@ def test_cpu_runs_are_projected_from_the_host_fingerprint(tmp_path):
     runner.run_study(study, tmp_path, isolate=False)
     runs = st.read(tmp_path, "runs")
     row = runs.iloc[0].to_dict()
-    row.update(model_flops_per_sample=1e9, model_param_bytes=4e6, model_activation_bytes_per_sample=1e6)
+    row.update(
+        model_flops_per_sample=1e9, model_param_bytes=4e6, model_activation_bytes_per_sample=1e6
+    )
     st.write_run(tmp_path, row)
     fp = env.fingerprint(gpu=False, providers=False)
     fp.update(cpu_flags=["avx2", "fma"], cpu_cores_physical=2, cpu_mhz_max=3000.0)
