@@ -570,6 +570,9 @@ def run_study(
                 on_done(row)
         if interrupt.signal is not None:
             result.interrupted = signal.Signals(interrupt.signal).name
+    logs = Path(out) / ".logs"
+    if logs.is_dir() and not any(logs.iterdir()):
+        logs.rmdir()  # worker logs are kept only for runs that died
     return result
 
 
