@@ -23,10 +23,48 @@ def realdata() -> Path:
     return REALDATA
 
 
-def synthetic_spec(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
+# Stage durations of the small synthetic study the plot, notebook and report tests share:
+# copies, jitter and a warmup pattern, so every section has something to show.
+SYNTHETIC_OPTIONS = {
+    "preprocess_ms": 0.1,
+    "h2d_ms": 0.05,
+    "compute_ms": 0.3,
+    "compute_ms_per_item": 0.1,
+    "d2h_ms": 0.05,
+    "postprocess_ms": 0.1,
+    "jitter": 0.01,
+    "warmup_iterations": 8,
+    "warmup_extra_ms": 1.0,
+}
+
+
+@pytest.fixture(scope="session")
+def synthetic_options() -> dict:
+    return dict(SYNTHETIC_OPTIONS)
+
+
+@pytest.fixture(scope="session")
+def run_synthetic():
+    """run_synthetic(out, study=, batch_sizes=, **spec keys) -> out: runs the study in-process
+    and stores this machine's fingerprint beside it."""
+    from perflab import env, runner, spec, store
+
+    def run(out: Path, *, study: str = "tiny", batch_sizes=(1, 2, 4), **extra) -> Path:
+        data = {
+            "study": study,
+            "backend": "synthetic",
+            "sweep": {"batch_size": list(batch_sizes)},
+            "options": dict(SYNTHETIC_OPTIONS),
+            "warmup": {"iterations": 10},
+            "measure": {"iterations": 40},
+            **extra,
+        }
+        runner.run_study(spec.parse(data), out, isolate=False)
+        row = env.row(env.fingerprint(gpu=False, providers=False))
+        store.write(out, "env", row["env_id"], row)
+        return out
+
+    return run
 
 
 # The machines are shared and noisy: hypothesis's per-example deadline would test the machine.

@@ -18,43 +18,16 @@ import nbformat
 import pandas as pd
 import pytest
 
-from perflab import env, report, runner, spec, store
+from perflab import report, store
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
-SYNTHETIC = {
-    "preprocess_ms": 0.1,
-    "h2d_ms": 0.05,
-    "compute_ms": 0.3,
-    "compute_ms_per_item": 0.1,
-    "d2h_ms": 0.05,
-    "postprocess_ms": 0.1,
-    "jitter": 0.01,
-    "warmup_iterations": 8,
-    "warmup_extra_ms": 1.0,
-}
 # resnet18-like cost, so that rooflines and projections have something to work on.
 MODEL_COST = {
     "model_flops_per_sample": 3.6e9,
     "model_param_bytes": 46.8e6,
     "model_activation_bytes_per_sample": 20e6,
 }
-
-
-def run_synthetic(out: Path, *, study: str = "tiny", batch_sizes=(1, 2, 4), **extra) -> Path:
-    data = {
-        "study": study,
-        "backend": "synthetic",
-        "sweep": {"batch_size": list(batch_sizes)},
-        "options": dict(SYNTHETIC),
-        "warmup": {"iterations": 10},
-        "measure": {"iterations": 40},
-        **extra,
-    }
-    runner.run_study(spec.parse(data), out, isolate=False)
-    row = env.row(env.fingerprint(gpu=False, providers=False))
-    store.write(out, "env", row["env_id"], row)
-    return out
 
 
 def patch_runs(out: Path, **values) -> list[str]:
@@ -130,20 +103,20 @@ def add_traces(out: Path, run_id: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> list[Path]:
+def tiny(tmp_path_factory, run_synthetic) -> list[Path]:
     out = run_synthetic(tmp_path_factory.mktemp("nb") / "tiny")
     patch_runs(out, **MODEL_COST)
     return [out]
 
 
 @pytest.fixture(scope="module")
-def failed_only(tmp_path_factory) -> list[Path]:
+def failed_only(tmp_path_factory, run_synthetic, synthetic_options) -> list[Path]:
     out = tmp_path_factory.mktemp("nb") / "failed"
     run_synthetic(
         out,
         study="failed",
         batch_sizes=(1,),
-        options={**SYNTHETIC, "crash": "exception", "crash_at": 0},
+        options={**synthetic_options, "crash": "exception", "crash_at": 0},
     )
     # An engine missing on this machine, as the runner records it (written directly: on a
     # machine where the engine exists the run would be ok).
@@ -165,18 +138,22 @@ def failed_only(tmp_path_factory) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def two_devices(tmp_path_factory) -> list[Path]:
+def two_devices(tmp_path_factory, run_synthetic, synthetic_options) -> list[Path]:
     base = tmp_path_factory.mktemp("nb")
     folders = []
     for name, scale in (("GTX 1070", 1.0), ("RTX 3090", 0.5)):
         # The faster device is simulated with shorter compute; its runs then record the first
         # device's options, as the same experiment file run on two machines would.
-        opts = {**SYNTHETIC, "compute_ms": 0.3 * scale, "compute_ms_per_item": 0.1 * scale}
+        opts = {**synthetic_options, "compute_ms": 0.3 * scale, "compute_ms_per_item": 0.1 * scale}
         out = run_synthetic(
             base / name.replace(" ", "_"), study="devices", batch_sizes=(1, 2), options=opts
         )
         ids = patch_runs(
-            out, device="cuda:0", device_name=name, options=store.json_text(SYNTHETIC), **MODEL_COST
+            out,
+            device="cuda:0",
+            device_name=name,
+            options=store.json_text(synthetic_options),
+            **MODEL_COST,
         )
         folders.append(out)
     add_traces(folders[-1], ids[0])

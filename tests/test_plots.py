@@ -23,36 +23,14 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 
 import perflab
-from perflab import plots, runner, spec
+from perflab import plots
 from perflab.plots import PALETTE, color
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def results(tmp_path_factory, run_synthetic):
     """Three batch sizes of a synthetic study with copies, jitter and a warmup pattern."""
-    out = tmp_path_factory.mktemp("plots") / "study"
-    study = spec.parse(
-        {
-            "study": "plots",
-            "backend": "synthetic",
-            "sweep": {"batch_size": [1, 2, 4]},
-            "options": {
-                "preprocess_ms": 0.1,
-                "h2d_ms": 0.05,
-                "compute_ms": 0.3,
-                "compute_ms_per_item": 0.1,
-                "d2h_ms": 0.05,
-                "postprocess_ms": 0.1,
-                "jitter": 0.01,
-                "warmup_iterations": 8,
-                "warmup_extra_ms": 1.0,
-            },
-            "warmup": {"iterations": 10},
-            "measure": {"iterations": 40},
-        }
-    )
-    runner.run_study(study, out, isolate=False)
-    return perflab.open(out)
+    return perflab.open(run_synthetic(tmp_path_factory.mktemp("plots") / "study", study="plots"))
 
 
 @pytest.fixture(autouse=True)

@@ -163,8 +163,7 @@ def _show(console, folders, run_ids=None) -> None:
         console.print("no ok runs to summarize")
         return
     summary = ok.summary()
-    gaps = ok.breakdown()
-    gaps = gaps.loc[gaps["stage"] == "gap"].set_index("run_id")["p50_ms"]
+    gaps = ok.harness_gap().set_index("run_id")["gap_p50_ms"]
     table = Table(title="median per stage (measured phase)", show_lines=False)
     for col, justify in (
         ("config", "left"),

@@ -398,9 +398,12 @@ def clean_leftovers(out: Path) -> list[Path]:
         folder = out / table
         if not folder.is_dir():
             continue
+        # Files of every table but `runs` and `env` (keyed by fingerprint) are keyed by run id.
+        keyed_by_run = table not in ("runs", "env")
         for path in folder.iterdir():
-            orphan = table != "runs" and path.suffix == ".parquet" and path.stem not in committed
-            if path.name.startswith(".") and ".tmp-" in path.name or (orphan and table != "env"):
+            temporary = path.name.startswith(".") and ".tmp-" in path.name
+            orphan = keyed_by_run and path.suffix == ".parquet" and path.stem not in committed
+            if temporary or orphan:
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed

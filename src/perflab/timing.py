@@ -191,12 +191,6 @@ class Recorder:
             "device_ns": device,
         }
 
-    def e2e_ns(self, phase: str = "measure") -> np.ndarray:
-        """The e2e host durations recorded so far in a phase."""
-        a = self.arrays()
-        keep = (a["stage"] == E2E_CODE) & (a["phase"] == PHASES.index(phase))
-        return a["host_ns"][keep]
-
     def table(self, run_id: str) -> pa.Table:
         """The samples as an arrow table in the store's `samples` layout."""
         from perflab import store
@@ -225,8 +219,7 @@ class Recorder:
 class SetupTimer:
     """Times the once-per-run setup stages (`load`, `build`) in milliseconds."""
 
-    def __init__(self, annotator: Annotator | None = None):
-        self.annotator = annotator
+    def __init__(self) -> None:
         self.ms: dict[str, float] = {}
 
     @contextmanager

@@ -538,37 +538,46 @@ def _precision(flags: dict[str, object], build_precision: str | None) -> str | N
     return "fp32"
 
 
+def _switch(
+    p: ParsedLog,
+    flags: dict[str, object],
+    label: str,
+    flag_values: tuple[tuple[str, bool], ...],
+    default: bool | None,
+) -> bool | None:
+    """An inference option as the log printed it, else as the command line set it, else the
+    version's default."""
+    printed = _enabled(_option(p, "Inference Options", label))
+    if printed is not None:
+        return printed
+    for flag, value in flag_values:
+        if _flag(flags, flag):
+            return value
+    return default
+
+
 def _log_options(p: ParsedLog) -> dict[str, object]:
     """The options that change what the numbers mean, from the printed options, then the flags,
     then the version's defaults (TRT 11 turned data transfers off, CUDA graphs and spin-wait on)."""
     flags = p.flags
     major = _major(p.version)
+    # TensorRT 11 turned data transfers off and CUDA graphs and spin-wait on by default.
     trt11 = major is not None and major >= 11
-
-    transfers = _enabled(_option(p, "Inference Options", "Data transfers"))
-    if transfers is None:
-        if _flag(flags, "noDataTransfers"):
-            transfers = False
-        elif _flag(flags, "includeDataTransfers"):
-            transfers = True
-        else:
-            transfers = not trt11 if major is not None else None
-    cuda_graph = _enabled(_option(p, "Inference Options", "CUDA Graph"))
-    if cuda_graph is None:
-        if _flag(flags, "useCudaGraph"):
-            cuda_graph = True
-        elif _flag(flags, "noCudaGraph"):
-            cuda_graph = False
-        else:
-            cuda_graph = trt11 if major is not None else None
-    spin = _enabled(_option(p, "Inference Options", "Spin-wait"))
-    if spin is None:
-        if _flag(flags, "useSpinWait"):
-            spin = True
-        elif _flag(flags, "noSpinWait"):
-            spin = False
-        else:
-            spin = trt11 if major is not None else None
+    default_on = trt11 if major is not None else None
+    default_transfers = not trt11 if major is not None else None
+    transfers = _switch(
+        p,
+        flags,
+        "Data transfers",
+        (("noDataTransfers", False), ("includeDataTransfers", True)),
+        default_transfers,
+    )
+    cuda_graph = _switch(
+        p, flags, "CUDA Graph", (("useCudaGraph", True), ("noCudaGraph", False)), default_on
+    )
+    spin = _switch(
+        p, flags, "Spin-wait", (("useSpinWait", True), ("noSpinWait", False)), default_on
+    )
     threads = _enabled(_option(p, "Inference Options", "Multithreading"))
     if threads is None and "threads" in flags:
         threads = _flag(flags, "threads")
@@ -927,30 +936,15 @@ def parse_profile(data: list) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-_FORMAT_PRECISIONS = (
-    ("int8", "int8"),
-    ("fp8", "fp8"),
-    ("int4", "int4"),
-    ("bf16", "bf16"),
-    ("fp16", "fp16"),
-    ("half", "fp16"),
-    ("fp32", "fp32"),
-    ("float", "fp32"),
-    ("int32", "int32"),
-    ("int64", "int64"),
-    ("bool", "bool"),
-)
-
-
 def _layer_precision(layer: dict) -> str | None:
     if isinstance(layer.get("Precision"), str):
         return layer["Precision"].lower()
     outputs = layer.get("Outputs") or []
     if outputs and isinstance(outputs[0], dict):
-        fmt = str(outputs[0].get("Format/Datatype", "")).lower()
-        for token, name in _FORMAT_PRECISIONS:
-            if token in fmt:
-                return name
+        # The same format vocabulary the native TensorRT backend reads from its engine inspector.
+        from perflab.backends.trt import tensor_precision
+
+        return tensor_precision(str(outputs[0].get("Format/Datatype", "")))
     return None
 
 
