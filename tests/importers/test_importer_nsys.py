@@ -24,7 +24,7 @@ from nsys_fixture import (
     global_tid,
 )
 
-from perflab import store
+from perflab import profiling, store
 from perflab.errors import BackendUnavailable, ImportFormatError
 from perflab.importers import nsys
 
@@ -309,7 +309,7 @@ def test_profile_study_runs_perflab_under_nsys_and_imports(tmp_path, monkeypatch
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", str(bindir))
     out = tmp_path / "out"
-    assert nsys.profile_study(tmp_path / "spec.yaml", output=out) == 0
+    assert profiling.profile_study(tmp_path / "spec.yaml", output=out) == 0
     argv = json.loads(argv_file.read_text())
     assert argv[0] == "profile" and "--trace=cuda,nvtx,osrt" in argv
     assert argv[-5:] == ["perflab.cli", "run", str(tmp_path / "spec.yaml"), "-o", str(out)]
@@ -320,7 +320,7 @@ def test_profile_study_runs_perflab_under_nsys_and_imports(tmp_path, monkeypatch
 def test_profile_study_without_nsys(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(BackendUnavailable, match="install Nsight Systems"):
-        nsys.profile_study(tmp_path / "spec.yaml", output=tmp_path / "out")
+        profiling.profile_study(tmp_path / "spec.yaml", output=tmp_path / "out")
 
 
 # --- scale ----------------------------------------------------------------------------------
