@@ -25,6 +25,7 @@ from nsys_fixture import (
 )
 
 from perflab import profiling, store
+from perflab.analysis import traces
 from perflab.errors import BackendUnavailable, ImportFormatError
 from perflab.importers import nsys
 
@@ -195,7 +196,7 @@ def test_correlate_with_samples(trace):
             }
         )
     samples = pd.DataFrame(rows)
-    c = nsys.correlate(trace["ranges"], samples).set_index(["iteration", "stage"])
+    c = traces.correlate(trace["ranges"], samples).set_index(["iteration", "stage"])
     assert len(c) == 15
     for iteration, span in trace["expected"].iteration_gpu_span.items():
         row = c.loc[(iteration, "e2e")]
@@ -214,7 +215,7 @@ def test_correlate_with_samples(trace):
     # with several runs on the sample side, labels must be paired through the runs table
     two = pd.concat([samples, samples.assign(run_id="run-2")])
     runs = pd.DataFrame({"run_id": ["run-1", "run-2"], "label": [RUN_LABEL, "another config"]})
-    paired = nsys.correlate(trace["ranges"], two, runs=runs)
+    paired = traces.correlate(trace["ranges"], two, runs=runs)
     assert set(paired["run_id"]) == {"run-1"} and len(paired) == 15
 
 
