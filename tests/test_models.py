@@ -14,8 +14,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from perflab import models as M
-from perflab.models import conversion
 from perflab.errors import ModelError, Unsupported
+from perflab.models import conversion
 
 ort = pytest.importorskip("onnxruntime")
 
