@@ -26,8 +26,9 @@ def profile_study(
 
     The whole run is traced (CUDA, NVTX, OS runtime; no CPU sampling), not only the measured
     phase: configs run in their own processes, each opening and closing its own
-    cudaProfilerStart/Stop window, and one trace with every perflab range is what the trace
-    correlation needs. The report and its SQLite export stay in OUT/traces/. Returns the exit status (0).
+    cudaProfilerStart/Stop window, and one trace with every perflab range is what
+    `Results.correlate()` pairs with the runs by label. The report and its SQLite export stay in
+    OUT/traces/. Returns the exit status (0).
     """
     nsys_bin = shutil.which("nsys")
     if nsys_bin is None:
