@@ -208,7 +208,8 @@ def check_event_clock(args: argparse.Namespace, cp: Any = None, torch: Any = Non
         a = rec.arrays()
         k = list(a["stage"]).index(COMPUTE)
         perflab_ns = int(a["host_ns"][k])
-        device_ns = io.device_durations_ns()[1]
+        # compute's own event pair (device_durations_ns needs the copies' events recorded too)
+        device_ns = cuda.ms_to_ns(cp.cuda.get_elapsed_time(io.events[2], io.events[3]))
         if i == 0:
             continue  # the first call loads the copy kernel
         rows.append(
