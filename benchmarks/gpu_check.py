@@ -366,8 +366,9 @@ def check_torch_cuda(args: argparse.Namespace) -> dict:
             inputs = _inputs(model, seed=batch)
             ref = reference_outputs(model.path, inputs)
             latency = _torch_latency(torch, args, model, inputs)
-            latency.update(output_agreement(latency.pop("outputs"), ref))
-            throughput = _torch_throughput(torch, args, model, inputs, latency)
+            outputs = latency.pop("outputs")
+            latency.update(output_agreement(outputs, ref))
+            throughput = _torch_throughput(torch, args, model, inputs, latency, outputs)
             for run in (latency, throughput):
                 run.update(model=model_name, batch=batch)
                 run_problems = torch_run_problems(run)
@@ -534,7 +535,12 @@ def _torch_reference_ns(torch: Any, backend: Any, slot: Any, module: Any, stream
 
 
 def _torch_throughput(
-    torch: Any, args: argparse.Namespace, model: Any, inputs: dict, latency: Mapping
+    torch: Any,
+    args: argparse.Namespace,
+    model: Any,
+    inputs: dict,
+    latency: Mapping,
+    ref: Mapping[str, Any],
 ) -> dict:
     """submit/wait with requests in flight: completion, clock mapping and outputs."""
     from time import perf_counter_ns
@@ -548,8 +554,7 @@ def _torch_throughput(
     rec = Recorder(model.batch_size)
     pending: list[tuple[Any, int, int]] = []  # (handle, iteration, submit start ns)
     windows: dict[int, tuple[int, int]] = {}
-    same = True
-    ref = latency.get("outputs") or {}
+    same = bool(ref)
     n = args.warmup + args.iterations
     started = perf_counter_ns()
     for i in range(n):
@@ -560,11 +565,8 @@ def _torch_throughput(
             handle, it, t0 = pending.pop(0)
             got = backend.wait(handle, rec)
             windows[it] = (t0, perf_counter_ns())
-            same = (
-                same
-                and bool(ref)
-                and all(np.allclose(got[k], ref[k], rtol=1e-5, atol=1e-6) for k in ref)
-            )
+            # the latency run's kernels on the same inputs: only reduction order may differ
+            same = same and all(np.allclose(got[k], ref[k], rtol=1e-4, atol=1e-5) for k in ref)
     elapsed = perf_counter_ns() - started
     a = rec.arrays()
     outside = set()
@@ -901,7 +903,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--copy-mib", nargs="+", type=int, default=[1, 16, 256])
     p.add_argument("--copy-repeats", type=int, default=10)
     p.add_argument("--telemetry-s", type=float, default=3.0)
-    p.add_argument("--telemetry-interval-ms", type=float, default=20.0)
+    p.add_argument("--telemetry-interval-ms", type=float, default=50.0)
     p.add_argument(
         "--cache-dir", default=None, help="where zoo models are built (default: a temp dir)"
     )
