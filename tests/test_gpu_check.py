@@ -519,3 +519,161 @@ def test_carried_wheels_stay_under_the_limit(tmp_path, capsys):
     (tmp_path / "b-1-py3-none-any.whl").write_bytes(b"x" * (59 << 20))
     assert wheels.report(tmp_path) == 1
     assert "too large" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- torch-cuda
+# The real TorchBackend run/submit/wait code on a fake torch whose CUDA events, streams and
+# copies run on the FakeGPU timeline; every clock (recorder, EventClock anchor, the check's own
+# windows) reads the same virtual clock, so the arithmetic is exact.
+
+COPY_GBS = 25.0
+FORWARD_NS = 400_000
+
+
+class FakeTensor:
+    def __init__(self, gpu, a, device):
+        self.gpu, self.a, self.device = gpu, a, device
+        self.shape, self.dtype = a.shape, a.dtype
+
+    def copy_(self, other, non_blocking=False):
+        assert non_blocking
+        self.a[...] = other.a
+        self.gpu.current.run(self.a.nbytes / COPY_GBS)
+
+    def numpy(self):
+        return self.a
+
+
+class FakeModule:
+    """y = 2 * sum(x) per sample, FORWARD_NS on the current stream."""
+
+    compute_dtype = None
+
+    def __init__(self, gpu):
+        self.gpu = gpu
+
+    def __call__(self, x):
+        self.gpu.current.run(FORWARD_NS)
+        y = 2 * x.a.reshape(len(x.a), -1).sum(axis=1, keepdims=True)
+        return [FakeTensor(self.gpu, y.astype(np.float32), "cuda")]
+
+    def buffers(self):
+        return []
+
+    def parameters(self):
+        return []
+
+
+def _fake_torch(gpu):
+    def stream(s):
+        return s  # FakeGPU streams are their own context managers
+
+    return SimpleNamespace(
+        cuda=SimpleNamespace(
+            Event=lambda enable_timing=False: gpu.torch.cuda.Event(enable_timing),
+            stream=stream,
+            profiler=SimpleNamespace(start=lambda: None, stop=lambda: None),
+            synchronize=lambda *a: None,
+        ),
+        inference_mode=_Nothing,
+    )
+
+
+def _fake_torch_backend(gpu, model, mode, inflight=1):
+    from perflab.backends import torch as tb
+    from perflab.cuda import SlotPool
+
+    torch = gpu.fake_torch
+    backend = object.__new__(tb.TorchBackend)
+    backend.__dict__.update(
+        backend="torch-cuda",
+        gpu=True,
+        precision="fp32",
+        device="cuda:0",
+        _device_name="fake",
+        _torch=torch,
+        _module=FakeModule(gpu),
+        _in_names=("x",),
+        _out_names=("y",),
+        _autocast_dtype=None,
+        _meta={},
+        _notes=[],
+        _sampler=None,
+        _t0_ns=None,
+        _pool=None,
+        _clock=None,
+        _slots=[],
+    )
+    n_slots = SlotPool.size_for(inflight) if mode == "throughput" else 1
+    streams = [gpu.cupy.cuda.Stream() for _ in range(min(2, n_slots))]
+    for k in range(n_slots):
+        pin = FakeTensor(gpu, np.zeros((model.batch_size, 3, 32, 32), np.float32), "cpu")
+        out = FakeTensor(gpu, np.zeros((model.batch_size, 1), np.float32), "cpu")
+        slot = tb._Slot(
+            streams[k % len(streams)],
+            [pin],
+            [pin.a],
+            [FakeTensor(gpu, np.zeros_like(pin.a), "cuda")],
+            {"y": out},
+            [torch.cuda.Event(enable_timing=True) for _ in range(6)],
+        )
+        slot.out_np = {"y": out.a}
+        backend._slots.append(slot)
+    if mode == "throughput":
+        backend._pool = SlotPool(n_slots)
+        backend._clock = tb._torch_clock(torch, backend._slots[0].stream)
+    return backend
+
+
+@pytest.fixture
+def fake_torch_gpu(monkeypatch):
+    import time
+
+    from perflab.backends import torch as tb
+
+    clock = VirtualClock()
+    gpu = FakeGPU(clock)
+    gpu.fake_torch = _fake_torch(gpu)
+    monkeypatch.setattr(time, "perf_counter_ns", clock)
+    monkeypatch.setattr(tb, "perf_counter_ns", clock)
+    monkeypatch.setattr(
+        gc,
+        "_torch_backend",
+        lambda model, args, mode, inflight=1: _fake_torch_backend(gpu, model, mode, inflight),
+    )
+    with use_clock(clock):
+        yield gpu
+
+
+def _torch_args():
+    return Namespace(warmup=3, iterations=20, inflight=2)
+
+
+def test_torch_latency_and_throughput_on_a_fake_gpu(fake_torch_gpu):
+    model = SimpleNamespace(name="fake", batch_size=4)
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    args = _torch_args()
+    latency = gc._torch_latency(fake_torch_gpu.fake_torch, args, model, {"x": x})
+    copy_ms = x.nbytes / COPY_GBS / 1e6
+    assert latency["compute_device_ms"] == pytest.approx(FORWARD_NS / 1e6, abs=1e-3)
+    assert latency["compute_torch_ms"] == pytest.approx(FORWARD_NS / 1e6, abs=1e-3)
+    assert latency["h2d_device_ms"] == pytest.approx(copy_ms, abs=1e-3)
+    outputs = latency.pop("outputs")
+    expected = 2 * x.reshape(4, -1).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(outputs["y"], expected, rtol=1e-5)
+    latency.update(gc.output_agreement(outputs, {"y": expected}))
+    assert gc.torch_run_problems(latency) == []
+
+    thr = gc._torch_throughput(fake_torch_gpu.fake_torch, args, model, {"x": x}, latency, outputs)
+    assert thr["submitted"] == thr["completed"] == 23
+    assert thr["outside_window"] == 0 and thr["outputs_match_latency"]
+    assert gc.torch_run_problems(thr) == []
+
+
+def test_torch_throughput_outputs_that_differ_are_caught(fake_torch_gpu):
+    model = SimpleNamespace(name="fake", batch_size=2)
+    x = np.ones((2, 3, 32, 32), np.float32)
+    wrong = {"y": np.zeros((2, 1), np.float32)}
+    thr = gc._torch_throughput(fake_torch_gpu.fake_torch, _torch_args(), model, {"x": x}, {}, wrong)
+    assert not thr["outputs_match_latency"]
+    assert "outputs differ" in " ".join(gc.torch_run_problems(thr))
