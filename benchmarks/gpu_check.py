@@ -918,6 +918,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         return child_main(args)
     out = Path(args.output)
+    if not out.parent.is_dir():
+        print(f"gpu_check: error: folder {str(out.parent)!r} of -o does not exist", file=sys.stderr)
+        return 2
     cache = tempfile.TemporaryDirectory(prefix="perflab-gpu-check-models-")
     passed = [a for a in argv if a not in ("-o", "--output", args.output)]
     if args.cache_dir is None:

@@ -677,3 +677,9 @@ def test_torch_throughput_outputs_that_differ_are_caught(fake_torch_gpu):
     thr = gc._torch_throughput(fake_torch_gpu.fake_torch, _torch_args(), model, {"x": x}, {}, wrong)
     assert not thr["outputs_match_latency"]
     assert "outputs differ" in " ".join(gc.torch_run_problems(thr))
+
+
+def test_an_output_folder_that_does_not_exist_is_one_line_and_exit_2(tmp_path, capsys):
+    assert gc.main(["-o", str(tmp_path / "missing" / "gpu.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gpu_check: error: folder") and err.count("\n") == 1
