@@ -207,7 +207,7 @@ def check_event_clock(args: argparse.Namespace, cp: Any = None, torch: Any = Non
         t1.synchronize()
         a = rec.arrays()
         k = list(a["stage"]).index(COMPUTE)
-        perflab_ns = int(a["host_ns"][k])
+        host_ns = int(a["host_ns"][k])
         # compute's own event pair (device_durations_ns needs the copies' events recorded too)
         device_ns = cuda.ms_to_ns(cp.cuda.get_elapsed_time(io.events[2], io.events[3]))
         if i == 0:
@@ -217,7 +217,7 @@ def check_event_clock(args: argparse.Namespace, cp: Any = None, torch: Any = Non
                 device_ns,
                 cuda.ms_to_ns(cp.cuda.get_elapsed_time(c0, c1)),
                 cuda.ms_to_ns(t0.elapsed_time(t1)),
-                perflab_ns,
+                host_ns,
             )
         )
     io.close()
@@ -721,7 +721,10 @@ def environment_result(out: dict[str, Any]) -> dict:
         from perflab.cuda import driver_unavailable_reason
 
         out["status"] = FAILED if problems else UNAVAILABLE
-        reason = driver_unavailable_reason() or "the fingerprint shows no GPU"
+        reason = driver_unavailable_reason()
+        if reason is None and importlib.util.find_spec("pynvml") is None:
+            reason = "package nvidia-ml-py (module pynvml) is not installed: no GPU facts"
+        reason = reason or "the fingerprint shows no GPU"
         out["reason"] = "; ".join([*problems, reason])
         return out
     out["gpu"] = {k: gpus[0].get(k) for k in (*GPU_FIELDS, "cuda_runtime_version")}
