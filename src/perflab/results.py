@@ -239,8 +239,23 @@ class Results:
         """compare.compare(): level B against baseline A of `by`, config by config."""
         return _compare(self.samples, self.runs, by=by, baseline=baseline, **kw)
 
-    def _stage_medians(self) -> pd.DataFrame:
-        return self.summary(ci=None)[["run_id", "stage", "p50_ms"]]
+    def stage_medians(self) -> pd.DataFrame:
+        """Median per run and stage: from the samples, and for runs without samples (imports)
+        the medians another tool reported for the stages that mean the same as perflab's
+        (trtexec's GPU Compute Time, H2D and D2H Latency; not its Latency, which is no e2e)."""
+        measured = self.summary(ci=None)[["run_id", "stage", "p50_ms"]]
+        reported = self.reported
+        if reported is None or reported.empty:
+            return measured
+        keep = (
+            reported["stage"].isin(("h2d", "compute", "d2h"))
+            & (reported["statistic"] == "median")
+            & ~reported["run_id"].isin(measured["run_id"])
+        )
+        extra = reported.loc[keep, ["run_id", "stage", "value_ms"]].rename(
+            columns={"value_ms": "p50_ms"}
+        )
+        return pd.concat([measured, extra], ignore_index=True)
 
     def _ok_runs(self) -> pd.DataFrame:
         runs = self.runs
@@ -254,7 +269,7 @@ class Results:
         from perflab.analysis.roofline import roofline  # optional module, imported when used
 
         return roofline(
-            self._ok_runs(), self._stage_medians(), device=device or self.host_fingerprint()
+            self._ok_runs(), self.stage_medians(), device=device or self.host_fingerprint()
         )
 
     def project(self, device: str | Mapping[str, Any], **kw: Any) -> pd.DataFrame:
@@ -264,7 +279,14 @@ class Results:
 
         if kw.get("from_device") is None and self._all_cpu():
             kw["from_device"] = self.host_fingerprint()
-        return project(self._ok_runs(), self._stage_medians(), device=device, **kw)
+        return project(self._ok_runs(), self.stage_medians(), device=device, **kw)
+
+    def projection_check(self, **kw: Any) -> pd.DataFrame:
+        """roofline.projection_check(): each ok run projected onto every other device measured
+        here, beside what that device measured (the projection's own error)."""
+        from perflab.analysis.roofline import projection_check
+
+        return projection_check(self._ok_runs(), self.stage_medians(), **kw)
 
     def host_fingerprint(self) -> dict[str, Any] | None:
         """The environment fingerprint when the results hold exactly one, else None."""
