@@ -281,6 +281,13 @@ class Results:
             kw["from_device"] = self.host_fingerprint()
         return project(self._ok_runs(), self.stage_medians(), device=device, **kw)
 
+    def bounds(self) -> pd.DataFrame:
+        """roofline.bounds(): what limits each ok run (host, copies, compute, memory, launches),
+        as a word and a sentence, CPU runs included."""
+        from perflab.analysis.roofline import bounds
+
+        return bounds(self.roofline(), self._ok_runs())
+
     def projection_check(self, **kw: Any) -> pd.DataFrame:
         """roofline.projection_check(): each ok run projected onto every other device measured
         here, beside what that device measured (the projection's own error)."""

@@ -609,3 +609,46 @@ def test_projection_check_on_the_shared_mnist_trtexec_logs(tmp_path, realdata):
     g = check.set_index(["from_device", "to_device"])
     # 1070 -> 3090: both memory-bound, the 1070's own efficiency: 0.1536 ms x 256 / 936 GB/s.
     assert g.loc[("GTX 1070", "RTX 3090"), "predicted_ms"] == pytest.approx(0.153564 * 256 / 936)
+
+
+# --------------------------------------------------------------------------------------------
+# Bounds in words
+
+
+def test_bounds_in_words_host_copy_and_compute():
+    runs = make_runs(
+        run_id=["host", "copy", "compute", "cpu"],
+        device=["cuda:0", "cuda:0", "cuda:0", "cpu"],
+        device_name=["NVIDIA GeForce RTX 3070"] * 3 + ["x"],
+    )
+    medians = pd.concat(
+        [
+            make_medians("host", preprocess=7.0, compute=2.0, postprocess=0.5, e2e=10.0),
+            make_medians("copy", h2d=6.0, compute=2.0, d2h=1.0, e2e=10.0),
+            make_medians("compute", preprocess=0.5, compute=8.0, e2e=9.0),
+            make_medians("cpu", preprocess=8.0, compute=2.0, e2e=10.0),
+        ]
+    )
+    fp = {
+        "cpu_model": "x",
+        "cpu_cores_physical": 2,
+        "cpu_mhz_max": 3000.0,
+        "cpu_flags": ["avx2", "fma"],
+        "mem_bandwidth_gbs": 20.0,
+    }
+    out = rl.bounds(rl.roofline(runs, medians, device=fp), runs).set_index("run_id")
+    # host: 7 + 0.5 + a 0.5 ms harness gap = 8 of 10 ms
+    assert out.loc["host", "bound"] == "host-bound"
+    assert out.loc["host", "host_share"] == pytest.approx(0.8)
+    assert out.loc["host", "device_can_save"] == pytest.approx(0.2)
+    assert out.loc["host", "text"].startswith("80 % of this iteration is host-side work")
+    assert "a faster GPU can save at most 20 %" in out.loc["host", "text"]
+    assert out.loc["copy", "bound"] == "copy-bound" and out.loc["copy", "copy_share"] == 0.7
+    # 10 GFLOP / 20.31 TFLOP/s = 0.49 ms of 8 ms: 6 %, not launch-sized: underutilized
+    assert (
+        out.loc["compute", "bound"]
+        == rl.roofline(runs, medians)
+        .set_index(["run_id", "stage"])
+        .loc[("compute", "compute"), "verdict"]
+    )
+    assert out.loc["cpu", "bound"] == "host-bound" and "a faster device" in out.loc["cpu", "text"]

@@ -1187,3 +1187,125 @@ def projection_check(
                     }
                 )
     return pd.DataFrame(rows, columns=list(CHECK_COLUMNS))
+
+
+# --------------------------------------------------------------------------------------------
+# The bound of each run, in words
+
+# A run is host- or copy-bound when that part of the iteration reaches this share of it.
+DOMINANT_SHARE = 0.5
+BOUND_COLUMNS = (
+    "run_id",
+    "bound",
+    "host_share",
+    "copy_share",
+    "compute_share",
+    "compute_verdict",
+    "device_can_save",
+    "text",
+)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f} %"
+
+
+def bounds(roofline_rows: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """What limits each run, as a word and a sentence, from its stage medians and its roofline.
+
+    Input: the output of `roofline` (one row per run and stage) and the runs (run_id, device).
+    Host work is preprocess + postprocess + the harness gap (e2e minus the stages); copies are
+    h2d + d2h. A run is ``host-bound`` when host work is at least ``DOMINANT_SHARE`` of the
+    iteration, ``copy-bound`` when copies are; otherwise its bound is the compute stage's roofline
+    verdict (compute-, memory-, launch-bound, underutilized, unknown). ``device_can_save`` is the
+    most a faster device could save: the share of the iteration outside host work (for a
+    copy-bound run on the same PCIe link, outside host work and copies too).
+
+        run_id stage      measured_ms verdict          run_id bound      host_share text
+        r1     preprocess 7.8         None        ->   r1     host-bound 0.78       "78 % of this
+        r1     compute    2.0         compute-bound                                  iteration is ..."
+        r1     e2e        10.0        None
+    """
+    _check_columns(roofline_rows, ("run_id", "stage", "measured_ms", "verdict"), "roofline rows")
+    device_of = dict(zip(runs["run_id"], runs["device"], strict=False)) if len(runs) else {}
+    out = []
+    for run_id, g in roofline_rows.groupby("run_id", sort=False):
+        t = dict(zip(g["stage"], g["measured_ms"].astype("float64"), strict=True))
+        stages = [t[s] for s in PIPELINE_STAGES if s in t and not math.isnan(t[s])]
+        if not stages:
+            continue
+        total = t.get("e2e", math.nan)
+        if math.isnan(total) or total <= 0:
+            total = sum(stages)
+        gap = max(total - sum(stages), 0.0)
+        host = t.get("preprocess", 0.0) + t.get("postprocess", 0.0) + gap
+        copies = t.get("h2d", 0.0) + t.get("d2h", 0.0)
+        compute = t.get("compute", math.nan)
+        verdict = g.loc[g["stage"] == "compute", "verdict"]
+        verdict = (
+            verdict.iloc[0] if len(verdict) and isinstance(verdict.iloc[0], str) else "unknown"
+        )
+        host_share, copy_share = host / total, copies / total
+        compute_share = compute / total if not math.isnan(compute) else math.nan
+        faster = "a faster device" if _is_cpu(device_of.get(run_id)) else "a faster GPU"
+        if host_share >= DOMINANT_SHARE:
+            bound, can_save = "host-bound", 1 - host_share
+            text = (
+                f"{_pct(host_share)} of this iteration is host-side work (preprocess"
+                f" {t.get('preprocess', 0.0):.3g} ms, postprocess {t.get('postprocess', 0.0):.3g}"
+                f" ms, harness {gap:.3g} ms): {faster} can save at most {_pct(can_save)}."
+            )
+        elif copy_share >= DOMINANT_SHARE:
+            bound, can_save = "copy-bound", 1 - host_share - copy_share
+            text = (
+                f"{_pct(copy_share)} of this iteration is host<->device copies: {faster} on the"
+                f" same PCIe link can save at most {_pct(can_save)}; pinned buffers and fewer or"
+                " overlapped copies do more."
+            )
+        else:
+            bound, can_save = verdict, 1 - host_share
+            c = g[g["stage"] == "compute"].iloc[0] if (g["stage"] == "compute").any() else None
+            share = f"compute is {_pct(compute_share)} of the iteration and"
+            if verdict in ("compute-bound", "memory-bound"):
+                what = "arithmetic rate" if verdict == "compute-bound" else "memory bandwidth"
+                text = (
+                    f"{share} {verdict} ({_pct(c['fraction_of_peak'])} of {c['device_peak_name']}'s"
+                    f" roofline): it scales with the device's {what}; {faster} can save at most"
+                    f" {_pct(can_save)}."
+                )
+            elif verdict == "launch-bound":
+                floor = (
+                    ""
+                    if c is None or math.isnan(_num(c.get("launch_floor_ms")))
+                    else (
+                        f" ({c['kernels']:.0f} kernels need about {c['launch_floor_ms']:.3g} ms of"
+                        f" its {compute:.3g} ms)"
+                    )
+                )
+                text = (
+                    f"{share} launch-bound{floor}: {faster} barely helps; fewer or fused kernels"
+                    " (a fused engine, CUDA graphs) or a larger batch do."
+                )
+            elif verdict == "underutilized":
+                text = (
+                    f"{share} far below its roofline ({_pct(c['fraction_of_peak'])}): neither"
+                    " arithmetic nor memory limits it; the engine's kernels, threads or layout do."
+                )
+            else:
+                text = (
+                    f"{share} of unknown bound: the device's peaks or the model's cost are"
+                    " not known."
+                )
+        out.append(
+            {
+                "run_id": run_id,
+                "bound": bound,
+                "host_share": host_share,
+                "copy_share": copy_share,
+                "compute_share": compute_share,
+                "compute_verdict": verdict,
+                "device_can_save": max(can_save, 0.0),
+                "text": text,
+            }
+        )
+    return pd.DataFrame(out, columns=list(BOUND_COLUMNS))
