@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -272,14 +272,20 @@ class Results:
             self._ok_runs(), self.stage_medians(), device=device or self.host_fingerprint()
         )
 
-    def project(self, device: str | Mapping[str, Any], **kw: Any) -> pd.DataFrame:
-        """roofline.project(): the ok runs' stage times predicted on another device. Runs that
-        all ran on this CPU are projected from its estimated peaks unless `from_device` is given."""
+    def project(
+        self, device: str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]], **kw: Any
+    ) -> pd.DataFrame:
+        """roofline.project(): the ok runs' stage times predicted on another device, or on each
+        of several (``device=["GTX 1050 Ti", "RTX 3070"]``; rows of all targets, concatenated).
+        Runs that all ran on this CPU are projected from its estimated peaks unless
+        `from_device` is given."""
         from perflab.analysis.roofline import project
 
         if kw.get("from_device") is None and self._all_cpu():
             kw["from_device"] = self.host_fingerprint()
-        return project(self._ok_runs(), self.stage_medians(), device=device, **kw)
+        targets = [device] if isinstance(device, (str, Mapping)) or device is None else device
+        frames = [project(self._ok_runs(), self.stage_medians(), device=d, **kw) for d in targets]
+        return pd.concat(frames, ignore_index=True) if len(frames) != 1 else frames[0]
 
     def bounds(self) -> pd.DataFrame:
         """roofline.bounds(): what limits each ok run (host, copies, compute, memory, launches),

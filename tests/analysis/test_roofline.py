@@ -652,3 +652,14 @@ def test_bounds_in_words_host_copy_and_compute():
         .loc[("compute", "compute"), "verdict"]
     )
     assert out.loc["cpu", "bound"] == "host-bound" and "a faster device" in out.loc["cpu", "text"]
+
+
+def test_unknown_device_lists_close_matches():
+    with pytest.raises(
+        PerflabError, match=r"unknown device 'RTX 3070 Ti'; close matches: RTX 3070"
+    ):
+        rl.lookup_device("RTX 3070 Ti")
+    assert rl.check_devices(["GTX 1050 Ti", "NVIDIA GeForce RTX 3070"]) == [
+        "GTX 1050 Ti",
+        "RTX 3070",
+    ]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -267,7 +267,29 @@ def lookup_device(name: str) -> pd.Series:
         raise PerflabError(
             f"device {name!r} is ambiguous: it matches {names}; use one of those names"
         )
-    raise PerflabError(f"unknown device {name!r}; known devices include {_known_names_hint(table)}")
+    raise PerflabError(f"unknown device {name!r}; {_close_matches(name, table)}")
+
+
+def _close_matches(name: str, table: pd.DataFrame) -> str:
+    """'did you mean ...' from the table's names and aliases, else a sample of the names."""
+    import difflib
+
+    forms = {}
+    for dev_name, aliases in zip(table["name"], table["aliases"], strict=True):
+        for form in (dev_name, *[a for a in aliases.split(";") if a.strip()]):
+            forms[" ".join(_tokens(form))] = dev_name
+    query = " ".join(t for t in _tokens(name) if t not in _VENDOR_TOKENS)
+    close = difflib.get_close_matches(query, list(forms), n=6, cutoff=0.6)
+    names = list(dict.fromkeys(forms[c] for c in close))
+    if names:
+        return f"close matches: {', '.join(names)}"
+    return f"known devices include {_known_names_hint(table)}"
+
+
+def check_devices(names: Sequence[str]) -> list[str]:
+    """The table names of these devices, or PerflabError naming the first unknown one and its
+    close matches (for choosing projection targets up front)."""
+    return [str(lookup_device(n)["name"]) for n in names]
 
 
 # --------------------------------------------------------------------------------------------
