@@ -683,3 +683,37 @@ def test_an_output_folder_that_does_not_exist_is_one_line_and_exit_2(tmp_path, c
     assert gc.main(["-o", str(tmp_path / "missing" / "gpu.json")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("gpu_check: error: folder") and err.count("\n") == 1
+
+
+BLOCKED = ("pandas", "pyarrow", "duckdb", "scipy", "cv2", "matplotlib")
+
+
+def test_the_check_path_runs_without_the_heavy_dependencies(tmp_path):
+    """A lent GPU machine lacks pandas, pyarrow and duckdb: everything the checks import, a
+    zoo model, its ONNX Runtime reference and a Recorder work with them blocked."""
+    code = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {BLOCKED!r}:
+            raise ImportError("blocked " + name)
+sys.meta_path.insert(0, Block())
+sys.path.insert(0, {str(SCRIPT.parent)!r})
+import gpu_check as gc
+from perflab import cuda, env, nvtx, telemetry
+from perflab.backends import torch, ort
+from perflab.models import resolve
+from perflab.timing import COMPUTE, Recorder
+model = resolve("mlp", batch_size=2, cache_dir={str(tmp_path)!r})
+ref = ort.reference_outputs(model.path, gc._inputs(model, seed=1))
+rec = Recorder(1)
+rec.end(COMPUTE, rec.begin(COMPUTE))
+assert rec.arrays()["host_ns"][0] >= 0
+assert env.fingerprint()["python"]
+print("ok", ref["logits"].shape)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok (2, 10)"
