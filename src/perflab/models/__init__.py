@@ -17,7 +17,7 @@ from perflab.models.conversion import (
     Converted,
     convert,
 )
-from perflab.models.files import TensorSpec, cache_root
+from perflab.models.files import TensorSpec, cache_root, tensor_bytes
 from perflab.models.graph_cost import cost
 from perflab.models.resolution import REWRITE_VERSION, ModelInfo, random_inputs, resolve
 from perflab.models.zoo import BERT_VOCAB, IR_VERSION, OPSET, ZOO, ZOO_VERSION, build_model
@@ -45,4 +45,5 @@ __all__ = [
     "list_models",
     "random_inputs",
     "resolve",
+    "tensor_bytes",
 ]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,15 @@ class TensorSpec:
     name: str
     shape: tuple[int, ...]
     dtype: str
+
+
+def tensor_bytes(tensors: Sequence[TensorSpec]) -> int:
+    """Bytes of these tensors at their resolved shapes (dims of -1 or 0 count as 0 bytes)."""
+    import numpy as np
+
+    return sum(
+        int(np.dtype(t.dtype).itemsize) * math.prod(max(d, 0) for d in t.shape) for t in tensors
+    )
 
 
 # ---------------------------------------------------------------------------------------------

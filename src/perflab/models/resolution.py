@@ -67,6 +67,7 @@ class ModelInfo:
     source_sha256: str = ""
     opset: int = 0
     macs_per_sample: float = 0.0
+    node_count: int = 0
     metadata: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def meta(self, key: str, default: str | None = None) -> str | None:
@@ -437,6 +438,7 @@ def resolve(
         source_sha256=sha,
         opset=opset,
         macs_per_sample=c["macs_per_sample"],
+        node_count=c["node_count"],
         metadata=tuple(sorted(_metadata(proto).items())),
     )
 
