@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perflab.errors import ModelError, Unsupported
+from perflab.untrusted import check_regular_file, quote
 
 if TYPE_CHECKING:  # onnx and numpy stay out of `import perflab`'s import time
     import numpy as np
@@ -1218,8 +1219,11 @@ def export(
     info = resolve(name, batch_size=1, input_shapes=shapes, cache_dir=cache_dir)
     src = convert(info, precision, cache_dir=cache_dir).path
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(dest, src.read_bytes())
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(dest, src.read_bytes())
+    except OSError as exc:
+        raise ModelError(f"cannot write {dest}: {exc.strerror or exc}") from None
     return dest
 
 
@@ -1334,6 +1338,13 @@ def _check_external_data(model: onnx.ModelProto, path: Path) -> None:
         entries = {e.key: e.value for e in init.external_data}
         loc = entries.get("location", "")
         target = path.parent / loc
+        folder = path.parent.resolve()
+        if loc and (Path(loc).is_absolute() or folder not in target.resolve().parents):
+            # Refused before it is opened, and without its size: the model names any file.
+            raise ModelError(
+                f"external data {quote(loc)} of initializer {quote(init.name)} points outside "
+                f"the model's folder {folder}; keep external data next to {path.name}"
+            )
         if not loc or not target.is_file():
             raise ModelError(
                 f"external data file {loc!r} of initializer {init.name!r} is "
@@ -1726,8 +1737,7 @@ def resolve(
                 f"model {key!r} does not exist: it is neither a file nor a "
                 f"built-in model ({', '.join(ZOO)})"
             )
-        if not path.is_file():
-            raise ModelError(f"model {key!r} is a directory, not an .onnx file")
+        check_regular_file(path, "model file", ModelError)
         sha = _sha256_file(path)
         name = path.stem
     proto = _load_proto(path)

@@ -1,8 +1,11 @@
 """Importers: other tools' results (trtexec, ONNX Runtime profiles, Nsight Systems) as perflab runs.
 
 Every importer parses its input completely before it writes anything, so a malformed file raises
-`ImportFormatError` and leaves the output folder untouched. Each imported run is written with
-`store.write_run`: child tables first, the `runs` row last (the commit marker).
+`ImportFormatError` and leaves the output folder untouched. The values parsed are checked here, on
+the one write path every importer shares (`commit`): a duration that is NaN, infinite or negative,
+or a time that is missing where the table needs one, cannot be true and refuses the import. Each
+imported run is then written with `store.write_run` (child tables first, the `runs` row last, the
+commit marker), holding the folder's lock.
 
 The importer modules are loaded only when their kind is asked for, which keeps `import perflab`
 light and lets this package hold the helpers they share without an import cycle.
@@ -16,11 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from perflab import __version__ as _perflab_version
 from perflab import store
 from perflab.errors import ImportFormatError
+from perflab.untrusted import check_regular_file, printable
 
 KINDS = ("trtexec", "ort-profile", "nsys")
 
@@ -45,14 +50,27 @@ def import_file(kind: str, paths: str | Path | Iterable[str | Path], out: str | 
     path_list = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     if not path_list:
         raise ImportFormatError(f"no files given to import as {kind}")
+    for path in path_list:
+        if not path.exists():
+            raise ImportFormatError(f"{path}: no such file")
+        check_regular_file(path, f"{kind} file", ImportFormatError)
     module_name, _ = _DISPATCH[kind]
     module = importlib.import_module(module_name)
-    if kind == "trtexec":
-        parsed = module.read_trtexec_runs(path_list)
-    elif kind == "ort-profile":
-        parsed = [module.read_ort_profile_run(p) for p in path_list]
-    else:
-        parsed = [module.read_nsys_run(p, out=out) for p in path_list]
+    try:
+        if kind == "trtexec":
+            parsed = module.read_trtexec_runs(path_list)
+        elif kind == "ort-profile":
+            parsed = [module.read_ort_profile_run(p) for p in path_list]
+        else:
+            parsed = [module.read_nsys_run(p, out=out) for p in path_list]
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+        # Parsing writes nothing, so a value the format does not allow (text in an integer
+        # column, 1e308 nanoseconds, JSON nested a thousand deep) is a bad file, told in one line.
+        names = ", ".join(str(p) for p in path_list)
+        text = " ".join(str(exc).split())[:160]
+        raise ImportFormatError(
+            f"{names}: not a valid {kind} file ({type(exc).__name__}: {text})"
+        ) from None
     return commit(out, parsed)
 
 
@@ -99,17 +117,69 @@ def frame(table: str, rows: list[Mapping[str, object]] | pd.DataFrame) -> pd.Dat
     return df[names]
 
 
+# Columns whose values are durations or times: finite and never negative where given.
+DURATIONS = {
+    "samples": ("start_ns", "host_ns", "device_ns"),
+    "layers": ("total_ms", "median_ms"),
+    "reported": ("value_ms",),
+    "calibration": ("median_ns", "p90_ns"),
+    "trace_ranges": ("duration_ns", "gpu_duration_ns"),
+    "trace_kernels": ("start_ns", "end_ns", "duration_ns"),
+    "trace_memcpy": ("start_ns", "end_ns", "duration_ns"),
+}
+# Columns a row of the table means nothing without: a missing value is a file perflab misread
+# (a renamed column in an export), not a fact to store.
+REQUIRED = {
+    "samples": ("host_ns",),
+    "reported": ("value_ms",),
+    "trace_ranges": ("start_ns",),
+    "trace_kernels": ("start_ns", "end_ns"),
+    "trace_memcpy": ("start_ns", "end_ns"),
+}
+
+
+def check_values(run: ImportedRun) -> None:
+    """ImportFormatError when a parsed table holds values that cannot be true."""
+    where = run.row.get("label") or run.run_id
+    for table, df in run.tables.items():
+        if df is None or not len(df):
+            continue
+        for col in REQUIRED.get(table, ()):
+            if col in df.columns and (missing := int(df[col].isna().sum())):
+                raise ImportFormatError(
+                    f"{printable(where)}: {missing} of {len(df)} {table} rows have no {col} "
+                    "value (NaN, or a column renamed or missing in the file)"
+                )
+        for col in DURATIONS.get(table, ()):
+            if col not in df.columns:
+                continue
+            values = pd.to_numeric(df[col], errors="coerce").astype("float64").to_numpy()
+            given = values[~np.isnan(values)]
+            bad = given[~np.isfinite(given) | (given < 0)]
+            if len(bad):
+                raise ImportFormatError(
+                    f"{printable(where)}: {table}.{col} holds {len(bad)} value(s) that cannot be "
+                    f"a duration or time (e.g. {bad[0]:.6g}): infinite or negative"
+                )
+
+
 def commit(out: str | Path, runs: list[ImportedRun]) -> list[str]:
-    """Write parsed runs: each run's child tables, then its `runs` row (store.write_run)."""
-    ids = []
+    """Check the parsed runs' values, then write them holding the folder's lock: each run's child
+    tables, then its `runs` row (store.write_run)."""
     for run in runs:
-        tables = {name: df for name, df in run.tables.items() if df is not None and len(df)}
-        if run.write_row:
-            store.write_run(Path(out), run.row, tables)
-        else:
-            for table, df in tables.items():
-                store.write(Path(out), table, run.run_id, df)
-        ids.append(run.run_id)
+        check_values(run)
+    ids = []
+    with store.locked(Path(out), "import"):
+        store.sweep_leftovers(Path(out))
+        for run in runs:
+            tables = {name: df for name, df in run.tables.items() if df is not None and len(df)}
+            if run.write_row:
+                store.begin_run(Path(out), run.run_id)
+                store.write_run(Path(out), run.row, tables)
+            else:
+                for table, df in tables.items():
+                    store.write(Path(out), table, run.run_id, df)
+            ids.append(run.run_id)
     return ids
 
 
