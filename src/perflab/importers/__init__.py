@@ -138,6 +138,16 @@ REQUIRED = {
 }
 
 
+# A stage, layer or kernel longer than a week is a misread file, not a measurement.
+MAX_DURATION_S = 7 * 86400
+_SECONDS_PER_UNIT = {"_ns": 1e-9, "_ms": 1e-3}
+
+
+def refuse_non_finite(constant: str) -> float:
+    """`parse_constant` for json.loads: NaN and Infinity are not JSON, and no time is either."""
+    raise ImportFormatError(f"the file holds {constant}, which is not a duration or time")
+
+
 def check_values(run: ImportedRun) -> None:
     """ImportFormatError when a parsed table holds values that cannot be true."""
     where = run.row.get("label") or run.run_id
@@ -161,18 +171,46 @@ def check_values(run: ImportedRun) -> None:
                     f"{printable(where)}: {table}.{col} holds {len(bad)} value(s) that cannot be "
                     f"a duration or time (e.g. {bad[0]:.6g}): infinite or negative"
                 )
+            unit = _SECONDS_PER_UNIT.get(col[-3:])
+            is_duration = not col.startswith(("start", "end")) and col != "value_ms"
+            if unit and is_duration and len(given) and given.max() * unit > MAX_DURATION_S:
+                raise ImportFormatError(
+                    f"{printable(where)}: {table}.{col} holds {given.max():.6g}, longer than a "
+                    "week: not a duration this file can have measured"
+                )
+
+
+def _to_arrow(run: ImportedRun) -> dict[str, object]:
+    """The run's non-empty tables in their stored types; ImportFormatError naming the table when
+    a value does not fit its column (text where the file should hold an integer)."""
+    import pyarrow as pa
+
+    tables = {}
+    for name, df in run.tables.items():
+        if df is None or not len(df):
+            continue
+        try:
+            tables[name] = store.to_arrow(name, df)
+        except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+            text = " ".join(str(exc).split())[:160]
+            raise ImportFormatError(
+                f"{printable(run.row.get('label') or run.run_id)}: a {name} value does not fit "
+                f"its column ({text})"
+            ) from None
+    return tables
 
 
 def commit(out: str | Path, runs: list[ImportedRun]) -> list[str]:
     """Check the parsed runs' values, then write them holding the folder's lock: each run's child
     tables, then its `runs` row (store.write_run)."""
+    converted = []
     for run in runs:
         check_values(run)
+        converted.append(_to_arrow(run))  # every value converts before the first file is written
     ids = []
     with store.locked(Path(out), "import"):
         store.sweep_leftovers(Path(out))
-        for run in runs:
-            tables = {name: df for name, df in run.tables.items() if df is not None and len(df)}
+        for run, tables in zip(runs, converted):
             if run.write_row:
                 store.begin_run(Path(out), run.run_id)
                 store.write_run(Path(out), run.row, tables)

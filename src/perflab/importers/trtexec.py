@@ -37,7 +37,14 @@ import pandas as pd
 
 from perflab import store
 from perflab.errors import ImportFormatError
-from perflab.importers import ImportedRun, base_row, commit, frame, read_bytes
+from perflab.importers import (
+    ImportedRun,
+    base_row,
+    commit,
+    frame,
+    read_bytes,
+    refuse_non_finite,
+)
 
 BACKEND = "trtexec"
 PROVIDER = "TensorRT"
@@ -1254,7 +1261,7 @@ def read_trtexec_runs(paths: str | Path | Iterable[str | Path]) -> list[Imported
         stripped = text.lstrip()
         if stripped[:1] in ("[", "{") and not _PREFIX_RE.match(stripped):
             try:
-                parsed_json = json.loads(text)
+                parsed_json = json.loads(text, parse_constant=refuse_non_finite)
             except json.JSONDecodeError as exc:
                 if _looks_like_log(text):
                     logs.append((path, parse_log(text, path)))
