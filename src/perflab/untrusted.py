@@ -60,5 +60,5 @@ def check_regular_file(path: str | Path, what: str, error: type[Exception]) -> P
     except OSError as exc:
         raise error(f"{p}: cannot read {what} ({exc.strerror})") from None
     if not stat.S_ISREG(mode):
-        raise error(f"{p} is {file_kind(mode)}, not a {what}")
+        raise error(f"{p} is {file_kind(mode)}, not a regular file (the {what} must be one)")
     return p
