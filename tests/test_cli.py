@@ -438,6 +438,12 @@ def test_kill_9_then_resume_gives_one_ok_run_per_config(tmp_path):
     proc.wait()
     done = store.read(out, "runs")
     assert 6 <= len(done) < 20 and (done["status"] == "ok").all()
+    # A file perflab did not write, in every table folder: --resume must leave each one alone.
+    foreign = []
+    for table in store.TABLES:
+        (out / table).mkdir(exist_ok=True)
+        foreign.append(out / table / "mine.parquet")
+        foreign[-1].write_bytes(b"not perflab's")
     resumed = subprocess.run(
         [*cmd, "--resume"], capture_output=True, text=True, timeout=300, check=False
     )
@@ -445,11 +451,47 @@ def test_kill_9_then_resume_gives_one_ok_run_per_config(tmp_path):
     runs = store.read(out, "runs")
     assert len(runs) == 20 and (runs["status"] == "ok").all()
     assert runs["spec_id"].nunique() == 20
+    assert all(path.read_bytes() == b"not perflab's" for path in foreign)
     for table in ("runs", "samples", "calibration"):
         for path in (out / table).iterdir():
             assert not path.name.startswith("."), f"temporary file left: {path}"
-            pq.read_table(path)  # every file is whole
+            if path.name != "mine.parquet":
+                pq.read_table(path)  # every file is whole
     assert set(store.read(out, "samples")["run_id"]) == set(runs["run_id"])
+    assert not (out / ".pending").exists() and not (out / ".logs").exists()
+
+
+@pytest.mark.slow
+def test_a_second_writer_is_refused_and_a_killed_ones_lock_does_not_block(tmp_path):
+    spec, out = _twenty_configs(tmp_path), tmp_path / "out"
+    cmd = [sys.executable, "-m", "perflab.cli", "run", str(spec), "-o", str(out)]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_runs(out, 1, first)
+    for second in (cmd, [*cmd, "--resume"]):
+        refused = subprocess.run(second, capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode == 2, refused.stderr
+        expected = (
+            f"perflab: error: {out} is in use by perflab run {spec} (process {first.pid}); "
+            "wait for it to finish, or use -o NEW_FOLDER"
+        )
+        assert refused.stderr.strip().splitlines() == [expected]
+    log = _trtexec_log(tmp_path, "min = ", "min = ")
+    importing = subprocess.run(
+        [sys.executable, "-m", "perflab.cli", "import", "trtexec", log, "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert importing.returncode == 2 and "is in use by perflab run" in importing.stderr
+    first.kill()  # SIGKILL: the lock goes with the process
+    first.wait()
+    resumed = subprocess.run(
+        [*cmd, "--resume"], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    runs = store.read(out, "runs")
+    assert len(runs) == 20 and runs["spec_id"].nunique() == 20  # exactly one run per config
 
 
 @pytest.mark.slow

@@ -549,6 +549,7 @@ def run_study(
                 row = execute(config, out, run_id=run_id, env_id=env_id, progress=progress)
             if row is None:
                 break
+            store.end_run(out, run_id)
             result.rows.append(row)
             if on_done:
                 on_done(row)

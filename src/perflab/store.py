@@ -8,7 +8,7 @@ The `runs` file of a run is written last; it is the commit marker.
 This module owns the folder's layout: the table files, the temporary names, the worker logs
 (`.logs/<run_id>.log`), the marks of runs in progress (`.pending/<run_id>`) and the lock
 (`.lock`). A run is marked pending before it writes anything and unmarked once its `runs` row is
-committed, so the leftover sweep removes exactly what perflab itself left behind (temporary files,
+committed and its worker's log dealt with, so the leftover sweep removes exactly what perflab itself left behind (temporary files,
 and the files and log of a pending run that never committed) and never a file someone else put in
 the folder. One writer at a time holds the folder's lock; the kernel drops it when that process
 dies, even by SIGKILL, so a crashed run never blocks the next one.
@@ -328,7 +328,8 @@ def begin_run(out: Path, run_id: str) -> None:
         raise StoreError(f"cannot write in {out}: {exc.strerror}") from None
 
 
-def _end_run(out: Path, run_id: str) -> None:
+def end_run(out: Path, run_id: str) -> None:
+    """Unmark a run once it is committed and its process is done with it (log handled)."""
     folder = Path(out) / PENDING
     (folder / run_id).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
@@ -336,7 +337,8 @@ def _end_run(out: Path, run_id: str) -> None:
 
 
 def discard_run(out: Path, run_id: str) -> list[Path]:
-    """Remove what a run that never committed wrote: its child-table files, its log, its mark."""
+    """Remove what a pending run left: the child-table files of a run that never committed, and
+    the worker log (of a committed run too: its process died before removing it)."""
     removed = []
     if not is_committed(out, run_id):
         for table in TABLES:
@@ -344,11 +346,11 @@ def discard_run(out: Path, run_id: str) -> list[Path]:
             if table != "env" and path.exists():
                 path.unlink()
                 removed.append(path)
-        log = Path(out) / LOGS / f"{run_id}.log"
-        if log.exists():
-            log.unlink()
-            removed.append(log)
-    _end_run(out, run_id)
+    log = Path(out) / LOGS / f"{run_id}.log"
+    if log.exists():
+        log.unlink()
+        removed.append(log)
+    end_run(out, run_id)
     remove_empty_logs(out)
     return removed
 
@@ -431,13 +433,12 @@ def write(
 def write_run(
     out: Path, run: Mapping[str, object], tables: Mapping[str, object] | None = None
 ) -> None:
-    """Write a run's child tables, then its `runs` row last (the commit marker), and unmark it."""
+    """Write a run's child tables, then its `runs` row last (the commit marker)."""
     run_id = str(run["run_id"])
     for table, data in (tables or {}).items():
         if data is not None and len(data):
             write(out, table, run_id, data)
     write(out, "runs", run_id, run)
-    _end_run(out, run_id)
 
 
 def check_writable(out: Path) -> None:

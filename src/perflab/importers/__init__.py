@@ -214,6 +214,7 @@ def commit(out: str | Path, runs: list[ImportedRun]) -> list[str]:
             if run.write_row:
                 store.begin_run(Path(out), run.run_id)
                 store.write_run(Path(out), run.row, tables)
+                store.end_run(Path(out), run.run_id)
             else:
                 for table, df in tables.items():
                     store.write(Path(out), table, run.run_id, df)
