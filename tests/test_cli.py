@@ -528,3 +528,22 @@ def test_backends_explains_every_unavailable_backend(capsys):
         else:
             assert "unavailable" in line and reason[:40] in line
     assert "pip install 'perflab'" not in out  # the extra's brackets are printed, not eaten
+
+
+def test_control_characters_reach_the_terminal_escaped(tmp_path, capsys):
+    out = tmp_path / "out"
+    hostile = {**SYNTHETIC, "model": "syn\x1b[2Jthetic"}
+    assert (
+        cli.main(["run", str(write_spec(tmp_path, hostile)), "-o", str(out), "--no-isolation"]) == 0
+    )
+    assert cli.main(["show", str(out)]) == 0
+    fp = {"host": "a\x1b]0;owned\x07", "python": "3", "os": "linux"}
+    (tmp_path / "a.json").write_text(json.dumps(fp))
+    (tmp_path / "b.json").write_text(json.dumps({**fp, "host": "b"}))
+    assert cli.main(["env", "diff", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    assert cli.main(["run", str(write_spec(tmp_path, {"study": "x\x1b[31m"}, "bad.yaml"))]) == 2
+    printed = capsys.readouterr()
+    text = printed.out + printed.err
+    assert "\x1b" not in text and "\x07" not in text
+    assert "syn\\x1b[2Jthetic" in text and "a\\x1b]0;owned\\x07" in text
+    assert "'x\\x1b[31m' must be a name" in printed.err
