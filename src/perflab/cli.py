@@ -33,11 +33,13 @@ def _console():
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from perflab import spec, store
+    from perflab import spec
 
     # Without --yes and without a terminal to ask on, a large sweep is refused before it is built.
     ask = args.yes or sys.stdin.isatty()
     study = spec.load(args.spec, max_configs=spec.MAX_CONFIGS if ask else spec.LARGE_SWEEP)
+    from perflab import store  # after the file is read: a bad file is refused without pyarrow
+
     out = Path(args.output) if args.output else Path("data") / study.name
     store.check_writable(out)
     n = len(study.configs)
@@ -100,7 +102,7 @@ def _run_locked(args: argparse.Namespace, study, out: Path) -> int:
 
 def _preflight_models(study) -> None:
     """Refuse bad model inputs (missing, not ONNX, truncated, dims left open) before running."""
-    from perflab import backends, models
+    from perflab import backends
 
     seen = set()
     for c in study.configs:
@@ -108,6 +110,8 @@ def _preflight_models(study) -> None:
         if key in seen or not backends.get_info(c.backend).needs_model:
             continue
         seen.add(key)
+        from perflab import models  # only for configs that have a model (it imports onnx)
+
         models.resolve(c.model, batch_size=c.batch_size, input_shapes=c.shape_dict or None)
 
 

@@ -203,7 +203,7 @@ class _Refused(Exception):
     """A YAML document refused for its shape (not its syntax)."""
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser where built
     """SafeLoader that refuses duplicate keys (the last one would silently win) and documents
     whose aliases expand past MAX_NODES, before anything is constructed from them."""
 
