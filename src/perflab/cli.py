@@ -317,7 +317,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     store.check_writable(out)
-    run_ids = importers.import_file(args.kind, args.files, out)
+    run_ids = importers.import_file(args.kind, args.files, out, model=args.model)
     print(f"imported {len(run_ids)} run(s) into {args.output}")
     return 0
 
@@ -401,6 +401,10 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("kind", choices=("trtexec", "ort-profile", "nsys"))
     imp.add_argument("files", nargs="+")
     imp.add_argument("-o", "--output", required=True, help="result folder")
+    imp.add_argument(
+        "--model",
+        help="the ONNX file a trtexec log timed (its FLOPs and bytes; the log may name it otherwise)",
+    )
     imp.set_defaults(func=cmd_import)
 
     profile = sub.add_parser(

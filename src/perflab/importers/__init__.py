@@ -14,6 +14,7 @@ light and lets this package hold the helpers they share without an import cycle.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,13 +39,22 @@ _DISPATCH = {
 DEFAULT_STUDY = "imported"
 
 
-def import_file(kind: str, paths: str | Path | Iterable[str | Path], out: str | Path) -> list[str]:
+def import_file(
+    kind: str,
+    paths: str | Path | Iterable[str | Path],
+    out: str | Path,
+    *,
+    model: str | Path | None = None,
+) -> list[str]:
     """Import one or more files of one kind into the result folder `out`; returns the run ids.
 
     `trtexec` takes all paths together (JSON exports given together belong to one run);
     `ort-profile` and `nsys` import each path as its own run. All files are parsed before the first
-    one is written, so one bad file leaves `out` as it was.
+    one is written, so one bad file leaves `out` as it was. `model` (trtexec only) names the ONNX
+    file the log timed (see `attach_model`).
     """
+    if model is not None and kind != "trtexec":
+        raise ImportFormatError(f"a model file goes with trtexec imports, not {kind}")
     if kind not in _DISPATCH:
         raise ImportFormatError(f"unknown import kind {kind!r}; valid kinds: {', '.join(KINDS)}")
     path_list = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
@@ -71,6 +81,9 @@ def import_file(kind: str, paths: str | Path | Iterable[str | Path], out: str | 
         raise ImportFormatError(
             f"{names}: not a valid {kind} file ({type(exc).__name__}: {text})"
         ) from None
+    if kind == "trtexec" and model is not None:
+        for run in parsed:
+            attach_model(run.row, Path(model))
     return commit(out, parsed)
 
 
@@ -198,6 +211,33 @@ def _to_arrow(run: ImportedRun) -> dict[str, object]:
                 f"its column ({text})"
             ) from None
     return tables
+
+
+def attach_model(row: dict, model: Path) -> None:
+    """Give an imported run the cost of the ONNX model it timed, at its batch size.
+
+    The log's own name for the model stays in ``meta.model_in_log``. Weight bytes and the kernel
+    count that the log printed for its engine are kept: the engine is what was timed."""
+    from perflab import models
+
+    batch = int(row.get("batch_size") or 1)
+    info = models.resolve(str(model), batch_size=batch)
+    meta = json.loads(row.get("meta") or "{}")
+    meta["model_in_log"] = row.get("model")
+    notes = json.loads(row.get("notes") or "[]")
+    if row.get("model") and Path(str(row["model"])).name != model.name:
+        notes.append(f"the log names {Path(str(row['model'])).name}; cost from {model.name}")
+    row.update(
+        model=str(model),
+        model_sha256=info.source_sha256 or info.sha256,
+        model_flops_per_sample=info.flops_per_sample,
+        model_activation_bytes_per_sample=info.activation_bytes_per_sample,
+        model_input_bytes_per_sample=models.tensor_bytes(info.inputs) / batch,
+        model_output_bytes_per_sample=models.tensor_bytes(info.outputs) / batch,
+    )
+    row.setdefault("model_param_bytes", float(info.param_bytes))
+    row.setdefault("model_kernels", float(info.node_count))
+    row["meta"], row["notes"] = store.json_text(meta), store.json_text(notes)
 
 
 def commit(out: str | Path, runs: list[ImportedRun]) -> list[str]:
