@@ -188,6 +188,8 @@ def read(path: Path) -> Any:
     except _Refused as exc:
         raise SpecError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
+        if "nesting depth" in str(getattr(exc, "problem", "")):  # libyaml's own depth limit
+            raise SpecError(f"{path}: YAML nested too deeply to be an experiment file") from None
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
