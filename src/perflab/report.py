@@ -681,7 +681,7 @@ ENV_ROWS: tuple[str, ...] = (
 
 
 def _labels(runs: pd.DataFrame) -> dict[str, str]:
-    from perflab.plots import run_labels
+    from perflab.labels import run_labels
 
     return run_labels(runs, runs["run_id"].astype(str))
 
@@ -699,7 +699,7 @@ def run_list(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _natural_sort(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    from perflab.plots import natural_key
+    from perflab.labels import natural_key
 
     key = frame[columns].astype(str).agg(" \x00 ".join, axis=1).map(natural_key)
     order = sorted(range(len(frame)), key=lambda i: key.iloc[i])
@@ -843,7 +843,8 @@ def stage_table(
     (p50_ms, share, speedup_if_free, ...); `e2e=False` leaves the e2e column out."""
     import pandas as pd
 
-    from perflab.plots import run_labels, stage_rank
+    from perflab.labels import run_labels
+    from perflab.stages import stage_rank
 
     if breakdown.empty:
         return pd.DataFrame(columns=["label"])
@@ -1020,7 +1021,7 @@ def speedup_table(chart: pd.DataFrame, predicted: pd.DataFrame) -> pd.DataFrame:
     where there is one), the predicted one and what the prediction rests on."""
     import pandas as pd
 
-    from perflab.plots import stage_rank
+    from perflab.stages import stage_rank
 
     if chart.empty:
         return pd.DataFrame(columns=["pair", "stage", "measured", "predicted", "basis"])
@@ -1218,7 +1219,7 @@ def trace_vs_harness(res: Results) -> pd.DataFrame:
         agg["harness p50 ms"] = float("nan")
     labels = _labels(res.runs)
     agg["label"] = agg["run_id"].map(labels).fillna(agg["run_id"])
-    from perflab.plots import stage_rank
+    from perflab.stages import stage_rank
 
     agg = agg.sort_values(
         ["label", "stage"], key=lambda s: s.map(stage_rank) if s.name == "stage" else s
@@ -1347,14 +1348,13 @@ def batch_groups(curve: pd.DataFrame, *, stage: str = "e2e") -> list[str]:
 
 
 def comparison_axes(runs: pd.DataFrame) -> list[str]:
-    """The columns worth a comparison: the device column when several devices ran, else
-    backend and precision where they take more than one value among ok runs."""
+    """The settings worth a comparison: the device column when several devices ran, else every
+    setting of the experiment file (backend, precision, options.threads, seed, ...) that takes
+    more than one value among ok runs; batch size has the batching section of its own."""
+    from perflab.labels import varying_settings
+
     by = device_column(runs)
     if by:
         return [by]
     ok = runs[runs["status"].astype(str) == "ok"] if len(runs) else runs
-    return [
-        c
-        for c in ("backend", "precision")
-        if c in ok.columns and ok[c].dropna().astype(str).nunique() > 1
-    ]
+    return [c for c in varying_settings(ok) if c != "batch_size"]

@@ -32,6 +32,7 @@ from perflab.analysis.stats import summarize as _summarize
 from perflab.analysis.stats import warnings as _warnings
 from perflab.analysis.warmup import warmup as _warmup
 from perflab.errors import PerflabError
+from perflab.labels import run_labels
 
 # Columns of a run shown beside its statistics.
 RUN_INFO_COLUMNS: tuple[str, ...] = ("label", "model", "backend", "precision", "batch_size")
@@ -203,6 +204,8 @@ class Results:
         if not cols or frame.empty:
             return frame
         info = runs[["run_id", *cols]].assign(run_id=runs["run_id"].astype(str))
+        if "label" in cols:  # labels that tell apart every run shown together
+            info["label"] = info["run_id"].map(run_labels(runs, info["run_id"]))
         out = frame.merge(info, on="run_id", how="left")
         return out[["run_id", *cols, *[c for c in frame.columns if c != "run_id"]]]
 

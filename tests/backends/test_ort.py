@@ -9,7 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from perflab.backends import create, unavailable_reason
+from perflab.backends.base import create
+from perflab.backends.registry import unavailable_reason
 from perflab.backends.ort import (
     OPTIONS,
     OrtBackend,

@@ -997,7 +997,8 @@ def test_fake_trt_without_nvml_notes_no_telemetry(fake_gpu, tiny_model, tmp_path
 
 
 def test_trt_unavailable_here_says_why(make_config):
-    from perflab.backends import create, unavailable_reason
+    from perflab.backends.base import create
+    from perflab.backends.registry import unavailable_reason
 
     reason = unavailable_reason("trt")
     if reason is None:
@@ -1009,7 +1010,7 @@ def test_trt_unavailable_here_says_why(make_config):
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_trt_on_a_gpu(gpu, set_up, make_config, run_iterations, stage_counts, precision, tmp_path):
-    from perflab.backends import unavailable_reason
+    from perflab.backends.registry import unavailable_reason
     from perflab.backends.ort import reference_outputs
 
     reason = unavailable_reason("trt")

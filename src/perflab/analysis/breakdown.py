@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from perflab.analysis.stats import NESTED_STAGES, harness_gap, stage_rank, summarize
+from perflab.analysis.stats import harness_gap, summarize
+from perflab.stages import NESTED_STAGES, stage_rank
 
 # Run columns carried into the output, so a breakdown reads without a join.
 RUN_COLUMNS: tuple[str, ...] = (

@@ -19,6 +19,7 @@ from perflab.analysis.stats import (
     sort_groups,
 )
 from perflab.errors import PerflabError
+from perflab.labels import MAPPING_SETTINGS, setting_names, with_settings
 
 # Columns that say where (or when) a run happened. Comparing by one of them compares places, so
 # runs are then matched on what was run only: the other where-columns differ between machines too.
@@ -147,9 +148,10 @@ def compare(
     by_cols = [by] if isinstance(by, str) else list(by)
     if not by_cols:
         raise PerflabError("compare needs at least one column in by=")
-    missing = [c for c in by_cols if c not in runs.columns]
-    if missing:
-        raise PerflabError(f"cannot compare by {missing}: runs columns are {list(runs.columns)}")
+    try:
+        runs = with_settings(runs, by_cols)
+    except PerflabError as exc:
+        raise PerflabError(f"cannot compare by {by_cols}: {exc}") from None
     if not 0 < ci < 1:
         raise PerflabError(f"ci must lie strictly between 0 and 1, got {ci!r}")
     if threshold < 0:
@@ -163,6 +165,16 @@ def compare(
         if drop & set(LOCATION_COLUMNS):
             drop |= set(LOCATION_COLUMNS)
         key_cols = config_columns(info, exclude=drop)
+        # By one entry of an option mapping: match on the mapping's other entries instead.
+        for group in MAPPING_SETTINGS:
+            inner = [c for c in by_cols if c.startswith(group + ".")]
+            if inner and group in key_cols:
+                others = [
+                    n for n in setting_names(info) if n.startswith(group + ".") and n not in inner
+                ]
+                info = with_settings(info, others)
+                at = key_cols.index(group)
+                key_cols[at : at + 1] = others
     else:
         key_cols = [c for c in match if c not in by_cols]
         absent = [c for c in key_cols if c not in info.columns]

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from perflab.errors import PerflabError
+from perflab.stages import E2E, ITERATION_STAGES
 
 # A stage whose roofline bound is below this fraction of its measured time is not limited by the
 # device's arithmetic or memory: something else (launches, synchronization, slow kernels) is.
@@ -59,7 +60,6 @@ PRECISION_PEAK_COLUMNS: dict[str, str] = {
 # Bytes per element, used only when a projection changes precision (weights and activations scale).
 PRECISION_BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 
-PIPELINE_STAGES: tuple[str, ...] = ("preprocess", "h2d", "compute", "d2h", "postprocess")
 HOST_STAGES: tuple[str, ...] = ("preprocess", "postprocess")
 TRANSFER_STAGES: tuple[str, ...] = ("h2d", "d2h")
 
@@ -545,7 +545,7 @@ def _run_costs(run: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _stage_order(stage: Any) -> int:
-    order = (*PIPELINE_STAGES, "e2e")
+    order = (*ITERATION_STAGES, E2E)
     return order.index(stage) if stage in order else len(order)
 
 
@@ -824,7 +824,7 @@ def project(
             "kind": "predicted",
         }
         measured_sum = predicted_sum = 0.0
-        for stage in PIPELINE_STAGES:
+        for stage in ITERATION_STAGES:
             if stage not in medians[i]:
                 continue
             measured = medians[i][stage]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perflab.backends import Backend
+from perflab.backends.base import Backend
 from perflab.backends.ort import (
     DEFAULT_PROFILE_ITERATIONS,
     PROFILE_WARMUP_RUNS,

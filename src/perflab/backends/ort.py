@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perflab.backends import Backend
+from perflab.backends.base import Backend
 from perflab.errors import BackendUnavailable, ModelError, SpecError, Unsupported
 from perflab.timing import COMPUTE, D2H, H2D
 
