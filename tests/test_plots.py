@@ -23,7 +23,8 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 
 import perflab
-from perflab import labels, plots
+from perflab import plots
+from perflab.labels import run_labels
 from perflab.plots import PALETTE, color
 from perflab.stages import stage_rank
 
@@ -90,7 +91,7 @@ def test_series_styles_use_backend_colour_and_precision_marker():
 def test_stacked_bar_widths_are_the_breakdown_medians(results):
     breakdown = results.breakdown()
     ax = plots.stage_breakdown(breakdown, runs=results.runs)
-    labels = labels.run_labels(results.runs, breakdown["run_id"])
+    labels = run_labels(results.runs, breakdown["run_id"])
     y_to_run = _tick_run_ids(ax, labels)
     expected = breakdown[breakdown["kind"].isin(["stage", "gap"])].set_index(["run_id", "stage"])
     seen = 0

@@ -10,6 +10,7 @@ differs between the runs shown together, so two runs are never told apart only b
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -104,7 +105,7 @@ def _label_value(name: str, value: Any) -> str:
     settings as the experiment file's mapping reads."""
     if name in ("warmup", "measure", "input_shapes"):
         value = _mapping(value) or None
-    if value is None or (isinstance(value, float) and value != value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return str(value)
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from perflab.backends.base import create
-from perflab.backends.registry import unavailable_reason
 from perflab.backends.ort import (
     OPTIONS,
     OrtBackend,
@@ -20,6 +19,7 @@ from perflab.backends.ort import (
     parse_options,
     reference_outputs,
 )
+from perflab.backends.registry import unavailable_reason
 from perflab.errors import BackendUnavailable, SpecError, Unsupported
 
 ort = pytest.importorskip("onnxruntime")

@@ -19,7 +19,6 @@ import pandas as pd
 from perflab.errors import PerflabError
 from perflab.stages import NESTED_STAGES, stage_rank
 
-
 # Columns of `runs` that describe what was run and where; two runs equal on all of them (and on
 # batch_size) are repeats of one config. Ids, timestamps, policies and results are not config.
 WHAT_COLUMNS: tuple[str, ...] = (
