@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perflab.errors import ModelError, Unsupported
+from perflab.precisions import CONVERTIBLE
 
 if TYPE_CHECKING:  # onnx and numpy stay out of `import perflab`'s import time
     import numpy as np
@@ -48,9 +49,6 @@ ZOO_VERSION = 1
 REWRITE_VERSION = 2
 CONVERT_VERSION = 4
 
-#: Precisions `convert` can produce. bf16 and "best" are engine-side conversions (a backend
-#: decides whether it can run them), so they are not files this module writes.
-PRECISIONS = ("fp32", "fp16", "int8")
 
 #: Metadata keys the zoo writes into its models; `resolve` reads them from any model.
 META_DIM_DEFAULTS = "perflab.dim_defaults"  # JSON {symbolic dim name: default size}
@@ -2037,10 +2035,10 @@ def convert(
     precision, method, recipe, calibration fingerprint). Raises Unsupported for precisions
     this module cannot produce (bf16 and "best" are up to the engine).
     """
-    if precision not in PRECISIONS:
+    if precision not in CONVERTIBLE:
         raise Unsupported(
             f"cannot convert a model to precision {precision!r}; convert makes "
-            f"{', '.join(PRECISIONS)} (bf16 and best are an engine's own "
+            f"{', '.join(CONVERTIBLE)} (bf16 and best are an engine's own "
             "conversion)"
         )
     if precision == "fp32":

@@ -18,9 +18,9 @@ import yaml
 from perflab.backends.registry import BACKENDS
 from perflab.errors import SpecError
 from perflab.labels import LABELLED
+from perflab.precisions import PRECISIONS
 
 PIPELINES = ("raw", "classify", "detect")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "best")
 MODES = ("latency", "throughput")
 TOP_KEYS = (
     "study",

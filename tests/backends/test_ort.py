@@ -14,7 +14,6 @@ from perflab.backends.ort import (
     OPTIONS,
     OrtBackend,
     _check_providers,
-    dominant_precision,
     node_precision,
     parse_options,
     reference_outputs,
@@ -142,13 +141,6 @@ def test_node_precision_reads_op_and_input_types():
     assert node_precision("QLinearConv", ("uint8", "float", "uint8", "float", "int8")) == "int8"
     assert node_precision("MatMulInteger", ("uint8", "int8")) == "int8"
     assert node_precision("Relu", ("float",)) is None
-
-
-def test_dominant_precision_needs_a_clear_majority():
-    assert dominant_precision({"int8": 53}) == "int8"
-    assert dominant_precision({"int8": 95, "fp32": 5}) == "int8"
-    assert dominant_precision({"int8": 24, "fp32": 8}) == "mixed"
-    assert dominant_precision({}) is None
 
 
 def test_int8_runs_quantized_kernels(set_up, make_config, run_iterations):

@@ -22,21 +22,21 @@ from perflab.backends.trt import (
     PrecisionPlan,
     TensorApi,
     TensorRTBackend,
-    dominant_precision,
     engine_cache_key,
     io_api,
+    layer_precision_counts,
     layer_rows,
     parse_engine_layers,
     parse_options,
     precision_plan,
     profile_shapes,
     profiles_needed,
-    tensor_precision,
     timing_cache_name,
     trt_version,
 )
 from perflab.errors import BackendUnavailable, ModelError, SpecError, Unsupported
 from perflab.models import TensorSpec
+from perflab.precisions import precision_effective
 from perflab.spec import RunConfig
 from perflab.timing import Recorder, SetupTimer
 
@@ -319,25 +319,6 @@ def _layer(name, kind, fmt_in, fmt_out=None):
     }
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("Row major linear FP16 format", "fp16"),
-        ("Row major linear FP32", "fp32"),
-        ("Float", "fp32"),
-        ("Half", "fp16"),
-        ("Thirty-two wide channel vectorized row major Int8 format.", "int8"),
-        ("Channel major FP16 format where channel % 8 == 0", "fp16"),
-        ("Row major linear BF16 format", "bf16"),
-        ("Row major linear FP8 format", "fp8"),
-        ("Row major linear Int32", "int32"),
-        ("N/A due to dynamic shapes", None),
-    ],
-)
-def test_tensor_precision(text, expected):
-    assert tensor_precision(text) == expected
-
-
 def test_parse_engine_layers_trt10_detailed():
     info = json.dumps(
         {
@@ -366,8 +347,11 @@ def test_parse_engine_layers_trt10_detailed():
         ("softmax", "Softmax", "fp32"),
         ("pool", "CaskPooling", "fp16"),
     ]
-    # Reformat is bookkeeping; fp16 has 2 of 4 compute layers: half -> dominant
-    assert dominant_precision(layers) == ("fp16", {"fp16": 2, "fp32": 1, "int8": 1})
+    # Reformat is bookkeeping; fp16 has 2 of 4 compute layers: short of 90%, so mixed
+    counts = layer_precision_counts(layers)
+    assert counts == {"fp16": 2, "fp32": 1, "int8": 1}
+    assert precision_effective(counts) == "mixed"
+    assert precision_effective(layer_precision_counts(layers[:1])) == "fp16"
 
 
 def test_parse_engine_layers_names_only_and_trt11():
@@ -376,7 +360,7 @@ def test_parse_engine_layers_names_only_and_trt11():
         {"layer": "conv1", "op_type": "", "precision": ""},
         {"layer": "fc", "op_type": "", "precision": ""},
     ]
-    assert dominant_precision(names_only) == (None, {})
+    assert layer_precision_counts(names_only) == {}
     trt11 = parse_engine_layers(
         {
             "Layers": [_layer("conv", "Convolution", "Row major FP16")],
@@ -384,12 +368,6 @@ def test_parse_engine_layers_names_only_and_trt11():
         }
     )
     assert trt11[0]["precision"] == "fp16"
-
-
-def test_dominant_precision_mixed_when_no_majority():
-    layers = [{"op_type": "Conv", "precision": p} for p in ("fp16", "fp32", "int8")]
-    assert dominant_precision(layers)[0] == "mixed"
-    assert dominant_precision([{"op_type": "Conv", "precision": "fp8"}])[0] == "mixed"
 
 
 def test_layer_rows_merge_inspector_and_profiler():
@@ -415,7 +393,8 @@ def test_parse_a_real_qat_engine_graph():
         pytest.skip(f"{REALDATA_GRAPH} is absent")
     layers = parse_engine_layers(REALDATA_GRAPH.read_text())
     assert len(layers) > 20
-    eff, counts = dominant_precision(layers)
+    counts = layer_precision_counts(layers)
+    eff = precision_effective(counts)
     assert counts.get("int8", 0) > 0
     assert eff in ("int8", "mixed")
 

@@ -66,7 +66,7 @@ class Backend:
 
     def facts(self) -> dict[str, Any]:
         """What really ran: device, device_name, precision_effective (a precision name from
-        spec.PRECISIONS, or "mixed"), and backend-specific facts under "meta" (a dict)."""
+        precisions.NAMED, or "mixed", by precisions.precision_effective), and backend-specific facts under "meta" (a dict)."""
         return {"device": self.device}
 
     def tables(self) -> dict[str, pd.DataFrame]:

@@ -53,6 +53,7 @@ import numpy as np
 
 from perflab.backends.base import Backend
 from perflab.errors import BackendUnavailable, ModelError, SpecError, Unsupported
+from perflab.precisions import precision_effective
 from perflab.timing import COMPUTE, D2H, H2D
 
 if TYPE_CHECKING:
@@ -198,9 +199,6 @@ TYPE_PRECISION = {
     "double": "fp64",
     "float64": "fp64",
 }
-#: A precision that covers at least this share of the heavy operators names the run; below it
-#: the run is "mixed" (the per-precision counts are in meta either way).
-DOMINANT_SHARE = 0.9
 
 _NUMPY_OF_ORT = {
     "tensor(float)": np.float32,
@@ -376,16 +374,6 @@ def node_precision(op_type: str, input_types: Sequence[str]) -> str | None:
         if p and p != "int8":
             return p
     return None
-
-
-def dominant_precision(counts: Mapping[str, int], share: float = DOMINANT_SHARE) -> str | None:
-    """The precision that covers at least `share` of the counted operators, else "mixed";
-    None when nothing was counted."""
-    total = sum(counts.values())
-    if not total:
-        return None
-    name, n = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
-    return name if n >= share * total else "mixed"
 
 
 @dataclass(frozen=True)
@@ -710,7 +698,7 @@ class OrtBackend(Backend):
             audit = self._profile_once(ort, path)
             meta.update(audit)
             counts = audit["heavy_ops_per_precision"]
-            self._precision_effective = dominant_precision(counts) or "fp32"
+            self._precision_effective = precision_effective(counts) or "fp32"
             self._precision_source = "ORT profiler: input types of the heavy operators that ran"
         meta["precision_source"] = self._precision_source
         self._meta = meta
