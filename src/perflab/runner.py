@@ -168,7 +168,7 @@ def _output_check(backend, model, pipeline) -> dict[str, float]:
     """Compare this run's outputs on fixed inputs with the fp32 reference of the same model."""
     if model is None:
         return {}
-    from perflab.backends.ort import reference_outputs
+    from perflab.reference import reference_outputs
 
     inputs = pipeline.calibration_batches(1)[0]
     got = backend.run(inputs, Recorder(1))

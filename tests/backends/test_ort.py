@@ -16,10 +16,10 @@ from perflab.backends.ort import (
     _check_providers,
     node_precision,
     parse_options,
-    reference_outputs,
 )
 from perflab.backends.registry import unavailable_reason
 from perflab.errors import BackendUnavailable, SpecError, Unsupported
+from perflab.reference import reference_outputs
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -989,8 +989,8 @@ def test_trt_unavailable_here_says_why(make_config):
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_trt_on_a_gpu(gpu, set_up, make_config, run_iterations, stage_counts, precision, tmp_path):
-    from perflab.backends.ort import reference_outputs
     from perflab.backends.registry import unavailable_reason
+    from perflab.reference import reference_outputs
 
     reason = unavailable_reason("trt")
     if reason:
