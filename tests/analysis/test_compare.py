@@ -165,9 +165,7 @@ def test_errors(backends):
         compare(samples, runs, by="gpu_model")
 
 
-def test_compare_by_an_option_matches_on_the_other_options(
-    make_samples, concat_samples, make_runs
-):
+def test_compare_by_an_option_matches_on_the_other_options(make_samples, concat_samples, make_runs):
     # compute_ms swept at two values for each of two thread counts: compare by one option, matched
     # on the other, as the experiment file's sweep axis `options.compute_ms` names it.
     frames, ids, options = [], [], []
