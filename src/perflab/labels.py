@@ -4,7 +4,8 @@ A setting is anything the experiment file gives a run, under the name the file u
 `seed`, `warmup`, and one setting per entry of the two option mappings, `options.threads` or
 `pipeline_options.image_size`. `with_settings` adds them to a runs frame as columns, so that every
 analysis that groups or compares runs accepts any of them; `run_labels` names every setting that
-differs between the runs shown together, so two runs are never told apart only by a counter.
+differs between the runs shown together, so two runs are never told apart only by a counter;
+`readable_labels` names groups of matched configs in comparisons and batching fits.
 """
 
 from __future__ import annotations
@@ -148,3 +149,19 @@ def run_labels(runs: pd.DataFrame | None, run_ids: Iterable[Any]) -> dict[str, s
         seen[label] = seen.get(label, 0) + 1
         labels[run_id] = label if seen[label] == 1 else f"{label} #{seen[label]}"
     return labels
+
+
+def readable_labels(
+    keys: pd.DataFrame, always: Sequence[str] = ("model", "backend", "precision")
+) -> pd.Series:
+    """Short labels for distinct config keys (a frame of string columns, one row per key, as
+    `analysis.stats.key_frame` makes them): the `always` columns, plus any column that varies."""
+    varying = [c for c in keys.columns if c not in always and keys[c].nunique() > 1]
+    shown = [c for c in always if c in keys.columns] + varying
+    if not shown:
+        return pd.Series("all", index=keys.index)
+    parts = [keys[c] if c in always else c + "=" + keys[c] for c in shown]
+    label = parts[0].astype(str)
+    for p in parts[1:]:
+        label = label + " · " + p.astype(str)
+    return label

@@ -14,12 +14,11 @@ from perflab.analysis.stats import (
     integral_ns,
     key_frame,
     ok_run_ids,
-    readable_labels,
     select_rows,
     sort_groups,
 )
 from perflab.errors import PerflabError
-from perflab.labels import MAPPING_SETTINGS, setting_names, with_settings
+from perflab.labels import MAPPING_SETTINGS, readable_labels, setting_names, with_settings
 
 # Columns that say where (or when) a run happened. Comparing by one of them compares places, so
 # runs are then matched on what was run only: the other where-columns differ between machines too.

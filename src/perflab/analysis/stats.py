@@ -789,18 +789,3 @@ def key_frame(runs: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
         {c: runs[c].astype(object).where(runs[c].notna(), "").astype(str) for c in columns},
         index=runs.index,
     )
-
-
-def readable_labels(
-    keys: pd.DataFrame, always: Sequence[str] = ("model", "backend", "precision")
-) -> pd.Series:
-    """Short labels for distinct keys: the `always` columns, plus any key column that varies."""
-    varying = [c for c in keys.columns if c not in always and keys[c].nunique() > 1]
-    shown = [c for c in always if c in keys.columns] + varying
-    if not shown:
-        return pd.Series("all", index=keys.index)
-    parts = [keys[c] if c in always else c + "=" + keys[c] for c in shown]
-    label = parts[0].astype(str)
-    for p in parts[1:]:
-        label = label + " · " + p.astype(str)
-    return label
