@@ -239,7 +239,8 @@ class Results:
         return _batching_curve(self.samples, self.runs, **kw)
 
     def compare(self, by: str | list[str], baseline: Any = None, **kw: Any) -> pd.DataFrame:
-        """compare.compare(): level B against baseline A of `by`, config by config."""
+        """compare.compare(): level B against baseline A of `by` (any setting of the experiment
+        file, e.g. "backend" or "options.threads", or a runs column), config by config."""
         return _compare(self.samples, self.runs, by=by, baseline=baseline, **kw)
 
     def _stage_medians(self) -> pd.DataFrame:

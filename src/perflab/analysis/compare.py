@@ -107,8 +107,10 @@ def compare(
     """Compare the levels of `by` (A = `baseline`, B = each other level) config by config.
 
     Input: samples and runs (any folders together: two machines or two days are runs with other
-    host/study values). `by`: one runs column or several (backend, precision, device_name,
-    model, study, host, ...).
+    host/study values). `by`: one setting or several, as the experiment file names them
+    (backend, precision, model, seed, options.threads, pipeline_options.image_size, ...; see
+    `perflab.labels`), or any other runs column (device_name, study, host, ...). By an entry of
+    `options` (or `pipeline_options`), runs are matched on the mapping's other entries.
 
     Output, one row per matched config and level B::
 
