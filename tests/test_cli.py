@@ -516,7 +516,7 @@ def test_interrupt_stops_cleanly_and_says_how_to_resume(tmp_path, signum, code):
 
 
 def test_backends_explains_every_unavailable_backend(capsys):
-    from perflab.backends import BACKENDS, unavailable_reason
+    from perflab.backends.registry import BACKENDS, unavailable_reason
 
     assert cli.main(["backends"]) == 0
     out = capsys.readouterr().out

@@ -102,12 +102,12 @@ def _run_locked(args: argparse.Namespace, study, out: Path) -> int:
 
 def _preflight_models(study) -> None:
     """Refuse bad model inputs (missing, not ONNX, truncated, dims left open) before running."""
-    from perflab import backends
+    from perflab.backends.registry import get_info
 
     seen = set()
     for c in study.configs:
         key = (c.model, c.input_shapes)
-        if key in seen or not backends.get_info(c.backend).needs_model:
+        if key in seen or not get_info(c.backend).needs_model:
             continue
         seen.add(key)
         from perflab import models  # only for configs that have a model (it imports onnx)
@@ -190,10 +190,11 @@ def _show(console, folders, run_ids=None) -> None:
         ("items/s", "right"),
     ):
         table.add_column(col, justify=justify)
-    from perflab.timing import STAGES
+    from perflab.stages import stage_rank
 
-    order = {s: i for i, s in enumerate(STAGES)}
-    summary = summary.assign(_o=summary["stage"].map(order)).sort_values(["label", "run_id", "_o"])
+    summary = summary.assign(_o=summary["stage"].map(lambda s: stage_rank(s)[0])).sort_values(
+        ["label", "run_id", "_o"]
+    )
     if summary["run_id"].nunique() > MAX_CONFIGS_ALL_STAGES:
         # Every stage of hundreds of configs is unreadable (and slow to draw): e2e only.
         summary = summary.loc[summary["stage"] == "e2e"]
@@ -271,7 +272,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from perflab.backends import BACKENDS, unavailable_reason
+    from perflab.backends.registry import BACKENDS, unavailable_reason
 
     table = Table(title="backends")
     for col in ("backend", "status", "what / why not"):

@@ -169,7 +169,7 @@ def measure_host_bandwidth(mib: int = BANDWIDTH_MIB, rounds: int = BANDWIDTH_ROU
 def _host_bandwidth(machine: Mapping[str, Any]) -> dict[str, Any]:
     """The host's measured memory bandwidth, measured once per machine and kept in the cache
     (so the fingerprint, and with it env_id, stays the same from one study to the next)."""
-    from perflab.models import cache_root
+    from perflab.cache import cache_root
 
     key = hashlib.sha256(json.dumps(machine, sort_keys=True, default=str).encode()).hexdigest()
     path = cache_root() / "host" / f"bandwidth-{key[:16]}.json"

@@ -27,14 +27,16 @@ from typing import Any
 import numpy as np
 
 from perflab import __version__, store
+from perflab.backends.base import create
+from perflab.backends.registry import get_info
 from perflab.errors import BackendUnavailable, PerflabError, StoreError, Unsupported
 from perflab.nvtx import Annotator
 from perflab.spec import Policy, RunConfig, Study
+from perflab.stages import STAGES
 from perflab.timing import (
     E2E_CODE,
     POSTPROCESS,
     PREPROCESS,
-    STAGES,
     Recorder,
     SetupTimer,
     calibrate,
@@ -166,7 +168,7 @@ def _output_check(backend, model, pipeline) -> dict[str, float]:
     """Compare this run's outputs on fixed inputs with the fp32 reference of the same model."""
     if model is None:
         return {}
-    from perflab.backends.ort import reference_outputs
+    from perflab.reference import reference_outputs
 
     inputs = pipeline.calibration_batches(1)[0]
     got = backend.run(inputs, Recorder(1))
@@ -192,9 +194,7 @@ def _host_notes(config: RunConfig) -> list[str]:
     cores = os.cpu_count() or 1
     if load1 > 0.5 * cores:
         notes.append(f"busy host: load average {load1:.2f} on {cores} CPUs at the start of the run")
-    from perflab import backends
-
-    if backends.get_info(config.backend).gpu:
+    if get_info(config.backend).gpu:
         from perflab.telemetry import gpu_busy_note
 
         note = gpu_busy_note(int(config.option_dict.get("device_id", 0)))
@@ -218,10 +218,13 @@ def config_row(config: RunConfig, run_id: str, env_id: str | None) -> dict[str, 
         "pipeline": config.pipeline,
         "backend": config.backend,
         "mode": config.mode,
+        "inflight": config.inflight,
         "precision": config.precision,
         "batch_size": config.batch_size,
         "input_shapes": store.json_text(config.shape_dict),
         "options": store.json_text(config.option_dict),
+        "pipeline_options": store.json_text(config.pipeline_option_dict),
+        "seed": config.seed,
         "warmup_policy": store.json_text(config.warmup.as_dict()),
         "measure_policy": store.json_text(config.measure.as_dict()),
         "timeout_s": config.timeout_s,
@@ -253,11 +256,9 @@ def execute(
     annotator = Annotator(STAGES)
     try:
         tables["calibration"] = calibrate()
-        from perflab import backends
-
-        backend = backends.create(config)
+        backend = create(config)
         model = None
-        if backends.get_info(config.backend).needs_model:
+        if get_info(config.backend).needs_model:
             from perflab import models, pipelines
 
             model = models.resolve(

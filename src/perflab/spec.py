@@ -17,11 +17,13 @@ from typing import Any
 
 import yaml
 
+from perflab.backends.registry import BACKENDS
 from perflab.errors import SpecError
+from perflab.labels import LABELLED
+from perflab.precisions import PRECISIONS
 from perflab.untrusted import check_regular_file, quote
 
 PIPELINES = ("raw", "classify", "detect")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "best")
 MODES = ("latency", "throughput")
 TOP_KEYS = (
     "study",
@@ -41,8 +43,6 @@ TOP_KEYS = (
     "timeout_s",
     "seed",
 )
-# Keys every label shows anyway (model, backend, precision, batch size, mode).
-LABELLED = ("model", "backend", "precision", "batch_size", "mode", "inflight")
 # Mappings whose entries may be swept one by one as `options.NAME` / `pipeline_options.NAME`.
 MAPPING_KEYS = ("options", "pipeline_options")
 # Keys that may be swept: every config key but the study name and the sweep itself.
@@ -393,8 +393,6 @@ def _config(study: str, d: Mapping[str, Any], source: str) -> RunConfig:
         return SpecError(f"{source}: key {quote(key)}: {quote(value)} {expected}")
 
     backend = d.get("backend", "ort-cpu")
-    from perflab.backends import BACKENDS
-
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise bad(
             "backend", backend, f"is not a known backend; known backends: {', '.join(BACKENDS)}"

@@ -137,7 +137,7 @@ def _layer_precision(layer: dict) -> str | None:
     outputs = layer.get("Outputs") or []
     if outputs and isinstance(outputs[0], dict):
         # The same format vocabulary the native TensorRT backend reads from its engine inspector.
-        from perflab.backends.trt import tensor_precision
+        from perflab.precisions import tensor_precision
 
         return tensor_precision(str(outputs[0].get("Format/Datatype", "")))
     return None
