@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perflab import store
+from perflab import run_row, store
 from perflab.errors import BackendUnavailable, ImportFormatError, PerflabError
-from perflab.importers import ImportedRun, base_row, check_file, commit, frame
+from perflab.importers import ImportedRun, check_file, commit, frame
 
 BACKEND = "nsys"
 PERFLAB_DOMAIN = "perflab"
@@ -872,7 +872,7 @@ def read_nsys_run(
         if start_ns
         else datetime.now(timezone.utc)
     )
-    row = base_row(
+    row = run_row.new(
         rid,
         BACKEND,
         study=study,

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from perflab import store
+from perflab import run_row, store
 from perflab.errors import ImportFormatError
-from perflab.importers import ImportedRun, base_row, commit, frame, read_bytes
+from perflab.importers import ImportedRun, commit, frame, read_bytes
 
 _KERNEL_SUFFIX = "_kernel_time"
 _FENCE_RE = re.compile(r"_fence_(?:before|after)$")
@@ -319,7 +319,7 @@ def read_ort_profile_run(
         **tables.facts,
     }
     device = "cpu" if be == "ort-cpu" else None
-    row = base_row(
+    row = run_row.new(
         run_id,
         be,
         study=study,

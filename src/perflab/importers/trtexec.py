@@ -35,9 +35,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from perflab import store
+from perflab import run_row, store
 from perflab.errors import ImportFormatError
-from perflab.importers import ImportedRun, base_row, commit, frame, read_bytes
+from perflab.importers import ImportedRun, commit, frame, read_bytes
 
 BACKEND = "trtexec"
 PROVIDER = "TensorRT"
@@ -770,7 +770,7 @@ def _log_run(p: ParsedLog, source: Path, index: int, n_runs: int) -> ImportedRun
     label = " ".join(
         x for x in ("trtexec", Path(model).name if model else None, precision, f"bs{batch}") if x
     )
-    row = base_row(
+    row = run_row.new(
         run_id,
         BACKEND,
         label=label,
@@ -1085,7 +1085,7 @@ def _exports_run(
         run_notes = json.loads(run.row["notes"]) if run.row.get("notes") else []
     else:
         run_id = store.new_run_id()
-        run = ImportedRun(row=base_row(run_id, BACKEND), tables={})
+        run = ImportedRun(row=run_row.new(run_id, BACKEND), tables={})
         meta, run_notes = {}, []
     run_id = run.run_id
     batch = int(run.row.get("batch_size") or summary_facts.get("batch") or 1)
