@@ -28,24 +28,44 @@ class Cluster:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.address = f"tcp://127.0.0.1:{free_port()}"
-        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
+        }
         self.workers: dict[str, subprocess.Popen] = {}
         self.scheduler = self._start(
             "scheduler",
-            ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
-             self.address.rsplit(":", 1)[1], "--no-dashboard"],
+            [
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                self.address.rsplit(":", 1)[1],
+                "--no-dashboard",
+            ],
         )
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         return subprocess.Popen(
-            [sys.executable, "-m", *args], stdout=log, stderr=log, env=self.env,
+            [sys.executable, "-m", *args],
+            stdout=log,
+            stderr=log,
+            env=self.env,
             start_new_session=True,
         )
 
     def start_worker(self, name: str, *, resources: str = "perflab=1") -> None:
-        args = ["distributed.cli.dask_worker", self.address, "--name", name, "--nthreads", "1",
-                "--no-dashboard", "--no-nanny"]
+        args = [
+            "distributed.cli.dask_worker",
+            self.address,
+            "--name",
+            name,
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+            "--no-nanny",
+        ]
         if resources:
             args += ["--resources", resources]
         self.workers[name] = self._start(f"worker-{name}", args)
@@ -85,12 +105,11 @@ class Cluster:
                     proc.wait(timeout=20)
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """A scheduler with workers box-a and box-b (one thread, resource perflab=1 each)."""
-    logs = tmp_path / "cluster-logs"
-    logs.mkdir()
-    c = Cluster(logs)
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A scheduler with workers box-a and box-b (one thread, resource perflab=1 each), shared by
+    a module's tests; a test that stops a worker starts it again."""
+    c = Cluster(tmp_path_factory.mktemp("cluster-logs"))
     try:
         c.start_worker("box-a")
         c.start_worker("box-b")
