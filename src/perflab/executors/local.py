@@ -1,10 +1,13 @@
 """The `local` executor: each config in a fresh child process, forked from a warm template.
 
 The template is multiprocessing's fork server, started once per study process with perflab's
-runner, numpy, pyarrow and pandas imported (and no engine and no CUDA context: engines are only
-imported by the child that runs them). Each config is a child forked from it, so a crash, a hang
+runner, numpy, pyarrow and pandas imported and warmed up by one tiny synthetic run
+(`executors.template`), and no engine and no CUDA context: engines are only imported by the child
+that runs them. Each config is a child forked from it, so a crash, a hang
 or leaked engine or GPU state stays in that child, while interpreter start and imports are paid
-once. The child runs in its own session (so a timeout kills it with whatever it started) and dies
+once. As with any multiprocessing code, a script that runs studies from Python needs the
+`if __name__ == "__main__":` guard, because each child imports the script's main module (the
+command line and notebooks need nothing). The child runs in its own session (so a timeout kills it with whatever it started) and dies
 with its parent; the template itself ends when the study process does, so an orphaned child can
 never commit a result behind a later `--resume`.
 """
@@ -34,6 +37,7 @@ PRELOAD = (
     "perflab.backends.synthetic",
     "perflab.models",
     "perflab.pipelines",
+    "perflab.executors.template",  # last: runs one tiny synthetic config in the template
 )
 STDERR_TAIL_CHARS = 2000
 
@@ -160,7 +164,9 @@ class LocalExecutor:
         if runs_file.exists():
             log_path.unlink(missing_ok=True)
             return store.read_run(runs_file)
-        tail = log_path.read_text(errors="replace")[-STDERR_TAIL_CHARS:].strip()
+        # No log: the child died before its own start (its output went to this process's stderr).
+        text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        tail = text[-STDERR_TAIL_CHARS:].strip()
         if timed_out:
             status = "timeout"
             error = (
