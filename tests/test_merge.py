@@ -1,0 +1,60 @@
+"""`perflab merge`: result folders of one study from several machines, combined."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from perflab import cli, env, merge, store
+from perflab.errors import PerflabError
+
+
+@pytest.fixture
+def two_machines(tmp_path, run_synthetic):
+    """The same study run on two machines (the second's fingerprint differs in its GPU)."""
+    a = run_synthetic(tmp_path / "box-1050ti", batch_sizes=(1, 2))
+    b = run_synthetic(tmp_path / "box-3070", batch_sizes=(1, 2))
+    fp = json.loads(store.read(b, "env")["fingerprint"].iloc[0])
+    fp["gpus"] = [{"name": "NVIDIA GeForce RTX 3070"}]
+    for path in (b / "env").glob("*.parquet"):
+        path.unlink()
+    row = env.row(fp)
+    store.write(b, "env", row["env_id"], row)
+    return a, b
+
+
+def test_merge_keeps_every_run_and_every_fingerprint(two_machines, tmp_path, capsys):
+    a, b = two_machines
+    out = tmp_path / "fleet"
+    assert cli.main(["merge", str(a), str(b), "-o", str(out)]) == 0
+    assert "merged 4 run(s) and 2 fingerprint(s) from 2 folders" in capsys.readouterr().out
+    runs = store.read(out, "runs")
+    expected = set(store.read(a, "runs")["run_id"]) | set(store.read(b, "runs")["run_id"])
+    assert set(runs["run_id"]) == expected
+    samples = store.read(out, "samples")
+    assert len(samples) == len(store.read(a, "samples")) + len(store.read(b, "samples"))
+    assert set(store.read(out, "env")["gpu_name"].fillna("none")) == {
+        "NVIDIA GeForce RTX 3070",
+        store.read(a, "env")["gpu_name"].fillna("none").iloc[0],
+    }
+    # merged again (say after an interruption): each run is kept once
+    again = merge.merge([a, b], out)
+    assert again.runs == 0 and again.duplicates == 4
+    assert len(store.read(out, "runs")) == 4
+
+
+def test_different_specs_are_refused_unless_asked(tmp_path, run_synthetic):
+    a = run_synthetic(tmp_path / "a", batch_sizes=(1, 2))
+    b = run_synthetic(tmp_path / "b", batch_sizes=(1, 4))
+    with pytest.raises(PerflabError, match="hold different specs .*1 config.* only in the first"):
+        merge.merge([a, b], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    done = merge.merge([a, b], tmp_path / "out", allow_different=True)
+    assert done.runs == 4 and len(store.read(tmp_path / "out", "runs")) == 4
+
+
+def test_the_output_cannot_be_an_input(two_machines):
+    a, b = two_machines
+    with pytest.raises(PerflabError, match="both an input and the output"):
+        merge.merge([a, b], a)
