@@ -28,7 +28,7 @@ NESTED_STAGES: tuple[str, ...] = ("enqueue",)
 # Columns of `runs` that describe what was run and where; two runs equal on all of them (and on
 # batch_size) are repeats of one config. Ids, timestamps, policies and results are not config.
 WHAT_COLUMNS: tuple[str, ...] = ("model", "pipeline", "backend", "mode", "precision", "options")
-WHERE_COLUMNS: tuple[str, ...] = ("device_name", "device", "host")
+WHERE_COLUMNS: tuple[str, ...] = ("device_name", "device", "host", "machine")
 CONFIG_COLUMNS: tuple[str, ...] = WHAT_COLUMNS + WHERE_COLUMNS + ("batch_size",)
 
 PERCENTILES: tuple[float, ...] = (0.50, 0.90, 0.95, 0.99)

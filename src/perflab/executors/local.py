@@ -51,9 +51,17 @@ def context() -> Any:
     with _context_lock:
         if _context is None:
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(list(PRELOAD))
+            ctx.set_forkserver_preload([*_main_module(), *PRELOAD])
             _context = ctx
         return _context
+
+
+def _main_module() -> list[str]:
+    """The main module of this process when it runs as `python -m NAME` (a Dask worker does):
+    each child imports it again, which is cheap only when the template already has its imports."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", None)
+    return [name] if name and not name.endswith("__main__") else []
 
 
 class LocalExecutor:
