@@ -6,15 +6,33 @@ import json
 
 import pytest
 
-from perflab import cli, env, merge, store
+from perflab import cli, env, merge, runner, spec, store
 from perflab.errors import PerflabError
+from perflab.results import open as open_results
 
 
 @pytest.fixture
-def two_machines(tmp_path, run_synthetic):
-    """The same study run on two machines (the second's fingerprint differs in its GPU)."""
-    a = run_synthetic(tmp_path / "box-1050ti", batch_sizes=(1, 2))
-    b = run_synthetic(tmp_path / "box-3070", batch_sizes=(1, 2))
+def two_machines(tmp_path, synthetic_options):
+    """The same study run on two machines named box-1050ti and box-3070 (the second's
+    fingerprint differs in its GPU)."""
+    study = spec.parse(
+        {
+            "study": "gen",
+            "backend": "synthetic",
+            "sweep": {"batch_size": [1, 2]},
+            "options": synthetic_options,
+            "measure": {"iterations": 40},
+        }
+    )
+    folders = []
+    for name in ("box-1050ti", "box-3070"):
+        out = tmp_path / name
+        for config in study.configs:
+            runner.execute(config, out, machine=name)
+        row = env.row(env.fingerprint(gpu=False, providers=False))
+        store.write(out, "env", row["env_id"], row)
+        folders.append(out)
+    a, b = folders
     fp = json.loads(store.read(b, "env")["fingerprint"].iloc[0])
     fp["gpus"] = [{"name": "NVIDIA GeForce RTX 3070"}]
     for path in (b / "env").glob("*.parquet"):
@@ -38,6 +56,10 @@ def test_merge_keeps_every_run_and_every_fingerprint(two_machines, tmp_path, cap
         "NVIDIA GeForce RTX 3070",
         store.read(a, "env")["gpu_name"].fillna("none").iloc[0],
     }
+    # the machines compare config by config
+    compared = open_results(out).compare(by="machine")
+    assert len(compared) == 2 and set(compared["a"]) == {"box-1050ti"}
+    assert set(compared["b"]) == {"box-3070"} and compared["ratio"].notna().all()
     # merged again (say after an interruption): each run is kept once
     again = merge.merge([a, b], out)
     assert again.runs == 0 and again.duplicates == 4
