@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 # Format history:
 #   1: first version (runs, samples, env, telemetry, layers, reported, calibration, trace_*).
 #      Columns added since within version 1 are nullable and read as null from older files
-#      (readers union by name): runs.model_input/output_bytes_per_sample, runs.model_kernels.
+#      (readers union by name): runs.model_input/output_bytes_per_sample, runs.model_kernels,
+#      runs.machine.
 SCHEMA_VERSION = 1
 VERSION_KEY = b"perflab.schema_version"
 TABLE_KEY = b"perflab.table"
