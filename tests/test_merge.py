@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from perflab import cli, env, merge, runner, spec, store
@@ -27,19 +25,15 @@ def two_machines(tmp_path, synthetic_options):
     folders = []
     for name in ("box-1050ti", "box-3070"):
         out = tmp_path / name
-        for config in study.configs:
-            runner.execute(config, out, machine=name)
-        row = env.row(env.fingerprint(gpu=False, providers=False))
+        fp = env.fingerprint(gpu=False, providers=False)
+        if name == "box-3070":
+            fp["gpus"] = [{"name": "NVIDIA GeForce RTX 3070"}]
+        row = env.row(fp)
         store.write(out, "env", row["env_id"], row)
+        for config in study.configs:
+            runner.execute(config, out, env_id=row["env_id"], machine=name)
         folders.append(out)
-    a, b = folders
-    fp = json.loads(store.read(b, "env")["fingerprint"].iloc[0])
-    fp["gpus"] = [{"name": "NVIDIA GeForce RTX 3070"}]
-    for path in (b / "env").glob("*.parquet"):
-        path.unlink()
-    row = env.row(fp)
-    store.write(b, "env", row["env_id"], row)
-    return a, b
+    return tuple(folders)
 
 
 def test_merge_keeps_every_run_and_every_fingerprint(two_machines, tmp_path, capsys):
@@ -60,6 +54,13 @@ def test_merge_keeps_every_run_and_every_fingerprint(two_machines, tmp_path, cap
     compared = open_results(out).compare(by="machine")
     assert len(compared) == 2 and set(compared["a"]) == {"box-1050ti"}
     assert set(compared["b"]) == {"box-3070"} and compared["ratio"].notna().all()
+    # and their fingerprints diff within the one folder
+    assert cli.main(["env", "diff", f"{out}@box-1050ti", f"{out}@box-3070"]) == 0
+    assert "NVIDIA GeForce RTX 3070" in capsys.readouterr().out
+    with pytest.raises(
+        PerflabError, match="no run on machine 'box-9'; machines: box-1050ti, box-3070"
+    ):
+        env.load(f"{out}@box-9")
     # merged again (say after an interruption): each run is kept once
     again = merge.merge([a, b], out)
     assert again.runs == 0 and again.duplicates == 4

@@ -278,8 +278,12 @@ def row(fp: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load(source: str | Path) -> dict[str, Any]:
-    """A fingerprint from a JSON file (`perflab env --json > f.json`) or from a result folder."""
+    """A fingerprint from a JSON file (`perflab env --json > f.json`), a result folder, or
+    `FOLDER@MACHINE`: the machine's in a folder of several (a study run on a cluster, merged)."""
     path = Path(source)
+    folder, _, machine = str(source).rpartition("@")
+    if not path.exists() and folder and Path(folder).is_dir():
+        return _machine_fingerprint(Path(folder), machine)
     if not path.exists():
         raise PerflabError(f"{path}: no such file or result folder")
     if path.is_dir():
@@ -296,6 +300,21 @@ def load(source: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PerflabError(f"{path}: not a fingerprint JSON file (expected an object)")
     return data
+
+
+def _machine_fingerprint(folder: Path, machine: str) -> dict[str, Any]:
+    from perflab import store
+
+    runs = store.read(folder, "runs")
+    ids = runs.loc[runs["machine"] == machine, "env_id"].dropna()
+    if ids.empty:
+        known = ", ".join(sorted(runs["machine"].dropna().unique())) or "none"
+        raise PerflabError(f"{folder}: no run on machine {machine!r}; machines: {known}")
+    frame = store.read(folder, "env")
+    match = frame.loc[frame["env_id"] == ids.iloc[-1], "fingerprint"]
+    if match.empty:
+        raise StoreError(f"{folder}: the fingerprint of machine {machine!r} is missing from env")
+    return json.loads(match.iloc[-1])
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
