@@ -19,11 +19,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 
-def run_study(spec_path: Path, out: Path, *, isolated: bool) -> tuple[float, float, int, int]:
-    """One `perflab run`: (wall s, measured-loop s, configs, ok configs)."""
+def run_study(
+    spec_path: Path, out: Path, *, isolated: bool
+) -> tuple[float, float, int, int, float]:
+    """One `perflab run`: (wall s, measured-loop s, configs, ok configs, steady ms per config).
+
+    Steady: the median, over consecutive configs, of the time from one config's start to the
+    next one's minus the first one's measured loop; it leaves out what a study pays once (the
+    command's start, the template's start, the summary table at the end)."""
     from perflab.results import open as open_results
 
     cmd = [sys.executable, "-m", "perflab.cli", "run", str(spec_path), "-o", str(out), "--yes"]
@@ -32,13 +39,12 @@ def run_study(spec_path: Path, out: Path, *, isolated: bool) -> tuple[float, flo
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall_s = time.perf_counter() - t
-    runs = open_results(out).runs
-    return (
-        wall_s,
-        float(runs["measure_wall_s"].sum()),
-        len(runs),
-        int((runs["status"] == "ok").sum()),
-    )
+    runs = open_results(out).runs.sort_values("created_at")
+    starts = (runs["created_at"] - runs["created_at"].iloc[0]).dt.total_seconds().to_numpy()
+    gaps = starts[1:] - starts[:-1] - runs["measure_wall_s"].to_numpy()[:-1]
+    steady_ms = float(np.median(gaps)) * 1e3 if len(gaps) else float("nan")
+    ok = int((runs["status"] == "ok").sum())
+    return wall_s, float(runs["measure_wall_s"].sum()), len(runs), ok, steady_ms
 
 
 def main() -> None:
@@ -62,18 +68,20 @@ def main() -> None:
             }
         )
     )
-    per_config = {}
+    per_config, steady = {}, {}
     for name, isolated in (("isolated", True), ("in-process", False)):
         out = base / name
-        wall_s, loops_s, n, ok = run_study(spec_path, out, isolated=isolated)
+        wall_s, loops_s, n, ok, steady[name] = run_study(spec_path, out, isolated=isolated)
         per_config[name] = (wall_s - loops_s) / n * 1e3
         print(
             f"{name + ':':<12} {n} configs ({ok} ok), perflab run {wall_s:7.1f} s, measured "
             f"loops {loops_s:5.1f} s, harness {per_config[name]:7.1f} ms per config outside "
-            "the measured loop"
+            f"the measured loop ({steady[name]:.1f} ms in the steady state)"
         )
-    ratio = per_config["isolated"] / per_config["in-process"]
-    print(f"isolated / in-process: {ratio:.2f}x per config")
+    print(
+        f"isolated / in-process: {per_config['isolated'] / per_config['in-process']:.2f}x per "
+        f"config ({steady['isolated'] / steady['in-process']:.2f}x in the steady state)"
+    )
 
     from perflab.results import open as open_results
 

@@ -57,11 +57,13 @@ def context() -> Any:
 
 
 def _main_module() -> list[str]:
-    """The main module of this process when it runs as `python -m NAME` (a Dask worker does):
-    each child imports it again, which is cheap only when the template already has its imports."""
+    """The package of this process's main module when it runs as `python -m PACKAGE.MODULE` (a
+    Dask worker does): each child runs that module again, which is cheap once the template has
+    imported its package (the module itself is not preloaded: running an imported module again
+    warns)."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    name = getattr(spec, "name", None)
-    return [name] if name and not name.endswith("__main__") else []
+    package = getattr(spec, "name", "").rpartition(".")[0]
+    return [package] if package and not spec.name.endswith("__main__") else []
 
 
 class LocalExecutor:
