@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -125,3 +126,39 @@ def test_pinned_configs_a_lost_worker_and_resume(cluster, tmp_path):
     assert sorted(ok["spec_id"]) == sorted(pinned) and len(runs) == 4
     assert (ok["machine"] == ok["spec_id"].map(pinned)).all()
     assert set(ok["env_id"]) <= set(store.read(out, "env")["env_id"])
+
+
+def test_configs_of_a_machine_that_stays_away_are_skipped(cluster, tmp_path):
+    # Two configs pinned to box-a, which is killed during the first (20 x 500 ms): that one is
+    # failed, the second one skipped once box-a has been away for the grace period.
+    st = spec.parse(
+        {
+            **BASE,
+            "study": "away",
+            "options": {"compute_ms": 500.0},
+            "sweep": {"machine": ["box-a"], "seed": [1, 2]},
+        }
+    )
+    started = threading.Event()
+
+    def kill_when_started() -> None:
+        if started.wait(timeout=120):
+            time.sleep(1.0)
+            cluster.kill_worker("box-a")
+
+    killer = threading.Thread(target=kill_when_started)
+    killer.start()
+    try:
+        with DaskExecutor(cluster.address, lost_machine_grace_s=1.0) as dask:
+            result = runner.run_study(
+                st, tmp_path, executor=dask, on_start=lambda *args: started.set()
+            )
+    finally:
+        started.set()
+        killer.join()
+        cluster.start_worker("box-a")
+    status = [r["status"] for r in result.rows]
+    assert status == ["failed", "skipped"], [r["error"] for r in result.rows]
+    assert "worker lost" in result.rows[0]["error"]
+    assert "box-a left the cluster before this config started" in result.rows[1]["error"]
+    assert sorted(store.read(tmp_path, "runs")["status"]) == ["failed", "skipped"]

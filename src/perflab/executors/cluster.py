@@ -109,8 +109,7 @@ class DaskExecutor:
         lost_machine_grace_s: float = LOST_MACHINE_GRACE_S,
     ) -> None:
         distributed = _distributed()
-        if security is None:
-            _check_reachable(address)
+        _check_reachable(address)
         self.address = address
         self.grace_s = lost_machine_grace_s
         self.token = uuid.uuid4().hex  # tells this study's progress events from others'
