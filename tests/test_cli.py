@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -145,6 +146,21 @@ def scenario(case: str, tmp_path: Path) -> list[str]:
     hostile = hostile_scenario(case, tmp_path, spec, out)
     if hostile is not None:
         return hostile
+    if case == "run-machine-local":
+        return ["run", spec({**SYNTHETIC, "sweep": {"machine": ["box-1050ti", "box-3070"]}})]
+    if case in ("cluster-unreachable", "cluster-address"):
+        pytest.importorskip("distributed")
+        with socket.socket() as s:  # a port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+        address = address if case == "cluster-unreachable" else "box-3070:8786"
+        return ["run", spec(SYNTHETIC), "-o", out, "--cluster", address]
+    if case == "merge-other-spec":
+        for name, options in (("a", {"compute_ms": 0.2}), ("b", {"compute_ms": 0.3})):
+            data = {**SYNTHETIC, "options": options}
+            folder = str(tmp_path / name)
+            assert cli.main(["run", spec(data), "-o", folder, "--no-isolation"]) == 0
+        return ["merge", str(tmp_path / "a"), str(tmp_path / "b"), "-o", out]
     raise AssertionError(f"README case {case!r} has no scenario in this test")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     out = Path(args.output) if args.output else Path("data") / study.name
     store.check_writable(out)
+    cluster = args.cluster or os.environ.get("PERFLAB_SCHEDULER") or None
+    if cluster and not args.isolate:
+        raise PerflabError(
+            "--no-isolation runs in this process; it cannot be combined with --cluster"
+        )
     n = len(study.configs)
     if n > spec.LARGE_SWEEP and not args.yes:
         answer = input(f"The sweep expands to {n} configs. Run them all? [y/N] ")
@@ -49,12 +55,28 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("nothing run")
             return EXIT_BAD_INPUT
     _preflight_models(study)
+    if cluster:
+        from perflab.executors import cluster as dask_cluster
+
+        security = dask_cluster.security(args.tls_ca_file, args.tls_cert, args.tls_key)
+        with dask_cluster.DaskExecutor(cluster, security=security) as executor:
+            return _run(args, study, out, executor)
+    from perflab.executors import InlineExecutor
+    from perflab.executors.local import LocalExecutor
+
+    return _run(args, study, out, LocalExecutor() if args.isolate else InlineExecutor())
+
+
+def _run(args: argparse.Namespace, study, out: Path, executor) -> int:
+    from perflab import store
+
+    executor.check(study.configs)  # before anything runs or is written
     with store.locked(out, f"run {args.spec}"):
         store.sweep_leftovers(out)
-        return _run_locked(args, study, out)
+        return _run_locked(args, study, out, executor)
 
 
-def _run_locked(args: argparse.Namespace, study, out: Path) -> int:
+def _run_locked(args: argparse.Namespace, study, out: Path, executor) -> int:
     from perflab import env, runner, store
 
     n = len(study.configs)
@@ -65,14 +87,20 @@ def _run_locked(args: argparse.Namespace, study, out: Path) -> int:
             printable(f"all {n} configs of {study.name!r} already have an ok run in {out}")
         )
         return 0
-    fp = env.fingerprint()
-    env_row = env.row(fp)
-    store.write(out, "env", env_row["env_id"], env_row)
+    env_id = None
+    if executor.name != "dask":  # on a cluster each machine sends its own fingerprint
+        env_row = env.row(env.fingerprint())
+        store.write(out, "env", env_row["env_id"], env_row)
+        env_id = env_row["env_id"]
+    where = {
+        "inline": "  (in-process: no isolation, no timeout)",
+        "dask": f"  (on the Dask cluster at {getattr(executor, 'address', '')})",
+    }
     console.print(
         printable(f"study {study.name}: {len(todo)} of {n} configs -> {out}")
-        + ("" if args.isolate else "  (in-process: no isolation, no timeout)")
+        + where.get(executor.name, "")
     )
-    result = _run_with_progress(console, study, out, todo, env_row["env_id"], args.isolate)
+    result = _run_with_progress(console, study, out, todo, env_id, executor)
     for row in result.rows:
         if row["status"] not in ("ok",):
             console.print(
@@ -92,7 +120,7 @@ def _run_locked(args: argparse.Namespace, study, out: Path) -> int:
             style="red",
         )
         return 130 if result.interrupted == "SIGINT" else 143
-    bad = result.by_status("failed", "timeout")
+    bad = result.by_status("failed", "timeout", "skipped")
     if bad:
         names = printable("; ".join(f"{r['label']} ({r['status']})" for r in bad))
         console.print(f"{len(bad)} config(s) did not complete: {names}", style="red")
@@ -119,7 +147,7 @@ def _first_line(text: Any) -> str:
     return str(text or "").strip().splitlines()[0] if text else ""
 
 
-def _run_with_progress(console, study, out, todo, env_id, isolate):
+def _run_with_progress(console, study, out, todo, env_id, executor):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from perflab import runner
@@ -135,28 +163,62 @@ def _run_with_progress(console, study, out, todo, env_id, isolate):
         *columns, console=console, transient=False, disable=not console.is_terminal
     ) as bar:
         task = bar.add_task("configs", total=len(todo), status="")
+        per_machine: dict[str, Any] = {}  # on a cluster, one line per machine: what it runs
 
-        def on_start(k, total, config):
-            bar.update(task, description=printable(f"[{k}/{total}] {config.label}"), status="setup")
+        def line(machine):
+            if machine is None:
+                return task
+            if machine not in per_machine:
+                per_machine[machine] = bar.add_task(machine, total=None, status="")
+            return per_machine[machine]
 
-        def progress(n, median_ms):
-            bar.update(task, status=f"{n} it, median {median_ms:.3f} ms")
+        def on_start(k, total, config, machine):
+            where = f"{machine}: " if machine else ""
+            bar.update(
+                line(machine),
+                description=printable(f"{where}[{k}/{total}] {config.label}"),
+                status="setup",
+            )
+            if machine and not console.is_terminal:
+                console.print(printable(f"  started     {config.label} on {machine}"))
+
+        def progress(n, median_ms, machine):
+            bar.update(line(machine), status=f"{n} it, median {median_ms:.3f} ms")
 
         def on_done(row):
             bar.advance(task)
+            if row.get("machine") in per_machine:
+                bar.update(per_machine[row["machine"]], status=f"{row['status']}, idle")
             if not console.is_terminal:
-                console.print(printable(f"  {row['status']:<11} {row['label']}"))
+                on = f" on {row['machine']}" if executor.name == "dask" else ""
+                console.print(printable(f"  {row['status']:<11} {row['label']}{on}"))
 
         return runner.run_study(
             study,
             out,
             configs=todo,
-            isolate=isolate,
+            executor=executor,
             env_id=env_id,
             on_start=on_start,
             on_done=on_done,
             progress=progress,
         )
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from perflab import merge
+
+    result = merge.merge(
+        [Path(f) for f in args.folders],
+        Path(args.output),
+        allow_different=args.allow_different_specs,
+    )
+    print(
+        f"merged {result.runs} run(s) and {result.fingerprints} fingerprint(s) from "
+        f"{len(args.folders)} folders into {args.output}"
+        + (f" ({result.duplicates} run(s) present twice kept once)" if result.duplicates else "")
+    )
+    return 0
 
 
 # ----------------------------------------------------------------------------- show
@@ -368,8 +430,26 @@ def parser() -> argparse.ArgumentParser:
         action="store_false",
         help="run configs in this process (debugging; no crash isolation, no timeout)",
     )
+    run.add_argument(
+        "--cluster",
+        metavar="tcp://HOST:8786",
+        help="run on the machines of a Dask cluster (default: $PERFLAB_SCHEDULER, else here)",
+    )
+    run.add_argument("--tls-ca-file", help="TLS to the scheduler: CA certificate (PEM)")
+    run.add_argument("--tls-cert", help="TLS to the scheduler: this client's certificate (PEM)")
+    run.add_argument("--tls-key", help="TLS to the scheduler: this client's private key (PEM)")
     run.add_argument("--yes", action="store_true", help="run very large sweeps without asking")
     run.set_defaults(func=cmd_run)
+
+    merge = sub.add_parser("merge", help="combine result folders of one study (several machines)")
+    merge.add_argument("folders", nargs="+", help="result folders to combine")
+    merge.add_argument("-o", "--output", required=True, help="the combined result folder")
+    merge.add_argument(
+        "--allow-different-specs",
+        action="store_true",
+        help="merge folders whose studies ran different configs",
+    )
+    merge.set_defaults(func=cmd_merge)
 
     show = sub.add_parser("show", help="summary table per config and stage")
     show.add_argument("folders", nargs="+", help="result folder(s)")

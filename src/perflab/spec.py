@@ -42,6 +42,7 @@ TOP_KEYS = (
     "pipeline_options",
     "timeout_s",
     "seed",
+    "machine",
 )
 # Mappings whose entries may be swept one by one as `options.NAME` / `pipeline_options.NAME`.
 MAPPING_KEYS = ("options", "pipeline_options")
@@ -92,6 +93,8 @@ class RunConfig:
     measure: Policy = field(default_factory=lambda: Policy(iterations=200))
     timeout_s: float = 600.0
     seed: int = 0
+    # The Dask worker (by name) that must run this config; None: any machine.
+    machine: str | None = None
 
     @property
     def option_dict(self) -> dict[str, Any]:
@@ -115,6 +118,8 @@ class RunConfig:
         data["input_shapes"] = self.shape_dict
         data["warmup"] = self.warmup.as_dict()
         data["measure"] = self.measure.as_dict()
+        if self.machine is None:
+            data.pop("machine")  # so configs that pin no machine keep the spec_id they had
         return data
 
     @property
@@ -434,6 +439,9 @@ def _config(study: str, d: Mapping[str, Any], source: str) -> RunConfig:
     seed = d.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise bad("seed", seed, "must be an integer")
+    machine = d.get("machine")
+    if machine is not None and (not isinstance(machine, str) or not machine.strip()):
+        raise bad("machine", machine, "must be the name of a Dask worker (a non-empty string)")
     return RunConfig(
         study=study,
         model=model,
@@ -450,6 +458,7 @@ def _config(study: str, d: Mapping[str, Any], source: str) -> RunConfig:
         measure=_policy(d.get("measure", {"iterations": 200}), "measure", MEASURE_KEYS, source),
         timeout_s=float(timeout),
         seed=seed,
+        machine=machine,
     )
 
 

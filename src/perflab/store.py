@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 # Format history:
 #   1: first version (runs, samples, env, telemetry, layers, reported, calibration, trace_*).
 #      Columns added since within version 1 are nullable and read as null from older files
-#      (readers union by name): runs.model_input/output_bytes_per_sample, runs.model_kernels.
+#      (readers union by name): runs.model_input/output_bytes_per_sample, runs.model_kernels,
+#      runs.machine.
 SCHEMA_VERSION = 1
 VERSION_KEY = b"perflab.schema_version"
 TABLE_KEY = b"perflab.table"
@@ -110,6 +111,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("meta", S, "JSON", "backend- or importer-specific facts (versions, flags)"),
         ("env_id", S, "", "environment fingerprint id"),
         ("host", S, "", "host name"),
+        ("machine", S, "", "machine that ran it: the Dask worker's name, else the host name"),
         ("perflab_version", S, "", "perflab version that ran it"),
     ),
     "samples": _cols(
@@ -494,7 +496,20 @@ def _check_footer(path: Path, table: str) -> None:
 
 def _read_file(path: Path, table: str) -> pa.Table:
     _check_footer(path, table)
-    return pq.read_table(path).cast(schema(table))
+    return _conform(pq.read_table(path), schema(table))
+
+
+def read_run_tables(folder: Path, run_id: str) -> tuple[dict[str, object], dict[str, pa.Table]]:
+    """One committed run of a folder: its `runs` row and its files of the tables keyed by run id,
+    each version-checked, ready for `write_run` into another folder."""
+    folder = Path(folder)
+    row = read_run(run_file(folder, run_id))
+    tables = {}
+    for table in TABLES:
+        path = table_file(folder, table, run_id)
+        if table not in ("runs", "env") and path.exists():
+            tables[table] = _read_file(path, table)
+    return row, tables
 
 
 def read_run(path: Path) -> dict[str, object]:
@@ -556,6 +571,11 @@ def _scan(paths: list[Path], sch: pa.Schema) -> pa.Table:
         raise OSError(f"scan failed: {exc}") from exc
     finally:
         con.close()
+    return _conform(arrow, sch)
+
+
+def _conform(arrow: pa.Table, sch: pa.Schema) -> pa.Table:
+    """A table in the declared schema: columns by name, the ones a file predates as nulls."""
     columns = [
         arrow.column(f.name).cast(f.type)
         if f.name in arrow.column_names

@@ -32,7 +32,7 @@ WHAT_COLUMNS: tuple[str, ...] = (
     "pipeline_options",
     "seed",
 )
-WHERE_COLUMNS: tuple[str, ...] = ("device_name", "device", "host")
+WHERE_COLUMNS: tuple[str, ...] = ("device_name", "device", "host", "machine")
 CONFIG_COLUMNS: tuple[str, ...] = WHAT_COLUMNS + WHERE_COLUMNS + ("batch_size",)
 
 PERCENTILES: tuple[float, ...] = (0.50, 0.90, 0.95, 0.99)
