@@ -1,6 +1,9 @@
 """Experiment files -> frozen, hashable run configs with a stable spec_id.
 
 Validation reads the file and nothing else: no environment changes, no device, no engine import.
+The one exception is a user pipeline (`pipeline: file.py:Class`): its module is imported so that a
+missing class, a missing compute step or an option its constructor does not take is an error here,
+before anything runs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import yaml
 
 from perflab.errors import SpecError
 
-PIPELINES = ("raw", "classify", "detect")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "best")
 MODES = ("latency", "throughput")
 TOP_KEYS = (
@@ -169,10 +171,14 @@ def load(path: str | Path) -> Study:
         raise SpecError(f"{path}: YAML syntax error{where}: {problem}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read experiment file: {exc}") from None
-    return parse(data, source=str(path), default_study=path.stem)
+    return parse(data, source=str(path), default_study=path.stem, base=path.parent)
 
 
-def parse(data: Any, *, source: str = "<spec>", default_study: str = "study") -> Study:
+def parse(
+    data: Any, *, source: str = "<spec>", default_study: str = "study", base: Path | None = None
+) -> Study:
+    """Validate `data` (an experiment file's mapping); `base` is the folder that relative user
+    pipeline files are read from (the experiment file's; default the current folder)."""
     if not isinstance(data, Mapping):
         raise SpecError(
             f"{source}: expected a mapping of keys (study, model, sweep, ...), got {_kind(data)}"
@@ -199,11 +205,38 @@ def parse(data: Any, *, source: str = "<spec>", default_study: str = "study") ->
             )
     configs = []
     for block in blocks:
-        configs += _expand(study, data, _axes(block, data, source), source)
+        configs += _expand(study, data, _axes(block, data, source), source, base)
     seen: dict[str, RunConfig] = {}
     for c in configs:
         seen.setdefault(c.spec_id, c)
+    _check_options(seen.values(), source)
     return Study(name=study, source=source, configs=tuple(seen.values()))
+
+
+def _check_options(configs: Any, source: str) -> None:
+    """Backend and pipeline options against what each declares, once per distinct combination."""
+    from perflab import backends, pipelines
+
+    checked: set[Any] = set()
+    for c in configs:
+        key = ("backend", c.backend, c.options, c.batch_size)
+        if key not in checked:
+            checked.add(key)
+            try:
+                cls = backends.backend_class(c.backend)
+                check = getattr(cls, "check_options", None)  # a plugin may not derive Backend
+                if check is not None:
+                    check(c.backend, c.option_dict, c.batch_size)
+            except SpecError as exc:
+                raise SpecError(f"{source}: {exc}") from None
+        owns_engine = c.backend == backends.CUSTOM
+        key = ("pipeline", c.pipeline, c.pipeline_options, owns_engine)
+        if key not in checked:
+            checked.add(key)
+            try:
+                pipelines.check(c.pipeline, c.pipeline_option_dict, owns_engine=owns_engine, base=None)
+            except SpecError as exc:
+                raise SpecError(f"{source}: {exc}") from None
 
 
 def _axes(
@@ -228,7 +261,11 @@ def _axes(
 
 
 def _expand(
-    study: str, data: Mapping[str, Any], axes: list[tuple[str, list[Any]]], source: str
+    study: str,
+    data: Mapping[str, Any],
+    axes: list[tuple[str, list[Any]]],
+    source: str,
+    base: Path | None,
 ) -> list[RunConfig]:
     swept = tuple(k for k, _ in axes)
     configs = []
@@ -243,29 +280,40 @@ def _expand(
                 merged[group][name] = value
             else:
                 merged[key] = value
-        configs.append(replace(_config(study, merged, source), _swept=swept))
+        configs.append(replace(_config(study, merged, source, base), _swept=swept))
     return configs
 
 
-def _config(study: str, d: Mapping[str, Any], source: str) -> RunConfig:
+def _config(study: str, d: Mapping[str, Any], source: str, base: Path | None = None) -> RunConfig:
     def bad(key: str, value: Any, expected: str) -> SpecError:
         return SpecError(f"{source}: key {key!r}: {value!r} {expected}")
 
     backend = d.get("backend", "ort-cpu")
-    from perflab.backends import BACKENDS
+    from perflab import backends
+    from perflab.pipelines import PIPELINES, is_target
 
-    if not isinstance(backend, str) or backend not in BACKENDS:
+    known = backends.names()
+    if not isinstance(backend, str) or backend not in known:
+        raise bad("backend", backend, f"is not a known backend; known backends: {', '.join(known)}")
+    pipeline = d.get("pipeline", "raw")
+    if not isinstance(pipeline, str) or not (pipeline in PIPELINES or is_target(pipeline)):
         raise bad(
-            "backend", backend, f"is not a known backend; known backends: {', '.join(BACKENDS)}"
+            "pipeline",
+            pipeline,
+            f"is not a pipeline; valid: {', '.join(PIPELINES)}, or FILE.py:CLASS / MODULE:CLASS",
         )
-    model = d.get("model", "synthetic" if backend == "synthetic" else None)
+    if is_target(pipeline):
+        where, _, attr = pipeline.rpartition(":")
+        if where.endswith(".py") or "/" in where:
+            # Workers and later reads find the file wherever they run from.
+            path = Path(where)
+            pipeline = f"{(path if path.is_absolute() else (base or Path()) / path).resolve()}:{attr}"
+    default_model = {"synthetic": "synthetic", backends.CUSTOM: pipeline.rpartition(":")[2]}
+    model = d.get("model", default_model.get(backend))
     if not isinstance(model, str) or not model:
         raise SpecError(
             f"{source}: key 'model' is required: a built-in model name or a path to an .onnx file"
         )
-    pipeline = d.get("pipeline", "raw")
-    if not isinstance(pipeline, str) or pipeline not in PIPELINES:
-        raise bad("pipeline", pipeline, f"is not a pipeline; valid: {', '.join(PIPELINES)}")
     precision = d.get("precision", "fp32")
     if not isinstance(precision, str) or precision not in PRECISIONS:
         raise bad("precision", precision, f"is not a precision; valid: {', '.join(PRECISIONS)}")

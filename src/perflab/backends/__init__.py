@@ -1,5 +1,9 @@
 """Backend registry: name -> what it needs and where it lives, imported only when used.
 
+Besides the built-ins, installed distributions add backends through the entry-point group
+`perflab.backends` (name = "module:Class", the way xarray finds its engines). A plugin that fails
+to import is listed as unavailable with the reason; the others still work.
+
 A backend is a class with this protocol (see `Backend`); the runner drives it:
 
     backend = create(config)                       # may raise Unsupported / BackendUnavailable
@@ -11,14 +15,16 @@ A backend is a class with this protocol (see `Backend`); the runner drives it:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from perflab.errors import BackendUnavailable, SpecError
+from perflab.options import Option, check_keys
 
 if TYPE_CHECKING:
     import numpy as np
@@ -131,15 +137,65 @@ BACKENDS: dict[str, BackendInfo] = {
             description="PyTorch on CUDA, timed with CUDA events",
             checks=(_nvidia_gpu,),
         ),
+        BackendInfo(
+            "custom",
+            "perflab.backends.custom:CustomBackend",
+            needs_model=False,
+            description="your pipeline owns its engine (pipeline: FILE.py:CLASS with compute)",
+        ),
     )
 }
+CUSTOM = "custom"
+ENTRY_POINT_GROUP = "perflab.backends"
 # Rows imported from other tools carry these backend names; they cannot be run.
 IMPORTED_BACKENDS = ("trtexec", "nsys")
+
+
+@functools.cache
+def plugins() -> dict[str, BackendInfo]:
+    """Backends installed by other distributions (entry points), by name; built-ins win a clash.
+
+    Only the entry points are read here; a plugin's module is imported when it is used, so a
+    broken plugin costs nothing until then and is reported by name.
+    """
+    from importlib.metadata import entry_points
+
+    found = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in BACKENDS or ep.name in found:
+            continue
+        dist = getattr(ep.dist, "name", None) or "an installed package"
+        found[ep.name] = BackendInfo(ep.name, ep.value, description=f"plugin from {dist}")
+    return found
+
+
+def names() -> list[str]:
+    """Every backend an experiment file may name: the built-ins, then the plugins."""
+    return [*BACKENDS, *plugins()]
+
+
+def _import_target(info: BackendInfo) -> type:
+    module_name, _, class_name = info.target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def _plugin_class(info: BackendInfo) -> tuple[type | None, str | None]:
+    """(class, None), or (None, why the plugin cannot be imported)."""
+    try:
+        return _import_target(info), None
+    except Exception as exc:  # noqa: BLE001 - any failure of a third-party import is a reason
+        return None, f"plugin {info.target} failed to import: {type(exc).__name__}: {exc}"
 
 
 def unavailable_reason(name: str) -> str | None:
     """None when `name` can run here, else why not. Imports nothing heavy unless it must."""
     info = get_info(name)
+    if name in plugins():
+        cls, reason = _plugin_class(info)
+        if reason:
+            return reason
+        check = getattr(cls, "unavailable_reason", None)
+        return check() if callable(check) else None
     missing = [m for m in info.requires if importlib.util.find_spec(m) is None]
     if missing:
         return (
@@ -155,20 +211,43 @@ def unavailable_reason(name: str) -> str | None:
 
 
 def get_info(name: str) -> BackendInfo:
-    if name not in BACKENDS:
-        raise SpecError(f"unknown backend {name!r}; known backends: {', '.join(BACKENDS)}")
-    return BACKENDS[name]
+    if name in BACKENDS:
+        return BACKENDS[name]
+    info = plugins().get(name)
+    if info is None:
+        raise SpecError(f"unknown backend {name!r}; known backends: {', '.join(names())}")
+    cls, _ = _plugin_class(info)
+    if cls is None:
+        return info
+    # A plugin states what it needs on its class, as the built-ins do in BACKENDS.
+    doc = (cls.__doc__ or "").strip().splitlines()
+    return BackendInfo(
+        name,
+        info.target,
+        gpu=bool(getattr(cls, "gpu", False)),
+        needs_model=bool(getattr(cls, "needs_model", True)),
+        description=f"{doc[0] if doc else cls.__name__} ({info.description})",
+    )
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class of backend `name`, imported (engine modules import their engine only when
+    they run); SpecError for an unknown name or a plugin that cannot be imported."""
+    info = get_info(name)
+    if name in plugins():
+        cls, reason = _plugin_class(info)
+        if reason:
+            raise SpecError(f"backend {name!r}: {reason}")
+        return cls
+    return _import_target(info)
 
 
 def create(config: RunConfig) -> Backend:
     """Instantiate the backend a config names, or raise BackendUnavailable with the reason."""
-    info = get_info(config.backend)
     reason = unavailable_reason(config.backend)
     if reason:
         raise BackendUnavailable(f"{config.backend} unavailable: {reason}")
-    module_name, class_name = info.target.split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(config)
+    return backend_class(config.backend)(config)
 
 
 class Backend:
@@ -176,9 +255,17 @@ class Backend:
 
     name = "base"
     device = "cpu"
+    #: The options this backend reads (listed by `perflab backends NAME`).
+    options: tuple[Option, ...] = ()
 
     def __init__(self, config: RunConfig):
         self.config = config
+
+    @classmethod
+    def check_options(cls, backend: str, options: Mapping[str, Any], batch_size: int) -> None:
+        """Raise SpecError for an unknown option or a bad value; runs when the experiment file is
+        read, so it must not import the engine. Backends that check values override it."""
+        check_keys(f"backend {backend!r}", options, cls.options)
 
     def pipeline(self) -> Pipeline | None:
         """A backend that brings its own workload (the synthetic one) returns it here."""
