@@ -228,6 +228,11 @@ def declared_options(name: str) -> tuple[Option, ...]:
     return _BUILTIN[name].options
 
 
+def description(name: str) -> str:
+    """The first line of a built-in pipeline's docstring."""
+    return (_BUILTIN[name].__doc__ or "").strip().splitlines()[0]
+
+
 def create(
     name: str,
     inputs: Sequence[TensorSpec],

@@ -273,8 +273,10 @@ def execute(
 
         backend = backends.create(config)
         model = None
+        from perflab import pipelines
+
         if backends.get_info(config.backend).needs_model:
-            from perflab import models, pipelines
+            from perflab import models
 
             model = models.resolve(
                 config.model, batch_size=config.batch_size, input_shapes=config.shape_dict or None
@@ -287,15 +289,17 @@ def execute(
                 model_activation_bytes_per_sample=model.activation_bytes_per_sample,
                 input_shapes=store.json_text({t.name: list(t.shape) for t in model.inputs}),
             )
+        # A backend that brings its own workload (synthetic, custom) hands it over; otherwise
+        # the config's pipeline is built for the model's inputs.
+        pipeline = backend.pipeline()
+        if pipeline is None:
             pipeline = pipelines.create(
                 config.pipeline,
-                model.inputs,
+                model.inputs if model is not None else (),
                 batch_size=config.batch_size,
                 seed=config.seed,
                 options=config.pipeline_option_dict,
             )
-        else:
-            pipeline = backend.pipeline()
         timer = SetupTimer()
         if hasattr(pipeline, "setup"):  # a user pipeline loads its model or engine here
             with timer("load"):

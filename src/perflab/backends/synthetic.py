@@ -135,8 +135,11 @@ class SyntheticBackend(Backend):
         self._pipeline = SyntheticPipeline(self.clock, config.batch_size)
         self._device: threading.Thread | None = None
 
-    def pipeline(self) -> SyntheticPipeline:
-        return self._pipeline
+    def pipeline(self) -> SyntheticPipeline | None:
+        """Its own busy-waiting workload, unless the config names a user pipeline to run on it."""
+        from perflab.pipelines import is_target
+
+        return None if is_target(self.config.pipeline) else self._pipeline
 
     def setup(self, model, pipeline, timer) -> None:
         with timer("load"):
@@ -152,7 +155,7 @@ class SyntheticBackend(Backend):
                 t = rec.begin(code)
                 busy_wait_ns(ns, t)
                 rec.end(code, t)
-        return {"y": inputs["x"]}
+        return {"y": inputs}
 
     # Throughput mode: a "device" thread runs the h2d / compute / d2h of submitted requests in
     # order, sleeping (so the host thread runs on, as it would beside a GPU).
