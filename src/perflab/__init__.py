@@ -15,7 +15,7 @@ def __getattr__(name: str) -> Any:
 
         return open_results
     if name == "record":
-        from perflab.record import record
+        from perflab.recording import record
 
         return record
     raise AttributeError(f"module 'perflab' has no attribute {name!r}")

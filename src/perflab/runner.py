@@ -186,6 +186,8 @@ def _output_check(backend, model, pipeline) -> dict[str, float]:
     inputs = pipeline.calibration_batches(1)[0]
     got = backend.run(inputs, Recorder(1))
     ref = reference_outputs(model.path, inputs)
+    if not any(k in got for k in ref):  # outputs named otherwise (a plugin): nothing to compare
+        return {}
     a = np.concatenate([np.asarray(got[k], dtype=np.float64).ravel() for k in ref if k in got])
     b = np.concatenate([np.asarray(ref[k], dtype=np.float64).ravel() for k in ref if k in got])
     if a.size == 0 or a.size != b.size:
