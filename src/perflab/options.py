@@ -45,6 +45,21 @@ def rows(declared: Iterable[Option]) -> list[dict[str, str]]:
     ]
 
 
+def markdown(declared: Iterable[Option]) -> str:
+    """The declarations as a Markdown table (the README's option tables are these, verbatim)."""
+    lines = ["| option | type | default | meaning |", "|---|---|---|---|"]
+    for r in rows(declared):
+        lines.append(
+            "| "
+            + " | ".join(
+                f"`{r['option']}`" if k == "option" else r[k].replace("|", "\\|")
+                for k in ("option", "type", "default", "meaning")
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def _text(value: Any) -> str:
     if value is None:
         return "-"
