@@ -12,7 +12,7 @@ from pathlib import Path
 import perflab
 
 sys.path.insert(0, str(Path(__file__).parent))
-from yolo_ort import YoloOrt  # noqa: E402 - the example's own pipeline, used here as plain code
+from yolo_ort import YoloOrt
 
 out = sys.argv[1] if len(sys.argv) > 1 else "data/record-yolo"
 yolo = YoloOrt(model="yolo-s")

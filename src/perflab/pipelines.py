@@ -137,7 +137,7 @@ def load_class(target: str, base: Path | None = None) -> type:
             sys.modules[name] = module
             try:
                 spec.loader.exec_module(module)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure of user code is a one-line error
                 del sys.modules[name]
                 raise SpecError(
                     f"pipeline {target!r}: importing {path} failed: {type(exc).__name__}: {exc}"
@@ -150,7 +150,7 @@ def load_class(target: str, base: Path | None = None) -> type:
             if exc.name and where.startswith(exc.name):
                 raise SpecError(f"pipeline {target!r}: module {where!r} not found") from None
             raise SpecError(f"pipeline {target!r}: importing {where} failed: {exc}") from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of user code is a one-line error
             raise SpecError(
                 f"pipeline {target!r}: importing {where} failed: {type(exc).__name__}: {exc}"
             ) from None
@@ -538,7 +538,9 @@ class RawPipeline:
 
     name = "raw"
     options = (
-        Option("vocab_size", "int >= 1", DEFAULT_VOCAB_SIZE, "token ids of integer inputs are < this"),
+        Option(
+            "vocab_size", "int >= 1", DEFAULT_VOCAB_SIZE, "token ids of integer inputs are < this"
+        ),
     )
 
     def __init__(

@@ -39,7 +39,9 @@ class _Timed:
     """One stage (or the iteration) as a reusable context manager and decorator.
 
     Objects are made once per stage name, so `with rec.stage("compute"):` costs a dict lookup
-    and two method calls on top of the Recorder's begin / end.
+    and two method calls on top of the Recorder's begin / end. Nothing else is checked per stage:
+    an open stage is its nonzero start, looked at once per iteration, and closing the recording
+    swaps `_begin` for one that raises.
     """
 
     __slots__ = ("_begin", "_code", "_end", "_owner", "_t", "name")
@@ -50,18 +52,13 @@ class _Timed:
         self._t = 0
 
     def __enter__(self) -> None:
-        owner = self._owner
-        if owner._closed:
-            raise RecordError(f"perflab.record {owner.study!r}: {self.name} after the block ended")
         if self._t:
-            raise RecordError(f"perflab.record {owner.study!r}: {self.name} entered twice")
-        owner._open += 1
+            raise RecordError(f"perflab.record {self._owner.study!r}: {self.name} entered twice")
         self._t = self._begin(self._code)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._end(self._code, self._t)
         self._t = 0
-        self._owner._open -= 1
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(fn)
@@ -76,25 +73,25 @@ class _Iteration(_Timed):
     __slots__ = ()
 
     def __enter__(self) -> None:
-        if self._owner._open:
+        if self._owner._open_stage() or self._t:
             raise RecordError(
                 f"perflab.record {self._owner.study!r}: an iteration began inside an open "
                 "stage or iteration; end it first"
             )
-        super().__enter__()
+        self._t = self._begin(self._code)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         owner = self._owner
         self._end(E2E_CODE, self._t)
         self._t = 0
-        owner._open -= 1
-        if owner._open:
-            owner._open = 0
-            raise RecordError(
-                f"perflab.record {owner.study!r}: iteration {owner._rec.iteration} ended with a "
-                "stage still open"
-            )
+        left_open = owner._open_stage()
         owner._iteration_done()
+        if left_open:
+            left_open._t = 0
+            raise RecordError(
+                f"perflab.record {owner.study!r}: iteration {owner._rec.iteration - 1} ended "
+                f"with stage {left_open.name!r} still open"
+            )
 
 
 class Recording:
@@ -115,11 +112,15 @@ class Recording:
         from perflab import runner, spec, store
 
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise RecordError(f"perflab.record: batch_size must be a positive integer, got {batch_size!r}")
+            raise RecordError(
+                f"perflab.record: batch_size must be a positive integer, got {batch_size!r}"
+            )
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
             raise RecordError(f"perflab.record: warmup must be a count >= 0, got {warmup!r}")
         if not isinstance(study, str) or not study or "/" in study:
-            raise RecordError(f"perflab.record: study {study!r} must be a non-empty name without '/'")
+            raise RecordError(
+                f"perflab.record: study {study!r} must be a non-empty name without '/'"
+            )
         store.check_writable(out)
         self.study, self.out = study, out
         self.config = spec.RunConfig(
@@ -140,11 +141,7 @@ class Recording:
         self._rec = Recorder(batch_size)
         self._rec.phase = 0 if warmup else 1
         self._warmup_left = warmup
-        self._open = 0
-        self._closed = False
-        self._stages = {
-            name: _Timed(self, name, STAGES.index(name)) for name in ITERATION_STAGES
-        }
+        self._stages = {name: _Timed(self, name, STAGES.index(name)) for name in ITERATION_STAGES}
         self._iteration = _Iteration(self, "iteration", E2E_CODE)
         self._measure_start: int | None = None if warmup else now_ns()
         self._run_range = self._rec.annotator.run_range(self.config.label)
@@ -169,6 +166,12 @@ class Recording:
             self._warmup_left = 0
             self._measure_start = now_ns()
 
+    def _open_stage(self) -> _Timed | None:
+        for timed in self._stages.values():
+            if timed._t:
+                return timed
+        return None
+
     def _iteration_done(self) -> None:
         self._rec.next_iteration()
         if self._warmup_left:
@@ -179,7 +182,13 @@ class Recording:
     def _close(self, error: BaseException | None) -> dict[str, Any]:
         from perflab import env, store
 
-        self._closed = True
+        study = self.study
+
+        def closed(code: int) -> int:
+            raise RecordError(f"perflab.record {study!r}: used after its block ended")
+
+        for timed in (*self._stages.values(), self._iteration):
+            timed._begin = closed
         rec, row = self._rec, self._row
         end = now_ns()
         row["first_ms"] = rec.first_e2e_ms()
@@ -216,7 +225,7 @@ class Recording:
         return row
 
 
-class record:  # noqa: N801 - used as `perflab.record(...)`, a function to its callers
+class record:
     """`with perflab.record(study, out=..., backend=..., batch_size=1, warmup=0) as rec:`
 
     `backend` names what ran the loop (any name: "fastdeploy", "my-engine"); `model` defaults to
@@ -236,14 +245,14 @@ class record:  # noqa: N801 - used as `perflab.record(...)`, a function to its c
         **options: Any,
     ) -> None:
         self._args = (study, Path(out))
-        self._kwargs = dict(
-            backend=backend,
-            batch_size=batch_size,
-            warmup=warmup,
-            model=model,
-            precision=precision,
-            config=options,
-        )
+        self._kwargs = {
+            "backend": backend,
+            "batch_size": batch_size,
+            "warmup": warmup,
+            "model": model,
+            "precision": precision,
+            "config": options,
+        }
         self.recording: Recording | None = None
         self.row: dict[str, Any] | None = None
 
@@ -252,7 +261,7 @@ class record:  # noqa: N801 - used as `perflab.record(...)`, a function to its c
         self.recording._run_range.__enter__()
         return self.recording
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         recording = self.recording
         recording._run_range.__exit__(exc_type, exc, tb)
         self.row = recording._close(exc)

@@ -234,7 +234,9 @@ def _check_options(configs: Any, source: str) -> None:
         if key not in checked:
             checked.add(key)
             try:
-                pipelines.check(c.pipeline, c.pipeline_option_dict, owns_engine=owns_engine, base=None)
+                pipelines.check(
+                    c.pipeline, c.pipeline_option_dict, owns_engine=owns_engine, base=None
+                )
             except SpecError as exc:
                 raise SpecError(f"{source}: {exc}") from None
 
@@ -307,7 +309,9 @@ def _config(study: str, d: Mapping[str, Any], source: str, base: Path | None = N
         if where.endswith(".py") or "/" in where:
             # Workers and later reads find the file wherever they run from.
             path = Path(where)
-            pipeline = f"{(path if path.is_absolute() else (base or Path()) / path).resolve()}:{attr}"
+            pipeline = (
+                f"{(path if path.is_absolute() else (base or Path()) / path).resolve()}:{attr}"
+            )
     default_model = {"synthetic": "synthetic", backends.CUSTOM: pipeline.rpartition(":")[2]}
     model = d.get("model", default_model.get(backend))
     if not isinstance(model, str) or not model:

@@ -113,7 +113,9 @@ def test_a_plugin_runs_like_a_built_in(site, tmp_path):
     typo.write_text(path.read_text().replace("compute_ms", "compute_msec"))
     bad = cli("run", str(typo), "-o", str(tmp_path / "out2"))
     assert bad.returncode == 2
-    assert "backend 'sleepy': unknown option 'compute_msec'; valid options: compute_ms" in bad.stderr
+    assert (
+        "backend 'sleepy': unknown option 'compute_msec'; valid options: compute_ms" in bad.stderr
+    )
 
 
 def test_a_broken_plugin_is_named_when_used(site, tmp_path):

@@ -96,7 +96,11 @@ def test_bad_image_folders_name_the_file_before_anything_runs(tmp_path, make, fr
     folder = tmp_path / "imgs"
     folder.mkdir()
     target = make(folder)
-    data = {"model": "mobilenetv2", "pipeline": "classify", "pipeline_options": {"images": str(target)}}
+    data = {
+        "model": "mobilenetv2",
+        "pipeline": "classify",
+        "pipeline_options": {"images": str(target)},
+    }
     with pytest.raises(SpecError, match=fragment):
         spec.parse(data)
 

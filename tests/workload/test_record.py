@@ -27,9 +27,11 @@ def loop(rec, n, fail_at=None):
 
 def test_a_recorded_loop_reads_back_through_open_and_show(tmp_path):
     out = tmp_path / "rec"
-    with use_clock(VirtualClock()):
-        with perflab.record("my-yolo", out=out, backend="fastdeploy", warmup=5, threads=2) as rec:
-            loop(rec, 105)
+    with (
+        use_clock(VirtualClock()),
+        perflab.record("my-yolo", out=out, backend="fastdeploy", warmup=5, threads=2) as rec,
+    ):
+        loop(rec, 105)
     res = perflab.open(out)
     run = res.runs.iloc[0]
     assert (run["status"], run["backend"], run["n_warmup"], run["n_measure"]) == (
@@ -53,19 +55,18 @@ def test_a_recorded_loop_reads_back_through_open_and_show(tmp_path):
 
 
 def test_warmup_by_call_and_the_decorator_form(tmp_path):
-    with use_clock(VirtualClock()):
-        with perflab.record("deco", out=tmp_path, warmup=0) as rec:
+    with use_clock(VirtualClock()), perflab.record("deco", out=tmp_path, warmup=0) as rec:
 
-            @rec.stage("compute")
-            def infer(ms):
-                busy_wait_ns(int(ms * 1e6))
-                return ms
+        @rec.stage("compute")
+        def infer(ms):
+            busy_wait_ns(int(ms * 1e6))
+            return ms
 
-            for i in range(20):
-                if i == 4:
-                    rec.end_warmup()
-                with rec.iteration():
-                    assert infer(2.0) == 2.0
+        for i in range(20):
+            if i == 4:
+                rec.end_warmup()
+            with rec.iteration():
+                assert infer(2.0) == 2.0
     run = perflab.open(tmp_path).runs.iloc[0]
     # warmup=0 with end_warmup(): the block starts measured; the call has nothing to end
     assert (run["n_warmup"], run["n_measure"]) == (0, 20)
@@ -74,9 +75,8 @@ def test_warmup_by_call_and_the_decorator_form(tmp_path):
 
 
 def test_an_exception_in_the_block_keeps_what_was_recorded(tmp_path):
-    with pytest.raises(KeyError, match="model lost"):
-        with perflab.record("crash", out=tmp_path) as rec:
-            loop(rec, 10, fail_at=7)
+    with pytest.raises(KeyError, match="model lost"), perflab.record("crash", out=tmp_path) as rec:
+        loop(rec, 10, fail_at=7)
     run = perflab.open(tmp_path).runs.iloc[0]
     assert run["status"] == "failed"
     assert "KeyError: 'model lost'" in run["error"]
@@ -87,25 +87,27 @@ def test_an_exception_in_the_block_keeps_what_was_recorded(tmp_path):
 
 def test_misuse_is_a_clear_error(tmp_path):
     with perflab.record("misuse", out=tmp_path) as rec:
-        with rec.iteration():
-            with rec.stage("compute"):
-                pass
+        with rec.iteration(), rec.stage("compute"):
+            pass
         with pytest.raises(RecordError, match="unknown stage 'inference'; stages: preprocess"):
             rec.stage("inference")
-        with pytest.raises(RecordError, match="iteration began inside an open stage"):
-            with rec.stage("compute"):
-                with rec.iteration():
-                    pass
-    with pytest.raises(RecordError, match="iteration after the block ended"):
-        with rec.iteration():
+        with (
+            pytest.raises(RecordError, match="iteration began inside an open stage"),
+            rec.stage("compute"),
+            rec.iteration(),
+        ):
             pass
+    with pytest.raises(RecordError, match="used after its block ended"), rec.iteration():
+        pass
     assert perflab.open(tmp_path).runs.iloc[0]["n_measure"] == 1  # kept
 
 
 def test_stage_left_open_when_the_iteration_ends(tmp_path):
     with perflab.record("open", out=tmp_path) as rec:
         stage = rec.stage("compute")
-        with pytest.raises(RecordError, match="ended with a stage still open"):
-            with rec.iteration():
-                stage.__enter__()  # entered by hand, never left
+        with (
+            pytest.raises(RecordError, match="ended with stage .compute. still open"),
+            rec.iteration(),
+        ):
+            stage.__enter__()  # entered by hand, never left
     assert perflab.open(tmp_path).runs.iloc[0]["n_measure"] == 1
