@@ -593,3 +593,9 @@ def test_mnist_through_classify():
     assert len(result) == 5 and all(0 <= c < 10 for c, _ in result)
     probs = [p for _, p in result]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+
+
+def test_the_spec_knows_the_same_built_in_pipelines():
+    from perflab import spec
+
+    assert spec.PIPELINES == PIPELINES

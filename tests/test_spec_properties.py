@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from perflab import pipelines, spec
+from perflab import spec
 from perflab.errors import SpecError
 
 scalars = st.one_of(
@@ -36,7 +36,7 @@ def test_arbitrary_data_parses_or_raises_spec_error(data):
         return
     for config in study.configs:
         assert config.batch_size >= 1
-        assert config.precision in spec.PRECISIONS and config.pipeline in pipelines.PIPELINES
+        assert config.precision in spec.PRECISIONS and config.pipeline in spec.PIPELINES
         assert spec.RunConfig.from_json(config.to_json()) == config
 
 

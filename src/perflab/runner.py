@@ -275,8 +275,6 @@ def execute(
 
         backend = backends.create(config)
         model = None
-        from perflab import pipelines
-
         if backends.get_info(config.backend).needs_model:
             from perflab import models
 
@@ -295,6 +293,8 @@ def execute(
         # the config's pipeline is built for the model's inputs.
         pipeline = backend.pipeline()
         if pipeline is None:
+            from perflab import pipelines
+
             pipeline = pipelines.create(
                 config.pipeline,
                 model.inputs if model is not None else (),

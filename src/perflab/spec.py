@@ -20,6 +20,9 @@ import yaml
 
 from perflab.errors import SpecError
 
+# The built-in pipelines (perflab.pipelines.PIPELINES); kept here so that reading a config in a
+# worker does not import OpenCV.
+PIPELINES = ("raw", "classify", "detect")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "best")
 MODES = ("latency", "throughput")
 TOP_KEYS = (
@@ -292,19 +295,19 @@ def _config(study: str, d: Mapping[str, Any], source: str, base: Path | None = N
 
     backend = d.get("backend", "ort-cpu")
     from perflab import backends
-    from perflab.pipelines import PIPELINES, is_target
 
     known = backends.names()
     if not isinstance(backend, str) or backend not in known:
         raise bad("backend", backend, f"is not a known backend; known backends: {', '.join(known)}")
     pipeline = d.get("pipeline", "raw")
-    if not isinstance(pipeline, str) or not (pipeline in PIPELINES or is_target(pipeline)):
+    is_target = isinstance(pipeline, str) and ":" in pipeline  # pipelines.is_target
+    if not isinstance(pipeline, str) or not (pipeline in PIPELINES or is_target):
         raise bad(
             "pipeline",
             pipeline,
             f"is not a pipeline; valid: {', '.join(PIPELINES)}, or FILE.py:CLASS / MODULE:CLASS",
         )
-    if is_target(pipeline):
+    if is_target:
         where, _, attr = pipeline.rpartition(":")
         if where.endswith(".py") or "/" in where:
             # Workers and later reads find the file wherever they run from.

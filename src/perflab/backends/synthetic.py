@@ -137,9 +137,7 @@ class SyntheticBackend(Backend):
 
     def pipeline(self) -> SyntheticPipeline | None:
         """Its own busy-waiting workload, unless the config names a user pipeline to run on it."""
-        from perflab.pipelines import is_target
-
-        return None if is_target(self.config.pipeline) else self._pipeline
+        return None if ":" in self.config.pipeline else self._pipeline  # pipelines.is_target
 
     def setup(self, model, pipeline, timer) -> None:
         with timer("load"):
