@@ -51,6 +51,13 @@ def _nvidia_gpu() -> str | None:
     return "no NVIDIA GPU or driver on this machine (/dev/nvidia* and nvidia-smi are absent)"
 
 
+def _cxx_compiler() -> str | None:
+    """None when a C++ compiler is on PATH ($CXX, c++ or g++), else the reason."""
+    from perflab.backends.openvino_cpp import find_compiler
+
+    return None if find_compiler() else "no C++ compiler found (install g++)"
+
+
 def _ort_provider(provider: str) -> Callable[[], str | None]:
     def check() -> str | None:
         import onnxruntime
@@ -114,6 +121,28 @@ BACKENDS: dict[str, BackendInfo] = {
             ("openvino",),
             extra="openvino",
             description="OpenVINO runtime on the CPU",
+        ),
+        BackendInfo(
+            "openvino-cpp",
+            "perflab.backends.openvino_cpp:OpenVinoCppBackend",
+            ("openvino",),
+            extra="openvino",
+            description="OpenVINO on the CPU driven from a C++ runner (compiled on first use)",
+            checks=(_cxx_compiler,),
+        ),
+        BackendInfo(
+            "opencv-dnn",
+            "perflab.backends.opencv_dnn:OpenCvDnnBackend",
+            ("cv2",),
+            extra="opencv",
+            description="OpenCV DNN on the CPU (readNetFromONNX)",
+        ),
+        BackendInfo(
+            "mnn",
+            "perflab.backends.mnn:MnnBackend",
+            ("MNN",),
+            extra="mnn",
+            description="Alibaba MNN on the CPU (the ONNX model converted by MNN's converter)",
         ),
         BackendInfo(
             "torch-cpu",
