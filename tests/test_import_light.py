@@ -5,7 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("onnxruntime", "tensorrt", "openvino", "torch", "cupy", "pynvml")
+HEAVY = (
+    "onnxruntime",
+    "tensorrt",
+    "openvino",
+    "torch",
+    "cupy",
+    "pynvml",
+    "cv2",
+    "MNN",
+    "_mnncengine",
+)
 
 
 def test_import_perflab_leaves_heavy_engines_out():

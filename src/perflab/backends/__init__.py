@@ -133,8 +133,7 @@ BACKENDS: dict[str, BackendInfo] = {
         BackendInfo(
             "opencv-dnn",
             "perflab.backends.opencv_dnn:OpenCvDnnBackend",
-            ("cv2",),
-            extra="opencv",
+            ("cv2",),  # opencv-python-headless is a core dependency: no extra
             description="OpenCV DNN on the CPU (readNetFromONNX)",
         ),
         BackendInfo(
