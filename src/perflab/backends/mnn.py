@@ -164,7 +164,7 @@ class MnnBackend(Backend):
             )
         with timer("build"):
             path, cached = converted_model(model, self.opts["convert_timeout_s"])
-        import MNN.nn as nn
+        from MNN import nn
 
         threads = self.opts["threads"] or MNN_DEFAULT_THREADS
         self._input_names = [t.name for t in model.inputs]
@@ -177,7 +177,7 @@ class MnnBackend(Backend):
                 self._module = nn.load_module_from_file(
                     str(path), self._input_names, self._output_names, runtime_manager=runtime
                 )
-            except Exception as exc:  # noqa: BLE001 - MNN raises SystemError/Exception alike
+            except Exception as exc:
                 raise Unsupported(f"mnn cannot load the converted {model.name}: {exc}") from exc
         self._runtime = runtime
         self._meta = {
