@@ -12,7 +12,6 @@ HEAVY = (
     "torch",
     "cupy",
     "pynvml",
-    "cv2",
     "MNN",
     "_mnncengine",
 )
