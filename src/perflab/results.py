@@ -27,6 +27,7 @@ from perflab.analysis.batching import batching as _batching
 from perflab.analysis.batching import batching_curve as _batching_curve
 from perflab.analysis.breakdown import breakdown as _breakdown
 from perflab.analysis.compare import compare as _compare
+from perflab.analysis.ranking import ranking as _ranking
 from perflab.analysis.stats import harness_gap as _harness_gap
 from perflab.analysis.stats import summarize as _summarize
 from perflab.analysis.stats import warnings as _warnings
@@ -238,6 +239,10 @@ class Results:
     def compare(self, by: str | list[str], baseline: Any = None, **kw: Any) -> pd.DataFrame:
         """compare.compare(): level B against baseline A of `by`, config by config."""
         return _compare(self.samples, self.runs, by=by, baseline=baseline, **kw)
+
+    def ranking(self, by: str = "backend", **kw: Any) -> pd.DataFrame:
+        """ranking.ranking(): the levels of `by` per configuration, fastest first, with CIs."""
+        return _ranking(self.samples, self.runs, by=by, **kw)
 
     def _stage_medians(self) -> pd.DataFrame:
         return self.summary(ci=None)[["run_id", "stage", "p50_ms"]]

@@ -299,7 +299,8 @@ class OpenVinoCppBackend(Backend):
                 meta["openvino_version"] = rest
             elif word == "prop":
                 key, _, value = rest.partition(" ")
-                meta[key.lower()] = value
+                key = {"INFERENCE_NUM_THREADS": "threads"}.get(key, key.lower())
+                meta[key] = int(value) if value.isdigit() else value
         return meta
 
     def _map_buffers(self) -> None:
@@ -376,9 +377,10 @@ class OpenVinoCppBackend(Backend):
     def facts(self) -> dict[str, Any]:
         from perflab.backends.ort import cpu_name
 
+        # OpenVINO's own CPU name, as the openvino backend reports it, so the two match up.
         return {
             "device": "cpu",
-            "device_name": cpu_name(),
+            "device_name": self._meta.get("full_device_name") or cpu_name(),
             "precision_effective": self._precision_effective,
             "meta": dict(self._meta),
         }

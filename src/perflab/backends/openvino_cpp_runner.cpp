@@ -5,7 +5,7 @@
 //   setup   argv: --model PATH --threads N --precision f32|bf16|f16|- --hint LATENCY|THROUGHPUT
 //                 --streams N --shape NAME=D0,D1,...  (one --shape per input)
 //           or    --calibrate (no model: only the busy-wait command below is served)
-//           stdout, text lines: "version V", "prop KEY VALUE", "in|out NAME TYPE NBYTES D0,D1,..",
+//           stdout, text lines: "version V", "prop KEY VALUE" (compiled-model properties), "in|out NAME TYPE NBYTES D0,D1,..",
 //                 "layer TYPE PRECISION" per runtime-graph op, then "ready".
 //   buffers stdin "shm PATH\n": the file holding every input then every output, back to back, in
 //           the order listed; its bytes become the infer request's tensors (no copy). -> "ok\n".
@@ -136,6 +136,7 @@ int main(int argc, char** argv) try {
   auto compiled = core.compile_model(model, "CPU", config);
   auto request = compiled.create_infer_request();
 
+  std::cout << "prop FULL_DEVICE_NAME " << core.get_property("CPU", ov::device::full_name) << "\n";
   std::cout << "prop INFERENCE_PRECISION_HINT "
             << compiled.get_property(ov::hint::inference_precision) << "\n"
             << "prop PERFORMANCE_HINT " << compiled.get_property(ov::hint::performance_mode) << "\n"
