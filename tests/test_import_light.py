@@ -14,6 +14,8 @@ HEAVY = (
     "pynvml",
     "MNN",
     "_mnncengine",
+    "ncnn",
+    "pnnx",
 )
 
 

@@ -143,5 +143,5 @@ def test_other_precisions_run_as_named_or_are_unsupported(backend, precision):
 
 
 def test_every_cpu_engine_is_in_the_suite():
-    for name in ("ort-cpu", "openvino", "openvino-cpp", "opencv-dnn", "mnn", "torch-cpu"):
+    for name in ("ort-cpu", "openvino", "openvino-cpp", "opencv-dnn", "mnn", "ncnn", "torch-cpu"):
         assert name in CPU_BACKENDS

@@ -144,6 +144,13 @@ BACKENDS: dict[str, BackendInfo] = {
             description="Alibaba MNN on the CPU (the ONNX model converted by MNN's converter)",
         ),
         BackendInfo(
+            "ncnn",
+            "perflab.backends.ncnn:NcnnBackend",
+            ("ncnn", "pnnx"),
+            extra="ncnn",
+            description="Tencent ncnn on the CPU (the ONNX model converted by pnnx)",
+        ),
+        BackendInfo(
             "torch-cpu",
             "perflab.backends.torch:TorchBackend",
             ("torch",),
