@@ -93,3 +93,15 @@ def test_unknown_column_is_an_error(study):
     samples, runs = study
     with pytest.raises(PerflabError, match="cannot rank by 'engine'"):
         ranking(samples, runs, by="engine")
+
+
+def test_too_few_samples_give_no_ratio_ci(make_samples, concat_samples, make_runs):
+    samples = concat_samples(
+        _run(make_samples, "a", 1.0, 1, n=400), _run(make_samples, "b", 1.5, 2, n=3)
+    )
+    runs = make_runs(["a", "b"], backend=["openvino", "ncnn"])
+    out = ranking(samples, runs)
+    slow = out.iloc[1]
+    assert slow["backend"] == "ncnn" and slow["ratio_to_fastest"] > 1.4
+    assert np.isnan(slow["ratio_ci_low"]) and np.isnan(slow["median_ci_low_ms"])
+    assert slow["vs_fastest"] == "no data"

@@ -72,6 +72,7 @@ def ranking(
       the CI is the exact order-statistic interval of the median (NaN where too few samples).
     - ratio_to_fastest: median / the fastest level's median; its CI a percentile bootstrap of
       both sides (`n_boot` resamples, seeded), as in compare().
+      Both are NaN (and the verdicts `no data`) when a side has too few samples for a CI.
     - vs_fastest / vs_next_faster: compare()'s verdict of this level against the fastest and
       against the level ranked just above it (`same` when the CI of the ratio spans 1 or lies
       within +-`threshold`): two engines a rank apart whose verdict is `same` are a tie.
@@ -102,6 +103,13 @@ def ranking(
             ((lvl, x) for lvl, x in pooled.items() if len(x)), key=lambda p: np.median(p[1])
         )
         boots = {lvl: bootstrap_medians(x, n_boot, rng) for lvl, x in measured}
+        # A level too small for a CI of its own median gets no ratio CI either: a bootstrap of
+        # one or two samples would print a CI of zero width.
+        lo_ranks, hi_ranks = order_stat_ci_ranks(np.array([len(x) for _, x in measured]), 0.5, ci)
+        bounded = {
+            lvl: bool(lo >= 0 and hi < len(x))
+            for (lvl, x), lo, hi in zip(measured, lo_ranks, hi_ranks)
+        }
         for rank, (lvl, x) in enumerate(measured, start=1):
             fastest_lvl, fastest_x = measured[0]
             med = float(np.median(x))
@@ -127,16 +135,15 @@ def ranking(
                     vs_next_faster="fastest",
                 )
             else:
-                ratios = boots[lvl] / boots[fastest_lvl]
-                lo, hi = np.quantile(ratios, [alpha, 1 - alpha])
                 prev_lvl = measured[rank - 2][0]
-                p_lo, p_hi = np.quantile(boots[lvl] / boots[prev_lvl], [alpha, 1 - alpha])
+                lo, hi = _ratio_ci(boots, lvl, fastest_lvl, alpha, bounded)
+                p_lo, p_hi = _ratio_ci(boots, lvl, prev_lvl, alpha, bounded)
                 row.update(
                     ratio_to_fastest=med / float(np.median(fastest_x)),
                     ratio_ci_low=float(lo),
                     ratio_ci_high=float(hi),
-                    vs_fastest=verdict(float(lo), float(hi), threshold),
-                    vs_next_faster=verdict(float(p_lo), float(p_hi), threshold),
+                    vs_fastest=verdict(lo, hi, threshold),
+                    vs_next_faster=verdict(p_lo, p_hi, threshold),
                 )
             rows.append(row)
         ranked = {lvl for lvl, _ in measured}
@@ -160,3 +167,13 @@ def ranking(
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
     out = pd.DataFrame(rows).reindex(columns=columns)
     return out.rename(columns={"level": by}).reset_index(drop=True)
+
+
+def _ratio_ci(
+    boots: dict[str, np.ndarray], b: str, a: str, alpha: float, bounded: dict[str, bool]
+) -> tuple[float, float]:
+    """Percentile-bootstrap CI of median(b) / median(a); NaN where a side is too small."""
+    if not (bounded[a] and bounded[b]):
+        return np.nan, np.nan
+    lo, hi = np.quantile(boots[b] / boots[a], [alpha, 1 - alpha])
+    return float(lo), float(hi)
