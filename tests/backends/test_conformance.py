@@ -32,6 +32,8 @@ REAL = {
 KNOWN_UNSUPPORTED = {
     # MNN 3.6.1's converter dies with an illegal instruction in its graph optimizer on this model.
     ("mnn", "yolo-s"): "SIGILL",
+    # pnnx 20261020 leaves the model's strided slices as Tensor.slice, which ncnn cannot load.
+    ("ncnn", "yolox_nano.onnx"): "Tensor.slice",
 }
 COSINE_MIN = 0.999
 

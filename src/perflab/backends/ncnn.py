@@ -158,7 +158,10 @@ class NcnnBackend(Backend):
             if net.load_param(str(folder / "model.ncnn.param")) or net.load_model(
                 str(folder / "model.ncnn.bin")
             ):
-                raise Unsupported(f"ncnn could not load the converted {model.name} ({folder})")
+                raise Unsupported(
+                    f"ncnn could not load the converted {model.name}"
+                    + _leftover_ops(folder / "model.ncnn.param")
+                )
         self._net = net
         self._inputs = [t.name for t in model.inputs]
         self._outputs = [t.name for t in model.outputs]
@@ -206,3 +209,16 @@ class NcnnBackend(Backend):
         if self._net is not None:
             self._net.clear()
             self._net = None
+
+
+def _leftover_ops(param: Path) -> str:
+    """Operators pnnx could not map to ncnn layers: it writes them under their PyTorch names
+    (`Tensor.slice`, `aten::...`), which ncnn has no layer for."""
+    types = set()
+    for line in param.read_text(errors="replace").splitlines()[2:]:
+        kind = line.split(" ", 1)[0]
+        if "." in kind or "::" in kind:
+            types.add(kind)
+    return (
+        f": pnnx left operators ncnn has no layer for: {', '.join(sorted(types))}" if types else ""
+    )
