@@ -5,7 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("onnxruntime", "tensorrt", "openvino", "torch", "cupy", "pynvml")
+HEAVY = (
+    "onnxruntime",
+    "tensorrt",
+    "openvino",
+    "torch",
+    "cupy",
+    "pynvml",
+    "MNN",
+    "_mnncengine",
+    "ncnn",
+    "pnnx",
+)
 
 
 def test_import_perflab_leaves_heavy_engines_out():

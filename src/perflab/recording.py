@@ -110,7 +110,7 @@ class Recording:
         precision: str,
         config: dict[str, Any],
     ) -> None:
-        from perflab import runner, spec, store
+        from perflab import run_row, spec, store
 
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise RecordError(
@@ -136,7 +136,7 @@ class Recording:
             measure=spec.Policy(),
         )
         self.run_id = store.new_run_id()
-        self._row = runner.config_row(self.config, self.run_id, None)
+        self._row = run_row.for_config(self.config, self.run_id, env_id=None)
         self._row["stop_reason"] = "block_end"
         self._calibration = calibrate()
         self._rec = Recorder(batch_size)
@@ -216,13 +216,17 @@ class Recording:
         row["env_id"] = env_row["env_id"]
         row["notes"] = "[]"
         row["meta"] = "{}"
-        store.write(self.out, "env", env_row["env_id"], env_row)
         tables: dict[str, Any] = {
             "calibration": [{**r, "run_id": self.run_id} for r in self._calibration]
         }
         if samples is not None:
             tables["samples"] = samples
-        store.write_run(self.out, row, tables)
+        # Written at the end, under the folder's lock, like any run: one writer at a time.
+        with store.locked(self.out, f"record {study}"):
+            store.begin_run(self.out, self.run_id)
+            store.write(self.out, "env", env_row["env_id"], env_row)
+            store.write_run(self.out, row, tables)
+            store.end_run(self.out, self.run_id)
         return row
 
 

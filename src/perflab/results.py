@@ -31,6 +31,7 @@ from perflab.analysis.breakdown import breakdown as _breakdown
 from perflab.analysis.breakdown import pick_run as _pick_run
 from perflab.analysis.breakdown import stage_table as _stage_table
 from perflab.analysis.compare import compare as _compare
+from perflab.analysis.ranking import ranking as _ranking
 from perflab.analysis.stats import harness_gap as _harness_gap
 from perflab.analysis.stats import summarize as _summarize
 from perflab.analysis.stats import warnings as _warnings
@@ -252,6 +253,10 @@ class Results:
         """compare.compare(): level B against baseline A of `by` (any setting of the experiment
         file, e.g. "backend" or "options.threads", or a runs column), config by config."""
         return _compare(self.samples, self.runs, by=by, baseline=baseline, **kw)
+
+    def ranking(self, by: str = "backend", **kw: Any) -> pd.DataFrame:
+        """ranking.ranking(): the levels of `by` per configuration, fastest first, with CIs."""
+        return _ranking(self.samples, self.runs, by=by, **kw)
 
     def stage_medians(self) -> pd.DataFrame:
         """Median per run and stage: from the samples, and for runs without samples (imports)

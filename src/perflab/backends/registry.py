@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,19 @@ def _ort_provider(provider: str) -> Callable[[], str | None]:
         )
 
     return check
+
+
+def find_compiler() -> str | None:
+    """The C++ compiler to use: $CXX, else c++ or g++ on PATH."""
+    for name in (os.environ.get("CXX"), "c++", "g++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cxx_compiler() -> str | None:
+    """None when a C++ compiler is on PATH ($CXX, c++ or g++), else the reason."""
+    return None if find_compiler() else "no C++ compiler found (install g++)"
 
 
 BACKENDS: dict[str, BackendInfo] = {
@@ -122,6 +136,34 @@ BACKENDS: dict[str, BackendInfo] = {
             "perflab.backends.custom:CustomBackend",
             needs_model=False,
             description="your pipeline owns its engine (pipeline: FILE.py:CLASS with compute)",
+        ),
+        BackendInfo(
+            "openvino-cpp",
+            "perflab.backends.openvino_cpp:OpenVinoCppBackend",
+            ("openvino",),
+            extra="openvino",
+            description="OpenVINO on the CPU driven from a C++ runner (compiled on first use)",
+            checks=(_cxx_compiler,),
+        ),
+        BackendInfo(
+            "opencv-dnn",
+            "perflab.backends.opencv_dnn:OpenCvDnnBackend",
+            ("cv2",),  # opencv-python-headless is a core dependency: no extra
+            description="OpenCV DNN on the CPU (readNetFromONNX)",
+        ),
+        BackendInfo(
+            "mnn",
+            "perflab.backends.mnn:MnnBackend",
+            ("MNN",),
+            extra="mnn",
+            description="Alibaba MNN on the CPU (the ONNX model converted by MNN's converter)",
+        ),
+        BackendInfo(
+            "ncnn",
+            "perflab.backends.ncnn:NcnnBackend",
+            ("ncnn", "pnnx"),
+            extra="ncnn",
+            description="Tencent ncnn on the CPU (the ONNX model converted by pnnx)",
         ),
     )
 }
