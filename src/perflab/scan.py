@@ -1,0 +1,129 @@
+"""Stored samples read through DuckDB in chunks of whole runs, with only the rows and columns an
+analysis needs, so that memory is bounded by the chunk rather than by the study.
+
+Every per-run analysis (summary, warmup, harness gap, breakdown) depends only on each run's own
+rows, so running it on one chunk of runs at a time and concatenating gives exactly the numbers of
+one call on the whole frame: each group's sorted values are the same array either way.
+
+Plan: one DuckDB aggregate over the files counts the selected rows per (file, run); runs are then
+packed in run-id order into chunks of at most `max_rows` rows (a run is never split), each chunk
+read with one filtered, projected scan of just the files that hold its runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from perflab import store
+
+# Rows per chunk: about 200 MB as arrays, a few hundred MB while an analysis sorts them.
+CHUNK_ROWS = 4_000_000
+# DuckDB's own memory while scanning (it spills beyond this).
+DUCKDB_MEMORY = "1GB"
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which sample rows to read: these runs (None: all), one phase (None: all), some stages."""
+
+    run_ids: Sequence[str] | None = None
+    phase: str | None = None
+    stages: Sequence[str] | None = None
+
+
+def _connect():
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def _where(flt: Filter, con) -> tuple[str, list[object]]:
+    """SQL condition and parameters; the run ids go in through a registered table."""
+    parts, params = ["TRUE"], []
+    if flt.run_ids is not None:
+        con.register("_wanted", pa.table({"run_id": pa.array(list(flt.run_ids), pa.string())}))
+        parts.append("run_id IN (SELECT run_id FROM _wanted)")
+    if flt.phase is not None:
+        parts.append("phase = ?")
+        params.append(flt.phase)
+    if flt.stages is not None:
+        parts.append("stage IN (SELECT unnest(?))")
+        params.append(list(flt.stages))
+    return " AND ".join(parts), params
+
+
+def _source(files: Sequence[Path], extra: str = "") -> str:
+    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+    return f"read_parquet([{listed}], union_by_name = true{extra})"
+
+
+def chunks(
+    folders: Iterable[Path],
+    flt: Filter,
+    columns: Sequence[str],
+    *,
+    table: str = "samples",
+    max_rows: int = CHUNK_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """The selected rows as frames of whole runs, runs in sorted id order, at most `max_rows`
+    rows each unless one run alone has more. Columns have the stored types (dictionary columns
+    as pandas categoricals), missing ones filled with nulls. Nothing is yielded when no row is
+    selected."""
+    files = store.readable_files(folders, table)
+    if not files:
+        return
+    sch = store.schema(table)
+    con = _connect()
+    try:
+        where, params = _where(flt, con)
+        counts = con.execute(
+            f"SELECT filename, CAST(run_id AS VARCHAR) AS run_id, count(*) AS n "
+            f"FROM {_source(files, ', filename = true')} WHERE {where} GROUP BY ALL",
+            params,
+        ).fetchall()
+        per_run: dict[str, list[object]] = {}
+        for filename, run_id, n in counts:
+            entry = per_run.setdefault(run_id, [0, set()])
+            entry[0] += n
+            entry[1].add(filename)
+        plan: list[tuple[list[str], set[str]]] = []
+        rows = 0
+        for run_id in sorted(per_run):
+            n, where_files = per_run[run_id]
+            if not plan or (rows + n > max_rows and plan[-1][0]):
+                plan.append(([], set()))
+                rows = 0
+            plan[-1][0].append(run_id)
+            plan[-1][1].update(where_files)
+            rows += n
+        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {_source(files)}").fetchall()}
+        selected = ", ".join(f'"{c}"' for c in columns if c in present)
+        for run_ids, chunk_files in plan:
+            con.register("_chunk", pa.table({"run_id": pa.array(run_ids, pa.string())}))
+            arrow = con.sql(
+                f"SELECT {selected} FROM {_source(sorted(chunk_files))} "
+                f"WHERE {where} AND run_id IN (SELECT run_id FROM _chunk)",
+                params=params,
+            ).to_arrow_table()
+            yield _conform(arrow, sch, columns).to_pandas()
+    finally:
+        con.close()
+
+
+def _conform(arrow: pa.Table, sch: pa.Schema, columns: Sequence[str]) -> pa.Table:
+    fields = [sch.field(c) for c in columns]
+    arrays = [
+        arrow.column(f.name).cast(f.type)
+        if f.name in arrow.column_names
+        else pa.nulls(len(arrow), f.type)
+        for f in fields
+    ]
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
