@@ -150,13 +150,13 @@ class Results:
         *,
         phase: str | None = None,
         stages: str | list[str] | tuple[str, ...] | None = None,
-        max_rows: int = scan.CHUNK_ROWS,
+        max_rows: int | None = None,
     ):
         """The ok runs' sample rows of one phase and some stages, in chunks of whole runs."""
         stages = [stages] if isinstance(stages, str) else stages
         ids = [str(r) for r in _ok_run_ids(self.runs)]
         flt = scan.Filter(ids, phase, None if stages is None else [str(x) for x in stages])
-        return scan.chunks(self.paths, flt, columns, max_rows=max_rows)
+        return scan.chunks(self.paths, flt, columns, max_rows=max_rows or scan.CHUNK_ROWS)
 
     def _by_chunks(self, analysis, columns: tuple[str, ...], **read: Any) -> pd.DataFrame:
         """A per-run analysis over the samples read a chunk of runs at a time: each run's rows
@@ -308,7 +308,9 @@ class Results:
             )
         )
         columns = ["run_id", "phase", "stage", "host_ns"]
-        samples = chunks[0] if chunks else store.schema("samples").empty_table().to_pandas()[columns]
+        samples = (
+            chunks[0] if chunks else store.schema("samples").empty_table().to_pandas()[columns]
+        )
         return _compare(samples, self.runs, by=by, baseline=baseline, **kw)
 
     def _stage_medians(self) -> pd.DataFrame:

@@ -42,6 +42,7 @@ def _connect():
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")
     return con
 
 
@@ -83,17 +84,29 @@ def chunks(
     sch = store.schema(table)
     con = _connect()
     try:
+        present = {
+            row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {_source(files)}").fetchall()
+        }
+        wanted = [c for c in columns if c in present]
+        # Dictionary columns come back as DuckDB ENUMs, which arrive as arrow dictionaries and
+        # pandas categoricals without a string per row; the plan collects their values.
+        coded = [c for c in wanted if c != "run_id" and pa.types.is_dictionary(sch.field(c).type)]
         where, params = _where(flt, con)
+        listed = "".join(f', CAST("{c}" AS VARCHAR)' for c in coded)
         counts = con.execute(
-            f"SELECT filename, CAST(run_id AS VARCHAR) AS run_id, count(*) AS n "
+            f"SELECT filename, CAST(run_id AS VARCHAR){listed}, count(*) "
             f"FROM {_source(files, ', filename = true')} WHERE {where} GROUP BY ALL",
             params,
         ).fetchall()
         per_run: dict[str, list[object]] = {}
-        for filename, run_id, n in counts:
+        values: dict[str, set[str]] = {c: set() for c in coded}
+        for filename, run_id, *levels, n in counts:
             entry = per_run.setdefault(run_id, [0, set()])
             entry[0] += n
             entry[1].add(filename)
+            for c, v in zip(coded, levels):
+                if v is not None:
+                    values[c].add(v)
         plan: list[tuple[list[str], set[str]]] = []
         rows = 0
         for run_id in sorted(per_run):
@@ -104,10 +117,13 @@ def chunks(
             plan[-1][0].append(run_id)
             plan[-1][1].update(where_files)
             rows += n
-        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {_source(files)}").fetchall()}
-        selected = ", ".join(f'"{c}"' for c in columns if c in present)
         for run_ids, chunk_files in plan:
             con.register("_chunk", pa.table({"run_id": pa.array(run_ids, pa.string())}))
+            levels = {"run_id": run_ids, **{c: sorted(values[c]) for c in coded}}
+            selected = ", ".join(
+                f'CAST("{c}" AS {_enum(levels[c])}) AS "{c}"' if c in levels else f'"{c}"'
+                for c in wanted
+            )
             arrow = con.sql(
                 f"SELECT {selected} FROM {_source(sorted(chunk_files))} "
                 f"WHERE {where} AND run_id IN (SELECT run_id FROM _chunk)",
@@ -118,12 +134,21 @@ def chunks(
         con.close()
 
 
+def _enum(levels: Sequence[str]) -> str:
+    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in levels)
+    return f"ENUM({quoted})" if levels else "VARCHAR"
+
+
 def _conform(arrow: pa.Table, sch: pa.Schema, columns: Sequence[str]) -> pa.Table:
-    fields = [sch.field(c) for c in columns]
-    arrays = [
-        arrow.column(f.name).cast(f.type)
-        if f.name in arrow.column_names
-        else pa.nulls(len(arrow), f.type)
-        for f in fields
-    ]
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    """The stored types (dictionaries keep DuckDB's narrower index type: pandas reads both as
+    categoricals), and nulls for columns no file has."""
+    arrays = []
+    for name in columns:
+        field = sch.field(name)
+        if name not in arrow.column_names:
+            arrays.append(pa.nulls(len(arrow), field.type))
+            continue
+        col = arrow.column(name)
+        same_kind = pa.types.is_dictionary(col.type) and pa.types.is_dictionary(field.type)
+        arrays.append(col if same_kind else col.cast(field.type))
+    return pa.Table.from_arrays(arrays, names=list(columns))
