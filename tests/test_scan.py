@@ -214,7 +214,8 @@ def test_analyses_never_load_the_whole_samples_frame(study, in_memory, monkeypat
 
 def test_chunks_hold_whole_runs_in_id_order(study):
     flt = scan.Filter(run_ids=None, phase="measure", stages=["e2e"])
-    parts = list(scan.chunks(study, flt, ("run_id", "stage", "host_ns"), max_rows=10_000))
+    cat = scan.catalog(study)
+    parts = list(scan.chunks(cat, flt, ("run_id", "stage", "host_ns"), max_rows=10_000))
     ids = [sorted(set(p["run_id"].astype(str))) for p in parts]
     flat = [r for chunk in ids for r in chunk]
     assert flat == sorted(flat) and len(flat) == len(set(flat))  # no run in two chunks
@@ -231,6 +232,8 @@ def test_chunks_fill_missing_columns_and_yield_nothing_when_nothing_matches(tmp_
 
     meta = store.schema("samples").metadata
     pq.write_table(frame.replace_schema_metadata(meta), tmp_path / "samples" / "r.parquet")
-    (part,) = scan.chunks([tmp_path], scan.Filter(), ("run_id", "host_ns", "device_ns"))
+    cat = scan.catalog([tmp_path])
+    (part,) = scan.chunks(cat, scan.Filter(), ("run_id", "stage", "host_ns", "device_ns"))
     assert part["host_ns"].tolist() == [5] and part["device_ns"].isna().all()
-    assert list(scan.chunks([tmp_path], scan.Filter(run_ids=["other"]), ("run_id",))) == []
+    assert list(scan.chunks(cat, scan.Filter(run_ids=["other"]), ("run_id",))) == []
+    assert scan.catalog([tmp_path / "nothing"]) is None

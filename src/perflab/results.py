@@ -46,6 +46,13 @@ class _Source:
     def __init__(self, paths: tuple[Path, ...]):
         self.paths = paths
         self._tables: dict[str, pd.DataFrame] = {}
+        self._catalog: scan.Catalog | None = None
+
+    def catalog(self) -> scan.Catalog | None:
+        """Which runs, phases and stages the samples files hold (for reads of parts of them)."""
+        if self._catalog is None:
+            self._catalog = scan.catalog(self.paths)
+        return self._catalog
 
     def table(self, name: str) -> pd.DataFrame:
         if name not in self._tables:
@@ -156,7 +163,9 @@ class Results:
         stages = [stages] if isinstance(stages, str) else stages
         ids = [str(r) for r in _ok_run_ids(self.runs)]
         flt = scan.Filter(ids, phase, None if stages is None else [str(x) for x in stages])
-        return scan.chunks(self.paths, flt, columns, max_rows=max_rows or scan.CHUNK_ROWS)
+        return scan.chunks(
+            self._source.catalog(), flt, columns, max_rows=max_rows or scan.CHUNK_ROWS
+        )
 
     def _by_chunks(self, analysis, columns: tuple[str, ...], **read: Any) -> pd.DataFrame:
         """A per-run analysis over the samples read a chunk of runs at a time: each run's rows

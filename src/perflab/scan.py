@@ -66,63 +66,84 @@ def _source(files: Sequence[Path], extra: str = "") -> str:
     return f"read_parquet([{listed}], union_by_name = true{extra})"
 
 
-def chunks(
-    folders: Iterable[Path],
-    flt: Filter,
-    columns: Sequence[str],
-    *,
-    table: str = "samples",
-    max_rows: int = CHUNK_ROWS,
-) -> Iterator[pd.DataFrame]:
-    """The selected rows as frames of whole runs, runs in sorted id order, at most `max_rows`
-    rows each unless one run alone has more. Columns have the stored types (dictionary columns
-    as pandas categoricals), missing ones filled with nulls. Nothing is yielded when no row is
-    selected."""
-    files = store.readable_files(folders, table)
+@dataclass(frozen=True)
+class Catalog:
+    """What the samples files hold: rows per (file, run, phase, stage), from one DuckDB scan of
+    those three columns. Every later read is planned from it without scanning again."""
+
+    files: tuple[Path, ...]
+    columns: frozenset[str]
+    counts: pd.DataFrame  # filename, run_id, phase, stage, n
+
+
+def catalog(folders: Iterable[Path]) -> Catalog | None:
+    """The catalog of the folders' samples files; None when there are none."""
+    files = store.readable_files(folders, "samples")
     if not files:
-        return
-    sch = store.schema(table)
+        return None
     con = _connect()
     try:
-        present = {
-            row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {_source(files)}").fetchall()
-        }
-        wanted = [c for c in columns if c in present]
-        # Dictionary columns come back as DuckDB ENUMs, which arrive as arrow dictionaries and
-        # pandas categoricals without a string per row; the plan collects their values.
-        coded = [c for c in wanted if c != "run_id" and pa.types.is_dictionary(sch.field(c).type)]
-        where, params = _where(flt, con)
-        listed = "".join(f', CAST("{c}" AS VARCHAR)' for c in coded)
+        described = con.execute(f"DESCRIBE SELECT * FROM {_source(files)}").fetchall()
+        present = frozenset(row[0] for row in described)
+        keys = [c for c in ("run_id", "phase", "stage") if c in present]
+        listed = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in keys)
         counts = con.execute(
-            f"SELECT filename, CAST(run_id AS VARCHAR){listed}, count(*) "
-            f"FROM {_source(files, ', filename = true')} WHERE {where} GROUP BY ALL",
-            params,
-        ).fetchall()
-        per_run: dict[str, list[object]] = {}
-        values: dict[str, set[str]] = {c: set() for c in coded}
-        for filename, run_id, *levels, n in counts:
-            entry = per_run.setdefault(run_id, [0, set()])
-            entry[0] += n
-            entry[1].add(filename)
-            for c, v in zip(coded, levels):
-                if v is not None:
-                    values[c].add(v)
-        plan: list[tuple[list[str], set[str]]] = []
-        rows = 0
-        for run_id in sorted(per_run):
-            n, where_files = per_run[run_id]
-            if not plan or (rows + n > max_rows and plan[-1][0]):
-                plan.append(([], set()))
-                rows = 0
-            plan[-1][0].append(run_id)
-            plan[-1][1].update(where_files)
-            rows += n
+            f"SELECT filename, {listed}, count(*) AS n "
+            f"FROM {_source(files, ', filename = true')} GROUP BY ALL"
+        ).df()
+    finally:
+        con.close()
+    for c in ("run_id", "phase", "stage"):
+        if c not in counts.columns:
+            counts[c] = None
+    return Catalog(tuple(files), present, counts)
+
+
+def chunks(
+    cat: Catalog | None, flt: Filter, columns: Sequence[str], *, max_rows: int = CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
+    """The selected sample rows as frames of whole runs, runs in sorted id order, at most
+    `max_rows` rows each unless one run alone has more. Columns have the stored types
+    (dictionary columns as pandas categoricals), missing ones filled with nulls. Nothing is
+    yielded when no row is selected."""
+    if cat is None:
+        return
+    sch = store.schema("samples")
+    counts = cat.counts
+    if flt.run_ids is not None:
+        counts = counts[counts["run_id"].isin(list(flt.run_ids))]
+    if flt.phase is not None:
+        counts = counts[counts["phase"] == flt.phase]
+    if flt.stages is not None:
+        counts = counts[counts["stage"].isin(list(flt.stages))]
+    if counts.empty:
+        return
+    wanted = [c for c in columns if c in cat.columns]
+    # Dictionary columns come back as DuckDB ENUMs, which arrive as arrow dictionaries and
+    # pandas categoricals without a string per row; the catalog gives their values.
+    levels = {
+        c: sorted(counts[c].dropna().unique())
+        for c in wanted
+        if c != "run_id" and pa.types.is_dictionary(sch.field(c).type)
+    }
+    per_run = counts.groupby("run_id", sort=True).agg(n=("n", "sum"), files=("filename", set))
+    plan: list[tuple[list[str], set[str]]] = []
+    rows = 0
+    for run_id, n, where_files in per_run.itertuples():
+        if not plan or (rows + n > max_rows and plan[-1][0]):
+            plan.append(([], set()))
+            rows = 0
+        plan[-1][0].append(str(run_id))
+        plan[-1][1].update(where_files)
+        rows += n
+    con = _connect()
+    try:
+        where, params = _where(flt, con)
         for run_ids, chunk_files in plan:
             con.register("_chunk", pa.table({"run_id": pa.array(run_ids, pa.string())}))
-            levels = {"run_id": run_ids, **{c: sorted(values[c]) for c in coded}}
+            types = {"run_id": _enum(run_ids), **{c: _enum(v) for c, v in levels.items()}}
             selected = ", ".join(
-                f'CAST("{c}" AS {_enum(levels[c])}) AS "{c}"' if c in levels else f'"{c}"'
-                for c in wanted
+                f'CAST("{c}" AS {types[c]}) AS "{c}"' if c in types else f'"{c}"' for c in wanted
             )
             arrow = con.sql(
                 f"SELECT {selected} FROM {_source(sorted(chunk_files))} "
