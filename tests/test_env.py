@@ -55,3 +55,24 @@ def test_load_from_json_and_from_a_result_folder(tmp_path):
     row = env.row(fp)
     store.write(tmp_path / "res", "env", row["env_id"], row)
     assert env.load(tmp_path / "res") == json.loads(json.dumps(fp))
+
+
+def test_host_bandwidth_is_measured_once_per_machine(tmp_path, monkeypatch):
+    from perflab import env
+
+    monkeypatch.setenv("PERFLAB_CACHE", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(env, "measure_host_bandwidth", lambda: calls.append(1) or 12.345)
+    a = env.fingerprint(gpu=False, providers=False)
+    b = env.fingerprint(gpu=False, providers=False)
+    assert calls == [1]
+    assert a["mem_bandwidth_gbs"] == b["mem_bandwidth_gbs"] == 12.3
+    assert a["mem_bandwidth_source"].startswith("measured: numpy copy")
+    assert env.env_id(a) == env.env_id(b)
+
+
+def test_host_bandwidth_measurement_is_plausible():
+    from perflab import env
+
+    gbs = env.measure_host_bandwidth(mib=32, rounds=2)
+    assert 0.1 < gbs < 5000  # GB/s: any real machine's DRAM or cache lies in here

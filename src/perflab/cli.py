@@ -337,7 +337,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from perflab import importers, store
 
     store.check_writable(Path(args.output))
-    run_ids = importers.import_file(args.kind, args.files, Path(args.output))
+    run_ids = importers.import_file(args.kind, args.files, Path(args.output), model=args.model)
     print(f"imported {len(run_ids)} run(s) into {args.output}")
     return 0
 
@@ -421,6 +421,10 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("kind", choices=("trtexec", "ort-profile", "nsys"))
     imp.add_argument("files", nargs="+")
     imp.add_argument("-o", "--output", required=True, help="result folder")
+    imp.add_argument(
+        "--model",
+        help="the ONNX file a trtexec log timed (its FLOPs and bytes; the log may name it otherwise)",
+    )
     imp.set_defaults(func=cmd_import)
 
     profile = sub.add_parser(

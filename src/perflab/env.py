@@ -7,6 +7,7 @@ uses NVML through perflab.cuda, which never creates a CUDA context, and is empty
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -126,6 +127,66 @@ def _memory() -> dict[str, Any]:
     return out
 
 
+# The host copy benchmark: arrays well past any last-level cache, one slice per usable core (numpy
+# releases the GIL while it copies), best of a few rounds. GB/s counts the bytes read and written.
+BANDWIDTH_MIB = 256
+BANDWIDTH_ROUNDS = 5
+BANDWIDTH_METHOD = f"numpy copy of {BANDWIDTH_MIB} MiB split over the usable cores, best of {BANDWIDTH_ROUNDS}, read + write bytes"
+
+
+def measure_host_bandwidth(mib: int = BANDWIDTH_MIB, rounds: int = BANDWIDTH_ROUNDS) -> float:
+    """Host memory bandwidth in GB/s from a timed copy (about a second of work)."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    n = mib * 2**20 // 8
+    src = np.ones(n, dtype=np.float64)
+    dst = np.empty_like(src)
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    bounds = np.linspace(0, n, workers + 1, dtype=np.int64)
+    slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+
+    def copy(sl: slice) -> None:
+        np.copyto(dst[sl], src[sl])
+
+    best = float("inf")
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            list(pool.map(copy, slices))
+            best = min(best, time.perf_counter() - t0)
+    return 2 * src.nbytes / best / 1e9
+
+
+def _host_bandwidth(machine: Mapping[str, Any]) -> dict[str, Any]:
+    """The host's measured memory bandwidth, measured once per machine and kept in the cache
+    (so the fingerprint, and with it env_id, stays the same from one study to the next)."""
+    from perflab.models import cache_root
+
+    key = hashlib.sha256(json.dumps(machine, sort_keys=True, default=str).encode()).hexdigest()
+    path = cache_root() / "host" / f"bandwidth-{key[:16]}.json"
+    try:
+        cached = json.loads(path.read_text())
+        if isinstance(cached.get("mem_bandwidth_gbs"), (int, float)):
+            return cached
+    except (OSError, ValueError, AttributeError):
+        pass
+    facts = {
+        "mem_bandwidth_gbs": round(measure_host_bandwidth(), 1),
+        "mem_bandwidth_source": f"measured: {BANDWIDTH_METHOD}",
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(facts))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache: measure again next time rather than fail the study
+    return facts
+
+
 def _packages() -> dict[str, str]:
     versions = {}
     for name in PACKAGES:
@@ -147,8 +208,13 @@ def _ort_providers() -> list[str] | None:
     return list(onnxruntime.get_available_providers())
 
 
-def fingerprint(*, gpu: bool = True, providers: bool = True) -> dict[str, Any]:
-    """Everything about this machine that can change a measurement, as plain JSON data."""
+def fingerprint(
+    *, gpu: bool = True, providers: bool = True, bandwidth: bool = True
+) -> dict[str, Any]:
+    """Everything about this machine that can change a measurement, as plain JSON data.
+
+    ``bandwidth`` adds the host memory bandwidth (``mem_bandwidth_gbs``), measured on the first
+    call on a machine and read from the cache after (see `measure_host_bandwidth`)."""
     fp: dict[str, Any] = {
         "host": socket.gethostname(),
         **_cpuinfo(),
@@ -165,6 +231,9 @@ def fingerprint(*, gpu: bool = True, providers: bool = True) -> dict[str, Any]:
         fp["load_average"] = list(os.getloadavg())
     except OSError:
         pass
+    if bandwidth:
+        machine = {k: fp.get(k) for k in ("host", "cpu_model", "cpu_threads", "memory_gib")}
+        fp.update(_host_bandwidth(machine))
     if providers:
         fp["ort_providers"] = _ort_providers()
     if gpu:

@@ -32,6 +32,15 @@ class TensorSpec:
     dtype: str
 
 
+def tensor_bytes(tensors: Sequence[TensorSpec]) -> int:
+    """Bytes of these tensors at their resolved shapes (dims of -1 or 0 count as 0 bytes)."""
+    import numpy as np
+
+    return sum(
+        int(np.dtype(t.dtype).itemsize) * math.prod(max(d, 0) for d in t.shape) for t in tensors
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Versions and constants
 # ---------------------------------------------------------------------------------------------
@@ -1051,12 +1060,13 @@ def _analyze(
                 param_bytes += t.nbytes
                 param_count += t.numel
 
-    macs = flops_other = act_bytes = 0
+    macs = flops_other = act_bytes = nodes = 0
     flops_by_op: dict[str, int] = {}
     uncounted: dict[str, int] = {}
     for node in g.node:
         if node.output and node.output[0] in static:
             continue  # folded into constants by every engine
+        nodes += 1
         for o in node.output:
             t = shapes.get(o)
             if o and t is not None and t.known:
@@ -1091,6 +1101,7 @@ def _analyze(
         "param_bytes": param_bytes,
         "param_count": param_count,
         "activation_bytes_per_sample": act_bytes / batch,
+        "node_count": nodes,
         "flops_by_op": {
             k: v / batch for k, v in sorted(flops_by_op.items(), key=lambda kv: -kv[1])
         },
@@ -1121,6 +1132,8 @@ def cost(
       generator ops such as ConstantOfShape (counted instead of their shape argument).
     - activation_bytes_per_sample: sum of the sizes of all tensors computed from the inputs
       (graph outputs included, graph inputs not): a traffic estimate, not peak memory.
+    - node_count: nodes that compute from the inputs (constant subgraphs left out), an upper
+      bound on the kernels an engine launches per iteration (engines fuse nodes).
     - flops_by_op: flops_per_sample split by op type.
     - uncounted_ops: op type -> number of nodes left out because their shapes stayed unknown
       or no rule covers the op (empty when everything was counted).
@@ -1402,6 +1415,7 @@ class ModelInfo:
     source_sha256: str = ""
     opset: int = 0
     macs_per_sample: float = 0.0
+    node_count: int = 0
     metadata: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def meta(self, key: str, default: str | None = None) -> str | None:
@@ -1772,6 +1786,7 @@ def resolve(
         source_sha256=sha,
         opset=opset,
         macs_per_sample=c["macs_per_sample"],
+        node_count=c["node_count"],
         metadata=tuple(sorted(_metadata(proto).items())),
     )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -322,8 +322,23 @@ class Results:
         )
         return _compare(samples, self.runs, by=by, baseline=baseline, **kw)
 
-    def _stage_medians(self) -> pd.DataFrame:
-        return self.summary(ci=None)[["run_id", "stage", "p50_ms"]]
+    def stage_medians(self) -> pd.DataFrame:
+        """Median per run and stage: from the samples, and for runs without samples (imports)
+        the medians another tool reported for the stages that mean the same as perflab's
+        (trtexec's GPU Compute Time, H2D and D2H Latency; not its Latency, which is no e2e)."""
+        measured = self.summary(ci=None)[["run_id", "stage", "p50_ms"]]
+        reported = self.reported
+        if reported is None or reported.empty:
+            return measured
+        keep = (
+            reported["stage"].isin(("h2d", "compute", "d2h"))
+            & (reported["statistic"] == "median")
+            & ~reported["run_id"].isin(measured["run_id"])
+        )
+        extra = reported.loc[keep, ["run_id", "stage", "value_ms"]].rename(
+            columns={"value_ms": "p50_ms"}
+        )
+        return pd.concat([measured, extra], ignore_index=True)
 
     def _ok_runs(self) -> pd.DataFrame:
         runs = self.runs
@@ -337,17 +352,37 @@ class Results:
         from perflab.analysis.roofline import roofline  # optional module, imported when used
 
         return roofline(
-            self._ok_runs(), self._stage_medians(), device=device or self.host_fingerprint()
+            self._ok_runs(), self.stage_medians(), device=device or self.host_fingerprint()
         )
 
-    def project(self, device: str | Mapping[str, Any], **kw: Any) -> pd.DataFrame:
-        """roofline.project(): the ok runs' stage times predicted on another device. Runs that
-        all ran on this CPU are projected from its estimated peaks unless `from_device` is given."""
+    def project(
+        self, device: str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]], **kw: Any
+    ) -> pd.DataFrame:
+        """roofline.project(): the ok runs' stage times predicted on another device, or on each
+        of several (``device=["GTX 1050 Ti", "RTX 3070"]``; rows of all targets, concatenated).
+        Runs that all ran on this CPU are projected from its estimated peaks unless
+        `from_device` is given."""
         from perflab.analysis.roofline import project
 
         if kw.get("from_device") is None and self._all_cpu():
             kw["from_device"] = self.host_fingerprint()
-        return project(self._ok_runs(), self._stage_medians(), device=device, **kw)
+        targets = [device] if isinstance(device, (str, Mapping)) or device is None else device
+        frames = [project(self._ok_runs(), self.stage_medians(), device=d, **kw) for d in targets]
+        return pd.concat(frames, ignore_index=True) if len(frames) != 1 else frames[0]
+
+    def bounds(self) -> pd.DataFrame:
+        """roofline.bounds(): what limits each ok run (host, copies, compute, memory, launches),
+        as a word and a sentence, CPU runs included."""
+        from perflab.analysis.roofline import bounds
+
+        return bounds(self.roofline(), self._ok_runs())
+
+    def projection_check(self, **kw: Any) -> pd.DataFrame:
+        """roofline.projection_check(): each ok run projected onto every other device measured
+        here, beside what that device measured (the projection's own error)."""
+        from perflab.analysis.roofline import projection_check
+
+        return projection_check(self._ok_runs(), self.stage_medians(), **kw)
 
     def host_fingerprint(self) -> dict[str, Any] | None:
         """The environment fingerprint when the results hold exactly one, else None."""

@@ -269,6 +269,10 @@ def execute(
                 model_flops_per_sample=model.flops_per_sample,
                 model_param_bytes=model.param_bytes,
                 model_activation_bytes_per_sample=model.activation_bytes_per_sample,
+                model_input_bytes_per_sample=models.tensor_bytes(model.inputs) / config.batch_size,
+                model_output_bytes_per_sample=models.tensor_bytes(model.outputs)
+                / config.batch_size,
+                model_kernels=float(model.node_count),
                 input_shapes=store.json_text({t.name: list(t.shape) for t in model.inputs}),
             )
             pipeline = pipelines.create(

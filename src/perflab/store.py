@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 # Format history:
 #   1: first version (runs, samples, env, telemetry, layers, reported, calibration, trace_*).
+#      Columns added since within version 1 are nullable and read as null from older files
+#      (readers union by name): runs.model_input/output_bytes_per_sample, runs.model_kernels.
 SCHEMA_VERSION = 1
 VERSION_KEY = b"perflab.schema_version"
 TABLE_KEY = b"perflab.table"
@@ -88,6 +90,9 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("model_flops_per_sample", F64, "FLOP", "model cost from the ONNX graph"),
         ("model_param_bytes", F64, "B", "parameter bytes"),
         ("model_activation_bytes_per_sample", F64, "B", "intermediate tensor bytes"),
+        ("model_input_bytes_per_sample", F64, "B", "model input bytes (what h2d copies)"),
+        ("model_output_bytes_per_sample", F64, "B", "model output bytes (what d2h copies)"),
+        ("model_kernels", F64, "", "graph nodes or engine layers per iteration (launch floor)"),
         ("notes", S, "JSON", "list of facts about the run (symbolic batch, busy host, ...)"),
         ("meta", S, "JSON", "backend- or importer-specific facts (versions, flags)"),
         ("env_id", S, "", "environment fingerprint id"),

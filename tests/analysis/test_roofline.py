@@ -27,6 +27,7 @@ LISTED_DEVICES = [
     "RTX 4090",
     "L4",
     "L40S",
+    "RTX 6000 Ada",
     "H100 SXM",
     "H100 PCIe",
     "H200",
@@ -166,7 +167,8 @@ def test_lookup_refuses_other_parts_and_lists_known_names(other_part):
     with pytest.raises(PerflabError) as err:
         rl.lookup_device(other_part)
     message = str(err.value)
-    assert other_part in message and "RTX 3070" in message and "\n" not in message
+    assert other_part in message and "\n" not in message
+    assert "close matches: " in message or "known devices include" in message
 
 
 def test_lookup_ambiguous_short_name_lists_the_matches():
@@ -377,6 +379,13 @@ def test_project_gtx1070_to_rtx3090_by_hand():
         "from_device",
         "to_device",
         "kind",
+        "efficiency",
+        "efficiency_basis",
+        "kernels",
+        "launch_us",
+        "launch_floor_ms",
+        "roofline_ms",
+        "bound",
     ]
     assert list(out["stage"]) == list(STAGES)
     assert (out["kind"] == "predicted").all()
@@ -486,3 +495,172 @@ def test_project_to_other_precision_and_unsupported():
     assert "no bf16 peak" in row(bf16, "compute")["basis"]
     with pytest.raises(PerflabError, match="unknown precision 'fp8'"):
         rl.project(runs, make_medians(compute=5.0), device="RTX 3090", to_precision="fp8")
+
+
+# --------------------------------------------------------------------------------------------
+# Launch floor, stated efficiency, copies added for a GPU target
+
+
+def test_launch_floor_with_a_kernel_count():
+    # 0.5 GFLOP, 12 MB on a 3070 (fp16): roofline 0.027 ms; 200 kernels x 2.4 us = 0.48 ms.
+    runs = make_runs(
+        device_name="NVIDIA GeForce RTX 3070",
+        precision="fp16",
+        precision_effective="fp16",
+        model_flops_per_sample=0.5e9,
+        model_param_bytes=10e6,
+        model_activation_bytes_per_sample=2e6,
+        model_kernels=200.0,
+    )
+    medians = make_medians(compute=0.55)
+    roof = row(rl.roofline(runs, medians), "compute")
+    assert roof["launch_floor_ms"] == pytest.approx(200 * rl.GPU_LAUNCH_US / 1e3)
+    assert roof["verdict"] == "launch-bound"  # 0.48 ms >= 0.8 x 0.55 ms
+    out = row(rl.project(runs, medians, device="RTX 3090"), "compute")
+    # Launch-bound source: no efficiency measured, so the default; the floor stays on the target.
+    assert out["efficiency"] == rl.DEFAULT_EFFICIENCY
+    assert out["efficiency_basis"].startswith("default (the source run is launch-bound")
+    assert out["predicted_ms"] == pytest.approx(0.48)
+    assert out["bound"] == "launch" and out["basis"].startswith("launch floor 200 kernels")
+    # A stated launch cost replaces the default on both sides.
+    cheap = row(rl.project(runs, medians, device="RTX 3090", launch_us=0.5), "compute")
+    assert cheap["launch_floor_ms"] == pytest.approx(0.1) and cheap["launch_us"] == 0.5
+
+
+def test_stated_efficiency_and_its_checks():
+    runs = make_runs()  # 10 GFLOP compute-bound fp32 on the 1070, 5 ms measured
+    out = row(
+        rl.project(runs, make_medians(compute=5.0), device="RTX 3090", efficiency=0.25), "compute"
+    )
+    assert out["predicted_ms"] == pytest.approx(10e9 / (RTX3090_FP32 * 1e9) / 0.25)
+    assert out["efficiency_basis"] == "stated" and out["bound"] == "compute"
+    for bad in (0, 1.5, "half", True):
+        with pytest.raises(PerflabError, match="efficiency"):
+            rl.project(runs, make_medians(compute=5.0), device="RTX 3090", efficiency=bad)
+
+
+def test_cpu_run_to_gpu_uses_the_default_efficiency_and_adds_copies():
+    # Two CPU engines at very different speeds on one model project to the same GPU time: a CPU
+    # engine's efficiency is not carried to a GPU.
+    fp = {
+        "cpu_model": "x",
+        "cpu_cores_physical": 2,
+        "cpu_mhz_max": 3000.0,
+        "cpu_flags": ["avx2", "fma"],
+        "mem_bandwidth_gbs": 20.0,
+    }
+    runs = make_runs(
+        run_id=["slow", "fast"],
+        device="cpu",
+        device_name="x",
+        model_input_bytes_per_sample=602112.0,
+        model_output_bytes_per_sample=4000.0,
+    )
+    medians = pd.concat(
+        [
+            make_medians("slow", compute=400.0, e2e=401.0),
+            make_medians("fast", compute=40.0, e2e=41.0),
+        ]
+    )
+    out = rl.project(runs, medians, device="RTX 3070", from_device=fp)
+    compute = out[out["stage"] == "compute"].set_index("run_id")
+    assert compute.loc["slow", "predicted_ms"] == pytest.approx(compute.loc["fast", "predicted_ms"])
+    assert compute.loc["slow", "efficiency"] == rl.DEFAULT_EFFICIENCY
+    assert "does not carry" in compute.loc["slow", "efficiency_basis"]
+    h2d = row(out, "h2d", "fast")
+    assert math.isnan(h2d["measured_ms"])
+    # 5 us + 602112 B at Gen4 x16 (31.5 GB/s)
+    assert h2d["predicted_ms"] == pytest.approx(0.005 + 602112 / (1.969 * 16 * 1e6))
+    assert h2d["basis"].startswith("added: the source made no copy")
+    e2e = row(out, "e2e", "fast")
+    stages = out[(out["run_id"] == "fast") & (out["stage"] != "e2e")]["predicted_ms"].sum()
+    assert e2e["predicted_ms"] == pytest.approx(stages + 1.0)  # + the 1 ms harness gap
+
+
+@pytest.mark.realdata
+def test_projection_check_on_the_shared_mnist_trtexec_logs(tmp_path, realdata):
+    from perflab import importers, results
+
+    logs = realdata / "trtexec"
+    model = realdata / "models" / "mnist-8.onnx"
+    for name in (
+        "trt8.0.3_gtx1070_mnist_build_fp32_verbose.txt",
+        "trt8.6.0_rtx3090_mnist_load_fp32_verbose.log",
+        "trt10.14.1_rtx6000ada_mnist_build_default.log",
+    ):
+        importers.import_file("trtexec", [logs / name], tmp_path, model=model)
+    res = results.open(tmp_path)
+    runs = res.runs.set_index("device_name")
+    # The engines' own figures, as TensorRT printed them (not mnist-8's 24 kB of weights).
+    assert runs.loc["NVIDIA GeForce GTX 1070", "model_param_bytes"] == 12e6
+    assert runs.loc["NVIDIA GeForce GTX 1070", "model_kernels"] == 10
+    assert runs.loc["NVIDIA RTX 6000 Ada Generation", "model_param_bytes"] == 13100672
+    check = res.projection_check(stages=("compute",))
+    pairs = set(zip(check["from_device"], check["to_device"], strict=True))
+    assert pairs == {
+        (a, b)
+        for a in ("GTX 1070", "RTX 3090", "RTX 6000 Ada")
+        for b in ("GTX 1070", "RTX 3090", "RTX 6000 Ada")
+        if a != b
+    }
+    assert check["measured_ms"].notna().all()
+    assert ((check["ratio"] > 0.5) & (check["ratio"] < 2.0)).all(), check[
+        ["from_device", "to_device", "ratio"]
+    ]
+    g = check.set_index(["from_device", "to_device"])
+    # 1070 -> 3090: both memory-bound, the 1070's own efficiency: 0.1536 ms x 256 / 936 GB/s.
+    assert g.loc[("GTX 1070", "RTX 3090"), "predicted_ms"] == pytest.approx(0.153564 * 256 / 936)
+
+
+# --------------------------------------------------------------------------------------------
+# Bounds in words
+
+
+def test_bounds_in_words_host_copy_and_compute():
+    runs = make_runs(
+        run_id=["host", "copy", "compute", "cpu"],
+        device=["cuda:0", "cuda:0", "cuda:0", "cpu"],
+        device_name=["NVIDIA GeForce RTX 3070"] * 3 + ["x"],
+    )
+    medians = pd.concat(
+        [
+            make_medians("host", preprocess=7.0, compute=2.0, postprocess=0.5, e2e=10.0),
+            make_medians("copy", h2d=6.0, compute=2.0, d2h=1.0, e2e=10.0),
+            make_medians("compute", preprocess=0.5, compute=8.0, e2e=9.0),
+            make_medians("cpu", preprocess=8.0, compute=2.0, e2e=10.0),
+        ]
+    )
+    fp = {
+        "cpu_model": "x",
+        "cpu_cores_physical": 2,
+        "cpu_mhz_max": 3000.0,
+        "cpu_flags": ["avx2", "fma"],
+        "mem_bandwidth_gbs": 20.0,
+    }
+    out = rl.bounds(rl.roofline(runs, medians, device=fp), runs).set_index("run_id")
+    # host: 7 + 0.5 + a 0.5 ms harness gap = 8 of 10 ms
+    assert out.loc["host", "bound"] == "host-bound"
+    assert out.loc["host", "host_share"] == pytest.approx(0.8)
+    assert out.loc["host", "device_can_save"] == pytest.approx(0.2)
+    assert out.loc["host", "text"].startswith("80 % of this iteration is host-side work")
+    assert "a faster GPU can save at most 20 %" in out.loc["host", "text"]
+    assert out.loc["copy", "bound"] == "copy-bound" and out.loc["copy", "copy_share"] == 0.7
+    # 10 GFLOP / 20.31 TFLOP/s = 0.49 ms of 8 ms: 6 %, not launch-sized: underutilized
+    assert (
+        out.loc["compute", "bound"]
+        == rl.roofline(runs, medians)
+        .set_index(["run_id", "stage"])
+        .loc[("compute", "compute"), "verdict"]
+    )
+    assert out.loc["cpu", "bound"] == "host-bound" and "a faster device" in out.loc["cpu", "text"]
+
+
+def test_unknown_device_lists_close_matches():
+    with pytest.raises(
+        PerflabError, match=r"unknown device 'RTX 3070 Ti'; close matches: RTX 3070"
+    ):
+        rl.lookup_device("RTX 3070 Ti")
+    assert rl.check_devices(["GTX 1050 Ti", "NVIDIA GeForce RTX 3070"]) == [
+        "GTX 1050 Ti",
+        "RTX 3070",
+    ]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -37,6 +37,26 @@ from perflab.errors import PerflabError
 LOW_FRACTION_OF_PEAK = 0.05
 # ... and when such a stage is also this short, fixed per-launch or per-copy costs explain it.
 LAUNCH_BOUND_MAX_MS = 1.0
+
+# Per-kernel launch cost: the shortest time one kernel occupies a stream when kernels are queued
+# back to back (shortest kernel + shortest same-stream gap). Read from the Nsight Systems exports
+# in the test data, not fitted to any benchmark: YOLOv3 on an RTX 3070 Ti gives 1.79 + 0.64 us,
+# an nvFuser run on an H200 1.22 + 0.96 us. One figure serves every GPU generation for want of
+# measurements of the others; `project(launch_us=...)` replaces it.
+GPU_LAUNCH_US = 2.4
+# Per-node dispatch cost of a CPU engine: ONNX Runtime CPU profiles of mnist-8 and yolox_nano spend
+# 3.6-5.1 us per node of `model_run` outside any node (profiler cost included: an upper bound).
+CPU_LAUNCH_US = 4.0
+# The launch floor (kernels x launch cost) "explains" a stage when it reaches this share of it.
+LAUNCH_DOMINATED_SHARE = 0.8
+# Fraction of the roofline a GPU engine reaches when no measurement of it on that device class
+# exists (a CPU run projected onto a GPU, or a launch-bound source that says nothing about it):
+# about what TensorRT reaches on ResNet-50 in MLPerf Inference (offline, A100: ~37k images/s x
+# 8.2 GOP = ~300 of 624 dense INT8 TOPS, 48 %). Stated in every projected row; adjustable.
+DEFAULT_EFFICIENCY = 0.5
+# A small synchronous host<->device copy costs this much before its bytes (API call, DMA setup,
+# completion); trtexec reports 3-6 us for kilobyte copies on Pascal, Ampere and Ada parts.
+COPY_LATENCY_US = 5.0
 
 # Per-direction PCIe payload rate per lane in GB/s (after line encoding: 8b/10b for Gen1-2,
 # 128b/130b for Gen3-5, FLIT mode for Gen6).
@@ -114,6 +134,8 @@ ROOFLINE_COLUMNS = (
     "flops_bound_ms",
     "bytes_bound_ms",
     "achieved_gbs",
+    "kernels",
+    "launch_floor_ms",
 )
 PROJECTION_COLUMNS = (
     "run_id",
@@ -125,6 +147,13 @@ PROJECTION_COLUMNS = (
     "from_device",
     "to_device",
     "kind",
+    "efficiency",
+    "efficiency_basis",
+    "kernels",
+    "launch_us",
+    "launch_floor_ms",
+    "roofline_ms",
+    "bound",
 )
 
 
@@ -238,7 +267,29 @@ def lookup_device(name: str) -> pd.Series:
         raise PerflabError(
             f"device {name!r} is ambiguous: it matches {names}; use one of those names"
         )
-    raise PerflabError(f"unknown device {name!r}; known devices include {_known_names_hint(table)}")
+    raise PerflabError(f"unknown device {name!r}; {_close_matches(name, table)}")
+
+
+def _close_matches(name: str, table: pd.DataFrame) -> str:
+    """'did you mean ...' from the table's names and aliases, else a sample of the names."""
+    import difflib
+
+    forms = {}
+    for dev_name, aliases in zip(table["name"], table["aliases"], strict=True):
+        for form in (dev_name, *[a for a in aliases.split(";") if a.strip()]):
+            forms[" ".join(_tokens(form))] = dev_name
+    query = " ".join(t for t in _tokens(name) if t not in _VENDOR_TOKENS)
+    close = difflib.get_close_matches(query, list(forms), n=6, cutoff=0.6)
+    names = list(dict.fromkeys(forms[c] for c in close))
+    if names:
+        return f"close matches: {', '.join(names)}"
+    return f"known devices include {_known_names_hint(table)}"
+
+
+def check_devices(names: Sequence[str]) -> list[str]:
+    """The table names of these devices, or PerflabError naming the first unknown one and its
+    close matches (for choosing projection targets up front)."""
+    return [str(lookup_device(n)["name"]) for n in names]
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,8 +446,14 @@ def _pcie_gbs(gen: Any, lanes: Any) -> float:
     return PCIE_GBS_PER_LANE[int(g)] * n
 
 
-def _record_from_row(row: Mapping[str, Any] | pd.Series) -> dict[str, Any]:
-    rec: dict[str, Any] = {"name": str(row.get("name", "custom"))}
+def _record_from_row(
+    row: Mapping[str, Any] | pd.Series, device_class: str = "gpu"
+) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "name": str(row.get("name", "custom")),
+        "device_class": str(row.get("device_class") or device_class),
+        "launch_us": _num(row.get("launch_us")),
+    }
     for key in _PEAK_KEYS:
         rec[key] = _num(row.get(key))
     if "pcie_gbs" in row and not math.isnan(_num(row.get("pcie_gbs"))):
@@ -406,8 +463,14 @@ def _record_from_row(row: Mapping[str, Any] | pd.Series) -> dict[str, Any]:
     return rec
 
 
-def _nan_record(name: Any = None) -> dict[str, Any]:
-    return {"name": name, **{k: math.nan for k in _PEAK_KEYS}, "pcie_gbs": math.nan}
+def _nan_record(name: Any = None, device_class: str = "gpu") -> dict[str, Any]:
+    return {
+        "name": name,
+        "device_class": device_class,
+        "launch_us": math.nan,
+        **{k: math.nan for k in _PEAK_KEYS},
+        "pcie_gbs": math.nan,
+    }
 
 
 def _is_fingerprint(spec: Mapping[str, Any]) -> bool:
@@ -420,7 +483,7 @@ def _resolve(spec: str | Mapping[str, Any]) -> dict[str, Any]:
         return _record_from_row(lookup_device(spec))
     if isinstance(spec, Mapping):
         if _is_fingerprint(spec):
-            return _record_from_row(host_cpu_peak(spec))
+            return _record_from_row(host_cpu_peak(spec), "cpu")
         if not any(k in spec for k in _PEAK_KEYS):
             raise PerflabError(
                 f"a device mapping needs peak keys ({', '.join(_PEAK_KEYS)}) or cpu_* fingerprint keys;"
@@ -453,7 +516,7 @@ def _run_records(
     records = []
     for dev, dev_name in zip(runs["device"], runs["device_name"], strict=True):
         if _is_cpu(dev):
-            records.append(host if host is not None else _nan_record())
+            records.append(host if host is not None else _nan_record(device_class="cpu"))
             continue
         if dev_name not in cache:
             try:
@@ -511,12 +574,32 @@ def _bound(*terms: float) -> float:
     return max(known) if known else math.nan
 
 
-def _compute_verdict(measured: float, flops_ms: float, bytes_ms: float) -> str:
-    if math.isnan(flops_ms) or math.isnan(bytes_ms) or not measured > 0:
+def _launch_us(rec: Mapping[str, Any]) -> float:
+    """Per-kernel launch cost of a peak record: its own ``launch_us``, else the class default."""
+    own = _num(rec.get("launch_us"))
+    if not math.isnan(own):
+        return own
+    return CPU_LAUNCH_US if rec.get("device_class") == "cpu" else GPU_LAUNCH_US
+
+
+def _compute_verdict(measured: float, flops_ms: float, bytes_ms: float, launch_ms: float) -> str:
+    """compute-, memory- or launch-bound, "underutilized", or "unknown".
+
+    With a kernel count, launch-bound means the launch floor (kernels x launch cost) explains at
+    least ``LAUNCH_DOMINATED_SHARE`` of the measured time. Without one, a stage far below its
+    roofline (under ``LOW_FRACTION_OF_PEAK``) and shorter than ``LAUNCH_BOUND_MAX_MS`` is taken
+    to be launch-bound, a longer one "underutilized"."""
+    if not measured > 0:
+        return "unknown"
+    if not math.isnan(launch_ms) and launch_ms >= LAUNCH_DOMINATED_SHARE * measured:
+        return "launch-bound"
+    if math.isnan(flops_ms) or math.isnan(bytes_ms):
         return "unknown"
     fraction = max(flops_ms, bytes_ms) / measured
     if fraction < LOW_FRACTION_OF_PEAK:
-        return "launch-bound" if measured < LAUNCH_BOUND_MAX_MS else "underutilized"
+        if math.isnan(launch_ms) and measured < LAUNCH_BOUND_MAX_MS:
+            return "launch-bound"
+        return "underutilized"
     return "compute-bound" if flops_ms >= bytes_ms else "memory-bound"
 
 
@@ -526,6 +609,14 @@ def _transfer_verdict(measured: float, bound: float) -> str:
     if bound / measured < LOW_FRACTION_OF_PEAK:
         return "latency-bound" if measured < LAUNCH_BOUND_MAX_MS else "underutilized"
     return "transfer-bound"
+
+
+def _first_num(run: Mapping[str, Any], *keys: str) -> float:
+    for key in keys:
+        value = _num(run.get(key))
+        if not math.isnan(value):
+            return value
+    return math.nan
 
 
 def _run_costs(run: Mapping[str, Any]) -> dict[str, float]:
@@ -539,8 +630,11 @@ def _run_costs(run: Mapping[str, Any]) -> dict[str, float]:
         "batch": batch,
         "flops": flops,
         "bytes": nbytes,
-        "h2d_bytes": _num(run.get("input_bytes_per_sample")) * batch,
-        "d2h_bytes": _num(run.get("output_bytes_per_sample")) * batch,
+        "kernels": _num(run.get("model_kernels")),
+        "h2d_bytes": _first_num(run, "model_input_bytes_per_sample", "input_bytes_per_sample")
+        * batch,
+        "d2h_bytes": _first_num(run, "model_output_bytes_per_sample", "output_bytes_per_sample")
+        * batch,
     }
 
 
@@ -592,7 +686,10 @@ def _roofline_rows(
                 costs["flops"], costs["bytes"], rate, rec["mem_bandwidth_gbs"]
             )
             bound = _bound(flops_ms, bytes_ms)
+            launch_ms = costs["kernels"] * _launch_us(rec) / 1e3
             out.update(
+                kernels=costs["kernels"],
+                launch_floor_ms=launch_ms,
                 bound_ms=bound,
                 flops_bound_ms=flops_ms,
                 bytes_bound_ms=bytes_ms,
@@ -603,7 +700,7 @@ def _roofline_rows(
                 else math.nan,
                 achieved_tflops=_ms(costs["flops"], measured * 1e9),
                 achieved_gbs=_ms(costs["bytes"], measured * 1e6),
-                verdict=_compute_verdict(measured, flops_ms, bytes_ms),
+                verdict=_compute_verdict(measured, flops_ms, bytes_ms, launch_ms),
             )
         elif stage in TRANSFER_STAGES:
             nbytes = costs[f"{stage}_bytes"]
@@ -679,6 +776,32 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
+def _efficiency(
+    efficiency: float | str | None,
+    measured: float,
+    src_roof: float,
+    src: Mapping[str, Any],
+    tgt: Mapping[str, Any],
+    src_verdict: str,
+) -> tuple[float, str]:
+    """The fraction of its roofline the target is assumed to reach, and whose figure it is."""
+    if isinstance(efficiency, (int, float)) and not isinstance(efficiency, bool):
+        return float(efficiency), "stated"
+    same_class = src.get("device_class") == tgt.get("device_class")
+    measurable = src_verdict not in ("launch-bound", "unknown") and src_roof > 0
+    if same_class and measurable and measured > 0:
+        return src_roof / measured, f"the source run's own on {src['name']}"
+    if not same_class:
+        why = f"a {src.get('device_class')} engine's efficiency does not carry to a {tgt.get('device_class')}"
+    elif not measurable:
+        why = f"the source run is {src_verdict} and shows no efficiency"
+    else:
+        why = "the source run shows no efficiency"
+    if efficiency == "source":
+        why = "asked for the source's, but " + why
+    return DEFAULT_EFFICIENCY, f"default ({why})"
+
+
 def _project_compute(
     measured: float,
     costs: Mapping[str, float],
@@ -686,15 +809,38 @@ def _project_compute(
     src_precision: str,
     tgt: Mapping[str, Any],
     tgt_precision: str,
-) -> tuple[float, str]:
+    *,
+    efficiency: float | str | None = None,
+    launch_us: float | None = None,
+) -> dict[str, Any]:
+    """Predicted compute time on the target and every assumption behind it (see `project`)."""
     src_rate = _peak_rate(src, src_precision)
     tgt_rate = _peak_rate(tgt, tgt_precision)
+    kernels = costs["kernels"]
+    src_launch_us = launch_us if launch_us is not None else _launch_us(src)
+    tgt_launch_us = launch_us if launch_us is not None else _launch_us(tgt)
+    src_launch = kernels * src_launch_us / 1e3
+    tgt_launch = kernels * tgt_launch_us / 1e3
+    out: dict[str, Any] = {
+        "kernels": kernels,
+        "launch_us": tgt_launch_us,
+        "launch_floor_ms": tgt_launch,
+        "efficiency": math.nan,
+        "efficiency_basis": None,
+        "roofline_ms": math.nan,
+        "bound": None,
+    }
     src_flops_ms, src_bytes_ms = _compute_terms(
         costs["flops"], costs["bytes"], src_rate, src["mem_bandwidth_gbs"]
     )
-    verdict = _compute_verdict(measured, src_flops_ms, src_bytes_ms)
-    if verdict == "launch-bound":
-        return measured, "unchanged (launch-bound on the source)"
+    verdict = _compute_verdict(measured, src_flops_ms, src_bytes_ms, src_launch)
+    if verdict == "launch-bound" and math.isnan(kernels):
+        return {
+            **out,
+            "predicted_ms": measured,
+            "basis": "unchanged (launch-bound on the source; kernel count unknown)",
+            "bound": "launch",
+        }
     scale = 1.0
     if (
         src_precision != tgt_precision
@@ -708,33 +854,70 @@ def _project_compute(
     # An arithmetic peak missing on either side means the precision cannot be compared; a missing
     # bandwidth (a host CPU without one) leaves a partial roofline on the arithmetic term alone.
     if math.isnan(costs["flops"]):
-        return math.nan, "unknown: model FLOPs missing"
+        return {**out, "predicted_ms": math.nan, "basis": "unknown: model FLOPs missing"}
     if math.isnan(tgt_rate):
-        return math.nan, f"unknown: target has no {tgt_precision or 'known'} peak"
+        return {
+            **out,
+            "predicted_ms": math.nan,
+            "basis": f"unknown: target has no {tgt_precision or 'known'} peak",
+        }
     if math.isnan(src_rate):
-        return math.nan, f"unknown: source has no {src_precision or 'known'} peak"
+        return {
+            **out,
+            "predicted_ms": math.nan,
+            "basis": f"unknown: source has no {src_precision or 'known'} peak",
+        }
     use_bytes = not (math.isnan(src_bytes_ms) or math.isnan(tgt_bytes_ms))
     nan = math.nan
     src_bound = _bound(src_flops_ms, src_bytes_ms if use_bytes else nan)
     tgt_bound = _bound(tgt_flops_ms, tgt_bytes_ms if use_bytes else nan)
     src_regime = "compute" if src_bound == src_flops_ms else "memory"
     tgt_regime = "compute" if tgt_bound == tgt_flops_ms else "memory"
-    if src_regime == tgt_regime == "compute":
-        if src_precision == tgt_precision:
-            basis = f"{src_precision} peak ratio {_fmt(src_rate)}/{_fmt(tgt_rate)} TFLOPS"
+    eff, eff_basis = _efficiency(efficiency, measured, src_bound, src, tgt, verdict)
+    if not eff > 0:
+        raise PerflabError(f"efficiency must be a fraction of peak above 0, got {eff!r}")
+    roofline_ms = tgt_bound / eff
+    if eff_basis.startswith("the source run"):
+        # The same engine on the same class of device: the ratio of the two rooflines.
+        if src_regime == tgt_regime == "compute":
+            if src_precision == tgt_precision:
+                basis = f"{src_precision} peak ratio {_fmt(src_rate)}/{_fmt(tgt_rate)} TFLOPS"
+            else:
+                basis = (
+                    f"peak ratio {src_precision} {_fmt(src_rate)} / {tgt_precision}"
+                    f" {_fmt(tgt_rate)} TFLOPS"
+                )
+        elif src_regime == tgt_regime == "memory":
+            basis = (
+                f"memory bandwidth ratio {_fmt(src['mem_bandwidth_gbs'])}/"
+                f"{_fmt(tgt['mem_bandwidth_gbs'])} GB/s"
+            )
+            if scale != 1.0:
+                basis += f", bytes x{_fmt(scale)} for {tgt_precision}"
         else:
-            basis = f"peak ratio {src_precision} {_fmt(src_rate)} / {tgt_precision} {_fmt(tgt_rate)} TFLOPS"
-    elif src_regime == tgt_regime == "memory":
-        basis = f"memory bandwidth ratio {_fmt(src['mem_bandwidth_gbs'])}/{_fmt(tgt['mem_bandwidth_gbs'])} GB/s"
-        if scale != 1.0:
-            basis += f", bytes x{_fmt(scale)} for {tgt_precision}"
+            basis = f"roofline bound ratio ({src_regime}-bound -> {tgt_regime}-bound)"
+        if verdict == "underutilized":
+            basis += " (source underutilized: assumes the same fraction of peak)"
     else:
-        basis = f"roofline bound ratio ({src_regime}-bound -> {tgt_regime}-bound)"
+        basis = f"{tgt_regime}-bound roofline at {_fmt(eff)} of the target's peak"
     if not use_bytes:
         basis += " (partial roofline: memory bandwidth or model bytes unknown)"
-    if verdict == "underutilized":
-        basis += " (source underutilized: assumes the same fraction of peak)"
-    return measured * tgt_bound / src_bound, basis
+    predicted, bound = roofline_ms, tgt_regime
+    if not math.isnan(tgt_launch) and tgt_launch > roofline_ms:
+        predicted, bound = tgt_launch, "launch"
+        basis = (
+            f"launch floor {_fmt(kernels)} kernels x {_fmt(tgt_launch_us)} us"
+            f" (the roofline at this efficiency, {_fmt(roofline_ms)} ms, is shorter)"
+        )
+    return {
+        **out,
+        "predicted_ms": predicted,
+        "basis": basis,
+        "efficiency": eff,
+        "efficiency_basis": eff_basis,
+        "roofline_ms": roofline_ms,
+        "bound": bound,
+    }
 
 
 def _project_transfer(
@@ -751,6 +934,20 @@ def _project_transfer(
     )
 
 
+def _added_copy(nbytes: float, tgt: Mapping[str, Any]) -> tuple[float, str]:
+    """A copy the source never made (it ran on a CPU) at the target's PCIe rate."""
+    latency_ms = COPY_LATENCY_US / 1e3
+    if math.isnan(nbytes) or math.isnan(tgt["pcie_gbs"]) or tgt["pcie_gbs"] <= 0:
+        return latency_ms, (
+            f"added: the source made no copy; {_fmt(COPY_LATENCY_US)} us latency only"
+            " (bytes or PCIe rate unknown)"
+        )
+    return latency_ms + _ms(nbytes, tgt["pcie_gbs"] * 1e6), (
+        f"added: the source made no copy; {_fmt(COPY_LATENCY_US)} us + {_fmt(nbytes)} B"
+        f" at {_fmt(tgt['pcie_gbs'])} GB/s PCIe"
+    )
+
+
 def project(
     runs: pd.DataFrame,
     stage_medians: pd.DataFrame,
@@ -758,34 +955,45 @@ def project(
     device: str | Mapping[str, Any],
     from_device: str | Mapping[str, Any] | None = None,
     to_precision: str | None = None,
+    efficiency: float | str | None = None,
+    launch_us: float | None = None,
 ) -> pd.DataFrame:
     """Predict each run's stage times on another device from its measured medians and the rooflines.
 
     Every output row is a prediction (kind = "predicted"); measured values appear only as the
-    measured_ms they were derived from.
+    measured_ms they were derived from. Every assumption is a column.
 
-    Inputs are those of `roofline`. ``device`` is the target (a table name, a mapping of peaks or a
-    fingerprint); ``from_device`` overrides the source (default: each run's device_name, or the
-    fingerprint for CPU runs, as in `roofline`). ``to_precision`` assumes another precision on the
-    target (default: the run's effective precision); weight and activation bytes then scale by
-    element size (``PRECISION_BYTES``).
+    Inputs are those of `roofline` (optional ``model_kernels``, ``model_input_bytes_per_sample``
+    and ``model_output_bytes_per_sample`` give the launch floor and the copies). ``device`` is the
+    target (a table name, a mapping of peaks or a fingerprint); ``from_device`` overrides the
+    source (default: each run's device_name, or the fingerprint for CPU runs, as in `roofline`).
+    ``to_precision`` assumes another precision on the target (default: the run's effective
+    precision); weight and activation bytes then scale by element size (``PRECISION_BYTES``).
+    ``efficiency``: the fraction of its roofline the target reaches: a number for every run,
+    ``"source"`` or None (default) for the source run's own fraction where the source is the same
+    class of device (GPU to GPU, CPU to CPU) and not launch-bound, else ``DEFAULT_EFFICIENCY``: one
+    engine's efficiency on a CPU says nothing about a GPU engine. ``launch_us``: the per-kernel
+    launch cost on both sides (default ``GPU_LAUNCH_US`` for GPUs, ``CPU_LAUNCH_US`` for CPUs).
 
     Model, per stage:
-      compute: launch-bound on the source (see `roofline`) -> unchanged. Otherwise
-        predicted = measured x bound_target / bound_source, the roofline bound of the same model
-        on each device. When both are compute-bound this is the ratio of the precision's peaks;
-        when both are memory-bound, the ratio of memory bandwidths. It assumes the target reaches
-        the same fraction of its roofline as the source did (optimistic when the target's time
-        falls into the launch-bound range, whose fixed costs this model does not know).
-      h2d/d2h: latency-bound copies unchanged; otherwise scaled by the PCIe bandwidth ratio.
+      compute: predicted = max(target roofline bound / efficiency, kernels x launch cost).
+        With the source's own efficiency the first term is measured x bound_target /
+        bound_source: the ratio of the precision's peaks when both sides are compute-bound, of the
+        memory bandwidths when both are memory-bound. A source that is launch-bound with no
+        kernel count known stays unchanged.
+      h2d/d2h: latency-bound copies unchanged; otherwise scaled by the PCIe bandwidth ratio. A
+        GPU target of a run that made no copies (a CPU run) gets both, at ``COPY_LATENCY_US`` plus
+        the input or output bytes at the target's PCIe rate (measured_ms NaN: nothing was measured).
       preprocess/postprocess: unchanged (host work).
       e2e: sum of the predicted stages + the measured harness gap (e2e p50 minus the sum of the
         stage p50s; without an e2e median the gap is 0 and measured e2e is the sum of stages).
         speedup = measured / predicted, Amdahl's law over the stages.
     Stages other than these (enqueue, load, ...) are not projected.
 
-    Output columns: run_id, stage, measured_ms, predicted_ms, speedup, basis (the ratio used),
-    from_device, to_device, kind.
+    Output columns: run_id, stage, measured_ms, predicted_ms, speedup, basis (the ratio or term
+    used), from_device, to_device, kind, and for compute the assumptions: efficiency,
+    efficiency_basis (whose figure), kernels, launch_us, launch_floor_ms, roofline_ms (the roofline
+    term at that efficiency) and bound (compute, memory or launch, on the target).
 
     Example (GTX 1070 -> RTX 3090, fp32, compute-bound 10 GFLOP model)::
 
@@ -802,6 +1010,15 @@ def project(
         raise PerflabError(
             f"unknown precision {to_precision!r}; valid: {', '.join((*PRECISION_PEAK_COLUMNS, 'best'))}"
         )
+    if efficiency is not None and efficiency != "source":
+        if isinstance(efficiency, bool) or not isinstance(efficiency, (int, float)):
+            raise PerflabError(
+                f"efficiency must be a number in (0, 1] or 'source', got {efficiency!r}"
+            )
+        if not 0 < efficiency <= 1:
+            raise PerflabError(f"efficiency must be in (0, 1], got {efficiency!r}")
+    if launch_us is not None and not (isinstance(launch_us, (int, float)) and launch_us >= 0):
+        raise PerflabError(f"launch_us must be a number of microseconds >= 0, got {launch_us!r}")
     runs, stages = _joined(runs, stage_medians)
     tgt = _resolve(device)
     sources = _run_records(runs, from_device)
@@ -823,24 +1040,41 @@ def project(
             "to_device": tgt["name"],
             "kind": "predicted",
         }
+        add_copies = src.get("device_class") == "cpu" and tgt.get("device_class") == "gpu"
         measured_sum = predicted_sum = 0.0
         for stage in PIPELINE_STAGES:
+            extra: dict[str, Any] = {}
             if stage not in medians[i]:
-                continue
-            measured = medians[i][stage]
-            if stage in HOST_STAGES:
-                predicted, basis = measured, "unchanged (host work)"
-            elif stage == "compute":
-                predicted, basis = _project_compute(
-                    measured, costs, src, src_precision, tgt, tgt_precision
-                )
+                if not (add_copies and stage in TRANSFER_STAGES and "compute" in medians[i]):
+                    continue
+                measured = math.nan
+                predicted, basis = _added_copy(costs[f"{stage}_bytes"], tgt)
             else:
-                predicted, basis = _project_transfer(measured, costs[f"{stage}_bytes"], src, tgt)
-            measured_sum += measured
+                measured = medians[i][stage]
+                measured_sum += measured
+                if stage in HOST_STAGES:
+                    predicted, basis = measured, "unchanged (host work)"
+                elif stage == "compute":
+                    extra = _project_compute(
+                        measured,
+                        costs,
+                        src,
+                        src_precision,
+                        tgt,
+                        tgt_precision,
+                        efficiency=efficiency,
+                        launch_us=launch_us,
+                    )
+                    predicted, basis = extra.pop("predicted_ms"), extra.pop("basis")
+                else:
+                    predicted, basis = _project_transfer(
+                        measured, costs[f"{stage}_bytes"], src, tgt
+                    )
             predicted_sum += predicted
             rows.append(
                 {
                     **base,
+                    **extra,
                     "stage": stage,
                     "measured_ms": measured,
                     "predicted_ms": predicted,
@@ -870,3 +1104,230 @@ def project(
         speedup = out["measured_ms"].astype("float64") / out["predicted_ms"].astype("float64")
     out.insert(PROJECTION_COLUMNS.index("speedup"), "speedup", speedup)
     return out[list(PROJECTION_COLUMNS)]
+
+
+CHECK_COLUMNS = (
+    "source_run_id",
+    "target_run_id",
+    "from_device",
+    "to_device",
+    "stage",
+    "source_ms",
+    "predicted_ms",
+    "measured_ms",
+    "ratio",
+    "predicted_speedup",
+    "measured_speedup",
+    "source_batch",
+    "target_batch",
+    "basis",
+    "efficiency_basis",
+    "bound",
+)
+
+
+def _same_model_key(run: Mapping[str, Any]) -> tuple[Any, Any]:
+    sha = run.get("model_sha256")
+    model = sha if isinstance(sha, str) and sha else run.get("model")
+    return model, _run_precision(run)
+
+
+def projection_check(
+    runs: pd.DataFrame,
+    stage_medians: pd.DataFrame,
+    *,
+    stages: tuple[str, ...] = ("h2d", "compute", "d2h", "e2e"),
+    **project_kw: Any,
+) -> pd.DataFrame:
+    """The projection's own error: each run projected onto every other measured device.
+
+    For every ordered pair of runs of the same model (sha256, else name) and precision measured
+    on two different devices, `project` predicts the source's stages on the target's device and
+    sets them beside what the target measured. ``ratio`` = predicted / measured (1 = exact);
+    ``predicted_speedup`` and ``measured_speedup`` are source / predicted and source / measured.
+    Batch sizes are kept as columns rather than required to match: a projection keeps the
+    source's batch, so a pair at different batches compares unlike work (say so when reading).
+
+    Output: one row per pair and stage measured on both sides, with the columns of
+    ``CHECK_COLUMNS`` (source_run_id, target_run_id, from_device, to_device, stage, source_ms,
+    predicted_ms, measured_ms, ratio, predicted_speedup, measured_speedup, source_batch,
+    target_batch, basis, efficiency_basis, bound).
+
+    Example (two trtexec logs of one model)::
+
+        from_device to_device stage   source_ms predicted_ms measured_ms ratio
+        GTX 1070    RTX 3090  compute 0.1536    0.0420       0.0439      0.957
+    """
+    runs, stages_frame = _joined(runs, stage_medians)
+    medians = {
+        (r, s): v
+        for r, s, v in zip(
+            stages_frame["run_id"], stages_frame["stage"], stages_frame["p50_ms"], strict=True
+        )
+    }
+    records = runs.to_dict("records")
+    rows = []
+    for src in records:
+        for tgt in records:
+            if src["run_id"] == tgt["run_id"] or _same_model_key(src) != _same_model_key(tgt):
+                continue
+            if not isinstance(tgt.get("device_name"), str) or src.get("device_name") == tgt.get(
+                "device_name"
+            ):
+                continue
+            try:
+                target = lookup_device(tgt["device_name"])["name"]
+            except PerflabError:
+                continue  # a device the table does not know: nothing to project onto
+            one = runs[runs["run_id"] == src["run_id"]]
+            predicted = project(one, stage_medians, device=target, **project_kw)
+            for p in predicted.to_dict("records"):
+                measured = _num(medians.get((tgt["run_id"], p["stage"])))
+                if p["stage"] not in stages or math.isnan(measured):
+                    continue
+                source_ms, predicted_ms = _num(p["measured_ms"]), _num(p["predicted_ms"])
+                rows.append(
+                    {
+                        "source_run_id": src["run_id"],
+                        "target_run_id": tgt["run_id"],
+                        "from_device": p["from_device"],
+                        "to_device": p["to_device"],
+                        "stage": p["stage"],
+                        "source_ms": source_ms,
+                        "predicted_ms": predicted_ms,
+                        "measured_ms": measured,
+                        "ratio": predicted_ms / measured if measured > 0 else math.nan,
+                        "predicted_speedup": source_ms / predicted_ms
+                        if predicted_ms > 0
+                        else math.nan,
+                        "measured_speedup": source_ms / measured if measured > 0 else math.nan,
+                        "source_batch": src.get("batch_size"),
+                        "target_batch": tgt.get("batch_size"),
+                        "basis": p["basis"],
+                        "efficiency_basis": p.get("efficiency_basis"),
+                        "bound": p.get("bound"),
+                    }
+                )
+    return pd.DataFrame(rows, columns=list(CHECK_COLUMNS))
+
+
+# --------------------------------------------------------------------------------------------
+# The bound of each run, in words
+
+# A run is host- or copy-bound when that part of the iteration reaches this share of it.
+DOMINANT_SHARE = 0.5
+BOUND_COLUMNS = (
+    "run_id",
+    "bound",
+    "host_share",
+    "copy_share",
+    "compute_share",
+    "compute_verdict",
+    "device_can_save",
+    "text",
+)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f} %"
+
+
+def bounds(roofline_rows: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """What limits each run, as a word and a sentence, from its stage medians and its roofline.
+
+    Input: the output of `roofline` (one row per run and stage) and the runs (run_id, device).
+    Host work is preprocess + postprocess + the harness gap (e2e minus the stages); copies are
+    h2d + d2h. A run is ``host-bound`` when host work is at least ``DOMINANT_SHARE`` of the
+    iteration, ``copy-bound`` when copies are; otherwise its bound is the compute stage's roofline
+    verdict (compute-, memory-, launch-bound, underutilized, unknown). ``device_can_save`` is the
+    most a faster device could save: the share of the iteration outside host work (for a
+    copy-bound run on the same PCIe link, outside host work and copies too).
+
+        run_id stage      measured_ms verdict          run_id bound      host_share text
+        r1     preprocess 7.8         None        ->   r1     host-bound 0.78       "78 % of this
+        r1     compute    2.0         compute-bound                                  iteration is ..."
+        r1     e2e        10.0        None
+    """
+    _check_columns(roofline_rows, ("run_id", "stage", "measured_ms", "verdict"), "roofline rows")
+    device_of = dict(zip(runs["run_id"], runs["device"], strict=False)) if len(runs) else {}
+    out = []
+    for run_id, g in roofline_rows.groupby("run_id", sort=False):
+        t = dict(zip(g["stage"], g["measured_ms"].astype("float64"), strict=True))
+        stages = [t[s] for s in PIPELINE_STAGES if s in t and not math.isnan(t[s])]
+        if not stages:
+            continue
+        total = t.get("e2e", math.nan)
+        if math.isnan(total) or total <= 0:
+            total = sum(stages)
+        gap = max(total - sum(stages), 0.0)
+        host = t.get("preprocess", 0.0) + t.get("postprocess", 0.0) + gap
+        copies = t.get("h2d", 0.0) + t.get("d2h", 0.0)
+        compute = t.get("compute", math.nan)
+        verdict = g.loc[g["stage"] == "compute", "verdict"]
+        verdict = (
+            verdict.iloc[0] if len(verdict) and isinstance(verdict.iloc[0], str) else "unknown"
+        )
+        host_share, copy_share = host / total, copies / total
+        compute_share = compute / total if not math.isnan(compute) else math.nan
+        faster = "a faster device" if _is_cpu(device_of.get(run_id)) else "a faster GPU"
+        if host_share >= DOMINANT_SHARE:
+            bound, can_save = "host-bound", 1 - host_share
+            text = (
+                f"{_pct(host_share)} of this iteration is host-side work (preprocess"
+                f" {t.get('preprocess', 0.0):.3g} ms, postprocess {t.get('postprocess', 0.0):.3g}"
+                f" ms, harness {gap:.3g} ms): {faster} can save at most {_pct(can_save)}."
+            )
+        elif copy_share >= DOMINANT_SHARE:
+            bound, can_save = "copy-bound", 1 - host_share - copy_share
+            text = (
+                f"{_pct(copy_share)} of this iteration is host<->device copies: {faster} on the"
+                f" same PCIe link can save at most {_pct(can_save)}; pinned buffers and fewer or"
+                " overlapped copies do more."
+            )
+        else:
+            bound, can_save = verdict, 1 - host_share
+            c = g[g["stage"] == "compute"].iloc[0] if (g["stage"] == "compute").any() else None
+            share = f"compute is {_pct(compute_share)} of the iteration and"
+            if verdict in ("compute-bound", "memory-bound"):
+                what = "arithmetic rate" if verdict == "compute-bound" else "memory bandwidth"
+                text = (
+                    f"{share} {verdict} ({_pct(c['fraction_of_peak'])} of {c['device_peak_name']}'s"
+                    f" roofline): it scales with the device's {what}; {faster} can save at most"
+                    f" {_pct(can_save)}."
+                )
+            elif verdict == "launch-bound":
+                floor = (
+                    ""
+                    if c is None or math.isnan(_num(c.get("launch_floor_ms")))
+                    else (
+                        f" ({c['kernels']:.0f} kernels need about {c['launch_floor_ms']:.3g} ms of"
+                        f" its {compute:.3g} ms)"
+                    )
+                )
+                text = (
+                    f"{share} launch-bound{floor}: {faster} barely helps; fewer or fused kernels"
+                    " (a fused engine, CUDA graphs) or a larger batch do."
+                )
+            elif verdict == "underutilized":
+                text = (
+                    f"{share} far below its roofline ({_pct(c['fraction_of_peak'])}): neither"
+                    " arithmetic nor memory limits it; the engine's kernels, threads or layout do."
+                )
+            else:
+                text = (
+                    f"{share} of unknown bound: the device's peaks or the model's cost are"
+                    " not known."
+                )
+        out.append(
+            {
+                "run_id": run_id,
+                "bound": bound,
+                "host_share": host_share,
+                "copy_share": copy_share,
+                "compute_share": compute_share,
+                "compute_verdict": verdict,
+                "device_can_save": max(can_save, 0.0),
+                "text": text,
+            }
+        )
+    return pd.DataFrame(out, columns=list(BOUND_COLUMNS))

@@ -11,6 +11,7 @@ light and lets this package hold the helpers they share without an import cycle.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,13 +34,22 @@ _DISPATCH = {
 DEFAULT_STUDY = "imported"
 
 
-def import_file(kind: str, paths: str | Path | Iterable[str | Path], out: str | Path) -> list[str]:
+def import_file(
+    kind: str,
+    paths: str | Path | Iterable[str | Path],
+    out: str | Path,
+    *,
+    model: str | Path | None = None,
+) -> list[str]:
     """Import one or more files of one kind into the result folder `out`; returns the run ids.
 
     `trtexec` takes all paths together (JSON exports given together belong to one run);
     `ort-profile` and `nsys` import each path as its own run. All files are parsed before the first
-    one is written, so one bad file leaves `out` as it was.
+    one is written, so one bad file leaves `out` as it was. `model` (trtexec only) names the ONNX
+    file the log timed (see `attach_model`).
     """
+    if model is not None and kind != "trtexec":
+        raise ImportFormatError(f"a model file goes with trtexec imports, not {kind}")
     if kind not in _DISPATCH:
         raise ImportFormatError(f"unknown import kind {kind!r}; valid kinds: {', '.join(KINDS)}")
     path_list = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
@@ -49,6 +59,9 @@ def import_file(kind: str, paths: str | Path | Iterable[str | Path], out: str | 
     module = importlib.import_module(module_name)
     if kind == "trtexec":
         parsed = module.read_trtexec_runs(path_list)
+        if model is not None:
+            for run in parsed:
+                attach_model(run.row, Path(model))
     elif kind == "ort-profile":
         parsed = [module.read_ort_profile_run(p) for p in path_list]
     else:
@@ -97,6 +110,33 @@ def frame(table: str, rows: list[Mapping[str, object]] | pd.DataFrame) -> pd.Dat
         if name not in df.columns:
             df[name] = None
     return df[names]
+
+
+def attach_model(row: dict, model: Path) -> None:
+    """Give an imported run the cost of the ONNX model it timed, at its batch size.
+
+    The log's own name for the model stays in ``meta.model_in_log``. Weight bytes and the kernel
+    count that the log printed for its engine are kept: the engine is what was timed."""
+    from perflab import models
+
+    batch = int(row.get("batch_size") or 1)
+    info = models.resolve(str(model), batch_size=batch)
+    meta = json.loads(row.get("meta") or "{}")
+    meta["model_in_log"] = row.get("model")
+    notes = json.loads(row.get("notes") or "[]")
+    if row.get("model") and Path(str(row["model"])).name != model.name:
+        notes.append(f"the log names {Path(str(row['model'])).name}; cost from {model.name}")
+    row.update(
+        model=str(model),
+        model_sha256=info.source_sha256 or info.sha256,
+        model_flops_per_sample=info.flops_per_sample,
+        model_activation_bytes_per_sample=info.activation_bytes_per_sample,
+        model_input_bytes_per_sample=models.tensor_bytes(info.inputs) / batch,
+        model_output_bytes_per_sample=models.tensor_bytes(info.outputs) / batch,
+    )
+    row.setdefault("model_param_bytes", float(info.param_bytes))
+    row.setdefault("model_kernels", float(info.node_count))
+    row["meta"], row["notes"] = store.json_text(meta), store.json_text(notes)
 
 
 def commit(out: str | Path, runs: list[ImportedRun]) -> list[str]:

@@ -97,6 +97,11 @@ _QUERIES_RE = re.compile(rf"^Timing trace has (?P<n>\d+) queries over (?P<s>{NUM
 _WARMUP_RE = re.compile(rf"^Warmup completed (?P<n>\d+) queries over (?P<ms>{NUM}) ms")
 _BUILT_RE = re.compile(rf"^Engine built in (?P<s>{NUM}) sec")
 _LOADED_RE = re.compile(rf"^Engine loaded in (?P<s>{NUM}) sec")
+# What the engine holds, as TensorRT prints it: the projection's weight bytes and kernel count.
+_WEIGHTS_RE = re.compile(r"^Total Weights Memory:\s*(?P<v>[0-9]+)\s*bytes")
+_ENGINE_SIZE_RE = re.compile(rf"^Loaded engine size:\s*(?P<v>{NUM})\s*(?P<u>[KMG]i?B)\b")
+_ENGINE_LAYER_RE = re.compile(r"^Layer\([A-Za-z0-9_]+\): ")
+_SIZE_UNITS = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 _DESERIALIZED_RE = re.compile(rf"^Engine deserialized in (?P<s>{NUM}) sec")
 _BINDING_RE = re.compile(
     r"^(?:Created input binding for (?P<a>.+?) with dimensions (?P<da>[\dx]+)"
@@ -353,6 +358,10 @@ def _parse_log_run(run: _LogRun) -> ParsedLog:
             if um:
                 p.facts["gpu_compute_cv_pct"] = parse_number(um.group("v"))
         if text.startswith("[TRT]"):
+            _engine_fact(p, text[len("[TRT]") :].strip())
+            continue
+        if _ENGINE_LAYER_RE.match(text):
+            p.facts["engine_layers"] = int(p.facts.get("engine_layers", 0)) + 1
             continue
         sm = _SECTION_RE.match(text)
         if sm:
@@ -472,6 +481,38 @@ def _parse_log_run(run: _LogRun) -> ParsedLog:
                     int(d) for d in om.group("dims").split("x")
                 ]
     return p
+
+
+def _engine_fact(p: ParsedLog, text: str) -> None:
+    """Weight bytes and engine size from TensorRT's own log lines (the last one printed wins)."""
+    m = _WEIGHTS_RE.match(text)
+    if m:
+        p.facts["engine_weights_bytes"] = int(m.group("v"))
+        return
+    m = _ENGINE_SIZE_RE.match(text)
+    if m:
+        p.facts["engine_size_bytes"] = int(parse_number(m.group("v")) * _SIZE_UNITS[m.group("u")])
+
+
+def _engine_cost(p: ParsedLog, notes: list[str]) -> dict[str, float]:
+    """Model-cost columns the log itself gives: the engine's weight bytes and its layer count.
+
+    The engine is what trtexec timed, whatever ONNX file a user names beside the log, so these
+    take precedence for the roofline. The engine size (TRT 8) bounds the weights from above."""
+    cost: dict[str, float] = {}
+    if "engine_weights_bytes" in p.facts:
+        cost["model_param_bytes"] = float(p.facts["engine_weights_bytes"])
+        notes.append("model_param_bytes: the engine's Total Weights Memory as TensorRT printed it")
+    elif "engine_size_bytes" in p.facts:
+        cost["model_param_bytes"] = float(p.facts["engine_size_bytes"])
+        notes.append(
+            "model_param_bytes: the engine size TensorRT printed (weights plus kernels: an upper"
+            " bound)"
+        )
+    if p.facts.get("engine_layers"):
+        cost["model_kernels"] = float(p.facts["engine_layers"])
+        notes.append("model_kernels: the layers of the engine's layer information")
+    return cost
 
 
 def _option(p: ParsedLog, section: str, *keys: str) -> str | None:
@@ -791,6 +832,7 @@ def _log_run(p: ParsedLog, source: Path, index: int, n_runs: int) -> ImportedRun
         measure_wall_s=walltime if walltime is not None else p.facts.get("trace_wall_s"),
         load_ms=None if load_s is None else float(load_s) * 1000.0,
         build_ms=None if build_s is None else float(build_s) * 1000.0,
+        **_engine_cost(p, notes),
         notes=notes,
         meta=meta,
     )
