@@ -5,9 +5,10 @@ Every per-run analysis (summary, warmup, harness gap, breakdown) depends only on
 rows, so running it on one chunk of runs at a time and concatenating gives exactly the numbers of
 one call on the whole frame: each group's sorted values are the same array either way.
 
-Plan: one DuckDB aggregate over the files counts the selected rows per (file, run); runs are then
-packed in run-id order into chunks of at most `max_rows` rows (a run is never split), each chunk
-read with one filtered, projected scan of just the files that hold its runs.
+Plan: one DuckDB scan of the run, phase and stage columns (the catalog, kept by the caller) counts
+rows per file, run, phase and stage; each read packs the runs it selects, in run-id order, into
+chunks of at most `max_rows` rows (a run is never split) and reads each chunk with one filtered,
+projected scan of just the files that hold its runs.
 """
 
 from __future__ import annotations
