@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.perflab-installed
 
-.PHONY: demo test venv lint bench clean browser
+.PHONY: demo test venv lint bench clean browser gpu-check gpu-check-wheels gpu-check-lent
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,27 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
+
+# The GPU check (README "Checking the GPU paths"). It runs on any machine: without a GPU every check
+# is `unavailable` with its reason. It uses this checkout's venv where there is one, else python3
+# (a lent GPU machine, where torch, CuPy and onnxruntime are preinstalled).
+GPU_CHECK_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+GPU_CHECK_JSON ?= data/gpu-check.json
+WHEELS := .whl
+
+gpu-check:
+	$(GPU_CHECK_PYTHON) benchmarks/gpu_check.py -o $(GPU_CHECK_JSON)
+
+# Downloads the wheels a lent machine lacks into $(WHEELS)/ (carried beside the tree); fails over 60 MiB.
+gpu-check-wheels:
+	$(GPU_CHECK_PYTHON) benchmarks/gpu_check_wheels.py gather -d $(WHEELS)
+
+# On a lent GPU machine (no registry): the carried wheels it lacks, perflab itself, the check.
+# A failed install does not stop the check: it then names what is missing.
+gpu-check-lent:
+	-$(GPU_CHECK_PYTHON) benchmarks/gpu_check_wheels.py install -d $(WHEELS)
+	-$(GPU_CHECK_PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(GPU_CHECK_PYTHON) benchmarks/gpu_check.py -o $(GPU_CHECK_JSON)
 
 clean:
 	rm -rf $(VENV) data/demo reports/*.html

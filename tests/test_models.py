@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from perflab import models as M
 from perflab.errors import ModelError, Unsupported
+from perflab.models import conversion
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -590,7 +591,7 @@ def test_int8_resnet18_is_static_qdq_agrees_and_is_cached(
     def fail(*args, **kwargs):
         raise AssertionError("a cached conversion must not quantize again")
 
-    monkeypatch.setattr(M, "_quantize_static", fail)
+    monkeypatch.setattr(conversion, "_quantize_static", fail)
     again = M.convert(info, "int8", cache_dir=models_cache)
     assert again == c
 
@@ -629,7 +630,7 @@ def test_int8_falls_back_to_dynamic_when_static_fails(models_resolve, tmp_path, 
     def broken(*args, **kwargs):
         raise RuntimeError("calibration\nexploded")
 
-    monkeypatch.setattr(M, "_quantize_static", broken)
+    monkeypatch.setattr(conversion, "_quantize_static", broken)
     c = M.convert(models_resolve("mlp", 2), "int8", cache_dir=tmp_path)
     assert c.method == "int8-dynamic"
     assert (

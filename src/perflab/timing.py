@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from time import perf_counter_ns
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
 
 from perflab.nvtx import Annotator
+
+if TYPE_CHECKING:  # pyarrow is imported by `table` only, so timing works where it is missing
+    import pyarrow as pa
 
 # Names are fixed: NVTX range names, parquet values and plot labels.
 ITERATION_STAGES = ("preprocess", "h2d", "compute", "d2h", "postprocess")
@@ -193,6 +196,8 @@ class Recorder:
 
     def table(self, run_id: str) -> pa.Table:
         """The samples as an arrow table in the store's `samples` layout."""
+        import pyarrow as pa
+
         from perflab import store
 
         a = self.arrays()
