@@ -281,9 +281,7 @@ class Results:
         """stats.warnings(): noisy runs, too few samples, launch- or transfer-bound, throttling."""
         return self._cached(
             "warnings",
-            lambda: _warnings(
-                None, self.runs, self.telemetry, summary=self._summary_only(ci=None)
-            ),
+            lambda: _warnings(None, self.runs, self.telemetry, summary=self._summary_only(ci=None)),
         )
 
     def breakdown(self, **kw: Any) -> pd.DataFrame:
