@@ -237,10 +237,10 @@ def _show(console, folders, run_ids=None) -> None:
     if ok.runs.empty:
         console.print("no ok runs to summarize")
         return
-    summary = ok.summary()
+    # No CI columns are printed, so none are computed (and scipy is never imported).
+    summary = ok.summary(ci=None)
     gaps = ok.harness_gap().set_index("run_id")["gap_p50_ms"]
-    table = Table(title="median per stage (measured phase)", show_lines=False)
-    for col, justify in (
+    columns = (
         ("config", "left"),
         ("stage", "left"),
         ("n", "right"),
@@ -250,37 +250,53 @@ def _show(console, folders, run_ids=None) -> None:
         ("mean ms", "right"),
         ("CV %", "right"),
         ("items/s", "right"),
-    ):
-        table.add_column(col, justify=justify)
+    )
+    title = "median per stage (measured phase)"
     from perflab.stages import stage_rank
 
     summary = summary.assign(_o=summary["stage"].map(lambda s: stage_rank(s)[0])).sort_values(
         ["label", "run_id", "_o"]
     )
-    if summary["run_id"].nunique() > MAX_CONFIGS_ALL_STAGES:
+    few = summary["run_id"].nunique() <= MAX_CONFIGS_ALL_STAGES
+    if not few:
         # Every stage of hundreds of configs is unreadable (and slow to draw): e2e only.
         summary = summary.loc[summary["stage"] == "e2e"]
-        table.title = "e2e per config (measured phase); perflab.open(OUT).summary() has every stage"
+        title = "e2e per config (measured phase); perflab.open(OUT).summary() has every stage"
+    lines: list[tuple[str, ...] | None] = []  # None: a section break
     previous = None
     for r in summary.itertuples():
         label = printable(r.label) if r.run_id != previous else ""
         if previous is not None and r.run_id != previous and r.stage != "e2e":
-            table.add_section()
+            lines.append(None)
         previous = r.run_id
         throughput = getattr(r, "throughput_items_s", float("nan"))
-        table.add_row(
-            label,
-            r.stage,
-            f"{r.n}",
-            f"{r.p50_ms:.4f}",
-            f"{r.p90_ms:.4f}",
-            f"{r.p99_ms:.4f}",
-            f"{r.mean_ms:.4f}",
-            f"{r.cv_pct:.2f}",
-            "" if math.isnan(throughput) else f"{throughput:,.1f}",
+        lines.append(
+            (
+                str(label),
+                str(r.stage),
+                f"{r.n}",
+                f"{r.p50_ms:.4f}",
+                f"{r.p90_ms:.4f}",
+                f"{r.p99_ms:.4f}",
+                f"{r.mean_ms:.4f}",
+                f"{r.cv_pct:.2f}",
+                "" if math.isnan(throughput) else f"{throughput:,.1f}",
+            )
         )
         if r.stage == "e2e" and r.run_id in gaps.index:
-            table.add_row("", "gap (e2e - stages)", "", f"{gaps[r.run_id]:.4f}", "", "", "", "", "")
+            lines.append(("", "gap (e2e - stages)", "", f"{gaps[r.run_id]:.4f}", *[""] * 5))
+    if few:
+        table = Table(title=title, show_lines=False)
+        for col, justify in columns:
+            table.add_column(col, justify=justify)
+        for line in lines:
+            if line is None:
+                table.add_section()
+            else:
+                table.add_row(*line)
+    else:
+        # rich lays out every cell (about 2.5 ms a row): hundreds of rows print as plain text.
+        table = _plain_table(title, columns, [line for line in lines if line is not None])
     console.print(table)
     warned = ok.warnings()
     if len(warned):
@@ -292,6 +308,25 @@ def _show(console, folders, run_ids=None) -> None:
     if run_ids is None and len(others):
         for r in others.itertuples():
             console.print(printable(f"{r.status}: {r.label}: {_first_line(r.error)}"))
+
+
+def _plain_table(title: str, columns, rows: list[tuple[str, ...]]):
+    """A fixed-width text table (header, rule, rows) as one rich Text that is never wrapped."""
+    from rich.text import Text
+
+    widths = [
+        max([len(name), *(len(row[i]) for row in rows)]) for i, (name, _) in enumerate(columns)
+    ]
+
+    def line(cells) -> str:
+        return "  ".join(
+            c.ljust(w) if justify == "left" else c.rjust(w)
+            for c, w, (_, justify) in zip(cells, widths, columns)
+        ).rstrip()
+
+    header = line([name for name, _ in columns])
+    body = [title, header, "-" * len(header), *(line(row) for row in rows)]
+    return Text("\n".join(body), no_wrap=True, overflow="ignore")
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from perflab import backends, models, pipelines
-from perflab.reference import reference_outputs
 from perflab.errors import Unsupported
+from perflab.reference import reference_outputs
 from perflab.spec import RunConfig
 from perflab.timing import Recorder, SetupTimer
 
