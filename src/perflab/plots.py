@@ -26,6 +26,9 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from perflab.errors import PerflabError
+from perflab.store import LAYER_OP_PREFIX
+
 # Stage order in stacks and legends: pipeline order, then the derived and nested stages.
 STAGE_ORDER: tuple[str, ...] = (
     "preprocess",
@@ -1260,14 +1263,22 @@ def layer_profile(
     *,
     run_id: Any = None,
     top: int = 15,
+    level: str = "layer",
     label: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
-    """The `top` layers (or operators) by total time of one run's profile, as horizontal bars
-    coloured by op_type, with the share of the profile's total written beside each bar."""
+    """The `top` layers (level="layer") or operator types (level="op", the `op:<OpType>` rows)
+    by total time of one run's profile, as horizontal bars coloured by op_type, with the share
+    of that level's total written beside each bar. The two levels are never mixed: each one
+    alone sums to the profile's time, so mixed they would halve every share."""
+    if level not in ("layer", "op"):
+        raise PerflabError(f"unknown level {level!r}; valid: layer, op")
     d = layers
     if run_id is not None and "run_id" in d.columns:
         d = d[d["run_id"].astype(str) == str(run_id)]
+    if d is not None and "layer" in d.columns:
+        is_op = d["layer"].astype(str).str.startswith(LAYER_OP_PREFIX)
+        d = d[is_op] if level == "op" else d[~is_op]
     if d is not None and "total_ms" in d.columns:
         d = d[pd.to_numeric(d["total_ms"], errors="coerce").notna()]
     ax = _ax(ax, (9, 1.2 + 0.3 * min(top, max(len(d), 1))))
@@ -1291,5 +1302,6 @@ def layer_profile(
     ax.set_xlabel("total time in the profile, ms")
     handles = [Patch(facecolor=color(o, "op_type"), label=_text(o)) for o in dict.fromkeys(ops)]
     ax.legend(handles=handles, loc="lower right", frameon=True, fontsize="x-small")
-    ax.set_title(_text(f"top {len(d)} layers" + (f": {label}" if label else "")))
+    noun = "operator types" if level == "op" else "layers"
+    ax.set_title(_text(f"top {len(d)} {noun}" + (f": {label}" if label else "")))
     return ax

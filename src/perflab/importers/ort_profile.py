@@ -231,7 +231,7 @@ def parse_ort_profile(path_or_events: str | Path | Iterable[Mapping]) -> Profile
         } - {None}
         precision = precisions.pop() if len(precisions) == 1 else ("mixed" if precisions else None)
         return {
-            "layer": f"op:{op_type}",
+            "layer": f"{store.LAYER_OP_PREFIX}{op_type}",
             "op_type": op_type,
             "provider": provider,
             "precision": precision,
