@@ -11,6 +11,7 @@ from typing import Any
 
 from perflab import __version__
 from perflab.errors import PerflabError
+from perflab.untrusted import printable
 
 EXIT_BAD_INPUT = 2
 EXIT_RUNS_FAILED = 1
@@ -32,58 +33,68 @@ def _console():
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from perflab import env, runner, spec, store
+    from perflab import spec
 
-    study = spec.load(args.spec)
+    # Without --yes and without a terminal to ask on, a large sweep is refused before it is built.
+    ask = args.yes or sys.stdin.isatty()
+    study = spec.load(args.spec, max_configs=spec.MAX_CONFIGS if ask else spec.LARGE_SWEEP)
+    from perflab import store  # after the file is read: a bad file is refused without pyarrow
+
     out = Path(args.output) if args.output else Path("data") / study.name
     store.check_writable(out)
     n = len(study.configs)
     if n > spec.LARGE_SWEEP and not args.yes:
-        if not sys.stdin.isatty():
-            raise PerflabError(
-                f"{args.spec}: the sweep expands to {n} configs (more than "
-                f"{spec.LARGE_SWEEP}); pass --yes to run them all"
-            )
         answer = input(f"The sweep expands to {n} configs. Run them all? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing run")
             return EXIT_BAD_INPUT
     _preflight_models(study)
-    if args.resume and out.exists():
-        runner.clean_leftovers(out)
+    with store.locked(out, f"run {args.spec}"):
+        store.sweep_leftovers(out)
+        return _run_locked(args, study, out)
+
+
+def _run_locked(args: argparse.Namespace, study, out: Path) -> int:
+    from perflab import env, runner, store
+
+    n = len(study.configs)
     todo = runner.plan(study, out, resume=args.resume, append=args.append)
     console = _console()
     if not todo:
-        console.print(f"all {n} configs of {study.name!r} already have an ok run in {out}")
+        console.print(
+            printable(f"all {n} configs of {study.name!r} already have an ok run in {out}")
+        )
         return 0
     fp = env.fingerprint()
     env_row = env.row(fp)
     store.write(out, "env", env_row["env_id"], env_row)
     console.print(
-        f"study {study.name}: {len(todo)} of {n} configs -> {out}"
+        printable(f"study {study.name}: {len(todo)} of {n} configs -> {out}")
         + ("" if args.isolate else "  (in-process: no isolation, no timeout)")
     )
     result = _run_with_progress(console, study, out, todo, env_row["env_id"], args.isolate)
     for row in result.rows:
         if row["status"] not in ("ok",):
             console.print(
-                f"  {row['status']}: {row['label']}: {_first_line(row.get('error'))}",
+                printable(f"  {row['status']}: {row['label']}: {_first_line(row.get('error'))}"),
                 style="yellow",
             )
     if result.rows:
         _show(console, out, run_ids={r["run_id"] for r in result.rows})
-    console.print(f"results in {out}  (perflab show {out}; perflab report {out})")
+    console.print(printable(f"results in {out}  (perflab show {out}; perflab report {out})"))
     if result.interrupted:
         done = len(result.rows)
         console.print(
-            f"interrupted by {result.interrupted}: {done} of {len(todo)} configs "
-            f"finished and stored; run `perflab run {args.spec} -o {out} --resume` to finish",
+            printable(
+                f"interrupted by {result.interrupted}: {done} of {len(todo)} configs "
+                f"finished and stored; run `perflab run {args.spec} -o {out} --resume` to finish"
+            ),
             style="red",
         )
         return 130 if result.interrupted == "SIGINT" else 143
     bad = result.by_status("failed", "timeout")
     if bad:
-        names = "; ".join(f"{r['label']} ({r['status']})" for r in bad)
+        names = printable("; ".join(f"{r['label']} ({r['status']})" for r in bad))
         console.print(f"{len(bad)} config(s) did not complete: {names}", style="red")
         return EXIT_RUNS_FAILED
     return 0
@@ -91,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _preflight_models(study) -> None:
     """Refuse bad model inputs (missing, not ONNX, truncated, dims left open) before running."""
-    from perflab import backends, models
+    from perflab import backends
 
     seen = set()
     for c in study.configs:
@@ -99,6 +110,8 @@ def _preflight_models(study) -> None:
         if key in seen or not backends.get_info(c.backend).needs_model:
             continue
         seen.add(key)
+        from perflab import models  # only for configs that have a model (it imports onnx)
+
         models.resolve(c.model, batch_size=c.batch_size, input_shapes=c.shape_dict or None)
 
 
@@ -124,7 +137,7 @@ def _run_with_progress(console, study, out, todo, env_id, isolate):
         task = bar.add_task("configs", total=len(todo), status="")
 
         def on_start(k, total, config):
-            bar.update(task, description=f"[{k}/{total}] {config.label}", status="setup")
+            bar.update(task, description=printable(f"[{k}/{total}] {config.label}"), status="setup")
 
         def progress(n, median_ms):
             bar.update(task, status=f"{n} it, median {median_ms:.3f} ms")
@@ -132,7 +145,7 @@ def _run_with_progress(console, study, out, todo, env_id, isolate):
         def on_done(row):
             bar.advance(task)
             if not console.is_terminal:
-                console.print(f"  {row['status']:<11} {row['label']}")
+                console.print(printable(f"  {row['status']:<11} {row['label']}"))
 
         return runner.run_study(
             study,
@@ -187,7 +200,7 @@ def _show(console, folders, run_ids=None) -> None:
         table.title = "e2e per config (measured phase); perflab.open(OUT).summary() has every stage"
     previous = None
     for r in summary.itertuples():
-        label = r.label if r.run_id != previous else ""
+        label = printable(r.label) if r.run_id != previous else ""
         if previous is not None and r.run_id != previous and r.stage != "e2e":
             table.add_section()
         previous = r.run_id
@@ -215,7 +228,7 @@ def _show(console, folders, run_ids=None) -> None:
     others = runs.loc[runs["status"] != "ok"]
     if run_ids is None and len(others):
         for r in others.itertuples():
-            console.print(f"{r.status}: {r.label}: {_first_line(r.error)}")
+            console.print(printable(f"{r.status}: {r.label}: {_first_line(r.error)}"))
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -235,8 +248,9 @@ def cmd_env(args: argparse.Namespace) -> int:
         if not rows:
             print("fingerprints are the same")
             return 0
+        rows = [tuple(printable(v) for v in row) for row in rows]
         width = max(len(k) for k, _, _ in rows)
-        print(f"{'key':<{width}}  {args.a}  |  {args.b}")
+        print(printable(f"{'key':<{width}}  {args.a}  |  {args.b}"))
         for key, va, vb in rows:
             print(f"{key:<{width}}  {va}  |  {vb}")
         return 0
@@ -246,7 +260,7 @@ def cmd_env(args: argparse.Namespace) -> int:
         return 0
     print(f"env_id: {env.env_id(fp)}")
     for key, value in env.flatten(fp).items():
-        print(f"{key}: {value}")
+        print(printable(f"{key}: {value}"))
     return 0
 
 
@@ -301,8 +315,9 @@ def _fmt(value: Any) -> str:
 def cmd_import(args: argparse.Namespace) -> int:
     from perflab import importers, store
 
-    store.check_writable(Path(args.output))
-    run_ids = importers.import_file(args.kind, args.files, Path(args.output), model=args.model)
+    out = Path(args.output)
+    store.check_writable(out)
+    run_ids = importers.import_file(args.kind, args.files, out, model=args.model)
     print(f"imported {len(run_ids)} run(s) into {args.output}")
     return 0
 
@@ -408,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except PerflabError as exc:
-        print(f"perflab: error: {exc}", file=sys.stderr)
+        print(f"perflab: error: {printable(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("perflab: interrupted", file=sys.stderr)

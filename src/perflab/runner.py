@@ -394,25 +394,6 @@ def plan(study: Study, out: Path, *, resume: bool, append: bool) -> list[RunConf
     return list(study.configs)
 
 
-def clean_leftovers(out: Path) -> list[Path]:
-    """Remove temporary files and child-table files of runs that never committed a `runs` row."""
-    removed = []
-    committed = {p.stem for p in store.table_files(out, "runs")}
-    for table in store.TABLES:
-        folder = out / table
-        if not folder.is_dir():
-            continue
-        # Files of every table but `runs` and `env` (keyed by fingerprint) are keyed by run id.
-        keyed_by_run = table not in ("runs", "env")
-        for path in folder.iterdir():
-            temporary = path.name.startswith(".") and ".tmp-" in path.name
-            orphan = keyed_by_run and path.suffix == ".parquet" and path.stem not in committed
-            if temporary or orphan:
-                path.unlink(missing_ok=True)
-                removed.append(path)
-    return removed
-
-
 class _Interrupt:
     """Turns SIGINT / SIGTERM into a flag the study loop checks between configs."""
 
@@ -469,9 +450,7 @@ def run_isolated(
     interrupt: _Interrupt | None = None,
 ) -> dict[str, Any] | None:
     """Run one config in a fresh worker process; returns its runs row (None when interrupted)."""
-    logs = out / ".logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{run_id}.log"
+    log_path = store.log_file(out, run_id)
     read_fd, write_fd = os.pipe()
     payload = json.dumps(
         {
@@ -523,9 +502,10 @@ def run_isolated(
     reader.join(timeout=2)
     if interrupt:
         interrupt.current = None
-        if interrupt.signal is not None and not (out / "runs" / f"{run_id}.parquet").exists():
+        if interrupt.signal is not None and not store.is_committed(out, run_id):
+            store.discard_run(out, run_id)  # the worker was killed mid-run: nothing of it stays
             return None
-    runs_file = out / "runs" / f"{run_id}.parquet"
+    runs_file = store.run_file(out, run_id)
     if runs_file.exists():
         log_path.unlink(missing_ok=True)
         return store.read_run(runs_file)
@@ -566,20 +546,20 @@ def run_study(
             if on_start:
                 on_start(k, len(todo), config)
             run_id = store.new_run_id()
+            store.begin_run(out, run_id)
             if isolate:
                 row = run_isolated(config, out, run_id, env_id, progress, interrupt)
             else:
                 row = execute(config, out, run_id=run_id, env_id=env_id, progress=progress)
             if row is None:
                 break
+            store.end_run(out, run_id)
             result.rows.append(row)
             if on_done:
                 on_done(row)
         if interrupt.signal is not None:
             result.interrupted = signal.Signals(interrupt.signal).name
-    logs = Path(out) / ".logs"
-    if logs.is_dir() and not any(logs.iterdir()):
-        logs.rmdir()  # worker logs are kept only for runs that died
+    store.remove_empty_logs(out)  # worker logs are kept only for runs that died
     return result
 
 

@@ -120,6 +120,10 @@ def _connect(path: Path) -> sqlite3.Connection:
     return con
 
 
+# Columns without which the events of a table cannot be placed in time or on a thread.
+_EVENT_COLUMNS = ("start", "globalTid")
+
+
 class _Db:
     def __init__(self, con: sqlite3.Connection, path: Path):
         self.con = con
@@ -144,8 +148,15 @@ class _Db:
             raise ImportFormatError(f"{self.path}: cannot read the trace ({exc})") from None
 
     def select(self, table: str, wanted: list[str], where: str = "") -> pd.DataFrame:
-        """Columns that exist, by name; absent ones come back as nulls."""
+        """Columns that exist, by name; absent ones come back as nulls, except the times and
+        thread ids every event needs: a table without them is not an export nsys wrote."""
         present = [c for c in wanted if c in self.columns(table)]
+        lost = [c for c in wanted if c in _EVENT_COLUMNS and c not in present]
+        if lost and table in self.tables:
+            raise ImportFormatError(
+                f"{self.path}: table {table} has no column {', '.join(lost)} "
+                "(renamed, or not an Nsight Systems export)"
+            )
         cols = ", ".join(f'"{c}"' for c in present) or "NULL AS _none"
         df = self.query(f'select {cols} from "{table}" {where}')
         for c in wanted:
@@ -856,11 +867,7 @@ def read_nsys_run(
         trace = load_trace(path)
     rid = run_id or store.new_run_id()
     write_row = True
-    if (
-        run_id is not None
-        and out is not None
-        and (Path(out) / "runs" / f"{run_id}.parquet").exists()
-    ):
+    if run_id is not None and out is not None and store.is_committed(Path(out), run_id):
         write_row = False
     gpus = trace.facts["gpus"]
     names = sorted({g["name"] for g in gpus if g.get("name")})

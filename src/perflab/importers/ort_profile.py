@@ -32,7 +32,14 @@ import pandas as pd
 
 from perflab import store
 from perflab.errors import ImportFormatError
-from perflab.importers import ImportedRun, base_row, commit, frame, read_bytes
+from perflab.importers import (
+    ImportedRun,
+    base_row,
+    commit,
+    frame,
+    read_bytes,
+    refuse_non_finite,
+)
 
 _KERNEL_SUFFIX = "_kernel_time"
 _FENCE_RE = re.compile(r"_fence_(?:before|after)$")
@@ -102,7 +109,9 @@ def _load_events(path_or_events: str | Path | Iterable[Mapping]) -> tuple[list[M
         path = Path(path_or_events)
         data = read_bytes(path, "ONNX Runtime profile")
         try:
-            events = json.loads(data.decode("utf-8", errors="replace"))
+            events = json.loads(
+                data.decode("utf-8", errors="replace"), parse_constant=refuse_non_finite
+            )
         except json.JSONDecodeError as exc:
             raise ImportFormatError(
                 f"{path}: not valid JSON or cut short (line {exc.lineno}: {exc.msg})"

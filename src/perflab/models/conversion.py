@@ -104,6 +104,22 @@ class _Batches:
         self.it = iter(self.batches)
 
 
+def _reduce_range(target: str) -> bool:
+    """Whether weights are quantized to 7 bits: for the CPU recipe on an x86 CPU without VNNI.
+
+    There ONNX Runtime's U8S8 kernels multiply with VPMADDUBSW, whose 16-bit pair sums saturate
+    when large activations meet large weights (255 x 127 x 2 > 32767); onnxruntime's quantization
+    guide names reduce_range as the remedy. VNNI (VPDPBUSD) accumulates in 32 bits and needs none.
+    """
+    import platform
+
+    from perflab.env import cpu_flags
+
+    if target != "cpu" or platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    return not {"avx512_vnni", "avx_vnni"} & set(cpu_flags())
+
+
 def _quantize_static(
     src: Path,
     dst: Path,
@@ -129,6 +145,7 @@ def _quantize_static(
         per_channel=per_channel,  # per-channel conv/gemm weights: the usual CNN accuracy fix
         activation_type=getattr(QuantType, activation),
         weight_type=QuantType.QInt8,
+        reduce_range=_reduce_range(target),
         extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
         calibrate_method=CalibrationMethod.MinMax,
     )
@@ -157,9 +174,11 @@ def _try_static(
             errors.append(_one_line(e))
             continue
         activation, symmetric = INT8_RECIPES[target]
+        seven_bit = " (7-bit: reduce_range, since U8S8 saturates without VNNI)"
         notes.append(
             f"int8 recipe {target!r}: {activation[1:]} {'symmetric' if symmetric else 'asymmetric'}"
             f" activations, Int8 symmetric {'per-channel' if per_channel else 'per-tensor'} weights"
+            + (seven_bit if _reduce_range(target) else "")
         )
         if not per_channel:
             notes.append(f"per-tensor weight scales (per-channel failed: {errors[0]})")
@@ -298,6 +317,7 @@ def convert(
                 "convert_version": CONVERT_VERSION,
                 "onnxruntime": ort.__version__,
                 "int8_recipe": INT8_RECIPES[int8_target] if chosen == "static" else None,
+                "reduce_range": _reduce_range(int8_target) if chosen == "static" else None,
             },
             sort_keys=True,
         ).encode()

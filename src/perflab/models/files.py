@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perflab.errors import ModelError
+from perflab.untrusted import quote
 
 if TYPE_CHECKING:  # onnx and numpy stay out of `import perflab`'s import time
     import onnx
@@ -161,6 +162,13 @@ def _check_external_data(model: onnx.ModelProto, path: Path) -> None:
         entries = {e.key: e.value for e in init.external_data}
         loc = entries.get("location", "")
         target = path.parent / loc
+        folder = path.parent.resolve()
+        if loc and (Path(loc).is_absolute() or folder not in target.resolve().parents):
+            # Refused before it is opened, and without its size: the model names any file.
+            raise ModelError(
+                f"external data {quote(loc)} of initializer {quote(init.name)} points outside "
+                f"the model's folder {folder}; keep external data next to {path.name}"
+            )
         if not loc or not target.is_file():
             raise ModelError(
                 f"external data file {loc!r} of initializer {init.name!r} is "
