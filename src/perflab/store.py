@@ -167,7 +167,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
             "value_ms",
             F64,
             "ms",
-            "value as printed; throughput_qps, walltime_s, total_s: unit in the name",
+            "value as printed; throughput_qps, walltime_s, total_s, count: unit in the name",
         ),
     ),
     "calibration": _cols(

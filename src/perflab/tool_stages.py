@@ -98,3 +98,21 @@ def definition(stage: str) -> str:
     """The tool's own definition of a reported region, or "" where none is recorded."""
     known = TOOL_STAGES.get(stage)
     return known.definition if known is not None else ""
+
+
+def reported_rows(stage: str, values_ms: list[float]) -> list[dict[str, object]]:
+    """`reported` rows (stage, statistic, value_ms) summarizing an engine's own per-call times:
+    median, mean, min, max and, as `count`, how many calls they summarize (a count, not ms)."""
+    import numpy as np
+
+    v = np.asarray(values_ms, dtype=np.float64)
+    if not len(v):
+        return []
+    stats = {
+        "median": float(np.median(v)),
+        "mean": float(v.mean()),
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "count": float(len(v)),
+    }
+    return [{"stage": stage, "statistic": k, "value_ms": x} for k, x in stats.items()]
