@@ -1305,3 +1305,35 @@ def layer_profile(
     noun = "operator types" if level == "op" else "layers"
     ax.set_title(_text(f"top {len(d)} {noun}" + (f": {label}" if label else "")))
     return ax
+
+
+def waterfall(parts: pd.DataFrame, *, title: str | None = None, ax: Axes | None = None) -> Axes:
+    """A difference between two measurements (Results.explain()) as a waterfall: A's total as
+    a bar from zero, each part as a floating bar from the running sum (up for time added, down
+    for time saved; grey for the harness gap, hatched for what cannot be split), B's total as a
+    bar from zero. Each part's label names where its number comes from."""
+    ax = _ax(ax, (9, 1.4 + 0.45 * max(len(parts), 1)))
+    if parts.empty:
+        return _empty(ax, "nothing to explain")
+    y = np.arange(len(parts))
+    running = 0.0
+    for yi, r in zip(y, parts.itertuples(index=False), strict=True):
+        ms = float(r.ms)
+        if r.kind in ("start", "end"):
+            left, width, face, hatch = 0.0, ms, "#4c566a", None
+            running = ms
+        else:
+            left, width = (running, ms) if ms >= 0 else (running + ms, -ms)
+            running += ms
+            face = {"gap": color("gap"), "unexplained": "#ffffff"}.get(r.kind)
+            face = face or ("#bf616a" if ms >= 0 else "#a3be8c")
+            hatch = "//" if r.kind == "unexplained" else None
+        ax.barh(yi, width, left=left, color=face, edgecolor="#333333", hatch=hatch, gid=r.kind)
+        text = f" {ms:+.4g} ms" if r.kind not in ("start", "end") else f" {ms:.4g} ms"
+        ax.text(left + width, yi, text, va="center", fontsize=8)
+    ax.set_yticks(y, [_text(f"{r.name}  [{r.source}]") for r in parts.itertuples(index=False)])
+    ax.set_ylim(len(parts) - 0.5, -0.5)
+    ax.set_xlabel("ms (median)")
+    if title:
+        ax.set_title(_text(title))
+    return ax

@@ -466,7 +466,9 @@ class Results:
             imported = explain.imported_speedups(self.runs, self.reported, by=by)
             if imported.empty:
                 return measured
-            return imported if measured.empty else pd.concat([measured, imported], ignore_index=True)
+            return (
+                imported if measured.empty else pd.concat([measured, imported], ignore_index=True)
+            )
 
         return self._cached(key, build)
 
