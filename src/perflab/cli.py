@@ -163,7 +163,6 @@ def _run_with_progress(console, study, out, todo, env_id, isolate):
 
 
 def _show(console, folders, run_ids=None) -> None:
-    from rich.table import Table
 
     from perflab.results import open as open_results
 
