@@ -10,6 +10,7 @@ The same helpers (select_rows, sort_groups) serve the other analysis modules.
 from __future__ import annotations
 
 import functools
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -17,18 +18,22 @@ import numpy as np
 import pandas as pd
 
 from perflab.errors import PerflabError
-
-# Stage names fixed by the design contract, in pipeline order (plots and tables follow it).
-STAGES: tuple[str, ...] = ("preprocess", "h2d", "compute", "d2h", "postprocess", "e2e", "enqueue")
-# The stages that tile one iteration; e2e minus their sum is the harness's own gap.
-COMPONENT_STAGES: tuple[str, ...] = ("preprocess", "h2d", "compute", "d2h", "postprocess")
-# Stages timed inside another one (enqueue is part of compute): never added to a sum of stages.
-NESTED_STAGES: tuple[str, ...] = ("enqueue",)
+from perflab.stages import NESTED_STAGES, stage_rank
 
 # Columns of `runs` that describe what was run and where; two runs equal on all of them (and on
 # batch_size) are repeats of one config. Ids, timestamps, policies and results are not config.
-WHAT_COLUMNS: tuple[str, ...] = ("model", "pipeline", "backend", "mode", "precision", "options")
-WHERE_COLUMNS: tuple[str, ...] = ("device_name", "device", "host")
+WHAT_COLUMNS: tuple[str, ...] = (
+    "model",
+    "pipeline",
+    "backend",
+    "mode",
+    "inflight",
+    "precision",
+    "options",
+    "pipeline_options",
+    "seed",
+)
+WHERE_COLUMNS: tuple[str, ...] = ("device_name", "device", "host", "machine")
 CONFIG_COLUMNS: tuple[str, ...] = WHAT_COLUMNS + WHERE_COLUMNS + ("batch_size",)
 
 PERCENTILES: tuple[float, ...] = (0.50, 0.90, 0.95, 0.99)
@@ -74,12 +79,6 @@ WARNING_COLUMNS: tuple[str, ...] = ("run_id", "stage", "warning", "value", "thre
 
 # --------------------------------------------------------------------------------------------
 # Grouped, sorted values: the one expensive step, shared by every statistic.
-
-
-def stage_rank(stage: object) -> tuple[int, str]:
-    """Sort key putting the contract's stages in pipeline order and anything else after them."""
-    name = str(stage)
-    return (STAGES.index(name) if name in STAGES else len(STAGES), name)
 
 
 def factorize_sorted(column: pd.Series, key=None) -> tuple[np.ndarray, np.ndarray]:
@@ -237,13 +236,19 @@ def min_samples_for_bound(q: float, confidence: float = 0.99, skip: int = 1) -> 
     return n
 
 
-def _bootstrap_ci(sg: SortedGroups, q: float, ci: float, n_boot: int, seed: int):
-    """Percentile-bootstrap CI of the q-quantile per group (resampling; loops over groups)."""
-    rng = np.random.default_rng(seed)
+def _bootstrap_ci(
+    sg: SortedGroups, q: float, ci: float, n_boot: int, seed: int, names: Sequence[str]
+):
+    """Percentile-bootstrap CI of the q-quantile per group (resampling; loops over groups).
+
+    Each group draws from its own generator, seeded by `seed` and the group's name, so a group's
+    interval does not depend on which other groups are summarized with it (a selection, or the
+    chunks of runs an out-of-core summary reads one at a time, give the same numbers)."""
     lo = np.full(len(sg.counts), np.nan)
     hi = np.full(len(sg.counts), np.nan)
     a = (1 - ci) / 2
     for i, (s, n) in enumerate(zip(sg.starts, sg.counts)):
+        rng = np.random.default_rng([seed, zlib.crc32(names[i].encode())])
         x = sg.values[s : s + n].astype(np.float64)
         # Chunks bound the memory of the (n_boot, n) index matrix for long runs.
         per_chunk = max(1, 4_000_000 // max(n, 1))
@@ -441,7 +446,8 @@ def summarize(
             klo, khi = order_stat_ci_ranks(sg.counts, q, ci)
             lo, hi = sg.order_stat(klo), sg.order_stat(khi)
         else:
-            lo, hi = _bootstrap_ci(sg, q, ci, n_boot, seed)
+            names = [f"{r}\0{st}" for r, st in zip(out["run_id"], stage_of)]
+            lo, hi = _bootstrap_ci(sg, q, ci, n_boot, seed, names)
         out[f"{name}_ci_low_ms"] = lo / 1e6
         out[f"{name}_ci_high_ms"] = hi / 1e6
 
@@ -630,7 +636,7 @@ def iteration_sums(rows: Rows) -> pd.DataFrame:
 
 
 def warnings(
-    samples: pd.DataFrame,
+    samples: pd.DataFrame | None,
     runs: pd.DataFrame | None = None,
     telemetry: pd.DataFrame | None = None,
     *,
@@ -655,9 +661,14 @@ def warnings(
     - `transfer_bound`: p50 h2d or d2h / p50 compute >= 1: copies cost as much as the model.
     - `throttled`: percentage of telemetry samples with `throttled` true for the run (> 0).
     - `precision_mismatch`: the engine ran another precision than the one asked for (needs runs).
+    - `empty_postprocess`: a detect run kept 0 detections per iteration: its postprocess time is
+      that of an empty NMS, not of real results (needs runs).
 
-    `summary` may pass a summarize() result already computed for these samples.
+    `summary` may pass a summarize() result already computed for these samples (samples may
+    then be None: nothing else here reads them).
     """
+    if summary is None and samples is None:
+        raise PerflabError("warnings() needs the samples or their summarize() result")
     rows: list[dict[str, object]] = []
     summ = summary if summary is not None else summarize(samples, runs, ci=None)
     if not summ.empty:
@@ -739,6 +750,20 @@ def warnings(
                     "during the run",
                 )
             )
+    if runs is not None and "detections_per_iteration" in runs.columns:
+        kept = pd.to_numeric(runs["detections_per_iteration"], errors="coerce")
+        for r in runs[kept == 0].itertuples(index=False):
+            rows.append(
+                _warning(
+                    r.run_id,
+                    "postprocess",
+                    "empty_postprocess",
+                    0.0,
+                    0.0,
+                    "the detector kept no boxes in any iteration, so postprocess timed an empty "
+                    "NMS; give real inputs (pipeline_options images: FOLDER or video: FILE)",
+                )
+            )
     if runs is not None and "precision_mismatch" in runs.columns:
         mism = runs[runs["precision_mismatch"].astype("boolean").fillna(False).astype(bool)]
         for r in mism.itertuples(index=False):
@@ -791,18 +816,3 @@ def key_frame(runs: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
         {c: runs[c].astype(object).where(runs[c].notna(), "").astype(str) for c in columns},
         index=runs.index,
     )
-
-
-def readable_labels(
-    keys: pd.DataFrame, always: Sequence[str] = ("model", "backend", "precision")
-) -> pd.Series:
-    """Short labels for distinct keys: the `always` columns, plus any key column that varies."""
-    varying = [c for c in keys.columns if c not in always and keys[c].nunique() > 1]
-    shown = [c for c in always if c in keys.columns] + varying
-    if not shown:
-        return pd.Series("all", index=keys.index)
-    parts = [keys[c] if c in always else c + "=" + keys[c] for c in shown]
-    label = parts[0].astype(str)
-    for p in parts[1:]:
-        label = label + " · " + p.astype(str)
-    return label

@@ -31,14 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perflab.backends import Backend
+from perflab.backends.base import Backend
 from perflab.backends.ort import (
     DEFAULT_PROFILE_ITERATIONS,
     PROFILE_WARMUP_RUNS,
     calibration_batch_count,
-    dominant_precision,
 )
 from perflab.errors import ModelError, SpecError, Unsupported
+from perflab.options import Option
+from perflab.precisions import precision_effective
 from perflab.timing import COMPUTE
 from perflab.tool_stages import reported_rows
 
@@ -50,16 +51,20 @@ if TYPE_CHECKING:
     from perflab.spec import RunConfig
     from perflab.timing import Recorder, SetupTimer
 
-OPTIONS = (
-    "threads",
-    "hint",
-    "streams",
-    "profile",
-    "profile_iterations",
-    "engine_timer",
-    "calibration_batches",
-    "strict_precision",
-)
+DECLARED_OPTIONS = (
+    Option("threads", "int >= 0", 0, "INFERENCE_NUM_THREADS; 0: OpenVINO's default"),
+    Option("hint", "latency | throughput", "latency", "PERFORMANCE_HINT"),
+    Option("streams", "int >= 0", 0, "NUM_STREAMS; 0: what the hint chooses"),
+    Option("profile", "bool", False, "per-layer performance counters after the measured phase"),
+    Option("profile_iterations", "int >= 1", DEFAULT_PROFILE_ITERATIONS,
+           "profiled iterations (layer table, engine timer)"),
+    Option("engine_timer", "bool", True,
+           "store OpenVINO's own InferRequest.latency of untimed infers after the measured phase"),
+    Option("calibration_batches", "int >= 1", None, "int8 calibration batches"),
+    Option("strict_precision", "bool", True,
+           "fail the run when the engine ran another precision than asked"),
+)  # fmt: skip
+OPTIONS = tuple(o.name for o in DECLARED_OPTIONS)
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 #: perflab precision -> (INFERENCE_PRECISION_HINT, the OPTIMIZATION_CAPABILITIES entry it needs).
 PRECISION_HINTS = {
@@ -157,6 +162,11 @@ class OpenVinoBackend(Backend):
 
     name = "openvino"
     device = "cpu"
+    options = DECLARED_OPTIONS
+
+    @classmethod
+    def check_options(cls, backend: str, options: Mapping[str, Any], batch_size: int) -> None:
+        parse_options(options)
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
@@ -227,7 +237,7 @@ class OpenVinoBackend(Backend):
         self._out_ports = [(p.get_any_name(), p) for p in compiled.outputs]
         self._layers = runtime_layers(compiled)
         counts = heavy_precisions(self._layers)
-        self._precision_effective = dominant_precision(counts) or "fp32"
+        self._precision_effective = precision_effective(counts) or "fp32"
         self._meta = {
             "openvino_version": ov.get_version(),
             "device_capabilities": capabilities,

@@ -44,8 +44,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perflab.backends import Backend
+from perflab.backends.base import Backend
 from perflab.errors import BackendUnavailable, SpecError, Unsupported
+from perflab.options import Option
 from perflab.timing import COMPUTE, D2H, ENQUEUE_CODE, H2D
 
 if TYPE_CHECKING:
@@ -59,7 +60,8 @@ if TYPE_CHECKING:
 __all__ = ["TorchBackend", "TorchOptions", "parse_options"]
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-PRECISIONS = ("fp32", "fp16", "bf16")
+# The precisions this backend casts a module to; check_precision refuses int8 and best with why.
+CAST_PRECISIONS = ("fp32", "fp16", "bf16")
 _DTYPE_ERROR = re.compile(r"not implemented for '(Half|BFloat16)'")
 
 
@@ -75,6 +77,18 @@ class TorchOptions:
     telemetry: bool = True
     telemetry_interval_ms: float = 100.0
 
+
+DECLARED_OPTIONS = (
+    Option("threads", "int >= 0", 0, "torch.set_num_threads; 0: PyTorch's default"),
+    Option("compile", "bool", False, "run the module through torch.compile"),
+    Option("compile_mode", " | ".join(COMPILE_MODES), "default", "torch.compile mode"),
+    Option("device_id", "int >= 0", 0, "GPU to run on (torch-cuda)"),
+    Option("streams", "int >= 1", 2, "CUDA streams for throughput mode (torch-cuda)"),
+    Option("tf32", "bool", None, "allow TF32 matmuls; default: PyTorch's (torch-cuda)"),
+    Option("cudnn_benchmark", "bool", False, "cudnn.benchmark autotuning (torch-cuda)"),
+    Option("telemetry", "bool", True, "sample GPU clocks and throttling (torch-cuda)"),
+    Option("telemetry_interval_ms", "number >= 10", 100.0, "telemetry interval (torch-cuda)"),
+)  # fmt: skip
 
 _GPU_ONLY = (
     "device_id",
@@ -143,7 +157,7 @@ def check_precision(backend: str, precision: str) -> None:
             f"{backend}: PyTorch has no 'engine picks the precision' mode; ask "
             "for fp32, fp16 or bf16"
         )
-    if precision not in PRECISIONS:
+    if precision not in CAST_PRECISIONS:
         raise Unsupported(f"{backend}: unknown precision {precision!r}")
 
 
@@ -171,6 +185,11 @@ class TorchBackend(Backend):
     """torch-cpu / torch-cuda (see the module docstring)."""
 
     name = "torch"
+    options = DECLARED_OPTIONS
+
+    @classmethod
+    def check_options(cls, backend: str, options: Mapping[str, Any], batch_size: int) -> None:
+        parse_options(backend, options)
 
     def __init__(self, config: RunConfig):
         super().__init__(config)

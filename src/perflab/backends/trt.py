@@ -47,8 +47,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perflab.backends import Backend
+from perflab.backends.base import Backend
 from perflab.errors import BackendUnavailable, ModelError, SpecError, Unsupported
+from perflab.options import Option
+from perflab.precisions import COMPUTE_LOWEST_FIRST, precision_effective, tensor_precision
 from perflab.timing import ENQUEUE_CODE
 
 if TYPE_CHECKING:
@@ -65,16 +67,15 @@ __all__ = [
     "TensorApi",
     "TensorRTBackend",
     "TrtOptions",
-    "dominant_precision",
     "engine_cache_key",
     "io_api",
+    "layer_precision_counts",
     "layer_rows",
     "parse_engine_layers",
     "parse_options",
     "precision_plan",
     "profile_shapes",
     "profiles_needed",
-    "tensor_precision",
     "trt_version",
 ]
 
@@ -116,23 +117,6 @@ BOOKKEEPING_LAYERS = frozenset(
         "ShapeHostToDevice",
     )
 )
-#: Precision names from the inspector's "Format/Datatype" strings, most specific first.
-_FORMAT_TOKENS = (
-    ("int8", "int8"),
-    ("fp8", "fp8"),
-    ("fp4", "fp4"),
-    ("int4", "int4"),
-    ("bf16", "bf16"),
-    ("bfloat16", "bf16"),
-    ("fp16", "fp16"),
-    ("half", "fp16"),
-    ("fp32", "fp32"),
-    ("float", "fp32"),
-    ("int32", "int32"),
-    ("int64", "int64"),
-    ("bool", "bool"),
-)
-_FLOAT_ORDER = ("int4", "fp4", "int8", "fp8", "fp16", "bf16", "fp32")  # lowest first
 
 
 # ------------------------------------------------------------------------------- options
@@ -155,6 +139,28 @@ class TrtOptions:
     calibration_batches: int | None = None
     telemetry: bool = True
     telemetry_interval_ms: float = 100.0
+
+
+DECLARED_OPTIONS = (
+    Option("device_id", "int >= 0", 0, "GPU to run on"),
+    Option("typing", "auto | strong | weak", "auto",
+           "network typing: strong keeps the ONNX types, weak lets the builder choose"),
+    Option("max_batch", "int >= batch_size", None,
+           "largest batch of the optimization profile; default: the batch size"),
+    Option("streams", "int >= 1", DEFAULT_STREAMS, "CUDA streams (contexts) for throughput mode"),
+    Option("cuda_graph", "bool", False, "capture the enqueue in a CUDA graph"),
+    Option("layer_profile", "bool", False, "per-layer timings after the measured phase"),
+    Option("layer_profile_iterations", "int >= 1", DEFAULT_LAYER_PROFILE_ITERATIONS,
+           "profiled iterations (layer table)"),
+    Option("workspace_mb", "int >= 0", 0, "builder workspace limit; 0: TensorRT's default"),
+    Option("builder_optimization_level", "int 0..5", None, "builder optimization level"),
+    Option("tf32", "bool", True, "allow TF32 in fp32 layers"),
+    Option("cache", "bool", True, "reuse built engines from the engine cache"),
+    Option("cache_dir", "path", None, "engine cache folder"),
+    Option("calibration_batches", "int >= 1", None, "int8 calibration batches"),
+    Option("telemetry", "bool", True, "sample GPU clocks, power and throttling during the run"),
+    Option("telemetry_interval_ms", "number >= 10", 100.0, "telemetry sampling interval"),
+)  # fmt: skip
 
 
 def parse_options(options: Mapping[str, Any], batch_size: int = 1) -> TrtOptions:
@@ -525,18 +531,6 @@ def _np_dtype(trt: Any, trt_dtype: Any, name: str) -> np.dtype:
 # ------------------------------------------------------------------------------- inspection
 
 
-def tensor_precision(fmt: str) -> str | None:
-    """A precision name from an inspector "Format/Datatype" string, e.g.
-    "Row major linear FP16 format" -> "fp16", "Thirty-two wide channel vectorized row major Int8
-    format." -> "int8", "Float" -> "fp32"; None when it names no type ("N/A due to dynamic
-    shapes")."""
-    text = fmt.lower()
-    for token, name in _FORMAT_TOKENS:
-        if token in text:
-            return name
-    return None
-
-
 def parse_engine_layers(info: str | Mapping[str, Any]) -> list[dict[str, Any]]:
     """Layers of an engine from `IEngineInspector.get_engine_information(JSON)`.
 
@@ -555,15 +549,15 @@ def parse_engine_layers(info: str | Mapping[str, Any]) -> list[dict[str, Any]]:
         for tensor in layer.get("Inputs", []) or []:
             if isinstance(tensor, Mapping):
                 p = tensor_precision(str(tensor.get("Format/Datatype", "")))
-                if p in _FLOAT_ORDER:
+                if p in COMPUTE_LOWEST_FIRST:
                     precisions.append(p)
         if not precisions:  # e.g. a layer fed only by constants: use what it produces
             for tensor in layer.get("Outputs", []) or []:
                 if isinstance(tensor, Mapping):
                     p = tensor_precision(str(tensor.get("Format/Datatype", "")))
-                    if p in _FLOAT_ORDER:
+                    if p in COMPUTE_LOWEST_FIRST:
                         precisions.append(p)
-        precision = min(precisions, key=_FLOAT_ORDER.index) if precisions else ""
+        precision = min(precisions, key=COMPUTE_LOWEST_FIRST.index) if precisions else ""
         out.append(
             {
                 "layer": str(layer.get("Name", "")),
@@ -574,25 +568,16 @@ def parse_engine_layers(info: str | Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def dominant_precision(layers: Sequence[Mapping[str, Any]]) -> tuple[str | None, dict[str, int]]:
-    """(precision most compute layers run in, counts per precision).
-
-    Compute layers are those not in BOOKKEEPING_LAYERS with a known precision. The result is a
-    perflab precision name when that precision holds at least half of them, "mixed" when none
-    does, None when no layer says.
-    """
+def layer_precision_counts(layers: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Compute layers per precision: layers not in BOOKKEEPING_LAYERS with a known precision
+    (what `precisions.precision_effective` names the engine from)."""
     counts: dict[str, int] = {}
     for layer in layers:
         p = layer.get("precision") or ""
         if not p or layer.get("op_type") in BOOKKEEPING_LAYERS:
             continue
         counts[p] = counts.get(p, 0) + 1
-    if not counts:
-        return None, counts
-    top, n = max(counts.items(), key=lambda kv: (kv[1], kv[0] == "fp32"))
-    if 2 * n < sum(counts.values()) or top not in ("fp32", "fp16", "bf16", "int8"):
-        return "mixed", dict(sorted(counts.items()))
-    return top, dict(sorted(counts.items()))
+    return dict(sorted(counts.items()))
 
 
 def layer_rows(
@@ -671,6 +656,11 @@ class TensorRTBackend(Backend):
 
     name = "trt"
     supports_throughput = True
+    options = DECLARED_OPTIONS
+
+    @classmethod
+    def check_options(cls, backend: str, options: Mapping[str, Any], batch_size: int) -> None:
+        parse_options(options, batch_size)
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
@@ -1002,8 +992,8 @@ class TensorRTBackend(Backend):
         except Exception as exc:  # noqa: BLE001 - the audit explains a run; it must not fail it
             self._notes.append(f"engine inspector failed: {exc}")
             return
-        eff, counts = dominant_precision(self._layers)
-        self._precision_effective = eff
+        counts = layer_precision_counts(self._layers)
+        self._precision_effective = precision_effective(counts)
         self._meta["layer_precisions"] = counts
 
     def _start_telemetry(self, cp: Any) -> None:

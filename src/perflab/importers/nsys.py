@@ -39,27 +39,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perflab import store
+from perflab import run_row, stages, store
 from perflab.errors import ImportFormatError
-from perflab.importers import ImportedRun, base_row, check_file, commit, frame
+from perflab.importers import ImportedRun, check_file, commit, frame
 
 BACKEND = "nsys"
 PERFLAB_DOMAIN = "perflab"
-STAGES = frozenset(
-    {
-        "preprocess",
-        "h2d",
-        "compute",
-        "d2h",
-        "postprocess",
-        "e2e",
-        "load",
-        "build",
-        "first",
-        "enqueue",
-    }
-)
-PHASES = frozenset({"warmup", "measure"})
+# Range names a perflab run pushes: its stages (setup ones included) and its phases.
+STAGES = frozenset((*stages.STAGES, *stages.SETUP_STAGES))
+PHASES = frozenset(stages.PHASES)
 
 # Used when a trace has no ENUM_NSYS_EVENT_TYPE table (nsys 2022.1 exports none).
 _EVENT_TYPES = {
@@ -877,7 +865,7 @@ def read_nsys_run(
         if start_ns
         else datetime.now(timezone.utc)
     )
-    row = base_row(
+    row = run_row.new(
         rid,
         BACKEND,
         study=study,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perflab.cache import cache_root
 from perflab.errors import ModelError
 from perflab.untrusted import quote
 
@@ -85,15 +86,6 @@ def _default_shapes(model: onnx.ModelProto, batch_size: int = 1) -> dict[str, li
 # ---------------------------------------------------------------------------------------------
 # Files and the cache
 # ---------------------------------------------------------------------------------------------
-
-
-def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Where built and converted models live: `cache_dir`, else $PERFLAB_CACHE, else
-    ~/.cache/perflab; models go to its `models/` subfolder."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("PERFLAB_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "perflab"
 
 
 def _models_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
