@@ -190,3 +190,27 @@ def test_layer_chart_shares_sum_to_100_percent():
         ax = plots.layer_profile(layers, top=n, level=level)
         shares = [float(t.get_text().strip().rstrip("%")) for t in ax.texts]
         assert len(shares) == n and sum(shares) == pytest.approx(100, abs=n * 0.5 + 0.5)
+
+
+@needs_realdata
+def test_folders_imported_with_the_old_region_names_read_under_the_new_ones(imported, tmp_path):
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    old = tmp_path / "old"
+    shutil.copytree(imported, old)
+    old_names = {"latency": "e2e", "end_to_end": "e2e_end_to_end", "host_walltime": "e2e"}
+    for path in (old / "reported").glob("*.parquet"):
+        table = pq.read_table(path)
+        stages = [old_names.get(s, s) for s in table.column("stage").to_pylist()]
+        index = table.schema.get_field_index("stage")
+        table = table.set_column(index, table.schema.field(index), pa.array(stages))
+        pq.write_table(table, path)
+    assert "e2e" in set(
+        pq.read_table(next((old / "reported").glob("*.parquet")))["stage"].to_pylist()
+    )
+    now = perflab.open(imported).reported.sort_values(["run_id", "stage", "statistic"])
+    then = perflab.open(old).reported.sort_values(["run_id", "stage", "statistic"])
+    assert then["stage"].tolist() == now["stage"].tolist()
