@@ -757,8 +757,8 @@ class Results:
         facts = {k: row.get(k) for k in ("device_name", "backend", "precision_effective")}
         if len(measured):
             region = region or "e2e"
-            warm = self.warmup_table()
-            enough = warm.loc[warm["label"] == row.get("label"), "warmup enough"]
+            warm = self.select(run_id=[run_id]).warmup_table()  # this run's series only
+            enough = warm["warmup enough"] if "warmup enough" in warm.columns else ()
             facts["warmup_enough"] = str(enough.iloc[0]) if len(enough) else None
             facts["first_ms"] = _float_or_none(row.get("first_ms"))
             if region == "e2e":
@@ -783,8 +783,8 @@ class Results:
         covers = tool_stages.covers(region)
         tool = tool_stages.TOOL_STAGES[region].tool if region in tool_stages.TOOL_STAGES else tool
         stages = {s: float(mine[s]) for s in covers if s in mine.index}
-        if covers == (region,):
-            stages = {region: float(mine[region])}
+        if len(covers) == 1:  # a region of one stage is that stage's time (model_run: compute)
+            stages = {covers[0]: float(mine[region])}
         return explain.Side(
             run_id, label, region, float(mine[region]), covers, stages,
             f"reported by {tool}", f"{region}: not split into stages", facts,

@@ -255,7 +255,7 @@ def waterfall_facts(a: Side, b: Side, env_diff: Sequence[str] = ()) -> list[str]
         if side.facts.get("warmup_enough") == "no":
             notes.append(f"{tag}: warmup left in (its measured phase had not reached steady state)")
         first = side.facts.get("first_ms")
-        if isinstance(first, float) and math.isfinite(first) and side.total_ms > 0:
+        if side.region == "e2e" and isinstance(first, float) and side.total_ms > 0:
             notes.append(
                 f"{tag}: first iteration {first:.4g} ms ({first / side.total_ms:.1f}x its "
                 "median), left out of the medians"
