@@ -82,7 +82,7 @@ TOOL_STAGES: dict[str, ToolStage] = {
         ("compute",),
         "host",
         "OpenVINO InferRequest.latency: the request's own time for one synchronous infer, read "
-        "in untimed requests after the timed iterations; excludes the Python binding's tensor "
+        "after each measured iteration's timed region; excludes the Python binding's tensor "
         "wrapping of inputs and outputs",
     ),
 }
