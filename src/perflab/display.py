@@ -102,12 +102,13 @@ def load(results: Sequence[str | Path] | str | Path, *, need: str = "ok") -> Res
     and returns None, so that the notebook's later cells can skip their work:
 
     - need="runs": at least one run of any status (the overview shows failed runs too);
-    - need="ok": at least one run with status ok (the measured sections).
+    - need="ok": at least one run with status ok (the measured sections);
+    - need="samples": an ok run with per-iteration samples (imported runs hold summaries only).
     """
     from IPython.display import display
 
-    if need not in ("runs", "ok"):
-        raise PerflabError(f"unknown need {need!r}; valid: runs, ok")
+    if need not in ("runs", "ok", "samples"):
+        raise PerflabError(f"unknown need {need!r}; valid: runs, ok, samples")
     if isinstance(results, (str, Path)):
         results = [results]
     folders = [Path(f) for f in results]
@@ -121,13 +122,21 @@ def load(results: Sequence[str | Path] | str | Path, *, need: str = "ok") -> Res
     if runs.empty:
         display(nothing_to_show("the result folders hold no runs."))
         return None
-    if need == "ok":
+    if need in ("ok", "samples"):
         ok = runs["status"].astype(str) == "ok"
         if not ok.any():
             counts = runs["status"].astype(str).value_counts()
             summary = ", ".join(f"{n} {s}" for s, n in counts.items())
             display(nothing_to_show(f"no run completed ({summary}); see the overview for why."))
             return None
+    if need == "samples" and res.ok().samples.empty:
+        display(
+            nothing_to_show(
+                "the runs hold no per-iteration samples (imported tools' summaries: see "
+                "the section on other tools' numbers)."
+            )
+        )
+        return None
     return res
 
 
