@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from perflab import __version__, store
+from perflab import __version__, host, store
 from perflab.errors import BackendUnavailable, PerflabError, StoreError, Unsupported
 from perflab.nvtx import Annotator
 from perflab.spec import Policy, RunConfig, Study
@@ -183,15 +183,8 @@ def _output_check(backend, model, pipeline) -> dict[str, float]:
 
 
 def _host_notes(config: RunConfig) -> list[str]:
-    """Facts about the host at the start of a run that can distort its numbers."""
-    notes = []
-    try:
-        load1 = os.getloadavg()[0]
-    except OSError:
-        load1 = 0.0
-    cores = os.cpu_count() or 1
-    if load1 > 0.5 * cores:
-        notes.append(f"busy host: load average {load1:.2f} on {cores} CPUs at the start of the run")
+    """Facts about the device at the start of a run that can distort its numbers (the CPUs'
+    load is sampled through the whole run: perflab.host)."""
     from perflab import backends
 
     if backends.get_info(config.backend).gpu:
@@ -199,8 +192,26 @@ def _host_notes(config: RunConfig) -> list[str]:
 
         note = gpu_busy_note(int(config.option_dict.get("device_id", 0)))
         if note:
-            notes.append(note)
-    return notes
+            return [note]
+    return []
+
+
+def _wait_quiet(config: RunConfig) -> tuple[str | None, list[str]]:
+    """Wait for a quiet host when the study asks to. Returns (why the run must not start, notes)."""
+    quiet = config.quiet
+    if quiet is None:
+        return None, []
+    ok, load = host.wait_quiet(quiet.max_load, quiet.max_wait_s)
+    if ok:
+        return None, []
+    text = (
+        f"host busy: load average {load:.2f} on {host.cpus()} CPUs stayed above "
+        f"{quiet.max_load * host.cpus():.2f} (quiet.max_load {quiet.max_load:g} per CPU) "
+        f"for {quiet.max_wait_s:g} s"
+    )
+    if quiet.then == "stop":
+        return text, []
+    return None, [text + "; measured anyway (quiet.then: run)"]
 
 
 def config_row(config: RunConfig, run_id: str, env_id: str | None) -> dict[str, Any]:
@@ -226,6 +237,8 @@ def config_row(config: RunConfig, run_id: str, env_id: str | None) -> dict[str, 
         "measure_policy": store.json_text(config.measure.as_dict()),
         "timeout_s": config.timeout_s,
         "env_id": env_id,
+        "repetition": config.repetition,
+        "order_seed": config.order_seed,
         "host": socket.gethostname(),
         "perflab_version": __version__,
     }
@@ -245,7 +258,13 @@ def execute(
     """
     run_id = run_id or store.new_run_id()
     row = config_row(config, run_id, env_id)
-    notes = _host_notes(config)
+    refused, notes = _wait_quiet(config)
+    if refused:
+        row.update(status="skipped", error=refused, notes=store.json_text(notes))
+        store.write_run(out, row)
+        return row
+    sampler = host.HostSampler().start()
+    notes += _host_notes(config)
     meta: dict[str, Any] = {}
     tables: dict[str, Any] = {}
     rec: Recorder | None = None
@@ -341,6 +360,11 @@ def execute(
                 backend.close()
             except Exception as exc:  # noqa: BLE001 - a failing close must not lose the run
                 notes.append(f"backend close failed: {exc}")
+        sampler.stop()
+        row.update(sampler.columns())
+        busy_note = host.busy_note(row)
+        if busy_note:
+            notes.append(busy_note)
     if rec is not None and rec.n_rows:
         tables["samples"] = rec.table(run_id)
         row.setdefault("n_warmup", 0)
@@ -366,16 +390,21 @@ class StudyResult:
     rows: list[dict[str, Any]]
     skipped: int = 0
     interrupted: str | None = None
+    # Why the study stopped before its last run (a host that never became quiet), or None.
+    stopped: str | None = None
 
     def by_status(self, *statuses: str) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["status"] in statuses]
 
 
 def plan(study: Study, out: Path, *, resume: bool, append: bool) -> list[RunConfig]:
-    """Which configs to run, after the guards on what the folder already holds."""
+    """Which runs to make, in order (study.schedule), after the guards on what the folder holds.
+
+    --resume makes the repetitions that have no ok run yet; --append adds `repeat` more
+    repetitions of every config, numbered after the ones the folder holds."""
     existing = store.read(out, "runs") if (out / "runs").is_dir() else None
     if existing is None or existing.empty:
-        return list(study.configs)
+        return study.schedule()
     ours = {c.spec_id for c in study.configs}
     foreign = existing.loc[~existing["spec_id"].isin(ours)]
     if len(foreign) and not append:
@@ -388,10 +417,15 @@ def plan(study: Study, out: Path, *, resume: bool, append: bool) -> list[RunConf
             f"{out} already holds results of this study; use --resume to finish it, "
             "--append to add repetitions, or -o NEW_FOLDER"
         )
+    # Folders written before repetitions existed hold repetition 0 of each config.
+    repetition = existing["repetition"].fillna(0).astype(int) if "repetition" in existing else 0
+    existing = existing.assign(repetition=repetition)
     if resume:
-        done = set(existing.loc[existing["status"] == "ok", "spec_id"])
-        return [c for c in study.configs if c.spec_id not in done]
-    return list(study.configs)
+        ok = existing.loc[existing["status"] == "ok"]
+        done = set(zip(ok["spec_id"], ok["repetition"]))
+        return [c for c in study.schedule() if (c.spec_id, c.repetition) not in done]
+    first = (existing.groupby("spec_id")["repetition"].max() + 1).to_dict()
+    return study.schedule({k: int(v) for k, v in first.items()})
 
 
 def clean_leftovers(out: Path) -> list[Path]:
@@ -557,8 +591,8 @@ def run_study(
     progress: Progress | None = None,
 ) -> StudyResult:
     """Run configs one after another; a crash or timeout in one never stops the others."""
-    todo = list(study.configs if configs is None else configs)
-    result = StudyResult(rows=[], skipped=len(study.configs) - len(todo))
+    todo = list(study.schedule() if configs is None else configs)
+    result = StudyResult(rows=[], skipped=len(study.configs) * study.repeat - len(todo))
     with _Interrupt() as interrupt:
         for k, config in enumerate(todo, 1):
             if interrupt.signal is not None:
@@ -575,6 +609,9 @@ def run_study(
             result.rows.append(row)
             if on_done:
                 on_done(row)
+            if row["status"] == "skipped" and config.quiet is not None:
+                result.stopped = str(row.get("error"))
+                break
         if interrupt.signal is not None:
             result.interrupted = signal.Signals(interrupt.signal).name
     logs = Path(out) / ".logs"
