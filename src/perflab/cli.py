@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -35,9 +36,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from perflab import env, runner, spec, store
 
     study = spec.load(args.spec)
+    if args.repeat is not None:
+        if args.repeat < 1 or args.repeat > spec.MAX_REPEAT:
+            raise PerflabError(f"--repeat {args.repeat}: must be from 1 to {spec.MAX_REPEAT}")
+        study = dataclasses.replace(study, repeat=args.repeat)
     out = Path(args.output) if args.output else Path("data") / study.name
     store.check_writable(out)
-    n = len(study.configs)
+    n = len(study.configs) * study.repeat
     if n > spec.LARGE_SWEEP and not args.yes:
         if not sys.stdin.isatty():
             raise PerflabError(
@@ -54,13 +59,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     todo = runner.plan(study, out, resume=args.resume, append=args.append)
     console = _console()
     if not todo:
-        console.print(f"all {n} configs of {study.name!r} already have an ok run in {out}")
+        console.print(f"all {n} runs of {study.name!r} already have an ok run in {out}")
         return 0
     fp = env.fingerprint()
     env_row = env.row(fp)
     store.write(out, "env", env_row["env_id"], env_row)
+    times = f" x {study.repeat} repetitions ({study.order})" if study.repeat > 1 else ""
     console.print(
-        f"study {study.name}: {len(todo)} of {n} configs -> {out}"
+        f"study {study.name}: {len(todo)} of {n} runs ({len(study.configs)} configs{times}) -> {out}"
         + ("" if args.isolate else "  (in-process: no isolation, no timeout)")
     )
     result = _run_with_progress(console, study, out, todo, env_row["env_id"], args.isolate)
@@ -73,6 +79,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.rows:
         _show(console, out, run_ids={r["run_id"] for r in result.rows})
     console.print(f"results in {out}  (perflab show {out}; perflab report {out})")
+    if result.stopped:
+        console.print(
+            f"stopped: {result.stopped}; run `perflab run {args.spec} -o {out} --resume` "
+            "on a quieter host to finish",
+            style="red",
+        )
+        return EXIT_RUNS_FAILED
     if result.interrupted:
         done = len(result.rows)
         console.print(
@@ -109,7 +122,7 @@ def _first_line(text: Any) -> str:
 def _run_with_progress(console, study, out, todo, env_id, isolate):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from perflab import runner
+    from perflab import host, runner
 
     columns = (
         TextColumn("{task.description}", markup=False),
@@ -131,8 +144,12 @@ def _run_with_progress(console, study, out, todo, env_id, isolate):
 
         def on_done(row):
             bar.advance(task)
+            rep = f" #{row.get('repetition', 0)}" if study.repeat > 1 else ""
             if not console.is_terminal:
-                console.print(f"  {row['status']:<11} {row['label']}")
+                console.print(f"  {row['status']:<11} {row['label']}{rep}")
+            note = host.busy_note(row)
+            if note:
+                console.print(f"  {row['label']}{rep}: {note}", style="yellow")
 
         return runner.run_study(
             study,
@@ -206,6 +223,8 @@ def _show(console, folders, run_ids=None) -> None:
         if r.stage == "e2e" and r.run_id in gaps.index:
             table.add_row("", "gap (e2e - stages)", "", f"{gaps[r.run_id]:.4f}", "", "", "", "", "")
     console.print(table)
+    _show_repeats(console, ok)
+    _show_busy(console, ok.runs)
     warned = ok.warnings()
     if len(warned):
         counts = ", ".join(f"{name} x{n}" for name, n in warned["warning"].value_counts().items())
@@ -216,6 +235,52 @@ def _show(console, folders, run_ids=None) -> None:
     if run_ids is None and len(others):
         for r in others.itertuples():
             console.print(f"{r.status}: {r.label}: {_first_line(r.error)}")
+
+
+def _show_repeats(console, ok) -> None:
+    """Configs with several runs: the spread between runs beside the spread within them."""
+    from rich.table import Table
+
+    rep = ok.repeats()
+    rep = rep[rep["n_runs"] > 1]
+    if rep.empty:
+        return
+    table = Table(title="e2e across repetitions (median: mean of run medians; CI over runs)")
+    for col in ("config", "runs", "n", "median ms", "95% CI ms", "between-run CV %", "within CV %"):
+        table.add_column(col, justify="left" if col == "config" else "right")
+    for r in rep.itertuples():
+        ci = "" if math.isnan(r.ci_low_ms) else f"[{r.ci_low_ms:.4f}, {r.ci_high_ms:.4f}]"
+        table.add_row(
+            r.config,
+            f"{r.n_runs}",
+            f"{r.n}",
+            f"{r.median_ms:.4f}",
+            ci,
+            f"{r.between_cv_pct:.2f}",
+            f"{r.within_cv_pct:.2f}",
+        )
+    console.print(table)
+
+
+def _show_busy(console, runs) -> None:
+    """Runs measured on a busy host, said with their numbers."""
+    from perflab import host
+
+    if "host_busy" not in runs.columns:
+        return
+    busy = runs[runs["host_busy"].astype("boolean").fillna(False).astype(bool)]
+    if busy.empty:
+        return
+    console.print(
+        f"busy host: {len(busy)} of {len(runs)} runs were measured on a busy host "
+        f"(load average per CPU above {host.BUSY_LOAD_PER_CPU} besides the run, or more than "
+        f"{host.BUSY_STEAL_PCT:g}% CPU time stolen); their numbers may not repeat:",
+        style="yellow",
+    )
+    for r in busy.head(10).itertuples():
+        console.print(f"  {r.label}: {host.busy_note(r._asdict())}", style="yellow")
+    if len(busy) > 10:
+        console.print(f"  ... and {len(busy) - 10} more (perflab.open(...).runs.host_busy)")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -349,6 +414,12 @@ def parser() -> argparse.ArgumentParser:
         dest="isolate",
         action="store_false",
         help="run configs in this process (debugging; no crash isolation, no timeout)",
+    )
+    run.add_argument(
+        "--repeat",
+        type=int,
+        metavar="N",
+        help="runs per config, each in its own process, round by round (overrides `repeat:`)",
     )
     run.add_argument("--yes", action="store_true", help="run very large sweeps without asking")
     run.set_defaults(func=cmd_run)

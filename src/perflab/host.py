@@ -131,7 +131,9 @@ def busy_note(columns: dict[str, float | bool]) -> str | None:
     )
 
 
-def wait_quiet(max_load_per_cpu: float, max_wait_s: float, poll_s: float = 1.0) -> tuple[bool, float]:
+def wait_quiet(
+    max_load_per_cpu: float, max_wait_s: float, poll_s: float = 1.0
+) -> tuple[bool, float]:
     """Wait until the 1-minute load average per CPU is at most `max_load_per_cpu`, for at most
     `max_wait_s`. Returns (quiet, the last load average read)."""
     deadline = time.monotonic() + max_wait_s

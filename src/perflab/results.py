@@ -27,6 +27,7 @@ from perflab.analysis.batching import batching as _batching
 from perflab.analysis.batching import batching_curve as _batching_curve
 from perflab.analysis.breakdown import breakdown as _breakdown
 from perflab.analysis.compare import compare as _compare
+from perflab.analysis.repeats import repeats as _repeats
 from perflab.analysis.stats import harness_gap as _harness_gap
 from perflab.analysis.stats import summarize as _summarize
 from perflab.analysis.stats import warnings as _warnings
@@ -238,6 +239,11 @@ class Results:
     def compare(self, by: str | list[str], baseline: Any = None, **kw: Any) -> pd.DataFrame:
         """compare.compare(): level B against baseline A of `by`, config by config."""
         return _compare(self.samples, self.runs, by=by, baseline=baseline, **kw)
+
+    def repeats(self, **kw: Any) -> pd.DataFrame:
+        """repeats.repeats(): per config, its runs' spread (between-run and within-run CV) and
+        the median's CI over runs and iterations."""
+        return _repeats(self.samples, self.runs, **kw)
 
     def stage_medians(self) -> pd.DataFrame:
         """Median per run and stage: from the samples, and for runs without samples (imports)

@@ -291,7 +291,9 @@ def parse(data: Any, *, source: str = "<spec>", default_study: str = "study") ->
         )
     order = data.get("order", "interleaved")
     if order not in ORDERS:
-        raise SpecError(f"{source}: key 'order': {order!r} is not an order; valid: {', '.join(ORDERS)}")
+        raise SpecError(
+            f"{source}: key 'order': {order!r} is not an order; valid: {', '.join(ORDERS)}"
+        )
     order_seed = data.get("order_seed", 0)
     if isinstance(order_seed, bool) or not isinstance(order_seed, int):
         raise SpecError(f"{source}: key 'order_seed': {order_seed!r} must be an integer")

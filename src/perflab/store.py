@@ -95,7 +95,12 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("model_input_bytes_per_sample", F64, "B", "model input bytes (what h2d copies)"),
         ("model_output_bytes_per_sample", F64, "B", "model output bytes (what d2h copies)"),
         ("model_kernels", F64, "", "graph nodes or engine layers per iteration (launch floor)"),
-        ("repetition", I64, "", "which repetition of its config (0-based; repetitions share spec_id)"),
+        (
+            "repetition",
+            I64,
+            "",
+            "which repetition of its config (0-based; repetitions share spec_id)",
+        ),
         ("order_seed", I64, "", "seed that shuffled the study's run order; null: file order"),
         ("host_load_before", F64, "", "1-minute load average just before the run"),
         ("host_load_during", F64, "", "highest 1-minute load average sampled during the run"),

@@ -13,16 +13,14 @@ from perflab.analysis.repeats import (
     centre,
     hierarchical_medians,
     interval,
+    sorted_per_run,
 )
 from perflab.analysis.stats import (
     WHERE_COLUMNS,
     config_columns,
-    integral_ns,
     key_frame,
     ok_run_ids,
     readable_labels,
-    select_rows,
-    sort_groups,
 )
 from perflab.errors import PerflabError
 
@@ -191,7 +189,7 @@ def compare(
                 f"baseline {base!r} is not a level of {'/'.join(by_cols)}; levels: {distinct_levels}"
             )
 
-    values = _sorted_per_run(samples, runs, stage)
+    values = sorted_per_run(samples, runs, stage)
     label_keys = keys.drop_duplicates()
     config_label = dict(
         zip(
@@ -234,9 +232,7 @@ def compare(
                     median_a_ms=med_a / 1e6,
                     median_b_ms=med_b / 1e6,
                     ratio=med_b / med_a,
-                    p_value=float(
-                        mannwhitneyu(np.concatenate(x_a), np.concatenate(x_b)).pvalue
-                    ),
+                    p_value=float(mannwhitneyu(np.concatenate(x_a), np.concatenate(x_b)).pvalue),
                 )
                 fewest = min(len(x_a), len(x_b))
                 if min(len(x) for x in (*x_a, *x_b)) < MIN_ITERATIONS_MEDIAN_CI:
@@ -272,16 +268,6 @@ def _columns(key_cols: list[str]) -> list[str]:
 
 def _empty(key_cols: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in _columns(key_cols)})
-
-
-def _sorted_per_run(samples: pd.DataFrame, runs: pd.DataFrame, stage: str) -> dict[str, np.ndarray]:
-    rows = select_rows(samples, runs, phase="measure", stages=[stage])
-    if len(rows) == 0:
-        return {}
-    sg = sort_groups(rows.rcode, integral_ns(rows.column("host_ns")))
-    return {
-        str(rows.runs[g]): sg.values[s : s + c] for g, s, c in zip(sg.gid, sg.starts, sg.counts)
-    }
 
 
 def _per_run(values: dict[str, np.ndarray], run_ids: Iterable[str]) -> list[np.ndarray]:

@@ -129,8 +129,21 @@ REPEATS_COLUMNS: tuple[str, ...] = (
 )
 
 
+def sorted_per_run(samples: pd.DataFrame, runs: pd.DataFrame, stage: str) -> dict[str, np.ndarray]:
+    """run_id -> that run's measured `stage` values (ns), sorted: one array per run."""
+    from perflab.analysis.stats import integral_ns, select_rows, sort_groups
+
+    rows = select_rows(samples, runs, phase="measure", stages=[stage])
+    if len(rows) == 0:
+        return {}
+    sg = sort_groups(rows.rcode, integral_ns(rows.column("host_ns")))
+    return {
+        str(rows.runs[g]): sg.values[s : s + c] for g, s, c in zip(sg.gid, sg.starts, sg.counts)
+    }
+
+
 def repeats(
-    runs_values: dict[str, np.ndarray],
+    samples: pd.DataFrame,
     runs: pd.DataFrame,
     *,
     stage: str = "e2e",
@@ -140,8 +153,7 @@ def repeats(
 ) -> pd.DataFrame:
     """One row per config (runs equal on their spec_id): its runs' spread and the CI over them.
 
-    Input: `runs_values` maps run_id -> that run's sorted `stage` values in ns; `runs` the runs
-    rows (ok runs only). Output::
+    Input: samples and runs (ok runs are used). Output::
 
         config          stage n_runs n    min_run_n median_ms ci_low_ms ci_high_ms
         synthetic b1    e2e   5      1000 200       1.0012    0.9821    1.0203
@@ -155,9 +167,13 @@ def repeats(
       moves the number. within_cv_pct: the median over runs of each run's own CV.
     - busy_runs: how many of the runs were measured on a busy host (runs.host_busy).
     """
+    from perflab.analysis.stats import ok_run_ids
+
+    runs_values = sorted_per_run(samples, runs, stage)
     rng = np.random.default_rng(seed)
     rows = []
     info = runs.assign(run_id=runs["run_id"].astype(str)).drop_duplicates("run_id")
+    info = info[info["run_id"].isin(ok_run_ids(info))]
     key = "spec_id" if "spec_id" in info.columns else "label"
     for _, group in info.groupby(key, sort=False, dropna=False):
         values = [runs_values[r] for r in group["run_id"] if r in runs_values]

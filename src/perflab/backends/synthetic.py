@@ -41,7 +41,15 @@ DURATIONS = (
 # Seed-sequence word that keeps the per-run offset's stream apart from the per-iteration one.
 RUN_OFFSET_STREAM = 0x0FF5E7
 CRASHES = ("none", "segfault", "abort", "oom", "hang", "exception")
-OPTIONS = (*DURATIONS, "jitter", "run_jitter", "warmup_iterations", "warmup_extra_ms", "crash", "crash_at")
+OPTIONS = (
+    *DURATIONS,
+    "jitter",
+    "run_jitter",
+    "warmup_iterations",
+    "warmup_extra_ms",
+    "crash",
+    "crash_at",
+)
 DEFAULTS: dict[str, Any] = {
     "preprocess_ms": 0.2,
     "h2d_ms": 0.0,
@@ -122,7 +130,14 @@ class SyntheticBackend(Backend):
                 f"synthetic backend: unknown option {unknown[0]!r}; valid: {', '.join(OPTIONS)}"
             )
         self.opts = {**DEFAULTS, **opts}
-        for key in (*DURATIONS, "jitter", "run_jitter", "warmup_extra_ms", "warmup_iterations", "crash_at"):
+        for key in (
+            *DURATIONS,
+            "jitter",
+            "run_jitter",
+            "warmup_extra_ms",
+            "warmup_iterations",
+            "crash_at",
+        ):
             value = self.opts[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise SpecError(
