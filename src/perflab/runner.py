@@ -53,14 +53,19 @@ Progress = Callable[[int, float], None]
 def median_ci(values: np.ndarray, z: float = Z95) -> tuple[float, float, float]:
     """Distribution-free CI of the median from order statistics (binomial, normal approximation).
 
-    Returns (median, low, high). Exact enough for n >= 30 and cheap: one partial sort.
+    Returns (median, low, high); low and high are NaN where the ranks fall outside the sample
+    (too few values for a CI: the rule of analysis.stats.order_stat_ci_ranks). Exact enough for
+    n >= 30 and cheap: one sort, and no scipy in the measured process.
     """
     n = len(values)
     s = np.sort(values)
     half = z * math.sqrt(n) / 2
-    lo = max(0, math.floor(n / 2 - half) - 1)
-    hi = min(n - 1, math.ceil(n / 2 + half))
-    return float(np.median(s)), float(s[lo]), float(s[hi])
+    lo = math.floor(n / 2 - half) - 1
+    hi = math.ceil(n / 2 + half)
+    med = float(np.median(s)) if n else math.nan
+    if lo < 0 or hi > n - 1:
+        return med, math.nan, math.nan
+    return med, float(s[lo]), float(s[hi])
 
 
 @dataclass
