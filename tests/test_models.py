@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from perflab import models as M
 from perflab.errors import ModelError, Unsupported
+from perflab.models import conversion
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -590,7 +591,7 @@ def test_int8_resnet18_is_static_qdq_agrees_and_is_cached(
     def fail(*args, **kwargs):
         raise AssertionError("a cached conversion must not quantize again")
 
-    monkeypatch.setattr(M, "_quantize_static", fail)
+    monkeypatch.setattr(conversion, "_quantize_static", fail)
     again = M.convert(info, "int8", cache_dir=models_cache)
     assert again == c
 
@@ -603,13 +604,29 @@ def test_int8_cache_key_follows_the_calibration(models_resolve, models_cache):
     a = M.convert(info, "int8", calibration=iter(cal_a), cache_dir=models_cache)
     b = M.convert(info, "int8", calibration=cal_b, cache_dir=models_cache)
     assert a.path != b.path and a.method == b.method == "int8-static-qdq"
-    assert a.notes == (
-        "calibrated on 2 given batches",
-        "int8 recipe 'cpu': UInt8 asymmetric activations, Int8 symmetric per-channel weights",
+    assert a.notes[0] == "calibrated on 2 given batches" and len(a.notes) == 2
+    recipe = "int8 recipe 'cpu': UInt8 asymmetric activations, Int8 symmetric per-channel weights"
+    assert (
+        a.notes[1].removesuffix(" (7-bit: reduce_range, since U8S8 saturates without VNNI)")
+        == recipe
     )
     assert M.convert(info, "int8", calibration=cal_a, cache_dir=models_cache).path == a.path
     with pytest.raises(ModelError, match="calibration is empty"):
         M.convert(info, "int8", calibration=[], cache_dir=models_cache)
+
+
+def test_int8_weights_are_7_bit_on_x86_without_vnni(monkeypatch):
+    from perflab import env
+    from perflab.models import conversion
+
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    monkeypatch.setattr(env, "cpu_flags", lambda: ["avx2", "fma"])
+    assert conversion._reduce_range("cpu") and not conversion._reduce_range("tensorrt")
+    monkeypatch.setattr(env, "cpu_flags", lambda: ["avx2", "avx512_vnni"])
+    assert not conversion._reduce_range("cpu")
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")
+    monkeypatch.setattr(env, "cpu_flags", lambda: ["asimd"])
+    assert not conversion._reduce_range("cpu")
 
 
 def test_int8_sequence_model_uses_dynamic_quantization(models_resolve, models_cache):
@@ -629,7 +646,7 @@ def test_int8_falls_back_to_dynamic_when_static_fails(models_resolve, tmp_path, 
     def broken(*args, **kwargs):
         raise RuntimeError("calibration\nexploded")
 
-    monkeypatch.setattr(M, "_quantize_static", broken)
+    monkeypatch.setattr(conversion, "_quantize_static", broken)
     c = M.convert(models_resolve("mlp", 2), "int8", cache_dir=tmp_path)
     assert c.method == "int8-dynamic"
     assert (

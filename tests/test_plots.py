@@ -434,7 +434,7 @@ def test_speedups_mark_predicted_bars():
 
 def test_import_perflab_leaves_plotting_and_jupyter_out():
     code = (
-        "import sys, perflab, perflab.report, perflab.cli; "
+        "import sys, perflab, perflab.report, perflab.display, perflab.cli; "
         "print(','.join(m for m in ('matplotlib', 'seaborn', 'nbclient', 'nbconvert', "
         "'papermill', 'IPython') if m in sys.modules))"
     )

@@ -131,10 +131,10 @@ def test_every_figure_is_embedded_png(page):
 
 def test_code_hidden_by_default_and_shown_with_code(page, page_with_code):
     assert 'class="jp-CodeMirrorEditor' not in page
-    assert "report.load(results" not in _visible_text(page)
+    assert "= load(results" not in _visible_text(page)
     assert 'class="jp-CodeMirrorEditor' in page_with_code
     shown = _visible_text(page_with_code)
-    assert "report.load(results" in shown and "plots.stage_breakdown(" in shown
+    assert "= load(results" in shown and "plots.stage_breakdown(" in shown
     # The same outputs either way.
     assert page.count("data:image/png;base64") == page_with_code.count("data:image/png;base64")
 

@@ -239,3 +239,44 @@ def test_cpu_runs_are_projected_from_the_host_fingerprint(tmp_path):
     projected = res.project(device="RTX 3070")
     compute = projected.loc[projected["stage"] == "compute"].iloc[0]
     assert compute["predicted_ms"] > 0 and compute["kind"] == "predicted"
+
+
+def test_tables_for_people_from_known_stage_times(study):
+    res = results.open(study)
+    assert res.status_counts().to_dict("records") == [
+        {"status": "ok", "runs": 2},
+        {"status": "failed", "runs": 1},
+    ]
+    failed = res.failures()
+    assert failed[["label", "status", "reason"]].to_dict("records") == [
+        {"label": "r3 label", "status": "failed", "reason": "boom"}
+    ]
+    ok = res.ok()
+    # e2e = the stages (compute scales with the batch) + the 20 us the samples add; 1 % jitter
+    head = ok.summary_table().set_index("batch_size")
+    assert head.loc[1, "p50 ms"] == pytest.approx(0.5 + 2.0 + 0.3 + 0.02, rel=0.01)
+    assert head.loc[4, "p50 ms"] == pytest.approx(0.5 + 8.0 + 0.3 + 0.02, rel=0.01)
+    wide = ok.stage_table(value="p50_ms").set_index("label")
+    assert wide.loc["r2 label", "compute"] == pytest.approx(8.0, rel=0.01)
+    assert list(wide.columns)[-1] == "e2e"
+    assert ok.pick_run() in {"r1", "r2"}
+
+
+def test_speedups_between_two_devices(tmp_path):
+    out = tmp_path / "devices"
+    _write(out, "slow", seed=1, device_name="GTX 1070", device="cuda:0")
+    _write(out, "fast", seed=2, scale=0.5, device_name="RTX 3090", device="cuda:0")
+    res = results.open(out).ok()
+    assert res.device_column() == "device_name" and res.comparison_axes() == ["device_name"]
+    measured = res.speedups("device_name").set_index("stage")
+    assert set(measured["pair"]) == {"RTX 3090 vs GTX 1070"}
+    assert measured.loc["compute", "speedup"] == pytest.approx(2.0, rel=0.01)
+    assert measured.loc["e2e", "speedup"] == pytest.approx(2.82 / 1.42, rel=0.01)
+    assert measured.loc["e2e", "ci_low"] <= measured.loc["e2e", "speedup"]
+    table = res.speedup_table("device_name").set_index("stage")
+    assert table.loc["compute", "measured"] == pytest.approx(2.0, rel=0.01)
+    # Predicted: host stages unchanged on another device (1.0); compute unknown without the
+    # model's cost (NaN, never a made-up number).
+    predicted = res.speedup_chart("device_name")
+    predicted = predicted[predicted["kind"] == "predicted"].set_index("stage")["speedup"]
+    assert predicted["preprocess"] == 1.0 and np.isnan(predicted["compute"])

@@ -385,9 +385,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from perflab.importers import nsys
+    from perflab import profiling
 
-    return nsys.profile_study(Path(args.spec), output=Path(args.output) if args.output else None)
+    return profiling.profile_study(
+        Path(args.spec), output=Path(args.output) if args.output else None
+    )
 
 
 # ----------------------------------------------------------------------------- parser

@@ -80,6 +80,11 @@ ENV_PREFIXES = (
 VOLATILE = ("memory_available_gib", "load_average")
 
 
+def cpu_flags() -> list[str]:
+    """The CPU features among ``CPU_FLAGS`` that this machine has (from /proc/cpuinfo)."""
+    return list(_cpuinfo().get("cpu_flags", []))
+
+
 def _cpuinfo() -> dict[str, Any]:
     info: dict[str, Any] = {"cpu_model": platform.processor() or platform.machine()}
     try:

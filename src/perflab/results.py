@@ -20,18 +20,23 @@ import numpy as np
 import pandas as pd
 
 from perflab import store
+from perflab.analysis import devices, overview, traces
+from perflab.analysis.batching import batch_groups as _batch_groups
 
 # Functions imported from their modules by full path: the package may re-export functions named
 # like their modules (perflab.analysis.warmup), which would shadow the module attribute.
 from perflab.analysis.batching import batching as _batching
 from perflab.analysis.batching import batching_curve as _batching_curve
 from perflab.analysis.breakdown import breakdown as _breakdown
+from perflab.analysis.breakdown import pick_run as _pick_run
+from perflab.analysis.breakdown import stage_table as _stage_table
 from perflab.analysis.compare import compare as _compare
 from perflab.analysis.repeats import repeats as _repeats
 from perflab.analysis.stats import harness_gap as _harness_gap
 from perflab.analysis.stats import summarize as _summarize
 from perflab.analysis.stats import warnings as _warnings
 from perflab.analysis.warmup import warmup as _warmup
+from perflab.analysis.warmup import warmup_table as _warmup_table
 from perflab.errors import PerflabError
 
 # Columns of a run shown beside its statistics.
@@ -218,7 +223,12 @@ class Results:
 
     def warnings(self) -> pd.DataFrame:
         """stats.warnings(): noisy runs, too few samples, launch- or transfer-bound, throttling."""
-        return _warnings(self.samples, self.runs, self.telemetry, summary=self.summary(ci=None))
+        return self._cached(
+            "warnings",
+            lambda: _warnings(
+                self.samples, self.runs, self.telemetry, summary=self.summary(ci=None)
+            ),
+        )
 
     def breakdown(self, **kw: Any) -> pd.DataFrame:
         """breakdown.breakdown(): each stage's share of e2e per run, with the harness gap."""
@@ -320,6 +330,297 @@ class Results:
     def _all_cpu(self) -> bool:
         ok = self._ok_runs()
         return bool(len(ok)) and ok["device"].astype(str).str.lower().str.startswith("cpu").all()
+
+    # -- tables for people (the notebooks show these) -----------------------------------------
+    # Each docstring shows the frame it starts from and the frame it returns.
+
+    def run_list(self) -> pd.DataFrame:
+        """One row per run: what ran, how it ended, its setup costs; by status, then label.
+
+        runs: | run_id | status | backend | batch_size | load_ms | ...
+        ->    | label | status | backend | precision | batch_size | ... | first_ms |
+        """
+        return overview.run_list(self.runs)
+
+    def status_counts(self) -> pd.DataFrame:
+        """Runs per status, ok first.
+
+        runs: | run_id | status |        ->  | status | runs |
+              | r1     | ok     |            | ok     | 2    |
+              | r2     | failed |            | failed | 1    |
+              | r3     | ok     |
+        """
+        return overview.status_counts(self.runs)
+
+    def failures(self) -> pd.DataFrame:
+        """Runs that are not ok, with the first line of their error (the full text in `error`).
+
+        runs: | run_id | status | error              |
+              | r2     | failed | "boom\n  at ..."   |
+        ->    | label  | status | reason | error              |
+              | m b2   | failed | boom   | "boom\n  at ..."   |
+        """
+        return overview.failures(self.runs)
+
+    def env_table(self) -> pd.DataFrame:
+        """The environment fingerprints side by side, one column per environment; `differs`
+        marks the rows that are not all equal (when there are several).
+
+            env: | env_id | host | cpu_model | fingerprint (JSON: packages, env_vars) |
+            ->   | key | box-a (1a2b3c4d) | box-b (5e6f7a8b) | differs |
+                 | cpu_model | EPYC | Xeon | yes |
+        """
+        return overview.env_table(self.env)
+
+    def summary_table(self, *, stage: str = "e2e") -> pd.DataFrame:
+        """The headline statistics of one stage, one row per ok run.
+
+        summary(): | run_id | label | stage | n | p50_ms | p99_ms | cv_pct | ... |
+        ->         | label | batch_size | n | p50 ms | p90 ms | p99 ms | mean ms | CV % | items/s |
+        """
+        return overview.summary_table(self.summary(ci=None), stage=stage)
+
+    def warnings_table(self) -> pd.DataFrame:
+        """warnings() one row per run, one column per kind of warning: the stages and values
+        that triggered it.
+
+            warnings(): | run_id | warning | stage | value | threshold |
+                        | r1     | high_cv | e2e   | 13.2  | 10        |
+            ->          | label  | high_cv  |
+                        | m b1   | e2e 13.2 |
+        """
+        return overview.warnings_table(self.warnings(), self.runs)
+
+    def warning_kinds(self) -> pd.DataFrame:
+        """warnings() one row per kind: how many runs it concerns and one of its messages.
+
+        warnings(): | run_id | warning | message |  ->  | warning | runs | example |
+        """
+        return overview.warning_kinds(self.warnings())
+
+    def stage_table(self, *, value: str = "p50_ms", e2e: bool = True, **kw: Any) -> pd.DataFrame:
+        """breakdown() wide: stages as columns (pipeline order, gap and e2e last), one row per
+        run, of `value` (p50_ms, share, speedup_if_free, ...); e2e=False drops the e2e column.
+
+            breakdown(): | run_id | stage   | p50_ms | share |
+                         | r1     | compute | 2.0    | 0.8   |
+            ->           | label | compute | gap | e2e |
+                         | m b1  | 2.0     | 0.1 | 2.5 |
+        """
+        return _stage_table(self.breakdown(**kw), value=value, e2e=e2e)
+
+    def pick_run(self, *, stage: str = "gap", value: str = "share") -> str | None:
+        """The run id with the largest `value` of `stage` in breakdown() (default: the largest
+        harness-gap share, the run whose timeline has most to explain); None without runs."""
+        return _pick_run(self.breakdown(), stage=stage, value=value)
+
+    def warmup_table(self, **kw: Any) -> pd.DataFrame:
+        """warmup() per run with its own warmup length against the recommended one.
+
+        warmup(): | run_id | classification | steady_iteration | recommended_warmup | ...
+        ->        | label | classification | ... | n_warmup | recommended_warmup |
+                  | warmup enough ("yes"/"no") | steady_p50_ms | ...
+        """
+        return _warmup_table(self.warmup(**kw), self.runs)
+
+    def batch_groups(self, *, stage: str = "e2e", curve: pd.DataFrame | None = None) -> list[str]:
+        """The config groups measured at two or more batch sizes (those a fit says something
+        about), from batching_curve() (or the `curve` given)."""
+        return _batch_groups(self.batching_curve() if curve is None else curve, stage=stage)
+
+    # -- devices ---------------------------------------------------------------------------
+
+    def device_column(self) -> str | None:
+        """The runs column that tells the ok runs' devices apart (device_name, else host), or
+        None when they all ran on one device."""
+        return devices.device_column(self.runs)
+
+    def device_names(self) -> str:
+        """The ok runs' distinct device names, comma-separated ("unknown device" if none)."""
+        return devices.device_names(self.runs)
+
+    def comparison_axes(self) -> list[str]:
+        """The columns worth a comparison: the device column when several devices ran, else
+        backend and precision where the ok runs take more than one value."""
+        return devices.comparison_axes(self.runs)
+
+    def speedups(self, by: str, *, stages: Iterable[str] = devices.SPEEDUP_STAGES) -> pd.DataFrame:
+        """compare(by=...) of each stage as speedups of each level B over the baseline A
+        (speedup = 1 / ratio, CI inverted likewise), one row per stage and matched config.
+
+            compare(): | a        | b        | config | stage | ratio | ci_low | ci_high | verdict |
+                       | GTX 1070 | RTX 3090 | m b1   | e2e   | 0.5   | 0.49   | 0.51    | faster  |
+            ->         | pair                 | a | b | config | stage | speedup | ci_low | ci_high |
+                       | RTX 3090 vs GTX 1070 | . | . | m b1   | e2e   | 2.0     | 1.96   | 2.04    |
+                       | verdict | kind     |
+                       | faster  | measured |
+        """
+        key = f"speedups:{by}:{tuple(stages)}"
+
+        def build() -> pd.DataFrame:
+            parts = [self.compare(by=by, stage=s) for s in stages]
+            parts = [p for p in parts if len(p)]
+            compared = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+            return devices.measured_speedups(compared)
+
+        return self._cached(key, build)
+
+    def predicted_speedups(self, by: str) -> tuple[pd.DataFrame, list[str]]:
+        """What the rooflines predict for the pairs speedups(by) measured: the baseline
+        device's runs projected onto the other device, per stage. Returns (frame, problems):
+        the reasons pairs could not be predicted (also when `by` is not device_name).
+
+            speedups(): | pair | a | b | stage | ...
+            ->          | pair                 | stage | speedup | basis                | kind      |
+                        | RTX 3090 vs GTX 1070 | e2e   | 1.8     | sum of the predicted | predicted |
+        """
+        measured = self.speedups(by)
+        empty = pd.DataFrame(columns=devices.PREDICTED_SPEEDUP_COLUMNS)
+        if measured.empty:
+            return empty, []
+        if by != "device_name":
+            return empty, [
+                f"the runs differ by {by}, not by a named device: no roofline prediction"
+            ]
+        parts, problems = [], []
+        for (a, b), _ in measured.groupby(["a", "b"], sort=False):
+            try:
+                projected = self.ok().select(device_name=a).project(device=b)
+            except PerflabError as exc:
+                problems.append(f"{b} vs {a}: {exc}")
+                continue
+            parts.append(devices.predicted_speedups(f"{b} vs {a}", projected))
+        return (pd.concat(parts, ignore_index=True) if parts else empty), problems
+
+    def speedup_chart(self, by: str) -> pd.DataFrame:
+        """speedups(by) reduced to one value per pair and stage (geometric mean over matched
+        configs; with one config its CI is kept) beside predicted_speedups(by), for
+        plots.speedups.
+
+            -> | pair | stage | kind (measured/predicted) | speedup | ci_low | ci_high |
+        """
+        return devices.speedup_chart_data(self.speedups(by), self.predicted_speedups(by)[0])
+
+    def speedup_table(self, by: str) -> pd.DataFrame:
+        """speedup_chart(by) as a table, one row per pair and stage.
+
+        -> | pair | stage | measured | CI low | CI high | predicted | basis |
+        """
+        return devices.speedup_table(self.speedup_chart(by), self.predicted_speedups(by)[0])
+
+    def projections(
+        self, targets: Iterable[str] = devices.DEFAULT_TARGETS
+    ) -> tuple[pd.DataFrame, list[str]]:
+        """project() onto each target device, with run labels; CPU runs use the host's estimated
+        peaks as their source. Returns (frame, problems: targets that could not be projected).
+
+            ok runs' stage medians
+            -> | label | to_device | stage | measured_ms | predicted_ms | speedup | basis | kind |
+               | m b1  | H100 SXM  | e2e   | 5.0         | 0.5          | 10.0    | ...   | predicted |
+        """
+        parts, problems = [], []
+        for target in targets:
+            try:
+                parts.append(self.project(device=target))
+            except PerflabError as exc:
+                problems.append(f"{target}: {exc}")
+        return devices.labelled_projections(parts, self.runs), problems
+
+    def projection_chart(self, targets: Iterable[str] = devices.DEFAULT_TARGETS) -> pd.DataFrame:
+        """projections() as predicted speedups per target and stage (geometric mean over runs),
+        for plots.speedups.
+
+            -> | pair (target) | stage | kind ("predicted") | speedup |
+        """
+        return devices.projection_chart_data(self.projections(targets)[0])
+
+    def projection_table(
+        self, *, stage: str = "e2e", targets: Iterable[str] = devices.DEFAULT_TARGETS
+    ) -> pd.DataFrame:
+        """Measured and predicted time of one stage per run, wide by target.
+
+        projections(): | label | to_device | stage | measured_ms | predicted_ms |
+        ->             | label | measured ms | H100 SXM (predicted ms) | ... |
+        """
+        return devices.projection_table(self.projections(targets)[0], stage=stage)
+
+    def predicted_roofline(self, target: str) -> pd.DataFrame:
+        """roofline() rows of the ok runs' stage times as predicted on `target` (the projection's
+        predicted medians on the target's roofline), for plots.roofline(predicted=...).
+
+            project(device=target): | run_id | stage | predicted_ms |
+            ->                      | run_id | stage | achieved_tflops | intensity | ... |
+        """
+        from perflab.analysis.roofline import roofline
+
+        medians = devices.as_roofline_medians(self.project(device=target))
+        return roofline(self._ok_runs(), medians, device=target)
+
+    # -- traces and imported profiles --------------------------------------------------------
+
+    def trace_inventory(self) -> pd.DataFrame:
+        """Rows per trace or imported-profile table (zero where absent).
+
+        -> | table        | rows |
+           | trace_ranges | 120  |
+           | layers       | 0    |
+        """
+        return traces.trace_inventory({t: self.table(t) for t in traces.TRACE_TABLES})
+
+    def reported_vs_measured(self) -> pd.DataFrame:
+        """What another tool printed beside perflab's own median and mean of the same run and
+        stage.
+
+            reported: | run_id | stage   | statistic | value_ms |
+                      | r1     | compute | median    | 0.28     |
+            ->        | label | stage   | statistic | reported ms | perflab p50 ms | perflab mean ms |
+                      | m b1  | compute | median    | 0.28        | 0.30           | 0.31            |
+        """
+        return traces.reported_vs_measured(self.reported, self.summary(ci=None), self.runs)
+
+    def correlate(self) -> pd.DataFrame:
+        """NVTX stage ranges of the traces beside perflab's samples, per run, iteration and stage
+        (analysis.traces.correlate; ranges pair with runs by run id, else by run label).
+
+            trace_ranges: | run_id | perflab_run | iteration | stage | duration_ns | gpu_duration_ns |
+            samples:      | run_id | iteration | stage | host_ns | device_ns |
+            ->            | run_id | perflab_run | iteration | stage | phase | host_ms | device_ms |
+                          | trace_host_ms | gpu_ms | n_gpu_ops | gap_ms (host_ms - gpu_ms) |
+        """
+        return traces.correlate(self.table("trace_ranges"), self.samples, runs=self.runs)
+
+    def trace_vs_harness(self) -> pd.DataFrame:
+        """correlate() reduced per run and stage to medians over the measured iterations.
+
+        correlate(): | run_id | iteration | stage | host_ms | trace_host_ms | gpu_ms | n_gpu_ops |
+        ->           | label | stage | harness p50 ms | range p50 ms | GPU p50 ms | GPU ops p50 |
+        """
+        return traces.trace_vs_harness(self.correlate(), self.runs)
+
+    def top_kernels(self, *, top: int = 15) -> pd.DataFrame:
+        """The kernels with the most total time in the traces.
+
+        trace_kernels: | name | duration_ns |  ->  | kernel | count | total ms | share |
+        """
+        return traces.top_kernels(self.table("trace_kernels"), top=top)
+
+    def layer_precisions(self) -> pd.DataFrame:
+        """Per profiled run, how many layers ran in each precision on each provider (an int8 run
+        with many fp32 layers did not run as int8).
+
+            layers: | run_id | layer | provider | precision |
+            ->      | label | trt fp16 | trt fp32 |
+                    | m b1  | 2        | 1        |
+        """
+        return traces.layer_precisions(self.layers, self.runs)
+
+    def timed_layer_runs(self) -> list[str]:
+        """Run ids whose layer profile has times (some engines report placement only)."""
+        return traces.timed_layer_runs(self.layers)
+
+    def runs_with(self, table: str) -> list[str]:
+        """Run ids that have rows in `table`, sorted."""
+        return traces.run_ids_in(self.table(table))
 
     # -- display -----------------------------------------------------------------------------
 

@@ -24,7 +24,8 @@ from nsys_fixture import (
     global_tid,
 )
 
-from perflab import store
+from perflab import profiling, store
+from perflab.analysis import traces
 from perflab.errors import BackendUnavailable, ImportFormatError
 from perflab.importers import nsys
 
@@ -195,7 +196,7 @@ def test_correlate_with_samples(trace):
             }
         )
     samples = pd.DataFrame(rows)
-    c = nsys.correlate(trace["ranges"], samples).set_index(["iteration", "stage"])
+    c = traces.correlate(trace["ranges"], samples).set_index(["iteration", "stage"])
     assert len(c) == 15
     for iteration, span in trace["expected"].iteration_gpu_span.items():
         row = c.loc[(iteration, "e2e")]
@@ -214,7 +215,7 @@ def test_correlate_with_samples(trace):
     # with several runs on the sample side, labels must be paired through the runs table
     two = pd.concat([samples, samples.assign(run_id="run-2")])
     runs = pd.DataFrame({"run_id": ["run-1", "run-2"], "label": [RUN_LABEL, "another config"]})
-    paired = nsys.correlate(trace["ranges"], two, runs=runs)
+    paired = traces.correlate(trace["ranges"], two, runs=runs)
     assert set(paired["run_id"]) == {"run-1"} and len(paired) == 15
 
 
@@ -309,7 +310,7 @@ def test_profile_study_runs_perflab_under_nsys_and_imports(tmp_path, monkeypatch
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", str(bindir))
     out = tmp_path / "out"
-    assert nsys.profile_study(tmp_path / "spec.yaml", output=out) == 0
+    assert profiling.profile_study(tmp_path / "spec.yaml", output=out) == 0
     argv = json.loads(argv_file.read_text())
     assert argv[0] == "profile" and "--trace=cuda,nvtx,osrt" in argv
     assert argv[-5:] == ["perflab.cli", "run", str(tmp_path / "spec.yaml"), "-o", str(out)]
@@ -320,7 +321,7 @@ def test_profile_study_runs_perflab_under_nsys_and_imports(tmp_path, monkeypatch
 def test_profile_study_without_nsys(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(BackendUnavailable, match="install Nsight Systems"):
-        nsys.profile_study(tmp_path / "spec.yaml", output=tmp_path / "out")
+        profiling.profile_study(tmp_path / "spec.yaml", output=tmp_path / "out")
 
 
 # --- scale ----------------------------------------------------------------------------------

@@ -290,3 +290,12 @@ def batching(
     order = out["stage"].map(lambda s: stage_rank(s)[0])
     out = out.assign(_rank=order).sort_values(["group", "_rank", "stage"], kind="stable")
     return out.drop(columns="_rank").reset_index(drop=True)
+
+
+def batch_groups(curve: pd.DataFrame, *, stage: str = "e2e") -> list[str]:
+    """Config groups measured at two or more batch sizes (the ones a fit says something about)."""
+    d = curve[curve["stage"].astype(str) == stage] if len(curve) else curve
+    if d.empty:
+        return []
+    n = d.groupby(d["group"].astype(str))["batch_size"].nunique()
+    return sorted(n[n >= 2].index)

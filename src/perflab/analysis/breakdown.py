@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from perflab.analysis.overview import natural_sort
 from perflab.analysis.stats import NESTED_STAGES, harness_gap, stage_rank, summarize
 
 # Run columns carried into the output, so a breakdown reads without a join.
@@ -107,3 +108,36 @@ def breakdown(
         rows = rows.merge(info[["run_id", *cols]], on="run_id", how="left")
         rows = rows[["run_id", *cols, *BREAKDOWN_COLUMNS[1:]]]
     return rows
+
+
+def stage_table(
+    breakdown: pd.DataFrame, *, value: str = "p50_ms", e2e: bool = True
+) -> pd.DataFrame:
+    """Stages as columns (pipeline order, gap and e2e last), one row per run, of `value`
+    (p50_ms, share, speedup_if_free, ...); `e2e=False` leaves the e2e column out."""
+    from perflab.plots import run_labels, stage_rank
+
+    if breakdown.empty:
+        return pd.DataFrame(columns=["label"])
+    d = breakdown.assign(
+        run_id=breakdown["run_id"].astype(str), stage=breakdown["stage"].astype(str)
+    )
+    if not e2e:
+        d = d[d["stage"] != "e2e"]
+    wide = d.pivot_table(index="run_id", columns="stage", values=value, aggfunc="first")
+    stages = sorted(wide.columns, key=lambda s: (s == "e2e", s == "gap", stage_rank(s)))
+    labels = run_labels(d.drop_duplicates("run_id") if "label" in d.columns else None, wide.index)
+    out = wide[stages].reset_index()
+    out.insert(0, "label", out["run_id"].map(labels))
+    out.columns.name = None
+    return natural_sort(out.drop(columns="run_id"), ["label"])
+
+
+def pick_run(breakdown: pd.DataFrame, *, stage: str = "gap", value: str = "share") -> str | None:
+    """The run with the largest `value` of `stage` in a breakdown (default: the largest harness
+    gap share, the run whose timeline has most to explain); None when there is none."""
+    rows = breakdown[breakdown["stage"].astype(str) == stage] if len(breakdown) else breakdown
+    rows = rows[rows[value].notna()] if len(rows) else rows
+    if rows.empty:
+        return None if breakdown.empty else str(breakdown["run_id"].iloc[0])
+    return str(rows.loc[rows[value].astype(float).idxmax(), "run_id"])

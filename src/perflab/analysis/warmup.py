@@ -14,6 +14,7 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
+from perflab.analysis.overview import label_map
 from perflab.analysis.stats import ok_run_ids
 from perflab.errors import PerflabError
 
@@ -348,3 +349,39 @@ def merge_equivalent(
         end = starts[i + 1] if i + 1 < len(starts) else len(x)
         medians[i : i + 2] = [float(np.median(x[starts[i] : end]))]
     return starts, medians
+
+
+def warmup_table(warmup: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Warmup classification per run, with whether the run's own warmup phase was long enough
+    (its n_warmup against the recommended number of warmup iterations)."""
+    cols = [
+        "label",
+        "classification",
+        "steady_iteration",
+        "n_warmup",
+        "recommended_warmup",
+        "warmup enough",
+        "steady_p50_ms",
+        "cold_start_ratio",
+        "n_changepoints",
+    ]
+    if warmup.empty:
+        return pd.DataFrame(columns=cols)
+    labels = label_map(runs)
+    n_warm = (
+        dict(zip(runs["run_id"].astype(str), runs["n_warmup"], strict=True))
+        if "n_warmup" in runs.columns
+        else {}
+    )
+    out = warmup.assign(
+        label=warmup["run_id"].astype(str).map(labels),
+        n_warmup=warmup["run_id"].astype(str).map(n_warm),
+    )
+
+    def enough(r: pd.Series) -> str:
+        if pd.isna(r["recommended_warmup"]) or pd.isna(r["n_warmup"]):
+            return ""
+        return "yes" if int(r["n_warmup"]) >= int(r["recommended_warmup"]) else "no"
+
+    out["warmup enough"] = out.apply(enough, axis=1) if len(out) else []
+    return out[[c for c in cols if c in out.columns]].sort_values("label").reset_index(drop=True)

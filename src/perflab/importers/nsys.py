@@ -21,19 +21,17 @@ Tables written (schemas in `store.TABLES`):
 - `trace_kernels`, `trace_memcpy` (memcpy and memset rows): `range` is the innermost range (latest
   start) on the launching thread that contains the launching call's start.
 
-`correlate(trace_ranges, samples)` sets the trace beside perflab's own per-stage samples.
+`perflab.analysis.traces.correlate` (and `Results.correlate()`) sets the trace beside perflab's
+own per-stage samples.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from perflab import store
-from perflab.errors import BackendUnavailable, ImportFormatError, PerflabError
+from perflab.errors import ImportFormatError
 from perflab.importers import ImportedRun, base_row, check_file, commit, frame
 
 BACKEND = "nsys"
@@ -898,144 +896,9 @@ def import_nsys(path: str | Path, out: str | Path, *, run_id: str | None = None)
     return commit(out, [read_nsys_run(path, run_id=run_id, out=out)])[0]
 
 
-# --- profiling a study ----------------------------------------------------------------------
-
-
-def profile_study(
-    spec: str | Path, *, output: str | Path | None = None, nsys_args: Sequence[str] = ()
-) -> int:
-    """Run a study inside `nsys profile` (`perflab run SPEC -o OUT`) and import the trace into OUT.
-
-    The whole run is traced (CUDA, NVTX, OS runtime; no CPU sampling), not only the measured
-    phase: configs run in their own processes, each opening and closing its own
-    cudaProfilerStart/Stop window, and one trace with every perflab range is what `correlate`
-    needs. The report and its SQLite export stay in OUT/traces/. Returns the exit status (0).
-    """
-    nsys_bin = shutil.which("nsys")
-    if nsys_bin is None:
-        raise BackendUnavailable(
-            "perflab profile needs Nsight Systems: `nsys` is not on PATH; install Nsight Systems, "
-            "or run the study under `nsys profile --export=sqlite` where it is installed and "
-            "`perflab import nsys` the .sqlite file"
-        )
-    spec = Path(spec)
-    if output is None:
-        from perflab import spec as spec_module  # only for the study's default folder name
-
-        output = Path("data") / spec_module.load(spec).name
-    out = Path(output)
-    store.check_writable(out)
-    traces = out / "traces"
-    traces.mkdir(parents=True, exist_ok=True)
-    base = traces / f"profile-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
-    cmd = [
-        nsys_bin, "profile", "--trace=cuda,nvtx,osrt", "--sample=none", "--cpuctxsw=none",
-        "--force-overwrite=true", "--export=sqlite", "--output", str(base), *nsys_args,
-        sys.executable, "-m", "perflab.cli", "run", str(spec), "-o", str(out),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, check=False)
-    if proc.returncode != 0:
-        raise PerflabError(
-            f"`nsys profile ... perflab run {spec}` exited with status {proc.returncode}"
-        )
-    sqlite_path = base.with_name(base.name + ".sqlite")
-    if not sqlite_path.exists():
-        raise PerflabError(f"nsys wrote no SQLite export at {sqlite_path}")
-    run = read_nsys_run(sqlite_path, out=out)
-    commit(out, [run])
-    labels = json.loads(run.row["meta"]).get("perflab_runs", [])
-    print(f"trace {sqlite_path} imported as run {run.run_id} ({len(labels)} perflab run(s))")
-    return 0
-
-
-# --- correlation with perflab samples --------------------------------------------------------
-
-
-def correlate(
-    trace_ranges: pd.DataFrame, samples: pd.DataFrame, *, runs: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Set perflab-domain stage ranges beside perflab's own samples, per (iteration, stage).
-
-    Input: `trace_ranges` (store table) and `samples` (store table); `runs` (with run_id, label)
-    is needed only when either side holds several runs, to pair `perflab_run` labels with run ids.
-
-    Output, one row per matched (run, iteration, stage):
-
-    | run_id | perflab_run | iteration | stage | phase | host_ms | device_ms | trace_host_ms | gpu_ms | n_gpu_ops | gap_ms |
-
-    host_ms / device_ms come from the samples, trace_host_ms is the NVTX range's duration, gpu_ms
-    the projected GPU span (0 for a stage that launched no GPU work), n_gpu_ops the kernels,
-    copies and memsets attributed to the range, and gap_ms = host_ms - gpu_ms (time the host
-    spent outside the GPU work of that stage).
-    """
-    cols = [
-        "run_id",
-        "perflab_run",
-        "iteration",
-        "stage",
-        "phase",
-        "host_ms",
-        "device_ms",
-        "trace_host_ms",
-        "gpu_ms",
-        "n_gpu_ops",
-        "gap_ms",
-    ]
-    tr = trace_ranges[trace_ranges["stage"].notna() & trace_ranges["iteration"].notna()].copy()
-    if tr.empty or samples.empty:
-        return pd.DataFrame(columns=cols)
-    tr["iteration"] = tr["iteration"].astype(np.int64)
-    tr["trace_host_ms"] = tr["duration_ns"].astype("Float64") / 1e6
-    tr["gpu_ms"] = tr["gpu_duration_ns"].astype("Float64") / 1e6
-    tr.loc[tr["n_gpu_ops"].fillna(-1) == 0, "gpu_ms"] = 0.0
-    tr["perflab_run"] = tr["perflab_run"].astype(object)
-    agg = (
-        tr.groupby(["perflab_run", "iteration", "stage"], dropna=False)
-        .agg(
-            trace_host_ms=("trace_host_ms", "sum"),
-            gpu_ms=("gpu_ms", lambda s: s.sum(min_count=1)),
-            n_gpu_ops=("n_gpu_ops", lambda s: s.sum(min_count=1)),
-        )
-        .reset_index()
-    )
-    sm = samples.copy()
-    sm["run_id"] = sm["run_id"].astype(str)
-    sm["stage"] = sm["stage"].astype(str)
-    sm["phase"] = sm["phase"].astype(str)
-    sm["iteration"] = sm["iteration"].astype(np.int64)
-    sm = (
-        sm.groupby(["run_id", "iteration", "stage"])
-        .agg(
-            phase=("phase", "first"),
-            host_ns=("host_ns", "sum"),
-            device_ns=("device_ns", lambda s: s.sum(min_count=1)),
-        )
-        .reset_index()
-    )
-    sm["host_ms"] = sm["host_ns"] / 1e6
-    sm["device_ms"] = sm["device_ns"].astype("Float64") / 1e6
-    labels = sorted(agg["perflab_run"].dropna().unique())
-    run_ids = sorted(sm["run_id"].unique())
-    if runs is not None:
-        mapping = dict(zip(runs["run_id"].astype(str), runs["label"]))
-        sm["perflab_run"] = sm["run_id"].map(mapping)
-        merged = sm.merge(agg, on=["perflab_run", "iteration", "stage"], how="inner")
-    elif len(run_ids) == 1 and len(set(agg["perflab_run"].astype(str))) <= 1:
-        merged = sm.merge(agg, on=["iteration", "stage"], how="inner")
-    else:
-        raise PerflabError(
-            f"the trace holds perflab runs {labels} and the samples runs {run_ids}: pass "
-            "runs=<runs table> so labels can be paired with run ids"
-        )
-    merged["gap_ms"] = merged["host_ms"] - merged["gpu_ms"]
-    return merged[cols].sort_values(["run_id", "iteration", "stage"]).reset_index(drop=True)
-
-
 __all__ = [
-    "correlate",
     "import_nsys",
     "load_trace",
-    "profile_study",
     "project",
     "read_nsys_run",
     "split_global_tid",
