@@ -376,9 +376,18 @@ class Results:
         """The headline statistics of one stage, one row per ok run.
 
         summary(): | run_id | label | stage | n | p50_ms | p99_ms | cv_pct | ... |
-        ->         | label | batch_size | n | p50 ms | p90 ms | p99 ms | mean ms | CV % | items/s |
+        ->         | label | batch_size | n | p50 ms | ... | items/s | caveat |
+                                                                     | busy host |
         """
-        return overview.summary_table(self.summary(ci=None), stage=stage)
+        return overview.summary_table(self.summary(ci=None), stage=stage, runs=self.runs)
+
+    def busy_hosts(self) -> pd.DataFrame:
+        """Runs measured on a busy host, with the numbers that said so.
+
+        runs: | run_id | host_busy | host_load_before | host_load_during | host_steal_pct |
+        ->    | label | repetition | host_load_before | host_load_during | ... |
+        """
+        return overview.busy_hosts(self.runs)
 
     def warnings_table(self) -> pd.DataFrame:
         """warnings() one row per run, one column per kind of warning: the stages and values
