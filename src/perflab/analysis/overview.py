@@ -181,7 +181,9 @@ def summary_table(
         for n in rows["n"]
     ]
     if runs is not None and "host_busy" in runs.columns:
-        busy = set(runs.loc[runs["host_busy"].astype("boolean").fillna(False), "run_id"].astype(str))
+        busy = set(
+            runs.loc[runs["host_busy"].astype("boolean").fillna(False), "run_id"].astype(str)
+        )
         for c, run_id in zip(caveats, rows["run_id"].astype(str)):
             if run_id in busy:
                 c.append("busy host")
