@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = (REPO / ".." / "shared" / "realdata").resolve()
+# The suite runs with --import-mode=importlib, which puts no test folder on sys.path; the shared
+# fakes (tests/fakes.py) are imported by name from it.
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

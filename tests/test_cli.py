@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -146,7 +149,207 @@ def scenario(case: str, tmp_path: Path) -> list[str]:
         return ["import", "trtexec", str(tmp_path / "cut.log"), "-o", out]
     if case == "models-unknown":
         return ["models", "export", "resnet1000", "-o", str(tmp_path / "m.onnx")]
+    hostile = hostile_scenario(case, tmp_path, spec, out)
+    if hostile is not None:
+        return hostile
+    if case == "run-machine-local":
+        return ["run", spec({**SYNTHETIC, "sweep": {"machine": ["box-1050ti", "box-3070"]}})]
+    if case in ("cluster-unreachable", "cluster-address"):
+        pytest.importorskip("distributed")
+        with socket.socket() as s:  # a port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+        address = address if case == "cluster-unreachable" else "box-3070:8786"
+        return ["run", spec(SYNTHETIC), "-o", out, "--cluster", address]
+    if case == "merge-other-spec":
+        for name, options in (("a", {"compute_ms": 0.2}), ("b", {"compute_ms": 0.3})):
+            data = {**SYNTHETIC, "options": options}
+            folder = str(tmp_path / name)
+            assert cli.main(["run", spec(data), "-o", folder, "--no-isolation"]) == 0
+        return ["merge", str(tmp_path / "a"), str(tmp_path / "b"), "-o", out]
     raise AssertionError(f"README case {case!r} has no scenario in this test")
+
+
+# Locks that a scenario holds while the command under test runs (released after it).
+HELD: list[contextlib.ExitStack] = []
+
+
+def _fifo(tmp_path: Path, name: str) -> str:
+    path = tmp_path / name
+    os.mkfifo(path)
+    return str(path)
+
+
+def _outside_model(tmp_path: Path) -> Path:
+    """The mlp with one initializer's data "external", at a path outside the model's folder."""
+    import onnx
+    from onnx import TensorProto
+
+    model = onnx.load(str(_mlp_file(tmp_path)))
+    init = next(i for i in model.graph.initializer if i.raw_data)
+    length = len(init.raw_data)
+    init.ClearField("raw_data")
+    init.data_location = TensorProto.EXTERNAL
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"s" * length)
+    for key, value in (("location", "../secret.bin"), ("offset", "0"), ("length", str(length))):
+        entry = init.external_data.add()
+        entry.key, entry.value = key, value
+    (tmp_path / "models").mkdir()
+    path = tmp_path / "models" / "outside.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def _result_folder(tmp_path: Path, name: str = "res") -> Path:
+    folder = tmp_path / name
+    assert (
+        cli.main(
+            [
+                "run",
+                str(write_spec(tmp_path, SYNTHETIC, f"{name}.yaml")),
+                "-o",
+                str(folder),
+                "--no-isolation",
+            ]
+        )
+        == 0
+    )
+    return folder
+
+
+def _trtexec_log(tmp_path: Path, old: str, new: str) -> str:
+    sys.path.insert(0, str(REPO / "tests" / "importers"))
+    import trtexec_logs
+
+    text = trtexec_logs.trt86_summary()
+    assert old in text
+    path = tmp_path / "bad.log"
+    path.write_text(text.replace(old, new))
+    return str(path)
+
+
+def _nsys_trace(tmp_path: Path, sql: str) -> str:
+    sys.path.insert(0, str(REPO / "tests" / "importers"))
+    from nsys_fixture import build_trace
+
+    path = tmp_path / "t.sqlite"
+    build_trace(path)
+    db = sqlite3.connect(path)
+    db.execute(sql)
+    db.commit()
+    db.close()
+    return str(path)
+
+
+ORT_RUN = {"cat": "Session", "name": "model_run", "ts": 200, "dur": 50, "ph": "X"}
+
+
+def hostile_scenario(case: str, tmp_path: Path, spec, out: str) -> list[str] | None:
+    """The argv of the cases a hostile user finds beyond ordinary typos."""
+    if case == "spec-sweep-bomb":
+        axes = {"seed": list(range(1000)), "batch_size": list(range(1, 1001))}
+        axes["options.compute_ms"] = [0.1 * k for k in range(1, 1001)]
+        return ["run", spec({**SYNTHETIC, "sweep": axes}), "-o", out, "--yes"]
+    if case == "spec-alias-bomb":
+        lines = ["study: bomb", "a: &a [x, x, x, x, x, x, x, x, x]"]
+        for k in range(1, 10):
+            prev = chr(ord("a") + k - 1)
+            name = chr(ord("a") + k)
+            lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")
+        return ["run", spec("\n".join(lines) + "\n"), "-o", out]
+    if case == "spec-recursive-alias":
+        return ["run", spec("study: r\nmodel: &m [*m]\n"), "-o", out]
+    if case == "spec-deep":
+        return ["run", spec("study: d\nmodel: " + "[" * 5000 + "]" * 5000 + "\n"), "-o", out]
+    if case == "spec-duplicate-key":
+        return ["run", spec("study: d\nmodel: mlp\nmodel: resnet18\n"), "-o", out]
+    if case == "spec-nan":
+        return ["run", spec("study: n\nbackend: synthetic\ntimeout_s: .nan\n"), "-o", out]
+    if case == "spec-nan-measure":
+        return ["run", spec("study: n\nbackend: synthetic\nmeasure: {seconds: .nan}\n"), "-o", out]
+    if case == "spec-study-dots":
+        return ["run", spec({**SYNTHETIC, "study": ".."})]
+    if case == "spec-study-control":
+        return ["run", spec({**SYNTHETIC, "study": "a\x1b[31mb"}), "-o", out]
+    if case == "spec-long-value":
+        return ["run", spec({**SYNTHETIC, "precision": "x" * 1_000_000}), "-o", out]
+    if case == "spec-fifo":
+        return ["run", _fifo(tmp_path, "spec.yaml"), "-o", out]
+    if case == "spec-device":
+        return ["run", "/dev/zero", "-o", out]
+    if case == "spec-folder":
+        return ["run", str(tmp_path), "-o", out]
+    if case == "model-fifo":
+        return ["run", spec({"model": _fifo(tmp_path, "m.onnx")}), "-o", out]
+    if case == "model-external-outside":
+        return ["run", spec({"model": str(_outside_model(tmp_path))}), "-o", out]
+    if case == "out-locked":
+        holder = contextlib.ExitStack()
+        holder.enter_context(store.locked(Path(out), "run other.yaml"))
+        HELD.append(holder)
+        return ["run", spec(SYNTHETIC), "-o", out]
+    if case == "env-any-object":
+        (tmp_path / "a.json").write_text(json.dumps({"hello": 1}))
+        return ["env", "diff", str(tmp_path / "a.json"), str(tmp_path / "a.json")]
+    if case == "env-nested":
+        (tmp_path / "a.json").write_text("[" * 100_000 + "]" * 100_000)
+        return ["env", "diff", str(tmp_path / "a.json"), str(tmp_path / "a.json")]
+    if case == "env-fifo":
+        return ["env", "diff", _fifo(tmp_path, "a.json"), _fifo(tmp_path, "b.json")]
+    if case in ("env-stored-not-json", "env-several"):
+        folder = _result_folder(tmp_path)
+        path = next((folder / "env").glob("*.parquet"))
+        row = store.read(folder, "env").iloc[0].to_dict()
+        if case == "env-stored-not-json":
+            store.write(folder, "env", path.stem, {**row, "fingerprint": "{not json"})
+        else:
+            store.write(folder, "env", "other", {**row, "env_id": "other"})
+        return ["env", "diff", str(folder), str(folder)]
+    if case == "import-fifo":
+        return ["import", "trtexec", _fifo(tmp_path, "x.log"), "-o", out]
+    if case == "import-negative":
+        return [
+            "import",
+            "trtexec",
+            _trtexec_log(tmp_path, "min = 4.44141 ms", "min = -4.44141 ms"),
+            "-o",
+            out,
+        ]
+    if case == "import-nan":
+        return [
+            "import",
+            "trtexec",
+            _trtexec_log(tmp_path, "mean = 4.51515 ms", "mean = nan ms"),
+            "-o",
+            out,
+        ]
+    if case == "import-ort-nested":
+        (tmp_path / "p.json").write_text("[" * 100_000 + "]" * 100_000)
+        return ["import", "ort-profile", str(tmp_path / "p.json"), "-o", out]
+    if case == "import-ort-huge":
+        node = {"cat": "Node", "name": "n_kernel_time", "ts": 201, "dur": 1e308, "ph": "X",
+                "args": {"op_name": "Relu", "provider": "CPUExecutionProvider"}}  # fmt: skip
+        (tmp_path / "p.json").write_text(json.dumps([ORT_RUN, node]))
+        return ["import", "ort-profile", str(tmp_path / "p.json"), "-o", out]
+    if case == "import-nsys-text":
+        sql = "update CUPTI_ACTIVITY_KIND_KERNEL set deviceId = 'gpu zero'"
+        return ["import", "nsys", _nsys_trace(tmp_path, sql), "-o", out]
+    if case == "import-nsys-renamed":
+        sql = "alter table CUPTI_ACTIVITY_KIND_KERNEL rename column start to begin"
+        return ["import", "nsys", _nsys_trace(tmp_path, sql), "-o", out]
+    if case == "models-export-folder":
+        (tmp_path / "m.onnx").mkdir()
+        return ["models", "export", "mlp", "-o", str(tmp_path / "m.onnx")]
+    if case == "models-export-below-file":
+        (tmp_path / "file").write_text("x")
+        return ["models", "export", "mlp", "-o", str(tmp_path / "file" / "m.onnx")]
+    if case == "report-out-folder":
+        return ["report", str(_result_folder(tmp_path)), "-o", str(tmp_path)]
+    if case == "report-out-unwritable":
+        (tmp_path / "file").write_text("x")
+        return ["report", str(_result_folder(tmp_path)), "-o", str(tmp_path / "file" / "r.html")]
+    return None
 
 
 CASES = readme_cases()
@@ -162,7 +365,11 @@ def test_bad_input_gives_one_line_and_exit_2(case, excerpt, tmp_path, capsys, mo
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     argv = scenario(case, tmp_path)
     capsys.readouterr()
-    code = cli.main(argv)
+    try:
+        code = cli.main(argv)
+    finally:
+        while HELD:
+            HELD.pop().close()
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2, err
     errors = [line for line in err if line.startswith("perflab: error: ")]
@@ -253,6 +460,12 @@ def test_kill_9_then_resume_gives_one_ok_run_per_config(tmp_path):
     proc.wait()
     done = store.read(out, "runs")
     assert 6 <= len(done) < 20 and (done["status"] == "ok").all()
+    # A file perflab did not write, in every table folder: --resume must leave each one alone.
+    foreign = []
+    for table in store.TABLES:
+        (out / table).mkdir(exist_ok=True)
+        foreign.append(out / table / "mine.parquet")
+        foreign[-1].write_bytes(b"not perflab's")
     resumed = subprocess.run(
         [*cmd, "--resume"], capture_output=True, text=True, timeout=300, check=False
     )
@@ -260,11 +473,47 @@ def test_kill_9_then_resume_gives_one_ok_run_per_config(tmp_path):
     runs = store.read(out, "runs")
     assert len(runs) == 20 and (runs["status"] == "ok").all()
     assert runs["spec_id"].nunique() == 20
+    assert all(path.read_bytes() == b"not perflab's" for path in foreign)
     for table in ("runs", "samples", "calibration"):
         for path in (out / table).iterdir():
             assert not path.name.startswith("."), f"temporary file left: {path}"
-            pq.read_table(path)  # every file is whole
+            if path.name != "mine.parquet":
+                pq.read_table(path)  # every file is whole
     assert set(store.read(out, "samples")["run_id"]) == set(runs["run_id"])
+    assert not (out / ".pending").exists() and not (out / ".logs").exists()
+
+
+@pytest.mark.slow
+def test_a_second_writer_is_refused_and_a_killed_ones_lock_does_not_block(tmp_path):
+    spec, out = _twenty_configs(tmp_path), tmp_path / "out"
+    cmd = [sys.executable, "-m", "perflab.cli", "run", str(spec), "-o", str(out)]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_runs(out, 1, first)
+    for second in (cmd, [*cmd, "--resume"]):
+        refused = subprocess.run(second, capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode == 2, refused.stderr
+        expected = (
+            f"perflab: error: {out} is in use by perflab run {spec} (process {first.pid}); "
+            "wait for it to finish, or use -o NEW_FOLDER"
+        )
+        assert refused.stderr.strip().splitlines() == [expected]
+    log = _trtexec_log(tmp_path, "min = ", "min = ")
+    importing = subprocess.run(
+        [sys.executable, "-m", "perflab.cli", "import", "trtexec", log, "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert importing.returncode == 2 and "is in use by perflab run" in importing.stderr
+    first.kill()  # SIGKILL: the lock goes with the process
+    first.wait()
+    resumed = subprocess.run(
+        [*cmd, "--resume"], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    runs = store.read(out, "runs")
+    assert len(runs) == 20 and runs["spec_id"].nunique() == 20  # exactly one run per config
 
 
 @pytest.mark.slow
@@ -289,7 +538,7 @@ def test_interrupt_stops_cleanly_and_says_how_to_resume(tmp_path, signum, code):
 
 
 def test_backends_explains_every_unavailable_backend(capsys):
-    from perflab.backends import BACKENDS, unavailable_reason
+    from perflab.backends.registry import BACKENDS, unavailable_reason
 
     assert cli.main(["backends"]) == 0
     out = capsys.readouterr().out
@@ -301,3 +550,22 @@ def test_backends_explains_every_unavailable_backend(capsys):
         else:
             assert "unavailable" in line and reason[:40] in line
     assert "pip install 'perflab'" not in out  # the extra's brackets are printed, not eaten
+
+
+def test_control_characters_reach_the_terminal_escaped(tmp_path, capsys):
+    out = tmp_path / "out"
+    hostile = {**SYNTHETIC, "model": "syn\x1b[2Jthetic"}
+    assert (
+        cli.main(["run", str(write_spec(tmp_path, hostile)), "-o", str(out), "--no-isolation"]) == 0
+    )
+    assert cli.main(["show", str(out)]) == 0
+    fp = {"host": "a\x1b]0;owned\x07", "python": "3", "os": "linux"}
+    (tmp_path / "a.json").write_text(json.dumps(fp))
+    (tmp_path / "b.json").write_text(json.dumps({**fp, "host": "b"}))
+    assert cli.main(["env", "diff", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    assert cli.main(["run", str(write_spec(tmp_path, {"study": "x\x1b[31m"}, "bad.yaml"))]) == 2
+    printed = capsys.readouterr()
+    text = printed.out + printed.err
+    assert "\x1b" not in text and "\x07" not in text
+    assert "syn\\x1b[2Jthetic" in text and "a\\x1b]0;owned\\x07" in text
+    assert "'x\\x1b[31m' must be a name" in printed.err

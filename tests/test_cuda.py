@@ -5,114 +5,16 @@ from __future__ import annotations
 
 import sys
 import types
-from itertools import count
 from types import SimpleNamespace
-from typing import ClassVar
 
 import numpy as np
 import pytest
 
+from fakes import COMPUTE_MS, D2H_MS, H2D_MS, FakeDeviceArray, FakeStream, fake_cupy
 from perflab import cuda
 from perflab.errors import BackendUnavailable
 from perflab.models import TensorSpec
 from perflab.timing import Recorder
-
-# ---------------------------------------------------------------------------- fake CuPy
-
-H2D_MS, COMPUTE_MS, D2H_MS = 0.25, 1.5, 0.125  # device time of one copy / one engine call
-
-
-class FakeStream:
-    _ptrs = count(0x7000)
-    by_ptr: ClassVar[dict[int, FakeStream]] = {}
-
-    def __init__(self, null=False, non_blocking=False, ptds=False, priority=None):
-        self.ptr = next(self._ptrs)
-        self.t_ms = 0.0
-        self.syncs = 0
-        FakeStream.by_ptr[self.ptr] = self
-
-    def synchronize(self):
-        self.syncs += 1
-
-
-class FakeEvent:
-    def __init__(self, block=False, disable_timing=False, interprocess=False):
-        self.t_ms = None
-        self.syncs = 0
-
-    def record(self, stream=None):
-        assert stream is not None, "events must be recorded on the run's stream"
-        self.t_ms = stream.t_ms
-
-    def synchronize(self):
-        assert self.t_ms is not None
-        self.syncs += 1
-
-    @property
-    def done(self):
-        return self.t_ms is not None
-
-
-class FakeDeviceArray:
-    _ptrs = count(0x10000, 0x1000)
-    by_ptr: ClassVar[dict[int, FakeDeviceArray]] = {}
-
-    def __init__(self, shape, dtype):
-        self.a = np.zeros(shape, dtype)
-        self.shape, self.dtype = self.a.shape, self.a.dtype
-        self.data = SimpleNamespace(ptr=next(self._ptrs))
-        FakeDeviceArray.by_ptr[self.data.ptr] = self
-
-    def set(self, host, stream=None):
-        assert host.shape == self.a.shape and host.dtype == self.a.dtype
-        self.a[...] = host
-        stream.t_ms += H2D_MS
-
-    def get(self, stream=None, order="C", out=None, blocking=True):
-        assert not blocking and out is not None
-        out[...] = self.a
-        stream.t_ms += D2H_MS
-        return out
-
-
-class FakeDevice:
-    def __init__(self, i=0):
-        self.id = i
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def use(self):
-        pass
-
-
-def make_fake_cupy():
-    allocs = {"pinned": 0, "device": 0}
-
-    def alloc_pinned_memory(n):
-        allocs["pinned"] += 1
-        return bytearray(n)
-
-    def empty(shape, dtype):
-        allocs["device"] += 1
-        return FakeDeviceArray(shape, dtype)
-
-    cp = types.ModuleType("cupy")
-    cp.allocs = allocs
-    cp.empty = empty
-    cp.cuda = SimpleNamespace(
-        Device=FakeDevice,
-        Stream=FakeStream,
-        Event=FakeEvent,
-        get_elapsed_time=lambda a, b: b.t_ms - a.t_ms,
-        alloc_pinned_memory=alloc_pinned_memory,
-        runtime=SimpleNamespace(getDeviceCount=lambda: 1),
-    )
-    return cp
 
 
 def doubling_engine(io):
@@ -140,7 +42,7 @@ def stages(rec):
 
 
 def test_device_io_latency_stages_and_device_times():
-    cp = make_fake_cupy()
+    cp = fake_cupy()
     io = cuda.DeviceIO(SPECS_IN, SPECS_OUT, 0, cupy_module=cp)
     enqueue = doubling_engine(io)
     rec = Recorder(2)
@@ -169,7 +71,7 @@ def test_device_io_latency_stages_and_device_times():
 
 
 def test_device_io_buffers_for_engines():
-    cp = make_fake_cupy()
+    cp = fake_cupy()
     io = cuda.DeviceIO(SPECS_IN, SPECS_OUT, 0, cupy_module=cp)
     assert io.stream_ptr == io.stream.ptr
     assert FakeDeviceArray.by_ptr[io.device_ptr("x")] is io.device_inputs["x"]
@@ -184,7 +86,7 @@ def test_device_io_buffers_for_engines():
 
 
 def test_device_io_casts_inputs_of_the_same_kind():
-    cp = make_fake_cupy()
+    cp = fake_cupy()
     io = cuda.DeviceIO(
         (TensorSpec("x", (2,), "float16"),), (TensorSpec("y", (2,), "float16"),), cupy_module=cp
     )
@@ -195,13 +97,11 @@ def test_device_io_casts_inputs_of_the_same_kind():
 
 def test_device_io_refuses_unresolved_shapes():
     with pytest.raises(ValueError, match="unresolved shape"):
-        cuda.DeviceIO(
-            (TensorSpec("x", (-1, 3), "float32"),), SPECS_OUT, cupy_module=make_fake_cupy()
-        )
+        cuda.DeviceIO((TensorSpec("x", (-1, 3), "float32"),), SPECS_OUT, cupy_module=fake_cupy())
 
 
 def test_device_io_throughput_enqueue_and_complete():
-    cp = make_fake_cupy()
+    cp = fake_cupy()
     stream = FakeStream()
     slots = [cuda.DeviceIO(SPECS_IN, SPECS_OUT, 0, stream=stream, cupy_module=cp) for _ in range(2)]
     clock = cuda.EventClock.for_cupy(cp, stream)
@@ -230,7 +130,7 @@ def test_device_io_throughput_enqueue_and_complete():
 
 
 def test_complete_without_clock_lays_stages_back_to_back():
-    cp = make_fake_cupy()
+    cp = fake_cupy()
     io = cuda.DeviceIO(SPECS_IN, SPECS_OUT, 0, cupy_module=cp)
     rec = Recorder(1)
     io.enqueue({"x": np.ones((2, 3), np.float32)}, doubling_engine(io))

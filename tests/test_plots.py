@@ -24,7 +24,9 @@ from matplotlib.container import ErrorbarContainer
 
 import perflab
 from perflab import plots
+from perflab.labels import run_labels
 from perflab.plots import PALETTE, color
+from perflab.stages import stage_rank
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +91,7 @@ def test_series_styles_use_backend_colour_and_precision_marker():
 def test_stacked_bar_widths_are_the_breakdown_medians(results):
     breakdown = results.breakdown()
     ax = plots.stage_breakdown(breakdown, runs=results.runs)
-    labels = plots.run_labels(results.runs, breakdown["run_id"])
+    labels = run_labels(results.runs, breakdown["run_id"])
     y_to_run = _tick_run_ids(ax, labels)
     expected = breakdown[breakdown["kind"].isin(["stage", "gap"])].set_index(["run_id", "stage"])
     seen = 0
@@ -117,7 +119,7 @@ def test_stacked_bar_widths_are_the_breakdown_medians(results):
         for a, b in itertools.pairwise(segs):
             assert b.get_x() == pytest.approx(a.get_x() + a.get_width())
         order = [p.get_gid().split(":")[1] for p in segs]
-        assert order == sorted(order, key=plots.stage_rank)
+        assert order == sorted(order, key=stage_rank)
 
 
 def test_e2e_tick_marks_the_e2e_median(results):

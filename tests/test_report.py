@@ -12,6 +12,7 @@ import logging
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -280,3 +281,52 @@ def test_the_page_renders_in_a_browser_without_console_errors(page, tmp_path):
     for name in report.NOTEBOOKS:
         assert f'id="section-{name}"' in dom.stdout
     assert "<img" in dom.stdout
+
+
+def test_a_failed_write_leaves_the_previous_report_whole(folder, tmp_path, monkeypatch):
+    out = tmp_path / "r.html"
+    out.write_text("the previous report")
+    monkeypatch.setattr(report, "execute", lambda folders, notebooks=None: None)
+    monkeypatch.setattr(report, "render", lambda executed, with_code=False: "x" * 10_000)
+    real_write = Path.write_text
+
+    def disk_full(self, text, *args, **kwargs):
+        real_write(self, text[:100], *args, **kwargs)  # half a page, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(PerflabError, match="cannot write the report .*No space left"):
+        report.build([folder], output=out)
+    assert out.read_text() == "the previous report"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_report_killed_while_written_leaves_the_previous_one(folder, tmp_path):
+    out = tmp_path / "r.html"
+    out.write_text("the previous report")
+    script = f"""
+import os, signal
+from pathlib import Path
+from perflab import report
+report.execute = lambda folders, notebooks=None: None
+report.render = lambda executed, with_code=False: "x" * 10_000
+real = Path.write_text
+def killed(self, text, *a, **k):
+    real(self, text[:100], *a, **k)
+    os.kill(os.getpid(), signal.SIGKILL)  # kill -9 in the middle of the write
+Path.write_text = killed
+report.build([{str(folder)!r}], output={str(out)!r})
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, check=False)
+    assert proc.returncode == -9, proc.stderr
+    assert out.read_text() == "the previous report"
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_notebooks_run(
+    folder, tmp_path, monkeypatch
+):
+    ran = []
+    monkeypatch.setattr(report, "execute", lambda *a, **k: ran.append(1))
+    with pytest.raises(PerflabError, match="it is a folder"):
+        report.build([folder], output=tmp_path)
+    assert ran == []

@@ -247,18 +247,25 @@ def test_resume_skips_configs_with_an_ok_run(tmp_path):
 
 def test_leftovers_of_an_interrupted_run_are_cleaned_and_never_read(tmp_path):
     runner.execute(config(), tmp_path)
-    orphan = tmp_path / "samples" / "20990101T000000000000-deadbeef.parquet"
-    (tmp_path / "samples" / "x.parquet").rename(orphan) if (
-        tmp_path / "samples" / "x.parquet"
-    ).exists() else None
     some = next((tmp_path / "samples").glob("*.parquet"))
+    # A run marked pending that wrote its samples but never its runs row (killed mid-run).
+    dead = "20990101T000000000000-deadbeef"
+    store.begin_run(tmp_path, dead)
+    orphan = store.table_file(tmp_path, "samples", dead)
     orphan.write_bytes(some.read_bytes())
-    tmp = tmp_path / "runs" / ".20990101T000000000000-deadbeef.parquet.tmp-123"
+    store.log_file(tmp_path, dead).write_text("worker output")
+    tmp = store.temporary_name(store.run_file(tmp_path, dead))
     tmp.write_bytes(b"half a file")
+    # Files perflab did not write: a user's own parquet, and a name that only looks temporary.
+    mine = tmp_path / "samples" / "mine.parquet"
+    mine.write_bytes(some.read_bytes())
+    notes = tmp_path / "runs" / ".notes.tmp-draft"
+    notes.write_text("keep me")
     assert len(store.read(tmp_path, "runs")) == 1  # the temporary file is never read
-    removed = runner.clean_leftovers(tmp_path)
-    assert set(removed) == {orphan, tmp}
-    assert len(list((tmp_path / "samples").glob("*.parquet"))) == 1
+    removed = store.sweep_leftovers(tmp_path)
+    assert set(removed) == {orphan, tmp, tmp_path / ".logs" / f"{dead}.log"}
+    assert mine.exists() and notes.exists() and some.exists()
+    assert not (tmp_path / ".pending").exists() and not (tmp_path / ".logs").exists()
 
 
 def test_throughput_mode_overlaps_host_and_device_work(tmp_path):

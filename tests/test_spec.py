@@ -179,3 +179,83 @@ def test_repetitions_continue_after_those_a_folder_holds():
 def test_bad_study_keys(extra, message):
     with pytest.raises(SpecError, match=re.escape(message)):
         spec.parse({"backend": "synthetic", **extra})
+
+
+# ----------------------------------------------------------------------------- hostile files
+
+
+def load_text(tmp_path, text: str, name: str = "x.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return spec.load(path)
+
+
+def billion_laughs() -> str:
+    lines = ["study: bomb", "a: &a [x, x, x, x, x, x, x, x, x]"]
+    for k in range(1, 10):
+        refs = ", ".join([f"*{chr(96 + k)}"] * 9)
+        lines.append(f"{chr(97 + k)}: &{chr(97 + k)} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_in_a_short_message(tmp_path):
+    with pytest.raises(SpecError, match="YAML aliases expand to more than") as err:
+        load_text(tmp_path, billion_laughs())
+    assert len(str(err.value)) < 300
+
+
+def test_a_sweep_of_a_billion_configs_is_counted_not_built(tmp_path):
+    axes = {"seed": list(range(1000)), "batch_size": list(range(1, 1001))}
+    axes["options.compute_ms"] = [0.1 * k for k in range(1, 1001)]
+    data = {"study": "big", "backend": "synthetic", "sweep": axes}
+    with pytest.raises(SpecError, match="expands to 1000000000 configs") as err:
+        spec.parse(data)
+    assert len(str(err.value)) < 300
+    with pytest.raises(SpecError, match="more than 1000; pass --yes"):
+        spec.parse({**data, "sweep": {"seed": list(range(1001))}}, max_configs=1000)
+
+
+def test_aliases_that_stay_small_are_fine(tmp_path):
+    text = "study: a\nbackend: synthetic\noptions: &o {compute_ms: 1}\nsweep: {seed: [1, 2]}\n"
+    assert load_text(tmp_path, text).configs[0].option_dict == {"compute_ms": 1}
+
+
+@pytest.mark.parametrize(
+    "data, where",
+    [
+        ({"timeout_s": float("nan")}, "'timeout_s'"),
+        ({"timeout_s": float("inf")}, "'timeout_s'"),
+        ({"measure": {"seconds": float("nan")}}, "'measure.seconds'"),
+        ({"warmup": {"seconds": float("-inf")}}, "'warmup.seconds'"),
+        ({"options": {"compute_ms": float("nan")}}, "'options.compute_ms'"),
+        ({"sweep": {"seed": [1, float("nan")]}}, r"'sweep.seed\[1\]'"),
+    ],
+)
+def test_non_finite_numbers_are_refused_anywhere(data, where):
+    with pytest.raises(SpecError, match=f"key {where}: -?(nan|inf) is not a finite number"):
+        spec.parse({"study": "n", "backend": "synthetic", **data})
+
+
+@pytest.mark.parametrize(
+    "name", ["..", ".", "", "a/b", "a\\b", "a\x00b", "a\x1b[2Jb", " x", "x" * 101]
+)
+def test_study_names_must_be_one_safe_path_component(name):
+    with pytest.raises(SpecError, match="'study': .* must be a name of 1 to 100") as err:
+        spec.parse({"study": name, "backend": "synthetic"})
+    assert "\x1b" not in str(err.value) and "\x00" not in str(err.value)
+
+
+def test_a_duplicate_key_is_refused_with_both_lines(tmp_path):
+    with pytest.raises(
+        SpecError, match=r"duplicate key 'batch_size' at line 4 \(first given at line 2\)"
+    ):
+        load_text(tmp_path, "study: d\nbatch_size: 1\nbackend: synthetic\nbatch_size: 2\n")
+    # a merge key (<<) overriding a merged value is not a duplicate
+    text = "study: d\nbackend: synthetic\noptions: {<<: {compute_ms: 1, seed: 2}, compute_ms: 3}\n"
+    assert load_text(tmp_path, text).configs[0].option_dict == {"compute_ms": 3, "seed": 2}
+
+
+def test_quoted_values_are_cut_to_a_readable_length():
+    with pytest.raises(SpecError) as err:
+        spec.parse({"study": "q", "backend": "synthetic", "precision": "p" * 100_000})
+    assert len(str(err.value)) < 300 and "(100002 characters)" in str(err.value)

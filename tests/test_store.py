@@ -132,3 +132,34 @@ def test_rows_with_missing_values_from_pandas_round_trip(tmp_path):
     back = store.read(tmp_path, "runs").iloc[0]
     assert back["status"] == "failed" and back["study"] == "s"
     assert back[["error", "batch_size", "created_at", "load_ms"]].isna().all()
+
+
+def test_a_file_of_another_table_or_tool_in_runs_is_skipped_not_read_as_runs(study_dir):
+    sample = next((study_dir / "samples").glob("*.parquet"))
+    (study_dir / "runs" / "phantom.parquet").write_bytes(sample.read_bytes())
+    other_tool = study_dir / "runs" / "other.parquet"
+    pq.write_table(pq.read_table(sample).replace_schema_metadata({}), other_tool)
+    with pytest.warns(UserWarning) as caught:
+        runs = store.read(study_dir, "runs")
+    messages = " ".join(str(w.message) for w in caught)
+    assert "phantom.parquet is a perflab 'samples' table, not 'runs'" in messages
+    assert "other.parquet is not a perflab table" in messages
+    assert len(runs) == 2
+
+
+def test_the_lock_refuses_a_second_holder_and_is_free_once_released(tmp_path):
+    refused = pytest.raises(StoreError, match=r"in use by perflab run a.yaml \(process \d+\)")
+    with store.locked(tmp_path, "run a.yaml"), refused, store.locked(tmp_path, "import"):
+        pass
+    with store.locked(tmp_path, "import"):  # released: the next writer gets it
+        assert "perflab import" in (tmp_path / store.LOCK).read_text()
+
+
+def test_a_run_in_progress_is_marked_until_it_ends(tmp_path):
+    store.begin_run(tmp_path, "r1")
+    assert (tmp_path / store.PENDING / "r1").exists()
+    store.write_run(tmp_path, {"run_id": "r1", "status": "ok"})
+    assert store.is_committed(tmp_path, "r1")
+    store.end_run(tmp_path, "r1")
+    assert not (tmp_path / store.PENDING).exists()
+    assert store.sweep_leftovers(tmp_path) == [] and store.is_committed(tmp_path, "r1")

@@ -6,12 +6,14 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from perflab import __version__
 from perflab.errors import PerflabError
+from perflab.untrusted import printable
 
 EXIT_BAD_INPUT = 2
 EXIT_RUNS_FAILED = 1
@@ -33,70 +35,110 @@ def _console():
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from perflab import env, runner, spec, store
+    from perflab import spec
 
-    study = spec.load(args.spec)
+    # Without --yes and without a terminal to ask on, a large sweep is refused before it is built.
+    ask = args.yes or sys.stdin.isatty()
+    study = spec.load(args.spec, max_configs=spec.MAX_CONFIGS if ask else spec.LARGE_SWEEP)
+    from perflab import store  # after the file is read: a bad file is refused without pyarrow
+
     if args.repeat is not None:
         if args.repeat < 1 or args.repeat > spec.MAX_REPEAT:
             raise PerflabError(f"--repeat {args.repeat}: must be from 1 to {spec.MAX_REPEAT}")
         study = dataclasses.replace(study, repeat=args.repeat)
     out = Path(args.output) if args.output else Path("data") / study.name
     store.check_writable(out)
+    cluster = args.cluster or os.environ.get("PERFLAB_SCHEDULER") or None
+    if cluster and not args.isolate:
+        raise PerflabError(
+            "--no-isolation runs in this process; it cannot be combined with --cluster"
+        )
     n = len(study.configs) * study.repeat
     if n > spec.LARGE_SWEEP and not args.yes:
-        if not sys.stdin.isatty():
-            raise PerflabError(
-                f"{args.spec}: the sweep expands to {n} configs (more than "
-                f"{spec.LARGE_SWEEP}); pass --yes to run them all"
-            )
-        answer = input(f"The sweep expands to {n} configs. Run them all? [y/N] ")
+        answer = input(f"The study expands to {n} runs. Run them all? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing run")
             return EXIT_BAD_INPUT
     _preflight_models(study)
-    if args.resume and out.exists():
-        runner.clean_leftovers(out)
+    if cluster:
+        from perflab.executors import cluster as dask_cluster
+
+        security = dask_cluster.security(args.tls_ca_file, args.tls_cert, args.tls_key)
+        with dask_cluster.DaskExecutor(cluster, security=security) as executor:
+            return _run(args, study, out, executor)
+    from perflab.executors import InlineExecutor
+    from perflab.executors.local import LocalExecutor
+
+    return _run(args, study, out, LocalExecutor() if args.isolate else InlineExecutor())
+
+
+def _run(args: argparse.Namespace, study, out: Path, executor) -> int:
+    from perflab import store
+
+    executor.check(study.configs)  # before anything runs or is written
+    with store.locked(out, f"run {args.spec}"):
+        store.sweep_leftovers(out)
+        return _run_locked(args, study, out, executor)
+
+
+def _run_locked(args: argparse.Namespace, study, out: Path, executor) -> int:
+    from perflab import env, runner, store
+
+    n = len(study.configs) * study.repeat
     todo = runner.plan(study, out, resume=args.resume, append=args.append)
     console = _console()
     if not todo:
-        console.print(f"all {n} runs of {study.name!r} already have an ok run in {out}")
+        console.print(printable(f"all {n} runs of {study.name!r} already have an ok run in {out}"))
         return 0
-    fp = env.fingerprint()
-    env_row = env.row(fp)
-    store.write(out, "env", env_row["env_id"], env_row)
+    env_id = None
+    if executor.name != "dask":  # on a cluster each machine sends its own fingerprint
+        env_row = env.row(env.fingerprint())
+        store.write(out, "env", env_row["env_id"], env_row)
+        env_id = env_row["env_id"]
+    where = {
+        "inline": "  (in-process: no isolation, no timeout)",
+        "dask": f"  (on the Dask cluster at {getattr(executor, 'address', '')})",
+    }
     times = f" x {study.repeat} repetitions ({study.order})" if study.repeat > 1 else ""
     console.print(
-        f"study {study.name}: {len(todo)} of {n} runs ({len(study.configs)} configs{times}) -> {out}"
-        + ("" if args.isolate else "  (in-process: no isolation, no timeout)")
+        printable(
+            f"study {study.name}: {len(todo)} of {n} runs "
+            f"({len(study.configs)} configs{times}) -> {out}"
+        )
+        + where.get(executor.name, "")
     )
-    result = _run_with_progress(console, study, out, todo, env_row["env_id"], args.isolate)
+    result = _run_with_progress(console, study, out, todo, env_id, executor)
     for row in result.rows:
         if row["status"] not in ("ok",):
             console.print(
-                f"  {row['status']}: {row['label']}: {_first_line(row.get('error'))}",
+                printable(f"  {row['status']}: {row['label']}: {_first_line(row.get('error'))}"),
                 style="yellow",
             )
     if result.rows:
         _show(console, out, run_ids={r["run_id"] for r in result.rows})
-    console.print(f"results in {out}  (perflab show {out}; perflab report {out})")
+    console.print(printable(f"results in {out}  (perflab show {out}; perflab report {out})"))
     if result.stopped:
         console.print(
-            f"stopped: {result.stopped}; run `perflab run {args.spec} -o {out} --resume` "
-            "on a quieter host to finish",
+            printable(
+                f"stopped: {result.stopped}; run `perflab run {args.spec} -o {out} --resume` "
+                "on a quieter host to finish"
+            ),
             style="red",
         )
         return EXIT_RUNS_FAILED
     if result.interrupted:
         done = len(result.rows)
         console.print(
-            f"interrupted by {result.interrupted}: {done} of {len(todo)} configs "
-            f"finished and stored; run `perflab run {args.spec} -o {out} --resume` to finish",
+            printable(
+                f"interrupted by {result.interrupted}: {done} of {len(todo)} configs "
+                f"finished and stored; run `perflab run {args.spec} -o {out} --resume` to finish"
+            ),
             style="red",
         )
         return 130 if result.interrupted == "SIGINT" else 143
-    bad = result.by_status("failed", "timeout")
+    bad = result.by_status("failed", "timeout", "skipped")
     if bad:
-        names = "; ".join(f"{r['label']} ({r['status']})" for r in bad)
+        names = printable("; ".join(f"{r['label']} ({r['status']})" for r in bad))
         console.print(f"{len(bad)} config(s) did not complete: {names}", style="red")
         return EXIT_RUNS_FAILED
     return 0
@@ -104,14 +146,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _preflight_models(study) -> None:
     """Refuse bad model inputs (missing, not ONNX, truncated, dims left open) before running."""
-    from perflab import backends, models
+    from perflab.backends.registry import get_info
 
     seen = set()
     for c in study.configs:
         key = (c.model, c.input_shapes)
-        if key in seen or not backends.get_info(c.backend).needs_model:
+        if key in seen or not get_info(c.backend).needs_model:
             continue
         seen.add(key)
+        from perflab import models  # only for configs that have a model (it imports onnx)
+
         models.resolve(c.model, batch_size=c.batch_size, input_shapes=c.shape_dict or None)
 
 
@@ -119,7 +163,7 @@ def _first_line(text: Any) -> str:
     return str(text or "").strip().splitlines()[0] if text else ""
 
 
-def _run_with_progress(console, study, out, todo, env_id, isolate):
+def _run_with_progress(console, study, out, todo, env_id, executor):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from perflab import host, runner
@@ -135,32 +179,66 @@ def _run_with_progress(console, study, out, todo, env_id, isolate):
         *columns, console=console, transient=False, disable=not console.is_terminal
     ) as bar:
         task = bar.add_task("configs", total=len(todo), status="")
+        per_machine: dict[str, Any] = {}  # on a cluster, one line per machine: what it runs
 
-        def on_start(k, total, config):
-            bar.update(task, description=f"[{k}/{total}] {config.label}", status="setup")
+        def line(machine):
+            if machine is None:
+                return task
+            if machine not in per_machine:
+                per_machine[machine] = bar.add_task(machine, total=None, status="")
+            return per_machine[machine]
 
-        def progress(n, median_ms):
-            bar.update(task, status=f"{n} it, median {median_ms:.3f} ms")
+        def on_start(k, total, config, machine):
+            where = f"{machine}: " if machine else ""
+            bar.update(
+                line(machine),
+                description=printable(f"{where}[{k}/{total}] {config.label}"),
+                status="setup",
+            )
+            if machine and not console.is_terminal:
+                console.print(printable(f"  started     {config.label} on {machine}"))
+
+        def progress(n, median_ms, machine):
+            bar.update(line(machine), status=f"{n} it, median {median_ms:.3f} ms")
 
         def on_done(row):
             bar.advance(task)
+            if row.get("machine") in per_machine:
+                bar.update(per_machine[row["machine"]], status=f"{row['status']}, idle")
             rep = f" #{row.get('repetition', 0)}" if study.repeat > 1 else ""
             if not console.is_terminal:
-                console.print(f"  {row['status']:<11} {row['label']}{rep}")
+                on = f" on {row['machine']}" if executor.name == "dask" else ""
+                console.print(printable(f"  {row['status']:<11} {row['label']}{rep}{on}"))
             note = host.busy_note(row)
             if note:
-                console.print(f"  {row['label']}{rep}: {note}", style="yellow")
+                console.print(printable(f"  {row['label']}{rep}: {note}"), style="yellow")
 
         return runner.run_study(
             study,
             out,
             configs=todo,
-            isolate=isolate,
+            executor=executor,
             env_id=env_id,
             on_start=on_start,
             on_done=on_done,
             progress=progress,
         )
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from perflab import merge
+
+    result = merge.merge(
+        [Path(f) for f in args.folders],
+        Path(args.output),
+        allow_different=args.allow_different_specs,
+    )
+    print(
+        f"merged {result.runs} run(s) and {result.fingerprints} fingerprint(s) from "
+        f"{len(args.folders)} folders into {args.output}"
+        + (f" ({result.duplicates} run(s) present twice kept once)" if result.duplicates else "")
+    )
+    return 0
 
 
 # ----------------------------------------------------------------------------- show
@@ -194,17 +272,18 @@ def _show(console, folders, run_ids=None) -> None:
         ("items/s", "right"),
     ):
         table.add_column(col, justify=justify)
-    from perflab.timing import STAGES
+    from perflab.stages import stage_rank
 
-    order = {s: i for i, s in enumerate(STAGES)}
-    summary = summary.assign(_o=summary["stage"].map(order)).sort_values(["label", "run_id", "_o"])
+    summary = summary.assign(_o=summary["stage"].map(lambda s: stage_rank(s)[0])).sort_values(
+        ["label", "run_id", "_o"]
+    )
     if summary["run_id"].nunique() > MAX_CONFIGS_ALL_STAGES:
         # Every stage of hundreds of configs is unreadable (and slow to draw): e2e only.
         summary = summary.loc[summary["stage"] == "e2e"]
         table.title = "e2e per config (measured phase); perflab.open(OUT).summary() has every stage"
     previous = None
     for r in summary.itertuples():
-        label = r.label if r.run_id != previous else ""
+        label = printable(r.label) if r.run_id != previous else ""
         if previous is not None and r.run_id != previous and r.stage != "e2e":
             table.add_section()
         previous = r.run_id
@@ -234,7 +313,7 @@ def _show(console, folders, run_ids=None) -> None:
     others = runs.loc[runs["status"] != "ok"]
     if run_ids is None and len(others):
         for r in others.itertuples():
-            console.print(f"{r.status}: {r.label}: {_first_line(r.error)}")
+            console.print(printable(f"{r.status}: {r.label}: {_first_line(r.error)}"))
 
 
 def _show_repeats(console, ok) -> None:
@@ -251,7 +330,7 @@ def _show_repeats(console, ok) -> None:
     for r in rep.itertuples():
         ci = "" if math.isnan(r.ci_low_ms) else f"[{r.ci_low_ms:.4f}, {r.ci_high_ms:.4f}]"
         table.add_row(
-            r.config,
+            printable(r.config),
             f"{r.n_runs}",
             f"{r.n}",
             f"{r.median_ms:.4f}",
@@ -278,7 +357,7 @@ def _show_busy(console, runs) -> None:
         style="yellow",
     )
     for r in busy.head(10).itertuples():
-        console.print(f"  {r.label}: {host.busy_note(r._asdict())}", style="yellow")
+        console.print(printable(f"  {r.label}: {host.busy_note(r._asdict())}"), style="yellow")
     if len(busy) > 10:
         console.print(f"  ... and {len(busy) - 10} more (perflab.open(...).runs.host_busy)")
 
@@ -300,8 +379,9 @@ def cmd_env(args: argparse.Namespace) -> int:
         if not rows:
             print("fingerprints are the same")
             return 0
+        rows = [tuple(printable(v) for v in row) for row in rows]
         width = max(len(k) for k, _, _ in rows)
-        print(f"{'key':<{width}}  {args.a}  |  {args.b}")
+        print(printable(f"{'key':<{width}}  {args.a}  |  {args.b}"))
         for key, va, vb in rows:
             print(f"{key:<{width}}  {va}  |  {vb}")
         return 0
@@ -311,7 +391,7 @@ def cmd_env(args: argparse.Namespace) -> int:
         return 0
     print(f"env_id: {env.env_id(fp)}")
     for key, value in env.flatten(fp).items():
-        print(f"{key}: {value}")
+        print(printable(f"{key}: {value}"))
     return 0
 
 
@@ -322,7 +402,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from perflab.backends import BACKENDS, unavailable_reason
+    from perflab.backends.registry import BACKENDS, unavailable_reason
 
     table = Table(title="backends")
     for col in ("backend", "status", "what / why not"):
@@ -366,8 +446,9 @@ def _fmt(value: Any) -> str:
 def cmd_import(args: argparse.Namespace) -> int:
     from perflab import importers, store
 
-    store.check_writable(Path(args.output))
-    run_ids = importers.import_file(args.kind, args.files, Path(args.output), model=args.model)
+    out = Path(args.output)
+    store.check_writable(out)
+    run_ids = importers.import_file(args.kind, args.files, out, model=args.model)
     print(f"imported {len(run_ids)} run(s) into {args.output}")
     return 0
 
@@ -423,8 +504,26 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="runs per config, each in its own process, round by round (overrides `repeat:`)",
     )
+    run.add_argument(
+        "--cluster",
+        metavar="tcp://HOST:8786",
+        help="run on the machines of a Dask cluster (default: $PERFLAB_SCHEDULER, else here)",
+    )
+    run.add_argument("--tls-ca-file", help="TLS to the scheduler: CA certificate (PEM)")
+    run.add_argument("--tls-cert", help="TLS to the scheduler: this client's certificate (PEM)")
+    run.add_argument("--tls-key", help="TLS to the scheduler: this client's private key (PEM)")
     run.add_argument("--yes", action="store_true", help="run very large sweeps without asking")
     run.set_defaults(func=cmd_run)
+
+    merge = sub.add_parser("merge", help="combine result folders of one study (several machines)")
+    merge.add_argument("folders", nargs="+", help="result folders to combine")
+    merge.add_argument("-o", "--output", required=True, help="the combined result folder")
+    merge.add_argument(
+        "--allow-different-specs",
+        action="store_true",
+        help="merge folders whose studies ran different configs",
+    )
+    merge.set_defaults(func=cmd_merge)
 
     show = sub.add_parser("show", help="summary table per config and stage")
     show.add_argument("folders", nargs="+", help="result folder(s)")
@@ -479,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except PerflabError as exc:
-        print(f"perflab: error: {exc}", file=sys.stderr)
+        print(f"perflab: error: {printable(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("perflab: interrupted", file=sys.stderr)

@@ -114,9 +114,9 @@ def load(results: Sequence[str | Path] | str | Path, *, need: str = "ok") -> Res
     if not folders:
         display(nothing_to_show("no result folders were given."))
         return None
-    import perflab
+    from perflab.results import open as open_results
 
-    res = perflab.open(folders)
+    res = open_results(folders)
     runs = res.runs
     if runs.empty:
         display(nothing_to_show("the result folders hold no runs."))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from perflab.errors import PerflabError, StoreError
+from perflab.untrusted import check_regular_file
 
 PACKAGES = (
     "perflab",
@@ -168,7 +169,7 @@ def measure_host_bandwidth(mib: int = BANDWIDTH_MIB, rounds: int = BANDWIDTH_ROU
 def _host_bandwidth(machine: Mapping[str, Any]) -> dict[str, Any]:
     """The host's measured memory bandwidth, measured once per machine and kept in the cache
     (so the fingerprint, and with it env_id, stays the same from one study to the next)."""
-    from perflab.models import cache_root
+    from perflab.cache import cache_root
 
     key = hashlib.sha256(json.dumps(machine, sort_keys=True, default=str).encode()).hexdigest()
     path = cache_root() / "host" / f"bandwidth-{key[:16]}.json"
@@ -282,9 +283,35 @@ def row(fp: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# Keys every fingerprint perflab writes holds; a JSON object without them is not a fingerprint.
+FINGERPRINT_KEYS = ("host", "python", "os")
+MAX_FINGERPRINT_BYTES = 16 << 20
+MAX_DEPTH = 32  # a fingerprint nests 3 levels; flatten() recurses once per level
+
+
+def _depth(data: Any) -> int:
+    """Nesting depth of JSON data, counted without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_DEPTH and isinstance(value, (Mapping, list)):
+            children = value.values() if isinstance(value, Mapping) else value
+            stack.extend((v, depth + 1) for v in children)
+    return deepest
+
+
 def load(source: str | Path) -> dict[str, Any]:
-    """A fingerprint from a JSON file (`perflab env --json > f.json`) or from a result folder."""
+    """A fingerprint from a JSON file (`perflab env --json > f.json`), a result folder, or
+    `FOLDER@MACHINE`: the machine's in a folder of several (a study run on a cluster, merged).
+
+    A folder holding several fingerprints (runs from several machines or setups) is refused
+    unless a machine is named: which one to compare is the user's choice, so the message lists
+    their env ids."""
     path = Path(source)
+    folder, _, machine = str(source).rpartition("@")
+    if not path.exists() and folder and Path(folder).is_dir():
+        return _machine_fingerprint(Path(folder), machine)
     if not path.exists():
         raise PerflabError(f"{path}: no such file or result folder")
     if path.is_dir():
@@ -293,14 +320,57 @@ def load(source: str | Path) -> dict[str, Any]:
         frame = store.read(path, "env")
         if frame.empty:
             raise StoreError(f"{path}: result folder has no env table")
-        return json.loads(frame["fingerprint"].iloc[-1])
+        ids = sorted(frame["env_id"].dropna().unique())
+        if len(ids) > 1:
+            raise StoreError(
+                f"{path}: result folder holds {len(ids)} fingerprints ({', '.join(ids[:5])}"
+                f"{', ...' if len(ids) > 5 else ''}), and env diff compares one with one; "
+                "name one as FOLDER@MACHINE, or compare files written by `perflab env --json`"
+            )
+        return _parse(frame["fingerprint"].iloc[-1], f"{path}/env")
+    check_regular_file(path, "fingerprint JSON file", PerflabError)
+    if path.stat().st_size > MAX_FINGERPRINT_BYTES:
+        raise PerflabError(f"{path}: not a fingerprint JSON file (too large)")
     try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
         raise PerflabError(f"{path}: not a fingerprint JSON file ({exc})") from None
+    return _parse(text, str(path))
+
+
+def _parse(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise PerflabError(f"{where}: not a fingerprint JSON file ({exc})") from None
+    except RecursionError:
+        raise PerflabError(f"{where}: not a fingerprint JSON file (nested too deeply)") from None
     if not isinstance(data, dict):
-        raise PerflabError(f"{path}: not a fingerprint JSON file (expected an object)")
+        raise PerflabError(f"{where}: not a fingerprint JSON file (expected an object)")
+    if _depth(data) > MAX_DEPTH:
+        raise PerflabError(f"{where}: not a fingerprint JSON file (nested too deeply)")
+    missing = [k for k in FINGERPRINT_KEYS if k not in data]
+    if missing:
+        raise PerflabError(
+            f"{where}: not a fingerprint JSON file (no {', '.join(missing)}; write one with "
+            "`perflab env --json > FILE`)"
+        )
     return data
+
+
+def _machine_fingerprint(folder: Path, machine: str) -> dict[str, Any]:
+    from perflab import store
+
+    runs = store.read(folder, "runs")
+    ids = runs.loc[runs["machine"] == machine, "env_id"].dropna()
+    if ids.empty:
+        known = ", ".join(sorted(runs["machine"].dropna().unique())) or "none"
+        raise PerflabError(f"{folder}: no run on machine {machine!r}; machines: {known}")
+    frame = store.read(folder, "env")
+    match = frame.loc[frame["env_id"] == ids.iloc[-1], "fingerprint"]
+    if match.empty:
+        raise StoreError(f"{folder}: the fingerprint of machine {machine!r} is missing from env")
+    return json.loads(match.iloc[-1])
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

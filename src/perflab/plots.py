@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,17 +25,8 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-# Stage order in stacks and legends: pipeline order, then the derived and nested stages.
-STAGE_ORDER: tuple[str, ...] = (
-    "preprocess",
-    "h2d",
-    "compute",
-    "d2h",
-    "postprocess",
-    "gap",
-    "enqueue",
-    "e2e",
-)
+from perflab.labels import natural_key, run_labels
+from perflab.stages import stage_rank
 
 # The one place colours are defined. Stages: host work in blues, copies in warm colours, compute in
 # green, the harness gap in grey. Backends and precisions get their own fixed colours.
@@ -184,11 +174,6 @@ def distinct_colors(names: Iterable[Any], kind: str = "device") -> dict[str, str
     return out
 
 
-def natural_key(text: Any) -> list[Any]:
-    """Sort key that orders "b4" before "b16"."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(text))]
-
-
 def set_theme() -> None:
     """The look of perflab figures: seaborn's whitegrid, compact fonts, PNG-friendly size."""
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
@@ -236,35 +221,6 @@ def _empty(ax: Axes, message: str) -> Axes:
     ax.set_xticks([])
     ax.set_yticks([])
     return ax
-
-
-def stage_rank(stage: Any) -> tuple[int, str]:
-    name = str(stage)
-    return (STAGE_ORDER.index(name) if name in STAGE_ORDER else len(STAGE_ORDER), name)
-
-
-def run_labels(runs: pd.DataFrame | None, run_ids: Iterable[Any]) -> dict[str, str]:
-    """A short, unique label per run: the runs table's `label`, plus the device or host where
-    several appear, plus a counter for repeats of the same config."""
-    ids = [str(r) for r in dict.fromkeys(run_ids)]
-    if runs is None or runs.empty or "run_id" not in runs.columns:
-        return {r: r for r in ids}
-    table = runs.assign(run_id=runs["run_id"].astype(str)).drop_duplicates("run_id")
-    table = table.set_index("run_id").reindex(ids)
-    base = (
-        table["label"] if "label" in table.columns else pd.Series(index=table.index, dtype=object)
-    )
-    base = base.astype(object).where(base.notna(), pd.Series(ids, index=table.index)).astype(str)
-    for col in ("device_name", "host"):
-        if col in table.columns and table[col].dropna().astype(str).nunique() > 1:
-            base = base + " @ " + table[col].astype(object).fillna("?").astype(str)
-            break
-    labels: dict[str, str] = {}
-    seen: dict[str, int] = {}
-    for run_id, label in zip(ids, base.tolist(), strict=True):
-        seen[label] = seen.get(label, 0) + 1
-        labels[run_id] = label if seen[label] == 1 else f"{label} #{seen[label]}"
-    return labels
 
 
 def _run_attr(runs: pd.DataFrame | None, column: str) -> dict[str, str]:

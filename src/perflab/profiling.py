@@ -50,7 +50,7 @@ def profile_study(
     cmd = [
         nsys_bin, "profile", "--trace=cuda,nvtx,osrt", "--sample=none", "--cpuctxsw=none",
         "--force-overwrite=true", "--export=sqlite", "--output", str(base), *nsys_args,
-        sys.executable, "-m", "perflab.cli", "run", str(spec), "-o", str(out),
+        sys.executable, "-m", "perflab.cli", "run", "-o", str(out), "--", str(spec),
     ]  # fmt: skip
     proc = subprocess.run(cmd, check=False)
     if proc.returncode != 0:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -29,6 +30,8 @@ from typing import Any
 
 from perflab import __version__
 from perflab.errors import PerflabError
+from perflab.store import check_writable
+from perflab.untrusted import file_kind
 
 log = logging.getLogger(__name__)
 
@@ -451,6 +454,16 @@ def render(executed: Executed, *, with_code: bool = False) -> str:
     )
 
 
+def _check_target(out: Path) -> None:
+    """PerflabError unless `out` can be written as the report file."""
+    if out.exists() and not out.is_file():
+        raise PerflabError(f"cannot write the report {out}: it is {file_kind(out.stat().st_mode)}")
+    try:
+        check_writable(out.parent)
+    except PerflabError as exc:
+        raise PerflabError(f"cannot write the report {out}: {exc}") from None
+
+
 def build(
     folders: Sequence[Path | str],
     output: Path | str | None = None,
@@ -473,13 +486,21 @@ def build(
     `StoreError` before anything runs; an empty list gives a report whose sections say there
     is nothing to show.
     """
+    if output is not None:
+        _check_target(Path(output))  # before the notebooks run, not after their work
     executed = execute(folders, notebooks=notebooks)
     out = Path(output) if output is not None else default_output(executed.folders)
+    _check_target(out)
     page = render(executed, with_code=with_code)
+    # A temporary name in the same folder, then a rename: a crash or a full disk mid-write
+    # leaves the previous report whole, never a truncated one.
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(page, encoding="utf-8")
+        tmp.write_text(page, encoding="utf-8")
+        os.replace(tmp, out)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise PerflabError(f"cannot write the report {out}: {exc.strerror or exc}") from None
     log.debug(
         "report %s: notebooks executed in %.1f s (%s)",

@@ -38,6 +38,7 @@ from perflab.analysis.stats import warnings as _warnings
 from perflab.analysis.warmup import warmup as _warmup
 from perflab.analysis.warmup import warmup_table as _warmup_table
 from perflab.errors import PerflabError
+from perflab.labels import run_labels
 
 # Columns of a run shown beside its statistics.
 RUN_INFO_COLUMNS: tuple[str, ...] = ("label", "model", "backend", "precision", "batch_size")
@@ -209,6 +210,8 @@ class Results:
         if not cols or frame.empty:
             return frame
         info = runs[["run_id", *cols]].assign(run_id=runs["run_id"].astype(str))
+        if "label" in cols:  # labels that tell apart every run shown together
+            info["label"] = info["run_id"].map(run_labels(runs, info["run_id"]))
         out = frame.merge(info, on="run_id", how="left")
         return out[["run_id", *cols, *[c for c in frame.columns if c != "run_id"]]]
 
@@ -247,7 +250,8 @@ class Results:
         return _batching_curve(self.samples, self.runs, **kw)
 
     def compare(self, by: str | list[str], baseline: Any = None, **kw: Any) -> pd.DataFrame:
-        """compare.compare(): level B against baseline A of `by`, config by config."""
+        """compare.compare(): level B against baseline A of `by` (any setting of the experiment
+        file, e.g. "backend" or "options.threads", or a runs column), config by config."""
         return _compare(self.samples, self.runs, by=by, baseline=baseline, **kw)
 
     def repeats(self, **kw: Any) -> pd.DataFrame:
@@ -449,8 +453,8 @@ class Results:
         return devices.device_names(self.runs)
 
     def comparison_axes(self) -> list[str]:
-        """The columns worth a comparison: the device column when several devices ran, else
-        backend and precision where the ok runs take more than one value."""
+        """The settings worth a comparison: the device column when several devices ran, else
+        every setting of the experiment file that the ok runs take more than one value of."""
         return devices.comparison_axes(self.runs)
 
     def speedups(self, by: str, *, stages: Iterable[str] = devices.SPEEDUP_STAGES) -> pd.DataFrame:

@@ -1,40 +1,37 @@
 """Run configs: setup stages, warmup, the measured loop with its stopping rule, and storage.
 
-`execute` runs one config in this process and writes its tables. `run_study` runs a whole study,
-by default each config in its own spawned worker process (`python -m perflab.runner`), so that a
-crash, a hang or leaked GPU state in one config never touches the others; the parent writes the
-`runs` row for a worker that died or timed out.
+`execute` runs one config in this process and writes its tables. `run_study` runs a whole study
+through an executor (`perflab.executors`): by default each config in its own child process, so
+that a crash, a hang or leaked GPU state in one config never touches the others; the parent
+writes the `runs` row for a child that died or timed out.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import signal
-import subprocess
-import sys
-import threading
-import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from perflab import __version__, host, store
+from perflab import host, run_row, store
+from perflab.backends.base import create
+from perflab.backends.registry import get_info
 from perflab.errors import BackendUnavailable, PerflabError, StoreError, Unsupported
+from perflab.executors import Executor, Hooks, InlineExecutor, Interrupt
+from perflab.executors.local import LocalExecutor
 from perflab.nvtx import Annotator
 from perflab.spec import Policy, RunConfig, Study
+from perflab.stages import STAGES
 from perflab.timing import (
     E2E_CODE,
     POSTPROCESS,
     PREPROCESS,
-    STAGES,
     Recorder,
     SetupTimer,
     calibrate,
@@ -171,7 +168,7 @@ def _output_check(backend, model, pipeline) -> dict[str, float]:
     """Compare this run's outputs on fixed inputs with the fp32 reference of the same model."""
     if model is None:
         return {}
-    from perflab.backends.ort import reference_outputs
+    from perflab.reference import reference_outputs
 
     inputs = pipeline.calibration_batches(1)[0]
     got = backend.run(inputs, Recorder(1))
@@ -190,15 +187,17 @@ def _output_check(backend, model, pipeline) -> dict[str, float]:
 def _host_notes(config: RunConfig) -> list[str]:
     """Facts about the device at the start of a run that can distort its numbers (the CPUs'
     load is sampled through the whole run: perflab.host)."""
-    from perflab import backends
-
-    if backends.get_info(config.backend).gpu:
+    if get_info(config.backend).gpu:
         from perflab.telemetry import gpu_busy_note
 
         note = gpu_busy_note(int(config.option_dict.get("device_id", 0)))
         if note:
             return [note]
     return []
+
+
+# How the error of a run refused for a busy host begins (quiet.then: stop ends the study there).
+HOST_BUSY = "host busy:"
 
 
 def _wait_quiet(config: RunConfig) -> tuple[str | None, list[str]]:
@@ -210,7 +209,7 @@ def _wait_quiet(config: RunConfig) -> tuple[str | None, list[str]]:
     if ok:
         return None, []
     text = (
-        f"host busy: load average {load:.2f} on {host.cpus()} CPUs stayed above "
+        f"{HOST_BUSY} load average {load:.2f} on {host.cpus()} CPUs stayed above "
         f"{quiet.max_load * host.cpus():.2f} (quiet.max_load {quiet.max_load:g} per CPU) "
         f"for {quiet.max_wait_s:g} s"
     )
@@ -219,50 +218,22 @@ def _wait_quiet(config: RunConfig) -> tuple[str | None, list[str]]:
     return None, [text + "; measured anyway (quiet.then: run)"]
 
 
-def config_row(config: RunConfig, run_id: str, env_id: str | None) -> dict[str, Any]:
-    """The part of a `runs` row that the config and this host decide, before anything runs."""
-    import socket
-
-    return {
-        "run_id": run_id,
-        "study": config.study,
-        "spec_id": config.spec_id,
-        "label": config.label,
-        "created_at": datetime.now(timezone.utc),
-        "status": "ok",
-        "model": config.model,
-        "pipeline": config.pipeline,
-        "backend": config.backend,
-        "mode": config.mode,
-        "precision": config.precision,
-        "batch_size": config.batch_size,
-        "input_shapes": store.json_text(config.shape_dict),
-        "options": store.json_text(config.option_dict),
-        "warmup_policy": store.json_text(config.warmup.as_dict()),
-        "measure_policy": store.json_text(config.measure.as_dict()),
-        "timeout_s": config.timeout_s,
-        "env_id": env_id,
-        "repetition": config.repetition,
-        "order_seed": config.order_seed,
-        "host": socket.gethostname(),
-        "perflab_version": __version__,
-    }
-
-
 def execute(
     config: RunConfig,
     out: Path,
     *,
     run_id: str | None = None,
     env_id: str | None = None,
+    machine: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run one config in this process, write its tables, and return its `runs` row.
 
     Nothing measured is lost: a failure after some iterations still writes those samples.
+    `machine` is the name the executor knows this machine by (default: the host name).
     """
     run_id = run_id or store.new_run_id()
-    row = config_row(config, run_id, env_id)
+    row = run_row.for_config(config, run_id, env_id=env_id, machine=machine)
     refused, notes = _wait_quiet(config)
     if refused:
         row.update(status="skipped", error=refused, notes=store.json_text(notes))
@@ -277,11 +248,9 @@ def execute(
     annotator = Annotator(STAGES)
     try:
         tables["calibration"] = calibrate()
-        from perflab import backends
-
-        backend = backends.create(config)
+        backend = create(config)
         model = None
-        if backends.get_info(config.backend).needs_model:
+        if get_info(config.backend).needs_model:
             from perflab import models, pipelines
 
             model = models.resolve(
@@ -433,209 +402,40 @@ def plan(study: Study, out: Path, *, resume: bool, append: bool) -> list[RunConf
     return study.schedule({k: int(v) for k, v in first.items()})
 
 
-def clean_leftovers(out: Path) -> list[Path]:
-    """Remove temporary files and child-table files of runs that never committed a `runs` row."""
-    removed = []
-    committed = {p.stem for p in store.table_files(out, "runs")}
-    for table in store.TABLES:
-        folder = out / table
-        if not folder.is_dir():
-            continue
-        # Files of every table but `runs` and `env` (keyed by fingerprint) are keyed by run id.
-        keyed_by_run = table not in ("runs", "env")
-        for path in folder.iterdir():
-            temporary = path.name.startswith(".") and ".tmp-" in path.name
-            orphan = keyed_by_run and path.suffix == ".parquet" and path.stem not in committed
-            if temporary or orphan:
-                path.unlink(missing_ok=True)
-                removed.append(path)
-    return removed
-
-
-class _Interrupt:
-    """Turns SIGINT / SIGTERM into a flag the study loop checks between configs."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self.current: subprocess.Popen | None = None
-
-    def __enter__(self) -> _Interrupt:  # noqa: PYI034 - final class
-        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.signal = signum
-        if self.current is not None and self.current.poll() is None:
-            _kill_group(self.current)
-
-
-def _die_with_parent() -> None:
-    """In the worker, before exec: ask Linux to kill it when the parent dies (even by SIGKILL),
-    so an orphaned worker can never commit a result behind a later --resume."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _signal_text(code: int) -> str:
-    if code < 0:
-        try:
-            return f"worker killed by signal {signal.Signals(-code).name} (exit {code})"
-        except ValueError:
-            return f"worker killed by signal {-code}"
-    return f"worker exited with code {code} without writing its results"
-
-
-def run_isolated(
-    config: RunConfig,
-    out: Path,
-    run_id: str,
-    env_id: str | None,
-    progress: Progress | None,
-    interrupt: _Interrupt | None = None,
-) -> dict[str, Any] | None:
-    """Run one config in a fresh worker process; returns its runs row (None when interrupted)."""
-    logs = out / ".logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{run_id}.log"
-    read_fd, write_fd = os.pipe()
-    payload = json.dumps(
-        {
-            "config": config.to_json(),
-            "out": str(out),
-            "run_id": run_id,
-            "env_id": env_id,
-            "progress_fd": write_fd,
-        }
-    )
-    started = time.monotonic()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "perflab.runner"],
-            stdin=subprocess.PIPE,
-            stdout=log,
-            stderr=log,
-            pass_fds=(write_fd,),
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - it only calls prctl, no locks
-        )
-    os.close(write_fd)
-    if interrupt:
-        interrupt.current = proc
-    last = {"n": 0, "median_ms": float("nan")}
-
-    def read_progress() -> None:
-        with os.fdopen(read_fd, "r") as stream:
-            for line in stream:
-                try:
-                    n, med = json.loads(line)
-                except ValueError:
-                    continue
-                last.update(n=n, median_ms=med)
-                if progress:
-                    progress(n, med)
-
-    reader = threading.Thread(target=read_progress, daemon=True)
-    reader.start()
-    proc.stdin.write(payload.encode())
-    proc.stdin.close()
-    try:
-        code = proc.wait(timeout=config.timeout_s)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        code = proc.wait()
-        timed_out = True
-    reader.join(timeout=2)
-    if interrupt:
-        interrupt.current = None
-        if interrupt.signal is not None and not (out / "runs" / f"{run_id}.parquet").exists():
-            return None
-    runs_file = out / "runs" / f"{run_id}.parquet"
-    if runs_file.exists():
-        log_path.unlink(missing_ok=True)
-        return store.read_run(runs_file)
-    tail = log_path.read_text(errors="replace")[-STDERR_TAIL_CHARS:].strip()
-    if timed_out:
-        status = "timeout"
-        error = (
-            f"exceeded timeout_s={config.timeout_s:g} after {time.monotonic() - started:.1f} s "
-            f"({last['n']} measured iterations reported); worker killed"
-        )
-    else:
-        status, error = "failed", _signal_text(code)
-    if tail:
-        error += f"; output tail: {tail}"
-    row = {**config_row(config, run_id, env_id), "status": status, "error": error, "notes": "[]"}
-    store.write_run(out, row)
-    return row
-
-
 def run_study(
     study: Study,
     out: Path,
     *,
     configs: Sequence[RunConfig] | None = None,
+    executor: Executor | None = None,
     isolate: bool = True,
     env_id: str | None = None,
-    on_start: Callable[[int, int, RunConfig], None] | None = None,
+    on_start: Callable[[int, int, RunConfig, str | None], None] | None = None,
     on_done: Callable[[dict[str, Any]], None] | None = None,
-    progress: Progress | None = None,
+    progress: Callable[[int, float, str | None], None] | None = None,
 ) -> StudyResult:
-    """Run configs one after another; a crash or timeout in one never stops the others."""
+    """Run configs through an executor; a crash or timeout in one never stops the others.
+
+    `executor` defaults to the local one (a child process per config), or the inline one with
+    `isolate=False`. `on_start(k, total, config, machine)` and `progress(n, median_ms, machine)`
+    name the machine that runs the config (None: this one). `configs` defaults to the study's
+    whole schedule (every repetition, round by round).
+    """
     todo = list(study.schedule() if configs is None else configs)
     result = StudyResult(rows=[], skipped=len(study.configs) * study.repeat - len(todo))
-    with _Interrupt() as interrupt:
-        for k, config in enumerate(todo, 1):
-            if interrupt.signal is not None:
-                break
-            if on_start:
-                on_start(k, len(todo), config)
-            run_id = store.new_run_id()
-            if isolate:
-                row = run_isolated(config, out, run_id, env_id, progress, interrupt)
-            else:
-                row = execute(config, out, run_id=run_id, env_id=env_id, progress=progress)
-            if row is None:
-                break
+    if executor is None:
+        executor = LocalExecutor() if isolate else InlineExecutor()
+    executor.check(todo)
+    hooks = Hooks(on_start, progress)
+    with Interrupt() as interrupt:
+        for row in executor.run(execute, todo, Path(out), env_id, hooks, interrupt):
             result.rows.append(row)
             if on_done:
                 on_done(row)
-            if row["status"] == "skipped" and config.quiet is not None:
-                result.stopped = str(row.get("error"))
+            if row["status"] == "skipped" and str(row.get("error") or "").startswith(HOST_BUSY):
+                result.stopped = str(row["error"])  # quiet.then: stop
                 break
         if interrupt.signal is not None:
             result.interrupted = signal.Signals(interrupt.signal).name
-    logs = Path(out) / ".logs"
-    if logs.is_dir() and not any(logs.iterdir()):
-        logs.rmdir()  # worker logs are kept only for runs that died
+    store.remove_empty_logs(Path(out))  # worker logs are kept only for runs that died
     return result
-
-
-def _worker_main() -> None:
-    """Entry point of a worker process: read the job from stdin, run it, report progress on a pipe."""
-    job = json.loads(sys.stdin.read())
-    config = RunConfig.from_json(job["config"])
-    stream = os.fdopen(job["progress_fd"], "w", buffering=1)
-
-    def progress(n: int, median_ms: float) -> None:
-        stream.write(json.dumps([n, median_ms]) + "\n")
-
-    execute(config, Path(job["out"]), run_id=job["run_id"], env_id=job["env_id"], progress=progress)
-
-
-if __name__ == "__main__":
-    _worker_main()

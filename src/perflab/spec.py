@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -16,10 +17,13 @@ from typing import Any
 
 import yaml
 
+from perflab.backends.registry import BACKENDS
 from perflab.errors import SpecError
+from perflab.labels import LABELLED
+from perflab.precisions import PRECISIONS
+from perflab.untrusted import check_regular_file, quote
 
 PIPELINES = ("raw", "classify", "detect")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "best")
 MODES = ("latency", "throughput")
 TOP_KEYS = (
     "study",
@@ -38,13 +42,12 @@ TOP_KEYS = (
     "pipeline_options",
     "timeout_s",
     "seed",
+    "machine",
     "repeat",
     "order",
     "order_seed",
     "quiet",
 )
-# Keys every label shows anyway (model, backend, precision, batch size, mode).
-LABELLED = ("model", "backend", "precision", "batch_size", "mode", "inflight")
 # Mappings whose entries may be swept one by one as `options.NAME` / `pipeline_options.NAME`.
 MAPPING_KEYS = ("options", "pipeline_options")
 # Keys that may be swept: every config key but the study name and the sweep itself.
@@ -61,6 +64,13 @@ MEASURE_KEYS = ("iterations", "seconds", "target_rel_ci", "max_seconds", "min_it
 LARGE_SWEEP = 1000
 # Repetitions beyond this are a typo more often than a plan (pyperf uses 20 processes).
 MAX_REPEAT = 1000
+# More configs than one study can hold: counted from the axis lengths, before any is built.
+MAX_CONFIGS = 100_000
+# An experiment file is a page of YAML; these bound what a hostile one can make perflab do.
+MAX_FILE_BYTES = 1 << 20
+MAX_NODES = 200_000  # YAML nodes after aliases are expanded ("billion laughs" expand to 10^9)
+# A study name becomes a folder name (data/<study>): one path component, printable, short.
+STUDY_NAME = re.compile(r"[^\x00-\x1f\x7f/\\]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,8 @@ class RunConfig:
     measure: Policy = field(default_factory=lambda: Policy(iterations=200))
     timeout_s: float = 600.0
     seed: int = 0
+    # The Dask worker (by name) that must run this config; None: any machine.
+    machine: str | None = None
     # Which repetition of the config this run is (0-based); repetitions share the spec_id.
     repetition: int = 0
     # The seed that shuffled the run order (order: random); None for file order.
@@ -141,6 +153,8 @@ class RunConfig:
         data["input_shapes"] = self.shape_dict
         data["warmup"] = self.warmup.as_dict()
         data["measure"] = self.measure.as_dict()
+        if self.machine is None:
+            data.pop("machine")  # so configs that pin no machine keep the spec_id they had
         return data
 
     @property
@@ -232,34 +246,150 @@ class Study:
         return runs
 
 
-def load(path: str | Path) -> Study:
-    """Read and validate an experiment file; every error names the file, key, value and choices."""
+def load(path: str | Path, *, max_configs: int = MAX_CONFIGS) -> Study:
+    """Read and validate an experiment file; every error names the file, key, value and choices.
+
+    A sweep of more than `max_configs` configs is refused before any config is built."""
     path = Path(path)
-    if not path.exists():
-        raise SpecError(f"{path}: experiment file not found")
+    data = read(path)
+    return parse(data, source=str(path), default_study=path.stem, max_configs=max_configs)
+
+
+def read(path: Path) -> Any:
+    """The YAML data of an experiment file, refused when it is not a regular file, too large,
+    an alias bomb, nested without end, or holds duplicate keys."""
+    check_regular_file(path, "experiment file", SpecError)
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise SpecError(
+            f"{path}: {path.stat().st_size} bytes is too large for an experiment file "
+            f"(at most {MAX_FILE_BYTES} bytes)"
+        )
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_Loader)  # a SafeLoader subclass
+    except _Refused as exc:
+        raise SpecError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
+        if "nesting depth" in str(getattr(exc, "problem", "")):  # libyaml's own depth limit
+            raise SpecError(f"{path}: YAML nested too deeply to be an experiment file") from None
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise SpecError(f"{path}: YAML syntax error{where}: {problem}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: YAML nested too deeply to be an experiment file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read experiment file: {exc}") from None
-    return parse(data, source=str(path), default_study=path.stem)
+    return data
 
 
-def parse(data: Any, *, source: str = "<spec>", default_study: str = "study") -> Study:
+class _Refused(Exception):
+    """A YAML document refused for its shape (not its syntax)."""
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser where built
+    """SafeLoader that refuses duplicate keys (the last one would silently win) and documents
+    whose aliases expand past MAX_NODES, before anything is constructed from them."""
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, set())
+        return self.construct_document(node)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise _Refused(
+                        f"duplicate key {quote(key)} at line {line} (first given at line "
+                        f"{seen[key]}); give each key once"
+                    )
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """Nodes in the document once every alias is replaced by what it names (memoized, so this
+    costs the size of the alias graph, not of its expansion)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise _Refused("a YAML alias refers to itself; an experiment file cannot be recursive")
+    open_nodes.add(key)
+    if isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = node.value
+    else:
+        children = []
+    size = 1 + sum(_expanded_size(child, sizes, open_nodes) for child in children)
+    open_nodes.discard(key)
+    if size > MAX_NODES:
+        raise _Refused(
+            f"YAML aliases expand to more than {MAX_NODES} values; an experiment file needs far "
+            "fewer (is it an alias bomb?)"
+        )
+    sizes[key] = size
+    return size
+
+
+def _check_finite(data: Any, source: str, where: str) -> None:
+    """Refuse NaN and infinity anywhere: `.nan` passes every `<` and `>` check (a timeout of NaN
+    never fires, a measure of NaN seconds never stops)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        raise SpecError(f"{source}: key {quote(where or '(top)')}: {data} is not a finite number")
+    if isinstance(data, Mapping):
+        for k, v in data.items():
+            _check_finite(v, source, f"{where}.{k}" if where else str(k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            _check_finite(v, source, f"{where}[{i}]")
+
+
+def check_study_name(name: Any, source: str) -> str:
+    """A study name is one path component (it names data/<study>): printable, no '/', not '.'
+    or '..', at most 100 characters."""
+    if (
+        not isinstance(name, str)
+        or not STUDY_NAME.fullmatch(name)
+        or name.strip(".") == ""
+        or name != name.strip()
+    ):
+        raise SpecError(
+            f"{source}: key 'study': {quote(name)} must be a name of 1 to 100 printable "
+            "characters without '/', not '.' or '..' (it names the result folder)"
+        )
+    return name
+
+
+def count_configs(blocks: list[list[tuple[str, list[Any]]]]) -> int:
+    """Configs a sweep expands to (before duplicates are merged), from its axis lengths alone."""
+    return sum(math.prod(len(values) for _, values in axes) for axes in blocks)
+
+
+def parse(
+    data: Any,
+    *,
+    source: str = "<spec>",
+    default_study: str = "study",
+    max_configs: int = MAX_CONFIGS,
+) -> Study:
     if not isinstance(data, Mapping):
         raise SpecError(
             f"{source}: expected a mapping of keys (study, model, sweep, ...), got {_kind(data)}"
         )
     unknown = [k for k in data if k not in TOP_KEYS]
     if unknown:
-        raise SpecError(f"{source}: unknown key {unknown[0]!r}; valid keys: {', '.join(TOP_KEYS)}")
-    study = data.get("study", default_study)
-    if not isinstance(study, str) or not study or "/" in study:
-        raise SpecError(f"{source}: key 'study': {study!r} must be a non-empty name without '/'")
+        raise SpecError(
+            f"{source}: unknown key {quote(unknown[0])}; valid keys: {', '.join(TOP_KEYS)}"
+        )
+    _check_finite(data, source, "")
+    study = check_study_name(data.get("study", default_study), source)
     sweep = data.get("sweep") or {}
     # A mapping is one cartesian product; a list of mappings is several, run one after another
     # (for combinations a product cannot express).
@@ -272,11 +402,22 @@ def parse(data: Any, *, source: str = "<spec>", default_study: str = "study") ->
     for group in MAPPING_KEYS:
         if not isinstance(data.get(group) or {}, Mapping):
             raise SpecError(
-                f"{source}: key {group!r}: {data[group]!r} must be a mapping of name -> value"
+                f"{source}: key {quote(group)}: {quote(data[group])} must be a mapping of name -> value"
             )
+    axes = [_axes(block, data, source) for block in blocks]
+    n = count_configs(axes)
+    if n > max_configs:
+        hint = (
+            f"pass --yes to run them all (at most {MAX_CONFIGS})"
+            if max_configs < MAX_CONFIGS
+            else "split it into several experiment files"
+        )
+        raise SpecError(
+            f"{source}: the sweep expands to {n} configs, more than {max_configs}; {hint}"
+        )
     configs = []
-    for block in blocks:
-        configs += _expand(study, data, _axes(block, data, source), source)
+    for block_axes in axes:
+        configs += _expand(study, data, block_axes, source)
     quiet = _quiet(data.get("quiet"), source)
     if quiet is not None:
         configs = [replace(c, quiet=quiet) for c in configs]
@@ -338,15 +479,19 @@ def _axes(
         top = key.split(".", 1)[0]
         if top not in SWEEPABLE or (key.count(".") and top not in MAPPING_KEYS):
             raise SpecError(
-                f"{source}: key 'sweep.{key}': not a sweepable key; sweepable: "
+                f"{source}: key {quote(f'sweep.{key}')}: not a sweepable key; sweepable: "
                 f"{', '.join(SWEEPABLE)}, options.NAME or pipeline_options.NAME"
             )
         if not isinstance(values, list):
             values = [values]
         if not values:
-            raise SpecError(f"{source}: key 'sweep.{key}': empty list; give at least one value")
+            raise SpecError(
+                f"{source}: key {quote(f'sweep.{key}')}: empty list; give at least one value"
+            )
         if key in data and "." not in key:
-            raise SpecError(f"{source}: key {key!r} is given both at the top level and under sweep")
+            raise SpecError(
+                f"{source}: key {quote(key)} is given both at the top level and under sweep"
+            )
         axes.append((key, values))
     return axes
 
@@ -373,11 +518,9 @@ def _expand(
 
 def _config(study: str, d: Mapping[str, Any], source: str) -> RunConfig:
     def bad(key: str, value: Any, expected: str) -> SpecError:
-        return SpecError(f"{source}: key {key!r}: {value!r} {expected}")
+        return SpecError(f"{source}: key {quote(key)}: {quote(value)} {expected}")
 
     backend = d.get("backend", "ort-cpu")
-    from perflab.backends import BACKENDS
-
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise bad(
             "backend", backend, f"is not a known backend; known backends: {', '.join(BACKENDS)}"
@@ -419,6 +562,9 @@ def _config(study: str, d: Mapping[str, Any], source: str) -> RunConfig:
     seed = d.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise bad("seed", seed, "must be an integer")
+    machine = d.get("machine")
+    if machine is not None and (not isinstance(machine, str) or not machine.strip()):
+        raise bad("machine", machine, "must be the name of a Dask worker (a non-empty string)")
     return RunConfig(
         study=study,
         model=model,
@@ -435,6 +581,7 @@ def _config(study: str, d: Mapping[str, Any], source: str) -> RunConfig:
         measure=_policy(d.get("measure", {"iterations": 200}), "measure", MEASURE_KEYS, source),
         timeout_s=float(timeout),
         seed=seed,
+        machine=machine,
     )
 
 
@@ -456,7 +603,7 @@ def _shapes(value: Any, source: str) -> tuple[tuple[str, tuple[int | str, ...]],
             )
         ):
             raise SpecError(
-                f"{source}: key 'input_shapes.{name}': {dims!r} must be a list of positive "
+                f"{source}: key {quote(f'input_shapes.{name}')}: {quote(dims)} must be a list of positive "
                 "integers or names (N = batch size)"
             )
         out.append((str(name), tuple(dims)))
@@ -470,30 +617,36 @@ def _policy(value: Any, key: str, allowed: tuple[str, ...], source: str) -> Poli
         else ("{iterations: 200}, {seconds: 5} or {target_rel_ci: 0.01, max_seconds: 30}")
     )
     if not isinstance(value, Mapping) or not value:
-        raise SpecError(f"{source}: key {key!r}: {value!r} is not a policy; expected {example}")
+        raise SpecError(
+            f"{source}: key {quote(key)}: {quote(value)} is not a policy; expected {example}"
+        )
     for k, v in value.items():
         if k not in allowed:
-            raise SpecError(f"{source}: key '{key}.{k}': unknown; valid: {', '.join(allowed)}")
+            raise SpecError(
+                f"{source}: key {quote(f'{key}.{k}')}: unknown; valid: {', '.join(allowed)}"
+            )
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise SpecError(f"{source}: key '{key}.{k}': {v!r} must be a non-negative number")
+            raise SpecError(
+                f"{source}: key {quote(f'{key}.{k}')}: {quote(v)} must be a non-negative number"
+            )
     stops = [k for k in ("iterations", "seconds", "target_rel_ci") if k in value]
     if len(stops) != 1:
         raise SpecError(
-            f"{source}: key {key!r}: give exactly one of iterations, seconds"
+            f"{source}: key {quote(key)}: give exactly one of iterations, seconds"
             f"{', target_rel_ci' if key == 'measure' else ''}; e.g. {example}"
         )
     if "iterations" in value and not isinstance(value["iterations"], int):
         raise SpecError(
-            f"{source}: key '{key}.iterations': {value['iterations']!r} must be an integer"
+            f"{source}: key '{key}.iterations': {quote(value['iterations'])} must be an integer"
         )
     if key == "measure":
         if value.get("iterations", 1) < 1 or value.get("seconds", 1) <= 0:
             raise SpecError(
-                f"{source}: key 'measure': {dict(value)!r} must measure at least one iteration"
+                f"{source}: key 'measure': {quote(dict(value))} must measure at least one iteration"
             )
         if "target_rel_ci" in value and not 0 < value["target_rel_ci"] < 1:
             raise SpecError(
-                f"{source}: key 'measure.target_rel_ci': {value['target_rel_ci']!r} must be between 0 and 1 (0.01 = 1%)"
+                f"{source}: key 'measure.target_rel_ci': {quote(value['target_rel_ci'])} must be between 0 and 1 (0.01 = 1%)"
             )
         if "max_seconds" in value and "target_rel_ci" not in value:
             raise SpecError(f"{source}: key 'measure.max_seconds' only bounds target_rel_ci")

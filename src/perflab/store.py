@@ -3,18 +3,28 @@
 A study folder holds `OUT/<table>/<key>.parquet`. Each file is written to a hidden temporary name
 and renamed, so a crash loses at most the run in progress and readers (perflab, pandas, duckdb)
 never see half a file: pyarrow and duckdb's `*.parquet` glob both skip names starting with ".".
-The `runs` file of a run is written last; it is the commit marker, and rows of other tables whose
-run has no `runs` row are leftovers of an interrupted run.
+The `runs` file of a run is written last; it is the commit marker.
+
+This module owns the folder's layout: the table files, the temporary names, the worker logs
+(`.logs/<run_id>.log`), the marks of runs in progress (`.pending/<run_id>`) and the lock
+(`.lock`). A run is marked pending before it writes anything and unmarked once its `runs` row is
+committed and its worker's log dealt with, so the leftover sweep removes exactly what perflab itself left behind (temporary files,
+and the files and log of a pending run that never committed) and never a file someone else put in
+the folder. One writer at a time holds the folder's lock; the kernel drops it when that process
+dies, even by SIGKILL, so a crashed run never blocks the next one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
+import re
 import uuid
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,8 +42,8 @@ if TYPE_CHECKING:
 #   1: first version (runs, samples, env, telemetry, layers, reported, calibration, trace_*).
 #      Columns added since within version 1 are nullable and read as null from older files
 #      (readers union by name): runs.model_input/output_bytes_per_sample, runs.model_kernels,
-#      runs.repetition, runs.order_seed, runs.host_load_before/during/after, runs.host_steal_pct,
-#      runs.host_busy.
+#      runs.machine, runs.repetition, runs.order_seed, runs.host_load_before/during/after,
+#      runs.host_steal_pct, runs.host_busy.
 SCHEMA_VERSION = 1
 VERSION_KEY = b"perflab.schema_version"
 TABLE_KEY = b"perflab.table"
@@ -69,6 +79,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("pipeline", S, "", "raw | classify | detect"),
         ("backend", S, "", "backend name"),
         ("mode", S, "", "latency | throughput"),
+        ("inflight", I64, "requests", "requests kept in flight (1 in latency mode)"),
         ("device", S, "", "cpu, cuda:0, ..."),
         ("device_name", S, "", "CPU model or GPU name"),
         ("precision", S, "", "precision asked for"),
@@ -77,6 +88,8 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("batch_size", I64, "items", "items per iteration"),
         ("input_shapes", S, "JSON", "resolved input shapes"),
         ("options", S, "JSON", "backend options"),
+        ("pipeline_options", S, "JSON", "pipeline options"),
+        ("seed", I64, "", "seed of generated inputs and synthetic jitter"),
         ("warmup_policy", S, "JSON", "warmup policy as given"),
         ("measure_policy", S, "JSON", "measure policy as given"),
         ("timeout_s", F64, "s", "per-config time limit"),
@@ -111,6 +124,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("meta", S, "JSON", "backend- or importer-specific facts (versions, flags)"),
         ("env_id", S, "", "environment fingerprint id"),
         ("host", S, "", "host name"),
+        ("machine", S, "", "machine that ran it: the Dask worker's name, else the host name"),
         ("perflab_version", S, "", "perflab version that ran it"),
     ),
     "samples": _cols(
@@ -286,6 +300,135 @@ def _plain(values: pd.Series) -> list[object]:
     return [None if isinstance(v, float) and math.isnan(v) else v for v in out]
 
 
+# ----------------------------------------------------------------------------- layout
+
+LOGS = ".logs"
+PENDING = ".pending"
+LOCK = ".lock"
+# `.<name>.tmp-<pid>`: hidden from readers, and recognisably perflab's own half-written file.
+_TEMPORARY = re.compile(r"^\..+\.tmp-\d+$")
+
+
+def table_file(out: Path, table: str, key: str) -> Path:
+    """Where the file of one run (or one fingerprint, for `env`) of a table lives."""
+    return Path(out) / table / f"{key}.parquet"
+
+
+def run_file(out: Path, run_id: str) -> Path:
+    """The `runs` file of a run: its existence is the run's commit."""
+    return table_file(out, "runs", run_id)
+
+
+def is_committed(out: Path, run_id: str) -> bool:
+    return run_file(out, run_id).exists()
+
+
+def temporary_name(final: Path) -> Path:
+    """The hidden name a file is written under before it is renamed to `final`."""
+    return final.with_name(f".{final.name}.tmp-{os.getpid()}")
+
+
+def log_file(out: Path, run_id: str) -> Path:
+    """The captured output of a run's worker process (kept only for runs that died)."""
+    folder = Path(out) / LOGS
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{run_id}.log"
+
+
+def remove_empty_logs(out: Path) -> None:
+    logs = Path(out) / LOGS
+    if logs.is_dir() and not any(logs.iterdir()):
+        logs.rmdir()
+
+
+def begin_run(out: Path, run_id: str) -> None:
+    """Mark a run as in progress before anything of it is written (see `sweep_leftovers`)."""
+    folder = Path(out) / PENDING
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / run_id).touch()
+    except OSError as exc:
+        raise StoreError(f"cannot write in {out}: {exc.strerror}") from None
+
+
+def end_run(out: Path, run_id: str) -> None:
+    """Unmark a run once it is committed and its process is done with it (log handled)."""
+    folder = Path(out) / PENDING
+    (folder / run_id).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only when empty
+
+
+def discard_run(out: Path, run_id: str) -> list[Path]:
+    """Remove what a pending run left: the child-table files of a run that never committed, and
+    the worker log (of a committed run too: its process died before removing it)."""
+    removed = []
+    if not is_committed(out, run_id):
+        for table in TABLES:
+            path = table_file(out, table, run_id)
+            if table != "env" and path.exists():
+                path.unlink()
+                removed.append(path)
+    log = Path(out) / LOGS / f"{run_id}.log"
+    if log.exists():
+        log.unlink()
+        removed.append(log)
+    end_run(out, run_id)
+    remove_empty_logs(out)
+    return removed
+
+
+def sweep_leftovers(out: Path) -> list[Path]:
+    """Remove what perflab itself left half-done in `out`: temporary files (`.NAME.tmp-PID`) and
+    the files of runs marked pending that never committed. Call it holding the folder's lock."""
+    out = Path(out)
+    removed = []
+    for table in TABLES:
+        folder = out / table
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if _TEMPORARY.match(path.name) and path.is_file():
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+    pending = out / PENDING
+    if pending.is_dir():
+        for mark in sorted(pending.iterdir()):
+            removed += discard_run(out, mark.name)
+    return removed
+
+
+@contextlib.contextmanager
+def locked(out: Path, command: str) -> Iterator[None]:
+    """Hold `out` for one writer (`command` says who, for the message another writer gets).
+
+    A second writer is refused at once with the holder's process id. The lock is an flock on
+    `out/.lock`: the kernel releases it when its process ends in any way, so a lock left by a
+    killed process never blocks. The file stays (removing it would race a writer opening it).
+    """
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot write in {out}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise StoreError(
+                f"{out} is in use by {holder}; wait for it to finish, or use -o NEW_FOLDER"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"perflab {command} (process {os.getpid()})".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+# ----------------------------------------------------------------------------- writing
+
+
 def write(
     out: Path,
     table: str,
@@ -299,8 +442,8 @@ def write(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"cannot create {folder}: {exc.strerror}") from None
-    final = folder / f"{key}.parquet"
-    tmp = folder / f".{key}.parquet.tmp-{os.getpid()}"
+    final = table_file(out, table, key)
+    tmp = temporary_name(final)
     try:
         pq.write_table(arrow, tmp, compression="zstd")
         os.replace(tmp, final)
@@ -334,25 +477,52 @@ def check_writable(out: Path) -> None:
 
 
 def file_version(path: Path) -> int:
-    meta = pq.read_schema(path).metadata or {}
+    return _version(pq.read_schema(path).metadata or {}, path)
+
+
+def _version(meta: Mapping[bytes, bytes], path: Path) -> int:
     raw = meta.get(VERSION_KEY)
     if raw is None:
         raise StoreError(f"{path} is not a perflab table (no schema version in its metadata)")
-    return int(raw)
+    try:
+        return int(raw)
+    except ValueError:
+        raise StoreError(f"{path} is not a perflab table (schema version {raw[:20]!r})") from None
 
 
-def _check_version(path: Path) -> None:
-    version = file_version(path)
+def _check_footer(path: Path, table: str) -> None:
+    """Refuse a file from a newer schema (StoreVersionError), of another tool, or of another
+    table (a `samples` file dropped into `runs/` must not be read as phantom runs)."""
+    meta = pq.read_schema(path).metadata or {}
+    version = _version(meta, path)
     if version > SCHEMA_VERSION:
         raise StoreVersionError(
             f"{path} was written by perflab schema version {version}; this perflab reads up to "
             f"version {SCHEMA_VERSION}: upgrade perflab to read it"
         )
+    found = meta.get(TABLE_KEY)
+    if found is not None and found != table.encode():
+        raise StoreError(
+            f"{path} is a perflab {found[:40].decode(errors='replace')!r} table, not {table!r}"
+        )
 
 
 def _read_file(path: Path, table: str) -> pa.Table:
-    _check_version(path)
-    return pq.read_table(path).cast(schema(table))
+    _check_footer(path, table)
+    return _conform(pq.read_table(path), schema(table))
+
+
+def read_run_tables(folder: Path, run_id: str) -> tuple[dict[str, object], dict[str, pa.Table]]:
+    """One committed run of a folder: its `runs` row and its files of the tables keyed by run id,
+    each version-checked, ready for `write_run` into another folder."""
+    folder = Path(folder)
+    row = read_run(run_file(folder, run_id))
+    tables = {}
+    for table in TABLES:
+        path = table_file(folder, table, run_id)
+        if table not in ("runs", "env") and path.exists():
+            tables[table] = _read_file(path, table)
+    return row, tables
 
 
 def read_run(path: Path) -> dict[str, object]:
@@ -376,7 +546,7 @@ def read(folders: Path | str | Iterable[Path | str], table: str) -> pd.DataFrame
     for folder in folders:
         for path in table_files(Path(folder), table):
             try:
-                _check_version(path)  # reads only the footer
+                _check_footer(path, table)  # reads only the footer
             except StoreVersionError:
                 raise
             except (OSError, pa.ArrowException, ValueError, StoreError) as exc:
@@ -414,6 +584,11 @@ def _scan(paths: list[Path], sch: pa.Schema) -> pa.Table:
         raise OSError(f"scan failed: {exc}") from exc
     finally:
         con.close()
+    return _conform(arrow, sch)
+
+
+def _conform(arrow: pa.Table, sch: pa.Schema) -> pa.Table:
+    """A table in the declared schema: columns by name, the ones a file predates as nulls."""
     columns = [
         arrow.column(f.name).cast(f.type)
         if f.name in arrow.column_names

@@ -1,4 +1,4 @@
-"""Stage names and the per-iteration stage recorder (host clock, device durations, NVTX ranges).
+"""The per-iteration stage recorder (host clock, device durations, NVTX ranges).
 
 Host durations come from `time.perf_counter_ns`. The recorder never synchronizes anything itself:
 a stage ends when its caller calls `end`, and for device stages the caller synchronizes first, so
@@ -16,18 +16,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from perflab.nvtx import Annotator
+from perflab.stages import PHASES, SETUP_STAGES, STAGES
 
 if TYPE_CHECKING:  # pyarrow is imported by `table` only, so timing works where it is missing
     import pyarrow as pa
 
-# Names are fixed: NVTX range names, parquet values and plot labels.
-ITERATION_STAGES = ("preprocess", "h2d", "compute", "d2h", "postprocess")
-E2E = "e2e"
-ENQUEUE = "enqueue"
-STAGES = (*ITERATION_STAGES, E2E, ENQUEUE)
-SETUP_STAGES = ("load", "build", "first")
-PHASES = ("warmup", "measure")
-
+# The recorder's stage codes: indexes into STAGES.
 PREPROCESS, H2D, COMPUTE, D2H, POSTPROCESS, E2E_CODE, ENQUEUE_CODE = range(len(STAGES))
 
 

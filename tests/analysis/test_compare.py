@@ -201,3 +201,45 @@ def test_errors(backends):
         compare(samples, runs, by="backend", baseline="nope")
     with pytest.raises(PerflabError, match="gpu_model"):
         compare(samples, runs, by="gpu_model")
+
+
+def test_compare_by_an_option_matches_on_the_other_options(make_samples, concat_samples, make_runs):
+    # compute_ms swept at two values for each of two thread counts: compare by one option, matched
+    # on the other, as the experiment file's sweep axis `options.compute_ms` names it.
+    frames, ids, options = [], [], []
+    for i, (compute, threads) in enumerate([(10, 1), (20, 1), (10, 2), (20, 2)]):
+        frames.append(_run(make_samples, f"r{i}", compute / 10 * (1 if threads == 1 else 0.5)))
+        ids.append(f"r{i}")
+        options.append(f'{{"compute_ms": {compute}, "threads": {threads}}}')
+    runs = make_runs(ids, options=options)
+    out = compare(concat_samples(*frames), runs, by="options.compute_ms", baseline="10")
+    assert list(out["b"]) == ["20", "20"]
+    assert sorted(out["options.threads"]) == ["1", "2"]
+    assert "options" not in out.columns
+    ratio = out.set_index("options.threads")["ratio"]
+    # e2e = 0.8 ms of host stages + compute: (0.8 + 20) / (0.8 + 10) and (0.8 + 10) / (0.8 + 5)
+    assert ratio["1"] == pytest.approx(20.8 / 10.8, rel=0.02)
+    assert ratio["2"] == pytest.approx(10.8 / 5.8, rel=0.02)
+
+
+def test_compare_by_seed_and_pipeline_option(make_samples, concat_samples, make_runs):
+    samples = concat_samples(
+        _run(make_samples, "a", 1.0, seed=1), _run(make_samples, "b", 1.05, seed=2)
+    )
+    runs = make_runs(
+        ["a", "b"],
+        seed=[0, 1],
+        pipeline_options=['{"image_size": 224}', '{"image_size": 320}'],
+    )
+    # One run per side: the verdict is only indicative; the CI still says which way.
+    by_seed = compare(samples, runs, by="seed", match=["model"])
+    assert list(by_seed["a"]) == ["0"] and list(by_seed["verdict"]) == ["indicative"]
+    assert by_seed["ci_low"].iloc[0] > 1.01
+    by_size = compare(samples, runs, by="pipeline_options.image_size", match=["model"])
+    assert list(by_size["b"]) == ["320"] and list(by_size["verdict"]) == ["indicative"]
+
+
+def test_compare_by_an_option_no_run_has(backends):
+    samples, runs = backends
+    with pytest.raises(PerflabError, match=r"cannot compare by \['options.sead'\]"):
+        compare(samples, runs, by="options.sead")

@@ -64,7 +64,7 @@ def resolved() -> Callable[[str, int], models.ModelInfo]:
 def set_up(resolved):
     """Build a backend for a config, set it up, and return (backend, model, pipeline, timer);
     closes every backend it made at teardown."""
-    from perflab.backends import create
+    from perflab.backends.base import create
 
     made = []
 

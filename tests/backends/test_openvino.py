@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from perflab.backends.openvino import OPTIONS, OpenVinoBackend, heavy_precisions, parse_options
-from perflab.backends.ort import reference_outputs
 from perflab.errors import SpecError, Unsupported
+from perflab.reference import reference_outputs
 
 ov = pytest.importorskip("openvino")
 

@@ -9,17 +9,18 @@ import warnings
 import numpy as np
 import pytest
 
-from perflab.backends import create, unavailable_reason
+from fakes import COMPUTE_MS, D2H_MS, H2D_MS, FakeStream, fake_cupy
+from perflab.backends.base import create
 from perflab.backends.ort import (
     OPTIONS,
     OrtBackend,
     _check_providers,
-    dominant_precision,
     node_precision,
     parse_options,
-    reference_outputs,
 )
+from perflab.backends.registry import unavailable_reason
 from perflab.errors import BackendUnavailable, SpecError, Unsupported
+from perflab.reference import reference_outputs
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -141,13 +142,6 @@ def test_node_precision_reads_op_and_input_types():
     assert node_precision("QLinearConv", ("uint8", "float", "uint8", "float", "int8")) == "int8"
     assert node_precision("MatMulInteger", ("uint8", "int8")) == "int8"
     assert node_precision("Relu", ("float",)) is None
-
-
-def test_dominant_precision_needs_a_clear_majority():
-    assert dominant_precision({"int8": 53}) == "int8"
-    assert dominant_precision({"int8": 95, "fp32": 5}) == "int8"
-    assert dominant_precision({"int8": 24, "fp32": 8}) == "mixed"
-    assert dominant_precision({}) is None
 
 
 def test_int8_runs_quantized_kernels(set_up, make_config, run_iterations):
@@ -326,6 +320,8 @@ def test_gpu_run_times_h2d_compute_d2h(
     assert stage_counts(rec) == {"h2d": 3, "compute": 3, "d2h": 3}
     samples = rec.table("r").to_pandas()
     assert samples["device_ns"].notna().all()
+    device_ms = samples.groupby(samples["stage"].astype(str))["device_ns"].max() / 1e6
+    assert device_ms.to_dict() == {"compute": COMPUTE_MS, "d2h": D2H_MS, "h2d": H2D_MS}
     facts = b.facts()
     assert facts["device"] == "cuda:0"
     assert facts["meta"]["providers"][0] == b.provider
@@ -335,73 +331,9 @@ def test_gpu_run_times_h2d_compute_d2h(
 
 
 # ------------------------------------------------- GPU wiring, on a fake CuPy and session
-# No GPU here: these fakes stand in for CuPy and an ORT CUDA session, so that the IOBinding
+# No GPU here: the shared fake CuPy and this fake ORT CUDA session stand in, so that the IOBinding
 # calls, the stage sequence and the data path of the GPU backends run in CI. Whether ORT really
 # computes on the given stream is for the @gpu test above.
-
-
-class _FakeDeviceArray:
-    def __init__(self, shape, dtype):
-        self.a = np.zeros(shape, dtype)
-        self.shape, self.dtype = self.a.shape, self.a.dtype
-        self.data = type("Ptr", (), {"ptr": id(self.a)})()
-
-    def set(self, host, stream=None):
-        self.a[...] = host
-
-    def get(self, stream=None, out=None, blocking=True):
-        out[...] = self.a
-        return out
-
-
-class _FakeEvent:
-    def __init__(self):
-        self.ns = 0
-
-    def record(self, stream=None):
-        self.ns = __import__("time").perf_counter_ns()
-
-    def synchronize(self):
-        pass
-
-
-class _FakeCuda:
-    Event = _FakeEvent
-
-    class Device:
-        def __init__(self, i):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    class Stream:
-        ptr = 12345
-
-        def __init__(self, non_blocking=False):
-            pass
-
-        def synchronize(self):
-            pass
-
-    @staticmethod
-    def alloc_pinned_memory(n):
-        return bytearray(n)
-
-    @staticmethod
-    def get_elapsed_time(a, b):
-        return (b.ns - a.ns) / 1e6
-
-
-class _FakeCupy:
-    cuda = _FakeCuda
-
-    @staticmethod
-    def empty(shape, dtype):
-        return _FakeDeviceArray(shape, dtype)
 
 
 class _FakeBinding:
@@ -418,8 +350,9 @@ class _FakeBinding:
 class _FakeCudaSession:
     """Computes y = 2 * x on the bound device buffers, as a CUDA session would on the GPU."""
 
-    def __init__(self, buffers):
-        self.buffers = buffers  # ptr -> _FakeDeviceArray
+    def __init__(self, buffers, stream):
+        self.buffers = buffers  # ptr -> FakeDeviceArray
+        self.stream = stream  # the run's stream: its device clock advances by COMPUTE_MS
         self.runs = 0
 
     def io_binding(self):
@@ -432,6 +365,7 @@ class _FakeCudaSession:
         x = self.buffers[binding.inputs["x"][4]]
         y = self.buffers[binding.outputs["y"][4]]
         y.a[...] = 2 * x.a
+        self.stream.t_ms += COMPUTE_MS
         self.runs += 1
 
 
@@ -442,19 +376,20 @@ def test_gpu_stage_sequence_and_binding_on_fakes(monkeypatch, make_config, stage
 
     made = []
     real_device_io = cuda.DeviceIO
+    cp = fake_cupy()
 
     def fake_io(inputs, outputs, device_id=0, *, stream=None):
-        io = real_device_io(inputs, outputs, device_id, stream=stream, cupy_module=_FakeCupy)
+        io = real_device_io(inputs, outputs, device_id, stream=stream, cupy_module=cp)
         made.append(io)
         return io
 
     monkeypatch.setattr(cuda, "DeviceIO", fake_io)
     backend = OrtBackend(make_config("mlp", "ort-cuda", batch_size=2, device_id=0))
-    backend._stream = _FakeCuda.Stream()
+    backend._stream = FakeStream()
     model = type("M", (), {"outputs": (TensorSpec("y", (2, 3), "float32"),)})()
     backend._output_names = ["y"]
     # Binding needs the buffers' addresses, so the fake session sees them through the DeviceIO.
-    sess = _FakeCudaSession({})
+    sess = _FakeCudaSession({}, backend._stream)
     backend._bind_device_buffers(sess, model, [("x", (2, 3), np.dtype(np.float32))])
     io = made[0]
     sess.buffers.update(
@@ -473,3 +408,5 @@ def test_gpu_stage_sequence_and_binding_on_fakes(monkeypatch, make_config, stage
     assert stage_counts(rec) == {"h2d": 2, "compute": 2, "d2h": 2}
     samples = rec.table("r").to_pandas()
     assert samples["device_ns"].notna().all()
+    device_ms = samples.groupby(samples["stage"].astype(str))["device_ns"].max() / 1e6
+    assert device_ms.to_dict() == {"compute": COMPUTE_MS, "d2h": D2H_MS, "h2d": H2D_MS}

@@ -12,11 +12,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from perflab import models, pipelines
-from perflab.backends import create, unavailable_reason
+from perflab.backends.base import create
 from perflab.backends.onnx_torch import SUPPORTED_OPS, convert, unsupported_ops
-from perflab.backends.ort import reference_outputs
+from perflab.backends.registry import unavailable_reason
 from perflab.backends.torch import TorchBackend, parse_options
 from perflab.errors import BackendUnavailable, SpecError, Unsupported
+from perflab.reference import reference_outputs
 from perflab.spec import RunConfig
 from perflab.timing import Recorder, SetupTimer
 

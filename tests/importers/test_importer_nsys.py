@@ -313,7 +313,8 @@ def test_profile_study_runs_perflab_under_nsys_and_imports(tmp_path, monkeypatch
     assert profiling.profile_study(tmp_path / "spec.yaml", output=out) == 0
     argv = json.loads(argv_file.read_text())
     assert argv[0] == "profile" and "--trace=cuda,nvtx,osrt" in argv
-    assert argv[-5:] == ["perflab.cli", "run", str(tmp_path / "spec.yaml"), "-o", str(out)]
+    # the spec comes after "--", so a spec named like an option (-evil.yaml) stays a path
+    assert argv[-6:] == ["perflab.cli", "run", "-o", str(out), "--", str(tmp_path / "spec.yaml")]
     assert len(stage_rows(store.read(out, "trace_ranges"))) == 8
     assert list(store.read(out, "runs")["backend"]) == ["nsys"]
 

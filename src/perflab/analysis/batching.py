@@ -12,11 +12,11 @@ from perflab.analysis.stats import (
     config_columns,
     key_frame,
     ok_run_ids,
-    readable_labels,
-    stage_rank,
     summarize,
 )
 from perflab.errors import PerflabError
+from perflab.labels import readable_labels
+from perflab.stages import stage_rank
 
 # The knee: the batch size after which one more doubling buys less than this throughput gain.
 KNEE_GAIN = 0.10

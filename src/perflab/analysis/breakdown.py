@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from perflab.analysis.overview import natural_sort
-from perflab.analysis.stats import NESTED_STAGES, harness_gap, stage_rank, summarize
+from perflab.analysis.stats import harness_gap, summarize
+from perflab.stages import NESTED_STAGES, stage_rank
 
 # Run columns carried into the output, so a breakdown reads without a join.
 RUN_COLUMNS: tuple[str, ...] = (
@@ -115,7 +116,7 @@ def stage_table(
 ) -> pd.DataFrame:
     """Stages as columns (pipeline order, gap and e2e last), one row per run, of `value`
     (p50_ms, share, speedup_if_free, ...); `e2e=False` leaves the e2e column out."""
-    from perflab.plots import run_labels, stage_rank
+    from perflab.labels import run_labels
 
     if breakdown.empty:
         return pd.DataFrame(columns=["label"])

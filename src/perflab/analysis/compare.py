@@ -20,9 +20,9 @@ from perflab.analysis.stats import (
     config_columns,
     key_frame,
     ok_run_ids,
-    readable_labels,
 )
 from perflab.errors import PerflabError
+from perflab.labels import MAPPING_SETTINGS, readable_labels, setting_names, with_settings
 
 # Columns that say where (or when) a run happened. Comparing by one of them compares places, so
 # runs are then matched on what was run only: the other where-columns differ between machines too.
@@ -105,8 +105,10 @@ def compare(
     """Compare the levels of `by` (A = `baseline`, B = each other level) config by config.
 
     Input: samples and runs (any folders together: two machines or two days are runs with other
-    host/study values). `by`: one runs column or several (backend, precision, device_name,
-    model, study, host, ...).
+    host/study values). `by`: one setting or several, as the experiment file names them
+    (backend, precision, model, seed, options.threads, pipeline_options.image_size, ...; see
+    `perflab.labels`), or any other runs column (device_name, study, host, ...). By an entry of
+    `options` (or `pipeline_options`), runs are matched on the mapping's other entries.
 
     Output, one row per matched config and level B::
 
@@ -151,9 +153,10 @@ def compare(
     by_cols = [by] if isinstance(by, str) else list(by)
     if not by_cols:
         raise PerflabError("compare needs at least one column in by=")
-    missing = [c for c in by_cols if c not in runs.columns]
-    if missing:
-        raise PerflabError(f"cannot compare by {missing}: runs columns are {list(runs.columns)}")
+    try:
+        runs = with_settings(runs, by_cols)
+    except PerflabError as exc:
+        raise PerflabError(f"cannot compare by {by_cols}: {exc}") from None
     if not 0 < ci < 1:
         raise PerflabError(f"ci must lie strictly between 0 and 1, got {ci!r}")
     if threshold < 0:
@@ -167,6 +170,16 @@ def compare(
         if drop & set(LOCATION_COLUMNS):
             drop |= set(LOCATION_COLUMNS)
         key_cols = config_columns(info, exclude=drop)
+        # By one entry of an option mapping: match on the mapping's other entries instead.
+        for group in MAPPING_SETTINGS:
+            inner = [c for c in by_cols if c.startswith(group + ".")]
+            if inner and group in key_cols:
+                others = [
+                    n for n in setting_names(info) if n.startswith(group + ".") and n not in inner
+                ]
+                info = with_settings(info, others)
+                at = key_cols.index(group)
+                key_cols[at : at + 1] = others
     else:
         key_cols = [c for c in match if c not in by_cols]
         absent = [c for c in key_cols if c not in info.columns]

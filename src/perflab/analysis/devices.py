@@ -43,17 +43,16 @@ def device_names(runs: pd.DataFrame) -> str:
 
 
 def comparison_axes(runs: pd.DataFrame) -> list[str]:
-    """The columns worth a comparison: the device column when several devices ran, else
-    backend and precision where they take more than one value among ok runs."""
+    """The settings worth a comparison: the device column when several devices ran, else every
+    setting of the experiment file (backend, precision, options.threads, seed, ...) that takes
+    more than one value among ok runs; batch size has the batching section of its own."""
+    from perflab.labels import varying_settings
+
     by = device_column(runs)
     if by:
         return [by]
     ok = runs[runs["status"].astype(str) == "ok"] if len(runs) else runs
-    return [
-        c
-        for c in ("backend", "precision")
-        if c in ok.columns and ok[c].dropna().astype(str).nunique() > 1
-    ]
+    return [c for c in varying_settings(ok) if c != "batch_size"]
 
 
 def geomean(values: Any) -> float:
@@ -151,7 +150,7 @@ def speedup_chart_data(measured: pd.DataFrame, predicted: pd.DataFrame) -> pd.Da
 def speedup_table(chart: pd.DataFrame, predicted: pd.DataFrame) -> pd.DataFrame:
     """`speedup_chart_data` as a table: per pair and stage, the measured speedup (with its CI
     where there is one), the predicted one and what the prediction rests on."""
-    from perflab.plots import stage_rank
+    from perflab.stages import stage_rank
 
     if chart.empty:
         return pd.DataFrame(columns=["pair", "stage", "measured", "predicted", "basis"])

@@ -60,14 +60,14 @@ ENV_ROWS: tuple[str, ...] = (
 
 def label_map(runs: pd.DataFrame) -> dict[str, str]:
     """run_id -> the label the figures use for that run."""
-    from perflab.plots import run_labels
+    from perflab.labels import run_labels
 
     return run_labels(runs, runs["run_id"].astype(str))
 
 
 def natural_sort(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Rows sorted by `columns` in natural order ("b2" before "b16")."""
-    from perflab.plots import natural_key
+    from perflab.labels import natural_key
 
     key = frame[columns].astype(str).agg(" \x00 ".join, axis=1).map(natural_key)
     order = sorted(range(len(frame)), key=lambda i: key.iloc[i])

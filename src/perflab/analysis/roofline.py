@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from perflab.errors import PerflabError
+from perflab.stages import E2E, ITERATION_STAGES
 
 # A stage whose roofline bound is below this fraction of its measured time is not limited by the
 # device's arithmetic or memory: something else (launches, synchronization, slow kernels) is.
@@ -79,7 +80,6 @@ PRECISION_PEAK_COLUMNS: dict[str, str] = {
 # Bytes per element, used only when a projection changes precision (weights and activations scale).
 PRECISION_BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 
-PIPELINE_STAGES: tuple[str, ...] = ("preprocess", "h2d", "compute", "d2h", "postprocess")
 HOST_STAGES: tuple[str, ...] = ("preprocess", "postprocess")
 TRANSFER_STAGES: tuple[str, ...] = ("h2d", "d2h")
 
@@ -639,7 +639,7 @@ def _run_costs(run: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _stage_order(stage: Any) -> int:
-    order = (*PIPELINE_STAGES, "e2e")
+    order = (*ITERATION_STAGES, E2E)
     return order.index(stage) if stage in order else len(order)
 
 
@@ -1042,7 +1042,7 @@ def project(
         }
         add_copies = src.get("device_class") == "cpu" and tgt.get("device_class") == "gpu"
         measured_sum = predicted_sum = 0.0
-        for stage in PIPELINE_STAGES:
+        for stage in ITERATION_STAGES:
             extra: dict[str, Any] = {}
             if stage not in medians[i]:
                 if not (add_copies and stage in TRANSFER_STAGES and "compute" in medians[i]):
@@ -1253,7 +1253,7 @@ def bounds(roofline_rows: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     out = []
     for run_id, g in roofline_rows.groupby("run_id", sort=False):
         t = dict(zip(g["stage"], g["measured_ms"].astype("float64"), strict=True))
-        stages = [t[s] for s in PIPELINE_STAGES if s in t and not math.isnan(t[s])]
+        stages = [t[s] for s in ITERATION_STAGES if s in t and not math.isnan(t[s])]
         if not stages:
             continue
         total = t.get("e2e", math.nan)

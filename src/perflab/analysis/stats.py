@@ -17,18 +17,22 @@ import numpy as np
 import pandas as pd
 
 from perflab.errors import PerflabError
-
-# Stage names fixed by the design contract, in pipeline order (plots and tables follow it).
-STAGES: tuple[str, ...] = ("preprocess", "h2d", "compute", "d2h", "postprocess", "e2e", "enqueue")
-# The stages that tile one iteration; e2e minus their sum is the harness's own gap.
-COMPONENT_STAGES: tuple[str, ...] = ("preprocess", "h2d", "compute", "d2h", "postprocess")
-# Stages timed inside another one (enqueue is part of compute): never added to a sum of stages.
-NESTED_STAGES: tuple[str, ...] = ("enqueue",)
+from perflab.stages import NESTED_STAGES, stage_rank
 
 # Columns of `runs` that describe what was run and where; two runs equal on all of them (and on
 # batch_size) are repeats of one config. Ids, timestamps, policies and results are not config.
-WHAT_COLUMNS: tuple[str, ...] = ("model", "pipeline", "backend", "mode", "precision", "options")
-WHERE_COLUMNS: tuple[str, ...] = ("device_name", "device", "host")
+WHAT_COLUMNS: tuple[str, ...] = (
+    "model",
+    "pipeline",
+    "backend",
+    "mode",
+    "inflight",
+    "precision",
+    "options",
+    "pipeline_options",
+    "seed",
+)
+WHERE_COLUMNS: tuple[str, ...] = ("device_name", "device", "host", "machine")
 CONFIG_COLUMNS: tuple[str, ...] = WHAT_COLUMNS + WHERE_COLUMNS + ("batch_size",)
 
 PERCENTILES: tuple[float, ...] = (0.50, 0.90, 0.95, 0.99)
@@ -74,12 +78,6 @@ WARNING_COLUMNS: tuple[str, ...] = ("run_id", "stage", "warning", "value", "thre
 
 # --------------------------------------------------------------------------------------------
 # Grouped, sorted values: the one expensive step, shared by every statistic.
-
-
-def stage_rank(stage: object) -> tuple[int, str]:
-    """Sort key putting the contract's stages in pipeline order and anything else after them."""
-    name = str(stage)
-    return (STAGES.index(name) if name in STAGES else len(STAGES), name)
 
 
 def factorize_sorted(column: pd.Series, key=None) -> tuple[np.ndarray, np.ndarray]:
@@ -797,18 +795,3 @@ def key_frame(runs: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
         {c: runs[c].astype(object).where(runs[c].notna(), "").astype(str) for c in columns},
         index=runs.index,
     )
-
-
-def readable_labels(
-    keys: pd.DataFrame, always: Sequence[str] = ("model", "backend", "precision")
-) -> pd.Series:
-    """Short labels for distinct keys: the `always` columns, plus any key column that varies."""
-    varying = [c for c in keys.columns if c not in always and keys[c].nunique() > 1]
-    shown = [c for c in always if c in keys.columns] + varying
-    if not shown:
-        return pd.Series("all", index=keys.index)
-    parts = [keys[c] if c in always else c + "=" + keys[c] for c in shown]
-    label = parts[0].astype(str)
-    for p in parts[1:]:
-        label = label + " · " + p.astype(str)
-    return label

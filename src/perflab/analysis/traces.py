@@ -178,7 +178,7 @@ def trace_vs_harness(correlated: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFra
     out.columns = ["run_id", "stage", *out.columns[2:]]
     labels = label_map(runs) if len(runs) else {}
     out["label"] = out["run_id"].map(labels).fillna(out["run_id"])
-    from perflab.plots import stage_rank
+    from perflab.stages import stage_rank
 
     out = out.sort_values(
         ["label", "stage"], key=lambda s: s.map(stage_rank) if s.name == "stage" else s

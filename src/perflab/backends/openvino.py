@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perflab.backends import Backend
+from perflab.backends.base import Backend
 from perflab.backends.ort import (
     DEFAULT_PROFILE_ITERATIONS,
     PROFILE_WARMUP_RUNS,
     calibration_batch_count,
-    dominant_precision,
 )
 from perflab.errors import ModelError, SpecError, Unsupported
+from perflab.precisions import precision_effective
 from perflab.timing import COMPUTE
 
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ class OpenVinoBackend(Backend):
         self._out_ports = [(p.get_any_name(), p) for p in compiled.outputs]
         self._layers = runtime_layers(compiled)
         counts = heavy_precisions(self._layers)
-        self._precision_effective = dominant_precision(counts) or "fp32"
+        self._precision_effective = precision_effective(counts) or "fp32"
         self._meta = {
             "openvino_version": ov.get_version(),
             "device_capabilities": capabilities,

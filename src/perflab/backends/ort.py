@@ -45,14 +45,16 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perflab.backends import Backend
+from perflab.backends.base import Backend
 from perflab.errors import BackendUnavailable, ModelError, SpecError, Unsupported
+from perflab.precisions import precision_effective
+from perflab.reference import CPU_PROVIDER, NUMPY_OF_ORT
 from perflab.timing import COMPUTE, D2H, H2D
 
 if TYPE_CHECKING:
@@ -68,7 +70,6 @@ PROVIDERS = {
     "ort-cuda": "CUDAExecutionProvider",
     "ort-trt": "TensorrtExecutionProvider",
 }
-CPU_PROVIDER = "CPUExecutionProvider"
 
 #: Backend options (besides the `cuda.` / `trt.` provider options of the GPU backends).
 OPTIONS = (
@@ -197,20 +198,6 @@ TYPE_PRECISION = {
     "u8": "int8",
     "double": "fp64",
     "float64": "fp64",
-}
-#: A precision that covers at least this share of the heavy operators names the run; below it
-#: the run is "mixed" (the per-precision counts are in meta either way).
-DOMINANT_SHARE = 0.9
-
-_NUMPY_OF_ORT = {
-    "tensor(float)": np.float32,
-    "tensor(float16)": np.float16,
-    "tensor(double)": np.float64,
-    "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32,
-    "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8,
-    "tensor(bool)": np.bool_,
 }
 
 
@@ -378,16 +365,6 @@ def node_precision(op_type: str, input_types: Sequence[str]) -> str | None:
     return None
 
 
-def dominant_precision(counts: Mapping[str, int], share: float = DOMINANT_SHARE) -> str | None:
-    """The precision that covers at least `share` of the counted operators, else "mixed";
-    None when nothing was counted."""
-    total = sum(counts.values())
-    if not total:
-        return None
-    name, n = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
-    return name if n >= share * total else "mixed"
-
-
 @dataclass(frozen=True)
 class NodeRun:
     """One node execution in an ORT profile: node name, op type, provider, input element types."""
@@ -446,33 +423,6 @@ def audit_nodes(nodes: Iterable[NodeRun]) -> dict[str, Any]:
         "op_types": dict(sorted(op_types.items())),
         "quantize_nodes": quantize_nodes,
     }
-
-
-# ------------------------------------------------------------------------------- reference
-
-
-def reference_outputs(
-    model_path: str | os.PathLike, inputs: Mapping[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    """The fp32 reference: the model run on ONNX Runtime's CPU provider with graph optimizations
-    off (so no fusion changes the arithmetic) and deterministic kernels."""
-    sess = _reference_session(str(model_path))
-    feeds = {
-        i.name: np.asarray(inputs[i.name], dtype=_NUMPY_OF_ORT.get(i.type))
-        for i in sess.get_inputs()
-    }
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, feeds)))
-
-
-@lru_cache(maxsize=2)
-def _reference_session(path: str) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.use_deterministic_compute = True
-    return ort.InferenceSession(path, so, providers=[CPU_PROVIDER])
 
 
 # --------------------------------------------------------------------------------- backend
@@ -570,7 +520,7 @@ class OrtBackend(Backend):
         specs = {t.name: t for t in getattr(model, "inputs", ())}
         inputs = []
         for i in sess.get_inputs():
-            dtype = _NUMPY_OF_ORT.get(i.type)
+            dtype = NUMPY_OF_ORT.get(i.type)
             if dtype is None:
                 raise Unsupported(
                     f"{self.backend}: input {i.name!r} has type {i.type}, which perflab cannot feed"
@@ -710,7 +660,7 @@ class OrtBackend(Backend):
             audit = self._profile_once(ort, path)
             meta.update(audit)
             counts = audit["heavy_ops_per_precision"]
-            self._precision_effective = dominant_precision(counts) or "fp32"
+            self._precision_effective = precision_effective(counts) or "fp32"
             self._precision_source = "ORT profiler: input types of the heavy operators that ran"
         meta["precision_source"] = self._precision_source
         self._meta = meta
@@ -786,7 +736,7 @@ class OrtBackend(Backend):
             shape = tuple(out_specs[o.name].shape) if o.name in out_specs else tuple(o.shape)
             if not all(isinstance(d, int) and d > 0 for d in shape):
                 self._dynamic_outputs = True
-            dtype = np.dtype(_NUMPY_OF_ORT.get(o.type, np.float32))
+            dtype = np.dtype(NUMPY_OF_ORT.get(o.type, np.float32))
             outputs.append(TensorSpec(o.name, shape, dtype.name))
         self._io = cuda.DeviceIO(
             [TensorSpec(name, shape, dtype.name) for name, shape, dtype in inputs],
@@ -941,7 +891,7 @@ def profile_layers(path: str | os.PathLike, skip_runs: int = 0) -> pd.DataFrame:
     """The `layers` rows (layer, op_type, provider, precision, count, total_ms, median_ms) of an
     ORT profile, per node and per op type (`op:<OpType>`, as the ORT profile importer writes
     them), leaving out everything up to the end of the first `skip_runs` runs."""
-    from perflab.importers.ort_profile import parse_ort_profile
+    from perflab.ort_trace import parse_events
 
     events = json.loads(Path(path).read_text())
     runs = sorted(
@@ -956,7 +906,7 @@ def profile_layers(path: str | os.PathLike, skip_runs: int = 0) -> pd.DataFrame:
             for e in events
             if e.get("cat") not in ("Node", "Session") or float(e.get("ts", 0)) >= cutoff
         ]
-    return parse_ort_profile(events).layers.reset_index(drop=True)
+    return parse_events(events, str(path)).layers.reset_index(drop=True)
 
 
 def cpu_name() -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from perflab.backends import Backend
+from perflab.backends.base import Backend
 from perflab.errors import SpecError
 from perflab.timing import COMPUTE, D2H, ENQUEUE_CODE, H2D, busy_wait_ns, now_ns
 

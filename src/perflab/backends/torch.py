@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perflab.backends import Backend
+from perflab.backends.base import Backend
 from perflab.errors import BackendUnavailable, SpecError, Unsupported
 from perflab.timing import COMPUTE, D2H, ENQUEUE_CODE, H2D
 
@@ -59,7 +59,8 @@ if TYPE_CHECKING:
 __all__ = ["TorchBackend", "TorchOptions", "parse_options"]
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-PRECISIONS = ("fp32", "fp16", "bf16")
+# The precisions this backend casts a module to; check_precision refuses int8 and best with why.
+CAST_PRECISIONS = ("fp32", "fp16", "bf16")
 _DTYPE_ERROR = re.compile(r"not implemented for '(Half|BFloat16)'")
 
 
@@ -143,7 +144,7 @@ def check_precision(backend: str, precision: str) -> None:
             f"{backend}: PyTorch has no 'engine picks the precision' mode; ask "
             "for fp32, fp16 or bf16"
         )
-    if precision not in PRECISIONS:
+    if precision not in CAST_PRECISIONS:
         raise Unsupported(f"{backend}: unknown precision {precision!r}")
 
 

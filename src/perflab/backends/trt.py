@@ -47,8 +47,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perflab.backends import Backend
+from perflab.backends.base import Backend
 from perflab.errors import BackendUnavailable, ModelError, SpecError, Unsupported
+from perflab.precisions import COMPUTE_LOWEST_FIRST, precision_effective, tensor_precision
 from perflab.timing import ENQUEUE_CODE
 
 if TYPE_CHECKING:
@@ -65,16 +66,15 @@ __all__ = [
     "TensorApi",
     "TensorRTBackend",
     "TrtOptions",
-    "dominant_precision",
     "engine_cache_key",
     "io_api",
+    "layer_precision_counts",
     "layer_rows",
     "parse_engine_layers",
     "parse_options",
     "precision_plan",
     "profile_shapes",
     "profiles_needed",
-    "tensor_precision",
     "trt_version",
 ]
 
@@ -116,23 +116,6 @@ BOOKKEEPING_LAYERS = frozenset(
         "ShapeHostToDevice",
     )
 )
-#: Precision names from the inspector's "Format/Datatype" strings, most specific first.
-_FORMAT_TOKENS = (
-    ("int8", "int8"),
-    ("fp8", "fp8"),
-    ("fp4", "fp4"),
-    ("int4", "int4"),
-    ("bf16", "bf16"),
-    ("bfloat16", "bf16"),
-    ("fp16", "fp16"),
-    ("half", "fp16"),
-    ("fp32", "fp32"),
-    ("float", "fp32"),
-    ("int32", "int32"),
-    ("int64", "int64"),
-    ("bool", "bool"),
-)
-_FLOAT_ORDER = ("int4", "fp4", "int8", "fp8", "fp16", "bf16", "fp32")  # lowest first
 
 
 # ------------------------------------------------------------------------------- options
@@ -525,18 +508,6 @@ def _np_dtype(trt: Any, trt_dtype: Any, name: str) -> np.dtype:
 # ------------------------------------------------------------------------------- inspection
 
 
-def tensor_precision(fmt: str) -> str | None:
-    """A precision name from an inspector "Format/Datatype" string, e.g.
-    "Row major linear FP16 format" -> "fp16", "Thirty-two wide channel vectorized row major Int8
-    format." -> "int8", "Float" -> "fp32"; None when it names no type ("N/A due to dynamic
-    shapes")."""
-    text = fmt.lower()
-    for token, name in _FORMAT_TOKENS:
-        if token in text:
-            return name
-    return None
-
-
 def parse_engine_layers(info: str | Mapping[str, Any]) -> list[dict[str, Any]]:
     """Layers of an engine from `IEngineInspector.get_engine_information(JSON)`.
 
@@ -555,15 +526,15 @@ def parse_engine_layers(info: str | Mapping[str, Any]) -> list[dict[str, Any]]:
         for tensor in layer.get("Inputs", []) or []:
             if isinstance(tensor, Mapping):
                 p = tensor_precision(str(tensor.get("Format/Datatype", "")))
-                if p in _FLOAT_ORDER:
+                if p in COMPUTE_LOWEST_FIRST:
                     precisions.append(p)
         if not precisions:  # e.g. a layer fed only by constants: use what it produces
             for tensor in layer.get("Outputs", []) or []:
                 if isinstance(tensor, Mapping):
                     p = tensor_precision(str(tensor.get("Format/Datatype", "")))
-                    if p in _FLOAT_ORDER:
+                    if p in COMPUTE_LOWEST_FIRST:
                         precisions.append(p)
-        precision = min(precisions, key=_FLOAT_ORDER.index) if precisions else ""
+        precision = min(precisions, key=COMPUTE_LOWEST_FIRST.index) if precisions else ""
         out.append(
             {
                 "layer": str(layer.get("Name", "")),
@@ -574,25 +545,16 @@ def parse_engine_layers(info: str | Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def dominant_precision(layers: Sequence[Mapping[str, Any]]) -> tuple[str | None, dict[str, int]]:
-    """(precision most compute layers run in, counts per precision).
-
-    Compute layers are those not in BOOKKEEPING_LAYERS with a known precision. The result is a
-    perflab precision name when that precision holds at least half of them, "mixed" when none
-    does, None when no layer says.
-    """
+def layer_precision_counts(layers: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Compute layers per precision: layers not in BOOKKEEPING_LAYERS with a known precision
+    (what `precisions.precision_effective` names the engine from)."""
     counts: dict[str, int] = {}
     for layer in layers:
         p = layer.get("precision") or ""
         if not p or layer.get("op_type") in BOOKKEEPING_LAYERS:
             continue
         counts[p] = counts.get(p, 0) + 1
-    if not counts:
-        return None, counts
-    top, n = max(counts.items(), key=lambda kv: (kv[1], kv[0] == "fp32"))
-    if 2 * n < sum(counts.values()) or top not in ("fp32", "fp16", "bf16", "int8"):
-        return "mixed", dict(sorted(counts.items()))
-    return top, dict(sorted(counts.items()))
+    return dict(sorted(counts.items()))
 
 
 def layer_rows(
@@ -1002,8 +964,8 @@ class TensorRTBackend(Backend):
         except Exception as exc:  # noqa: BLE001 - the audit explains a run; it must not fail it
             self._notes.append(f"engine inspector failed: {exc}")
             return
-        eff, counts = dominant_precision(self._layers)
-        self._precision_effective = eff
+        counts = layer_precision_counts(self._layers)
+        self._precision_effective = precision_effective(counts)
         self._meta["layer_precisions"] = counts
 
     def _start_telemetry(self, cp: Any) -> None:

@@ -1,8 +1,11 @@
 """Importers: other tools' results (trtexec, ONNX Runtime profiles, Nsight Systems) as perflab runs.
 
 Every importer parses its input completely before it writes anything, so a malformed file raises
-`ImportFormatError` and leaves the output folder untouched. Each imported run is written with
-`store.write_run`: child tables first, the `runs` row last (the commit marker).
+`ImportFormatError` and leaves the output folder untouched. The values parsed are checked here, on
+the one write path every importer shares (`commit`): a duration that is NaN, infinite or negative,
+or a time that is missing where the table needs one, cannot be true and refuses the import. Each
+imported run is then written with `store.write_run` (child tables first, the `runs` row last, the
+commit marker), holding the folder's lock.
 
 The importer modules are loaded only when their kind is asked for, which keeps `import perflab`
 light and lets this package hold the helpers they share without an import cycle.
@@ -14,14 +17,14 @@ import importlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from perflab import __version__ as _perflab_version
 from perflab import store
 from perflab.errors import ImportFormatError
+from perflab.untrusted import check_regular_file, printable
 
 KINDS = ("trtexec", "ort-profile", "nsys")
 
@@ -30,8 +33,6 @@ _DISPATCH = {
     "ort-profile": ("perflab.importers.ort_profile", "read_ort_profile_run"),
     "nsys": ("perflab.importers.nsys", "read_nsys_run"),
 }
-
-DEFAULT_STUDY = "imported"
 
 
 def import_file(
@@ -55,17 +56,30 @@ def import_file(
     path_list = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     if not path_list:
         raise ImportFormatError(f"no files given to import as {kind}")
+    for path in path_list:
+        if not path.exists():
+            raise ImportFormatError(f"{path}: no such file")
+        check_regular_file(path, f"{kind} file", ImportFormatError)
     module_name, _ = _DISPATCH[kind]
     module = importlib.import_module(module_name)
-    if kind == "trtexec":
-        parsed = module.read_trtexec_runs(path_list)
-        if model is not None:
-            for run in parsed:
-                attach_model(run.row, Path(model))
-    elif kind == "ort-profile":
-        parsed = [module.read_ort_profile_run(p) for p in path_list]
-    else:
-        parsed = [module.read_nsys_run(p, out=out) for p in path_list]
+    try:
+        if kind == "trtexec":
+            parsed = module.read_trtexec_runs(path_list)
+        elif kind == "ort-profile":
+            parsed = [module.read_ort_profile_run(p) for p in path_list]
+        else:
+            parsed = [module.read_nsys_run(p, out=out) for p in path_list]
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+        # Parsing writes nothing, so a value the format does not allow (text in an integer
+        # column, 1e308 nanoseconds, JSON nested a thousand deep) is a bad file, told in one line.
+        names = ", ".join(str(p) for p in path_list)
+        text = " ".join(str(exc).split())[:160]
+        raise ImportFormatError(
+            f"{names}: not a valid {kind} file ({type(exc).__name__}: {text})"
+        ) from None
+    if kind == "trtexec" and model is not None:
+        for run in parsed:
+            attach_model(run.row, Path(model))
     return commit(out, parsed)
 
 
@@ -85,23 +99,6 @@ class ImportedRun:
         return str(self.row["run_id"])
 
 
-def base_row(run_id: str, backend: str, *, study: str | None = None, **values: object) -> dict:
-    """A `runs` row with the fields every importer fills the same way."""
-    row: dict[str, object] = {
-        "run_id": run_id,
-        "study": study or DEFAULT_STUDY,
-        "created_at": datetime.now(timezone.utc),
-        "status": "ok",
-        "backend": backend,
-        "perflab_version": _perflab_version,
-    }
-    row.update(values)
-    for key in ("meta", "notes", "options", "input_shapes", "warmup_policy", "measure_policy"):
-        if key in row and row[key] is not None and not isinstance(row[key], str):
-            row[key] = store.json_text(row[key])
-    return row
-
-
 def frame(table: str, rows: list[Mapping[str, object]] | pd.DataFrame) -> pd.DataFrame:
     """Rows as a frame with exactly the table's columns (missing ones null), in schema order."""
     names = [c.name for c in store.TABLES[table]]
@@ -110,6 +107,89 @@ def frame(table: str, rows: list[Mapping[str, object]] | pd.DataFrame) -> pd.Dat
         if name not in df.columns:
             df[name] = None
     return df[names]
+
+
+# Columns whose values are durations or times: finite and never negative where given.
+DURATIONS = {
+    "samples": ("start_ns", "host_ns", "device_ns"),
+    "layers": ("total_ms", "median_ms"),
+    "reported": ("value_ms",),
+    "calibration": ("median_ns", "p90_ns"),
+    "trace_ranges": ("duration_ns", "gpu_duration_ns"),
+    "trace_kernels": ("start_ns", "end_ns", "duration_ns"),
+    "trace_memcpy": ("start_ns", "end_ns", "duration_ns"),
+}
+# Columns a row of the table means nothing without: a missing value is a file perflab misread
+# (a renamed column in an export), not a fact to store.
+REQUIRED = {
+    "samples": ("host_ns",),
+    "reported": ("value_ms",),
+    "trace_ranges": ("start_ns",),
+    "trace_kernels": ("start_ns", "end_ns"),
+    "trace_memcpy": ("start_ns", "end_ns"),
+}
+
+
+# A stage, layer or kernel longer than a week is a misread file, not a measurement.
+MAX_DURATION_S = 7 * 86400
+_SECONDS_PER_UNIT = {"_ns": 1e-9, "_ms": 1e-3}
+
+
+def refuse_non_finite(constant: str) -> float:
+    """`parse_constant` for json.loads: NaN and Infinity are not JSON, and no time is either."""
+    raise ImportFormatError(f"the file holds {constant}, which is not a duration or time")
+
+
+def check_values(run: ImportedRun) -> None:
+    """ImportFormatError when a parsed table holds values that cannot be true."""
+    where = run.row.get("label") or run.run_id
+    for table, df in run.tables.items():
+        if df is None or not len(df):
+            continue
+        for col in REQUIRED.get(table, ()):
+            if col in df.columns and (missing := int(df[col].isna().sum())):
+                raise ImportFormatError(
+                    f"{printable(where)}: {missing} of {len(df)} {table} rows have no {col} "
+                    "value (NaN, or a column renamed or missing in the file)"
+                )
+        for col in DURATIONS.get(table, ()):
+            if col not in df.columns:
+                continue
+            values = pd.to_numeric(df[col], errors="coerce").astype("float64").to_numpy()
+            given = values[~np.isnan(values)]
+            bad = given[~np.isfinite(given) | (given < 0)]
+            if len(bad):
+                raise ImportFormatError(
+                    f"{printable(where)}: {table}.{col} holds {len(bad)} value(s) that cannot be "
+                    f"a duration or time (e.g. {bad[0]:.6g}): infinite or negative"
+                )
+            unit = _SECONDS_PER_UNIT.get(col[-3:])
+            is_duration = not col.startswith(("start", "end")) and col != "value_ms"
+            if unit and is_duration and len(given) and given.max() * unit > MAX_DURATION_S:
+                raise ImportFormatError(
+                    f"{printable(where)}: {table}.{col} holds {given.max():.6g}, longer than a "
+                    "week: not a duration this file can have measured"
+                )
+
+
+def _to_arrow(run: ImportedRun) -> dict[str, object]:
+    """The run's non-empty tables in their stored types; ImportFormatError naming the table when
+    a value does not fit its column (text where the file should hold an integer)."""
+    import pyarrow as pa
+
+    tables = {}
+    for name, df in run.tables.items():
+        if df is None or not len(df):
+            continue
+        try:
+            tables[name] = store.to_arrow(name, df)
+        except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+            text = " ".join(str(exc).split())[:160]
+            raise ImportFormatError(
+                f"{printable(run.row.get('label') or run.run_id)}: a {name} value does not fit "
+                f"its column ({text})"
+            ) from None
+    return tables
 
 
 def attach_model(row: dict, model: Path) -> None:
@@ -140,16 +220,24 @@ def attach_model(row: dict, model: Path) -> None:
 
 
 def commit(out: str | Path, runs: list[ImportedRun]) -> list[str]:
-    """Write parsed runs: each run's child tables, then its `runs` row (store.write_run)."""
-    ids = []
+    """Check the parsed runs' values, then write them holding the folder's lock: each run's child
+    tables, then its `runs` row (store.write_run)."""
+    converted = []
     for run in runs:
-        tables = {name: df for name, df in run.tables.items() if df is not None and len(df)}
-        if run.write_row:
-            store.write_run(Path(out), run.row, tables)
-        else:
-            for table, df in tables.items():
-                store.write(Path(out), table, run.run_id, df)
-        ids.append(run.run_id)
+        check_values(run)
+        converted.append(_to_arrow(run))  # every value converts before the first file is written
+    ids = []
+    with store.locked(Path(out), "import"):
+        store.sweep_leftovers(Path(out))
+        for run, tables in zip(runs, converted):
+            if run.write_row:
+                store.begin_run(Path(out), run.run_id)
+                store.write_run(Path(out), run.row, tables)
+                store.end_run(Path(out), run.run_id)
+            else:
+                for table, df in tables.items():
+                    store.write(Path(out), table, run.run_id, df)
+            ids.append(run.run_id)
     return ids
 
 

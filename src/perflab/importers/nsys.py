@@ -39,27 +39,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perflab import store
+from perflab import run_row, stages, store
 from perflab.errors import ImportFormatError
-from perflab.importers import ImportedRun, base_row, check_file, commit, frame
+from perflab.importers import ImportedRun, check_file, commit, frame
 
 BACKEND = "nsys"
 PERFLAB_DOMAIN = "perflab"
-STAGES = frozenset(
-    {
-        "preprocess",
-        "h2d",
-        "compute",
-        "d2h",
-        "postprocess",
-        "e2e",
-        "load",
-        "build",
-        "first",
-        "enqueue",
-    }
-)
-PHASES = frozenset({"warmup", "measure"})
+# Range names a perflab run pushes: its stages (setup ones included) and its phases.
+STAGES = frozenset((*stages.STAGES, *stages.SETUP_STAGES))
+PHASES = frozenset(stages.PHASES)
 
 # Used when a trace has no ENUM_NSYS_EVENT_TYPE table (nsys 2022.1 exports none).
 _EVENT_TYPES = {
@@ -120,6 +108,10 @@ def _connect(path: Path) -> sqlite3.Connection:
     return con
 
 
+# Columns without which the events of a table cannot be placed in time or on a thread.
+_EVENT_COLUMNS = ("start", "globalTid")
+
+
 class _Db:
     def __init__(self, con: sqlite3.Connection, path: Path):
         self.con = con
@@ -144,8 +136,15 @@ class _Db:
             raise ImportFormatError(f"{self.path}: cannot read the trace ({exc})") from None
 
     def select(self, table: str, wanted: list[str], where: str = "") -> pd.DataFrame:
-        """Columns that exist, by name; absent ones come back as nulls."""
+        """Columns that exist, by name; absent ones come back as nulls, except the times and
+        thread ids every event needs: a table without them is not an export nsys wrote."""
         present = [c for c in wanted if c in self.columns(table)]
+        lost = [c for c in wanted if c in _EVENT_COLUMNS and c not in present]
+        if lost and table in self.tables:
+            raise ImportFormatError(
+                f"{self.path}: table {table} has no column {', '.join(lost)} "
+                "(renamed, or not an Nsight Systems export)"
+            )
         cols = ", ".join(f'"{c}"' for c in present) or "NULL AS _none"
         df = self.query(f'select {cols} from "{table}" {where}')
         for c in wanted:
@@ -856,11 +855,7 @@ def read_nsys_run(
         trace = load_trace(path)
     rid = run_id or store.new_run_id()
     write_row = True
-    if (
-        run_id is not None
-        and out is not None
-        and (Path(out) / "runs" / f"{run_id}.parquet").exists()
-    ):
+    if run_id is not None and out is not None and store.is_committed(Path(out), run_id):
         write_row = False
     gpus = trace.facts["gpus"]
     names = sorted({g["name"] for g in gpus if g.get("name")})
@@ -870,7 +865,7 @@ def read_nsys_run(
         if start_ns
         else datetime.now(timezone.utc)
     )
-    row = base_row(
+    row = run_row.new(
         rid,
         BACKEND,
         study=study,

@@ -13,7 +13,6 @@ from perflab.models.conversion import (
     CONVERT_VERSION,
     DEFAULT_CALIBRATION_BATCHES,
     INT8_RECIPES,
-    PRECISIONS,
     Converted,
     convert,
 )
@@ -29,7 +28,6 @@ __all__ = [
     "INT8_RECIPES",
     "IR_VERSION",
     "OPSET",
-    "PRECISIONS",
     "REWRITE_VERSION",
     "ZOO",
     "ZOO_VERSION",

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from perflab.errors import ModelError
 from perflab.models.conversion import convert
 from perflab.models.files import _default_shapes, _dims_of, _dtype_name, _write_atomic
 from perflab.models.graph_cost import cost
@@ -69,6 +70,9 @@ def export(
     info = resolve(name, batch_size=1, input_shapes=shapes, cache_dir=cache_dir)
     src = convert(info, precision, cache_dir=cache_dir).path
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(dest, src.read_bytes())
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(dest, src.read_bytes())
+    except OSError as exc:
+        raise ModelError(f"cannot write {dest}: {exc.strerror or exc}") from None
     return dest

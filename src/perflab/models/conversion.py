@@ -15,13 +15,11 @@ from perflab.errors import ModelError, Unsupported
 from perflab.models.files import _models_dir, _one_line, _safe_stem, _save_model, _write_atomic
 from perflab.models.resolution import ModelInfo, random_inputs
 from perflab.models.zoo import IR_VERSION
+from perflab.precisions import CONVERTIBLE
 
 #: Bumped whenever `convert` changes what it writes.
 CONVERT_VERSION = 4
 
-#: Precisions `convert` can produce. bf16 and "best" are engine-side conversions (a backend
-#: decides whether it can run them), so they are not files this module writes.
-PRECISIONS = ("fp32", "fp16", "int8")
 
 # ---------------------------------------------------------------------------------------------
 # Precision conversion
@@ -273,10 +271,10 @@ def convert(
     precision, method, recipe, calibration fingerprint). Raises Unsupported for precisions
     this module cannot produce (bf16 and "best" are up to the engine).
     """
-    if precision not in PRECISIONS:
+    if precision not in CONVERTIBLE:
         raise Unsupported(
             f"cannot convert a model to precision {precision!r}; convert makes "
-            f"{', '.join(PRECISIONS)} (bf16 and best are an engine's own "
+            f"{', '.join(CONVERTIBLE)} (bf16 and best are an engine's own "
             "conversion)"
         )
     if precision == "fp32":

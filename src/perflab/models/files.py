@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perflab.cache import cache_root
 from perflab.errors import ModelError
+from perflab.untrusted import quote
 
 if TYPE_CHECKING:  # onnx and numpy stay out of `import perflab`'s import time
     import onnx
@@ -86,15 +88,6 @@ def _default_shapes(model: onnx.ModelProto, batch_size: int = 1) -> dict[str, li
 # ---------------------------------------------------------------------------------------------
 
 
-def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Where built and converted models live: `cache_dir`, else $PERFLAB_CACHE, else
-    ~/.cache/perflab; models go to its `models/` subfolder."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("PERFLAB_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "perflab"
-
-
 def _models_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
     d = cache_root(cache_dir) / "models"
     d.mkdir(parents=True, exist_ok=True)
@@ -161,6 +154,13 @@ def _check_external_data(model: onnx.ModelProto, path: Path) -> None:
         entries = {e.key: e.value for e in init.external_data}
         loc = entries.get("location", "")
         target = path.parent / loc
+        folder = path.parent.resolve()
+        if loc and (Path(loc).is_absolute() or folder not in target.resolve().parents):
+            # Refused before it is opened, and without its size: the model names any file.
+            raise ModelError(
+                f"external data {quote(loc)} of initializer {quote(init.name)} points outside "
+                f"the model's folder {folder}; keep external data next to {path.name}"
+            )
         if not loc or not target.is_file():
             raise ModelError(
                 f"external data file {loc!r} of initializer {init.name!r} is "

@@ -29,6 +29,7 @@ from perflab.models.files import (
 )
 from perflab.models.graph_cost import _analyze, _infer, _skeleton
 from perflab.models.zoo import _ZOO, ZOO, _zoo_file
+from perflab.untrusted import check_regular_file
 
 if TYPE_CHECKING:  # onnx and numpy stay out of `import perflab`'s import time
     import numpy as np
@@ -392,8 +393,7 @@ def resolve(
                 f"model {key!r} does not exist: it is neither a file nor a "
                 f"built-in model ({', '.join(ZOO)})"
             )
-        if not path.is_file():
-            raise ModelError(f"model {key!r} is a directory, not an .onnx file")
+        check_regular_file(path, "model file", ModelError)
         sha = _sha256_file(path)
         name = path.stem
     proto = _load_proto(path)

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from perflab.errors import ImportFormatError
-from perflab.importers import ImportedRun, commit, read_bytes
+from perflab.importers import ImportedRun, commit, read_bytes, refuse_non_finite
 from perflab.importers.trtexec.exports import (
     _Exports,
     _exports_run,
@@ -98,7 +98,7 @@ def read_trtexec_runs(paths: str | Path | Iterable[str | Path]) -> list[Imported
         stripped = text.lstrip()
         if stripped[:1] in ("[", "{") and not _PREFIX_RE.match(stripped):
             try:
-                parsed_json = json.loads(text)
+                parsed_json = json.loads(text, parse_constant=refuse_non_finite)
             except json.JSONDecodeError as exc:
                 if _looks_like_log(text):
                     logs.append((path, parse_log(text, path)))
