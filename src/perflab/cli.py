@@ -402,17 +402,59 @@ def cmd_backends(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from perflab.backends.registry import BACKENDS, unavailable_reason
+    from perflab.backends import registry
 
+    if args.name:
+        cls = registry.backend_class(args.name)  # SpecError for an unknown or broken one
+        info = registry.get_info(args.name)
+        reason = registry.unavailable_reason(args.name)
+        console = _console()
+        console.print(f"{args.name}: {info.description}")
+        console.print("available" if reason is None else f"unavailable: {reason}")
+        _print_options(console, f"options of backend {args.name}", getattr(cls, "options", ()))
+        return 0
     table = Table(title="backends")
     for col in ("backend", "status", "what / why not"):
         table.add_column(col)
-    for name, info in BACKENDS.items():
-        reason = unavailable_reason(name)
+    for name in registry.names():
+        info = registry.get_info(name)
+        reason = registry.unavailable_reason(name)
         status = Text("available", "green") if reason is None else Text("unavailable", "red")
         table.add_row(name, status, info.description if reason is None else reason)
     _console().print(table)
     return 0
+
+
+def cmd_pipelines(args: argparse.Namespace) -> int:
+    from perflab import pipelines
+
+    console = _console()
+    for name in pipelines.PIPELINES:
+        if args.name and name != args.name:
+            continue
+        console.print(f"{name}: {pipelines.description(name)}")
+        _print_options(console, f"pipeline_options of {name}", pipelines.declared_options(name))
+    if args.name and args.name not in pipelines.PIPELINES:
+        pipelines.check(args.name, {}, owns_engine=False, base=None)  # SpecError: unknown
+    if not args.name:
+        console.print(
+            "your own: pipeline: FILE.py:CLASS or MODULE:CLASS; its pipeline_options are the "
+            "class's constructor arguments (README: Your own pipeline)"
+        )
+    return 0
+
+
+def _print_options(console, title: str, declared) -> None:
+    from rich.table import Table
+
+    from perflab.options import rows
+
+    table = Table(title=title)
+    for col in ("option", "type", "default", "meaning"):
+        table.add_column(col)
+    for r in rows(declared):
+        table.add_row(*r.values())
+    console.print(table)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -551,8 +593,15 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--precision", default="fp32", help="fp32, fp16 or int8")
     models.set_defaults(func=cmd_models)
 
-    backends = sub.add_parser("backends", help="which backends work here, and why not where not")
+    backends = sub.add_parser(
+        "backends", help="which backends work here, and why not; `backends NAME`: its options"
+    )
+    backends.add_argument("name", nargs="?", help="list this backend's options")
     backends.set_defaults(func=cmd_backends)
+
+    pipes = sub.add_parser("pipelines", help="the built-in pipelines and their options")
+    pipes.add_argument("name", nargs="?", help="only this pipeline")
+    pipes.set_defaults(func=cmd_pipelines)
 
     imp = sub.add_parser("import", help="import results of another tool")
     imp.add_argument("kind", choices=("trtexec", "ort-profile", "nsys"))

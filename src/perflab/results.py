@@ -31,6 +31,7 @@ from perflab.analysis.breakdown import breakdown as _breakdown
 from perflab.analysis.breakdown import pick_run as _pick_run
 from perflab.analysis.breakdown import stage_table as _stage_table
 from perflab.analysis.compare import compare as _compare
+from perflab.analysis.ranking import ranking as _ranking
 from perflab.analysis.repeats import repeats as _repeats
 from perflab.analysis.stats import harness_gap as _harness_gap
 from perflab.analysis.stats import summarize as _summarize
@@ -258,6 +259,10 @@ class Results:
         """repeats.repeats(): per config, its runs' spread (between-run and within-run CV) and
         the median's CI over runs and iterations."""
         return _repeats(self.samples, self.runs, **kw)
+
+    def ranking(self, by: str = "backend", **kw: Any) -> pd.DataFrame:
+        """ranking.ranking(): the levels of `by` per configuration, fastest first, with CIs."""
+        return _ranking(self.samples, self.runs, by=by, **kw)
 
     def stage_medians(self) -> pd.DataFrame:
         """Median per run and stage: from the samples, and for runs without samples (imports)

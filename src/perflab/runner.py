@@ -72,6 +72,8 @@ class Loop:
     Latency mode runs one request at a time. Throughput mode keeps `inflight` requests in the
     backend (`submit` / `wait`), trtexec-style: the next batch is preprocessed and enqueued while
     earlier ones run; an iteration's e2e then spans its own preprocess to its own postprocess.
+    A pipeline without a `preprocess` or `postprocess` method has no such stage: its raw input
+    goes to the backend as it is, and the backend's outputs are the result.
     """
 
     backend: Any
@@ -83,27 +85,38 @@ class Loop:
     e2e_ns: list[int] = field(default_factory=list)
     pending: deque = field(default_factory=deque)
 
+    def __post_init__(self) -> None:
+        self.preprocess = getattr(self.pipeline, "preprocess", None)
+        self.postprocess = getattr(self.pipeline, "postprocess", None)
+
     def iterate(self) -> int:
-        rec, pipe = self.rec, self.pipeline
+        rec, pre, post = self.rec, self.preprocess, self.postprocess
         t_e2e = rec.begin(E2E_CODE)
-        t = rec.begin(PREPROCESS)
-        x = pipe.preprocess(self.raw)
-        rec.end(PREPROCESS, t)
+        if pre is None:
+            x = self.raw
+        else:
+            t = rec.begin(PREPROCESS)
+            x = pre(self.raw)
+            rec.end(PREPROCESS, t)
         out = self.backend.run(x, rec)
-        t = rec.begin(POSTPROCESS)
-        pipe.postprocess(out)
-        rec.end(POSTPROCESS, t)
+        if post is not None:
+            t = rec.begin(POSTPROCESS)
+            post(out)
+            rec.end(POSTPROCESS, t)
         rec.end(E2E_CODE, t_e2e)
         rec.next_iteration()
         return rec.last_ns()
 
     def iterate_overlapped(self) -> int | None:
         """Submit one request; complete the oldest once `inflight` are pending (its e2e, or None)."""
-        rec = self.rec
+        rec, pre = self.rec, self.preprocess
         t_e2e = now_ns()
-        t = rec.begin(PREPROCESS)
-        x = self.pipeline.preprocess(self.raw)
-        rec.end(PREPROCESS, t)
+        if pre is None:
+            x = self.raw
+        else:
+            t = rec.begin(PREPROCESS)
+            x = pre(self.raw)
+            rec.end(PREPROCESS, t)
         self.pending.append((rec.iteration, t_e2e, self.backend.submit(x, rec)))
         rec.next_iteration()
         return self.complete_oldest() if len(self.pending) >= self.inflight else None
@@ -112,9 +125,11 @@ class Loop:
         iteration, t_e2e, handle = self.pending.popleft()
         out = self.backend.wait(handle, self.rec)
         t = now_ns()
-        self.pipeline.postprocess(out)
+        if self.postprocess is not None:
+            self.postprocess(out)
         t_end = now_ns()
-        self.rec.record(iteration, POSTPROCESS, t, t_end - t)
+        if self.postprocess is not None:
+            self.rec.record(iteration, POSTPROCESS, t, t_end - t)
         self.rec.record(iteration, E2E_CODE, t_e2e, t_end - t_e2e)
         return t_end - t_e2e
 
@@ -166,15 +181,18 @@ class Loop:
 
 def _output_check(backend, model, pipeline) -> dict[str, float]:
     """Compare this run's outputs on fixed inputs with the fp32 reference of the same model."""
-    if model is None:
+    if model is None or not hasattr(pipeline, "calibration_batches"):
         return {}
     from perflab.reference import reference_outputs
 
     inputs = pipeline.calibration_batches(1)[0]
     got = backend.run(inputs, Recorder(1))
     ref = reference_outputs(model.path, inputs)
-    a = np.concatenate([np.asarray(got[k], dtype=np.float64).ravel() for k in ref if k in got])
-    b = np.concatenate([np.asarray(ref[k], dtype=np.float64).ravel() for k in ref if k in got])
+    names = [k for k in ref if k in got]
+    if not names:  # outputs named otherwise (a plugin), or none at all (a calibration mode)
+        return {}
+    a = np.concatenate([np.asarray(got[k], dtype=np.float64).ravel() for k in names])
+    b = np.concatenate([np.asarray(ref[k], dtype=np.float64).ravel() for k in names])
     if a.size == 0 or a.size != b.size:
         return {}
     denom = np.linalg.norm(a) * np.linalg.norm(b)
@@ -245,13 +263,14 @@ def execute(
     tables: dict[str, Any] = {}
     rec: Recorder | None = None
     backend = None
+    pipeline = None
     annotator = Annotator(STAGES)
     try:
         tables["calibration"] = calibrate()
         backend = create(config)
         model = None
         if get_info(config.backend).needs_model:
-            from perflab import models, pipelines
+            from perflab import models
 
             model = models.resolve(
                 config.model, batch_size=config.batch_size, input_shapes=config.shape_dict or None
@@ -268,19 +287,26 @@ def execute(
                 model_kernels=float(model.node_count),
                 input_shapes=store.json_text({t.name: list(t.shape) for t in model.inputs}),
             )
+        # A backend that brings its own workload (synthetic, custom) hands it over; otherwise
+        # the config's pipeline is built for the model's inputs.
+        pipeline = backend.pipeline()
+        if pipeline is None:
+            from perflab import pipelines
+
             pipeline = pipelines.create(
                 config.pipeline,
-                model.inputs,
+                model.inputs if model is not None else (),
                 batch_size=config.batch_size,
                 seed=config.seed,
                 options=config.pipeline_option_dict,
             )
-        else:
-            pipeline = backend.pipeline()
         timer = SetupTimer()
+        if hasattr(pipeline, "setup"):  # a user pipeline loads its model or engine here
+            with timer("load"):
+                pipeline.setup()
         backend.setup(model, pipeline, timer)
         row.update(load_ms=timer.ms.get("load"), build_ms=timer.ms.get("build"))
-        raw = pipeline.make_inputs()
+        raw = pipeline.make_inputs() if hasattr(pipeline, "make_inputs") else None
         rec = Recorder(config.batch_size, annotator)
         if config.inflight > 1 and not backend.supports_throughput:
             raise Unsupported(
@@ -318,6 +344,9 @@ def execute(
         if row["precision_mismatch"]:
             notes.append(f"asked for {config.precision}, the engine ran {eff}")
         tables.update(backend.tables())
+        if hasattr(pipeline, "facts"):
+            facts = pipeline.facts() or {}
+            row.update({k: v for k, v in facts.items() if k in store.schema("runs").names})
     except (Unsupported, BackendUnavailable) as exc:
         row.update(status="unsupported", error=str(exc))
     except PerflabError as exc:
@@ -329,6 +358,11 @@ def execute(
             + traceback.format_exc(limit=8)[-STDERR_TAIL_CHARS:],
         )
     finally:
+        if hasattr(pipeline, "teardown"):
+            try:
+                pipeline.teardown()
+            except Exception as exc:  # noqa: BLE001 - a failing teardown must not lose the run
+                notes.append(f"pipeline teardown failed: {type(exc).__name__}: {exc}")
         if backend is not None:
             try:
                 backend.close()

@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 #   1: first version (runs, samples, env, telemetry, layers, reported, calibration, trace_*).
 #      Columns added since within version 1 are nullable and read as null from older files
 #      (readers union by name): runs.model_input/output_bytes_per_sample, runs.model_kernels,
-#      runs.machine, runs.repetition, runs.order_seed, runs.host_load_before/during/after,
-#      runs.host_steal_pct, runs.host_busy.
+#      runs.machine, runs.detections_per_iteration, runs.repetition, runs.order_seed,
+#      runs.host_load_before/during/after, runs.host_steal_pct, runs.host_busy.
 SCHEMA_VERSION = 1
 VERSION_KEY = b"perflab.schema_version"
 TABLE_KEY = b"perflab.table"
@@ -76,7 +76,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("error", S, "", "why the run is not ok (signal, exception, stderr tail)"),
         ("model", S, "", "zoo name or model path"),
         ("model_sha256", S, "", "sha256 of the fp32 ONNX file"),
-        ("pipeline", S, "", "raw | classify | detect"),
+        ("pipeline", S, "", "raw | classify | detect, or a user pipeline FILE.py:CLASS"),
         ("backend", S, "", "backend name"),
         ("mode", S, "", "latency | throughput"),
         ("inflight", I64, "requests", "requests kept in flight (1 in latency mode)"),
@@ -102,6 +102,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("first_ms", F64, "ms", "setup stage first (the very first iteration)"),
         ("output_max_abs_err", F64, "", "max |output - fp32 reference| on fixed inputs"),
         ("output_cosine", F64, "", "cosine similarity with the fp32 reference"),
+        ("detections_per_iteration", F64, "boxes", "detections kept per iteration (detect)"),
         ("model_flops_per_sample", F64, "FLOP", "model cost from the ONNX graph"),
         ("model_param_bytes", F64, "B", "parameter bytes"),
         ("model_activation_bytes_per_sample", F64, "B", "intermediate tensor bytes"),

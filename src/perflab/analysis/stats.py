@@ -659,6 +659,8 @@ def warnings(
     - `transfer_bound`: p50 h2d or d2h / p50 compute >= 1: copies cost as much as the model.
     - `throttled`: percentage of telemetry samples with `throttled` true for the run (> 0).
     - `precision_mismatch`: the engine ran another precision than the one asked for (needs runs).
+    - `empty_postprocess`: a detect run kept 0 detections per iteration: its postprocess time is
+      that of an empty NMS, not of real results (needs runs).
 
     `summary` may pass a summarize() result already computed for these samples.
     """
@@ -741,6 +743,20 @@ def warnings(
                     0.0,
                     f"{v:.1f}% of GPU telemetry samples throttled: clocks were lowered "
                     "during the run",
+                )
+            )
+    if runs is not None and "detections_per_iteration" in runs.columns:
+        kept = pd.to_numeric(runs["detections_per_iteration"], errors="coerce")
+        for r in runs[kept == 0].itertuples(index=False):
+            rows.append(
+                _warning(
+                    r.run_id,
+                    "postprocess",
+                    "empty_postprocess",
+                    0.0,
+                    0.0,
+                    "the detector kept no boxes in any iteration, so postprocess timed an empty "
+                    "NMS; give real inputs (pipeline_options images: FOLDER or video: FILE)",
                 )
             )
     if runs is not None and "precision_mismatch" in runs.columns:
