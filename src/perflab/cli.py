@@ -257,10 +257,10 @@ def _show(console, folders, run_ids=None) -> None:
     if ok.runs.empty:
         console.print("no ok runs to summarize")
         return
-    summary = ok.summary()
+    # No CI columns are printed, so none are computed (and scipy is never imported).
+    summary = ok.summary(ci=None)
     gaps = ok.harness_gap().set_index("run_id")["gap_p50_ms"]
-    table = Table(title="median per stage (measured phase)", show_lines=False)
-    for col, justify in (
+    columns = (
         ("config", "left"),
         ("stage", "left"),
         ("n", "right"),
@@ -270,37 +270,53 @@ def _show(console, folders, run_ids=None) -> None:
         ("mean ms", "right"),
         ("CV %", "right"),
         ("items/s", "right"),
-    ):
-        table.add_column(col, justify=justify)
+    )
+    title = "median per stage (measured phase)"
     from perflab.stages import stage_rank
 
     summary = summary.assign(_o=summary["stage"].map(lambda s: stage_rank(s)[0])).sort_values(
         ["label", "run_id", "_o"]
     )
-    if summary["run_id"].nunique() > MAX_CONFIGS_ALL_STAGES:
+    few = summary["run_id"].nunique() <= MAX_CONFIGS_ALL_STAGES
+    if not few:
         # Every stage of hundreds of configs is unreadable (and slow to draw): e2e only.
         summary = summary.loc[summary["stage"] == "e2e"]
-        table.title = "e2e per config (measured phase); perflab.open(OUT).summary() has every stage"
+        title = "e2e per config (measured phase); perflab.open(OUT).summary() has every stage"
+    lines: list[tuple[str, ...] | None] = []  # None: a section break
     previous = None
     for r in summary.itertuples():
         label = printable(r.label) if r.run_id != previous else ""
         if previous is not None and r.run_id != previous and r.stage != "e2e":
-            table.add_section()
+            lines.append(None)
         previous = r.run_id
         throughput = getattr(r, "throughput_items_s", float("nan"))
-        table.add_row(
-            label,
-            r.stage,
-            f"{r.n}",
-            f"{r.p50_ms:.4f}",
-            f"{r.p90_ms:.4f}",
-            f"{r.p99_ms:.4f}",
-            f"{r.mean_ms:.4f}",
-            f"{r.cv_pct:.2f}",
-            "" if math.isnan(throughput) else f"{throughput:,.1f}",
+        lines.append(
+            (
+                str(label),
+                str(r.stage),
+                f"{r.n}",
+                f"{r.p50_ms:.4f}",
+                f"{r.p90_ms:.4f}",
+                f"{r.p99_ms:.4f}",
+                f"{r.mean_ms:.4f}",
+                f"{r.cv_pct:.2f}",
+                "" if math.isnan(throughput) else f"{throughput:,.1f}",
+            )
         )
         if r.stage == "e2e" and r.run_id in gaps.index:
-            table.add_row("", "gap (e2e - stages)", "", f"{gaps[r.run_id]:.4f}", "", "", "", "", "")
+            lines.append(("", "gap (e2e - stages)", "", f"{gaps[r.run_id]:.4f}", *[""] * 5))
+    if few:
+        table = Table(title=title, show_lines=False)
+        for col, justify in columns:
+            table.add_column(col, justify=justify)
+        for line in lines:
+            if line is None:
+                table.add_section()
+            else:
+                table.add_row(*line)
+    else:
+        # rich lays out every cell (about 2.5 ms a row): hundreds of rows print as plain text.
+        table = _plain_table(title, columns, [line for line in lines if line is not None])
     console.print(table)
     _show_repeats(console, ok)
     _show_busy(console, ok.runs)
@@ -320,6 +336,9 @@ def _show_repeats(console, ok) -> None:
     """Configs with several runs: the spread between runs beside the spread within them."""
     from rich.table import Table
 
+    runs = ok.runs
+    if "spec_id" not in runs or not runs["spec_id"].duplicated().any():
+        return  # no config ran twice: nothing to read (show stays fast on big studies)
     rep = ok.repeats()
     rep = rep[rep["n_runs"] > 1]
     if rep.empty:
@@ -360,6 +379,25 @@ def _show_busy(console, runs) -> None:
         console.print(printable(f"  {r.label}: {host.busy_note(r._asdict())}"), style="yellow")
     if len(busy) > 10:
         console.print(f"  ... and {len(busy) - 10} more (perflab.open(...).runs.host_busy)")
+
+
+def _plain_table(title: str, columns, rows: list[tuple[str, ...]]):
+    """A fixed-width text table (header, rule, rows) as one rich Text that is never wrapped."""
+    from rich.text import Text
+
+    widths = [
+        max([len(name), *(len(row[i]) for row in rows)]) for i, (name, _) in enumerate(columns)
+    ]
+
+    def line(cells) -> str:
+        return "  ".join(
+            c.ljust(w) if justify == "left" else c.rjust(w)
+            for c, w, (_, justify) in zip(cells, widths, columns)
+        ).rstrip()
+
+    header = line([name for name, _ in columns])
+    body = [title, header, "-" * len(header), *(line(row) for row in rows)]
+    return Text("\n".join(body), no_wrap=True, overflow="ignore")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -502,6 +540,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         [Path(f) for f in args.folders],
         output=Path(args.output) if args.output else None,
         with_code=args.with_code,
+        devices=[d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None,
     )
     print(f"report: {path}")
     return 0
@@ -575,6 +614,10 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("folders", nargs="+", help="result folder(s)")
     report.add_argument("-o", "--output", help="HTML file (default reports/<study>.html)")
     report.add_argument("--with-code", action="store_true", help="show code cells")
+    report.add_argument(
+        "--devices",
+        help='projection targets, comma-separated names from the device table ("GTX 1050 Ti,RTX 3070")',
+    )
     report.set_defaults(func=cmd_report)
 
     env = sub.add_parser("env", help="fingerprint of this machine; `env diff A B`")

@@ -535,12 +535,9 @@ def table_files(folder: Path, table: str) -> list[Path]:
     return sorted((Path(folder) / table).glob("[!._]*.parquet"))
 
 
-def read(folders: Path | str | Iterable[Path | str], table: str) -> pd.DataFrame:
-    """Read one table from one or more result folders.
-
-    A file that cannot be parsed is skipped with a warning naming it; a file from a newer schema
-    version stops the read with a message that says so.
-    """
+def readable_files(folders: Path | str | Iterable[Path | str], table: str) -> list[Path]:
+    """The table's files in these folders whose footer reads; others are skipped with a warning
+    naming them, and a file from a newer schema version stops the read."""
     if isinstance(folders, (str, Path)):
         folders = [folders]
     good = []
@@ -551,9 +548,19 @@ def read(folders: Path | str | Iterable[Path | str], table: str) -> pd.DataFrame
             except StoreVersionError:
                 raise
             except (OSError, pa.ArrowException, ValueError, StoreError) as exc:
-                warnings.warn(f"skipping unreadable file {path}: {exc}", stacklevel=2)
+                warnings.warn(f"skipping unreadable file {path}: {exc}", stacklevel=3)
                 continue
             good.append(path)
+    return good
+
+
+def read(folders: Path | str | Iterable[Path | str], table: str) -> pd.DataFrame:
+    """Read one table from one or more result folders.
+
+    A file that cannot be parsed is skipped with a warning naming it; a file from a newer schema
+    version stops the read with a message that says so.
+    """
+    good = readable_files(folders, table)
     if not good:
         return schema(table).empty_table().to_pandas()
     try:

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perflab import backends, models, pipelines
+from perflab import models, pipelines
+from perflab.backends.base import create
+from perflab.backends.registry import BACKENDS, unavailable_reason
 from perflab.errors import Unsupported
 from perflab.reference import reference_outputs
 from perflab.spec import RunConfig
 from perflab.timing import Recorder, SetupTimer
 
 REALDATA = (Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata" / "models").resolve()
-CPU_BACKENDS = [
-    name for name, info in backends.BACKENDS.items() if not info.gpu and info.needs_model
-]
+CPU_BACKENDS = [name for name, info in BACKENDS.items() if not info.gpu and info.needs_model]
 ZOO = ["resnet18", "mobilenetv2", "yolo-s", "mlp"]
 #: Real models: file -> input shapes for the dims they leave open.
 REAL = {
@@ -44,7 +44,7 @@ COSINE_MIN = 0.999
 
 
 def _unavailable(backend: str) -> str | None:
-    return backends.unavailable_reason(backend)
+    return unavailable_reason(backend)
 
 
 def _resolve(model: str) -> tuple[models.ModelInfo, str]:
@@ -67,7 +67,7 @@ def _set_up(backend: str, model: models.ModelInfo, precision: str = "fp32", **op
         options=tuple(sorted(options.items())),
     )
     pipeline = pipelines.create("raw", model.inputs, batch_size=1, seed=0)
-    engine = backends.create(config)
+    engine = create(config)
     try:
         engine.setup(model, pipeline, SetupTimer())
     except BaseException:

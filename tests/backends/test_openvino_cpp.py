@@ -10,8 +10,9 @@ import os
 import pytest
 
 from perflab import runner, spec, store
-from perflab.backends import openvino_cpp, unavailable_reason
+from perflab.backends import openvino_cpp
 from perflab.backends.openvino_cpp import RunnerProcess, parse_options, runner_binary
+from perflab.backends.registry import unavailable_reason
 from perflab.errors import BackendUnavailable, SpecError
 
 pytest.importorskip("openvino")

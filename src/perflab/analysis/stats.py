@@ -10,6 +10,7 @@ The same helpers (select_rows, sort_groups) serve the other analysis modules.
 from __future__ import annotations
 
 import functools
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -235,13 +236,19 @@ def min_samples_for_bound(q: float, confidence: float = 0.99, skip: int = 1) -> 
     return n
 
 
-def _bootstrap_ci(sg: SortedGroups, q: float, ci: float, n_boot: int, seed: int):
-    """Percentile-bootstrap CI of the q-quantile per group (resampling; loops over groups)."""
-    rng = np.random.default_rng(seed)
+def _bootstrap_ci(
+    sg: SortedGroups, q: float, ci: float, n_boot: int, seed: int, names: Sequence[str]
+):
+    """Percentile-bootstrap CI of the q-quantile per group (resampling; loops over groups).
+
+    Each group draws from its own generator, seeded by `seed` and the group's name, so a group's
+    interval does not depend on which other groups are summarized with it (a selection, or the
+    chunks of runs an out-of-core summary reads one at a time, give the same numbers)."""
     lo = np.full(len(sg.counts), np.nan)
     hi = np.full(len(sg.counts), np.nan)
     a = (1 - ci) / 2
     for i, (s, n) in enumerate(zip(sg.starts, sg.counts)):
+        rng = np.random.default_rng([seed, zlib.crc32(names[i].encode())])
         x = sg.values[s : s + n].astype(np.float64)
         # Chunks bound the memory of the (n_boot, n) index matrix for long runs.
         per_chunk = max(1, 4_000_000 // max(n, 1))
@@ -440,7 +447,8 @@ def summarize(
             klo, khi = order_stat_ci_ranks(sg.counts, q, ci)
             lo, hi = sg.order_stat(klo), sg.order_stat(khi)
         else:
-            lo, hi = _bootstrap_ci(sg, q, ci, n_boot, seed)
+            names = [f"{r}\0{st}" for r, st in zip(out["run_id"], stage_of)]
+            lo, hi = _bootstrap_ci(sg, q, ci, n_boot, seed, names)
             # Resampling 3 values still gives an interval, but not one that covers anything with
             # the confidence asked for: where no order-statistic bound exists, neither is given.
             klo, khi = order_stat_ci_ranks(sg.counts, q, ci)
@@ -634,7 +642,7 @@ def iteration_sums(rows: Rows) -> pd.DataFrame:
 
 
 def warnings(
-    samples: pd.DataFrame,
+    samples: pd.DataFrame | None,
     runs: pd.DataFrame | None = None,
     telemetry: pd.DataFrame | None = None,
     *,
@@ -662,8 +670,11 @@ def warnings(
     - `empty_postprocess`: a detect run kept 0 detections per iteration: its postprocess time is
       that of an empty NMS, not of real results (needs runs).
 
-    `summary` may pass a summarize() result already computed for these samples.
+    `summary` may pass a summarize() result already computed for these samples (samples may
+    then be None: nothing else here reads them).
     """
+    if summary is None and samples is None:
+        raise PerflabError("warnings() needs the samples or their summarize() result")
     rows: list[dict[str, object]] = []
     summ = summary if summary is not None else summarize(samples, runs, ci=None)
     if not summ.empty:
