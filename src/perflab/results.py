@@ -28,6 +28,7 @@ from perflab.analysis.batching import batch_groups as _batch_groups
 # like their modules (perflab.analysis.warmup), which would shadow the module attribute.
 from perflab.analysis.batching import batching as _batching
 from perflab.analysis.batching import batching_curve as _batching_curve
+from perflab.analysis.batching import bimodal_runs as _bimodal_runs
 from perflab.analysis.breakdown import breakdown as _breakdown
 from perflab.analysis.breakdown import pick_run as _pick_run
 from perflab.analysis.breakdown import stage_table as _stage_table
@@ -310,8 +311,18 @@ class Results:
         return self._with_info(out)
 
     def batching(self, **kw: Any) -> pd.DataFrame:
-        """batching.batching(): latency = a + b x batch fits, knee, best batch under a p99 target."""
-        return _batching(None, self.runs, summary=self._summary_only(ci=None), **kw)
+        """batching.batching(): latency = a + b x batch fits, knee, best batch under a p99 target;
+        which runs are bimodal is read a chunk of runs at a time."""
+        runs = self.runs
+        stage = kw.get("stage")
+        stages = None if stage is None else [stage] if isinstance(stage, str) else list(stage)
+        bimodal = self._by_chunks(
+            lambda chunk: _bimodal_runs(chunk, runs, stages=stages),
+            ("run_id", "phase", "stage", "host_ns"),
+            phase="measure",
+            stages=stages,
+        )
+        return _batching(None, runs, summary=self._summary_only(ci=None), bimodal=bimodal, **kw)
 
     def batching_curve(self, **kw: Any) -> pd.DataFrame:
         """batching.batching_curve(): latency and throughput per batch size."""
@@ -321,7 +332,11 @@ class Results:
         """compare.compare(): level B against baseline A of `by` (any setting of the experiment
         file, e.g. "backend" or "options.threads", or a runs column), config by config. It pools
         runs across configs, so it reads its one stage's measured rows in one piece."""
-        stage = kw.get("stage", "e2e")
+        samples = self._measured_stage(kw.get("stage", "e2e"))
+        return _compare(samples, self.runs, by=by, baseline=baseline, **kw)
+
+    def _measured_stage(self, stage: str) -> pd.DataFrame:
+        """The ok runs' measured rows of one stage (run_id, phase, stage, host_ns), one piece."""
         chunks = list(
             self._sample_chunks(
                 ("run_id", "phase", "stage", "host_ns"),
@@ -331,19 +346,19 @@ class Results:
             )
         )
         columns = ["run_id", "phase", "stage", "host_ns"]
-        samples = (
-            chunks[0] if chunks else store.schema("samples").empty_table().to_pandas()[columns]
-        )
-        return _compare(samples, self.runs, by=by, baseline=baseline, **kw)
+        return chunks[0] if chunks else store.schema("samples").empty_table().to_pandas()[columns]
 
     def repeats(self, **kw: Any) -> pd.DataFrame:
         """repeats.repeats(): per config, its runs' spread (between-run and within-run CV) and
-        the median's CI over runs and iterations."""
-        return _repeats(self.samples, self.runs, **kw)
+        the median's CI over runs and iterations. A config's runs go together, so like compare()
+        it reads its one stage's measured rows in one piece (a run's values, then its
+        bootstrap, one run at a time)."""
+        stage = kw.get("stage", "e2e")
+        return _repeats(self._measured_stage(stage), self.runs, **kw)
 
     def ranking(self, by: str = "backend", **kw: Any) -> pd.DataFrame:
         """ranking.ranking(): the levels of `by` per configuration, fastest first, with CIs."""
-        return _ranking(self.samples, self.runs, by=by, **kw)
+        return _ranking(self._measured_stage(kw.get("stage", "e2e")), self.runs, by=by, **kw)
 
     def stage_medians(self) -> pd.DataFrame:
         """Median per run and stage: from the samples, and for runs without samples (imports)

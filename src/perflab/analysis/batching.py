@@ -183,16 +183,25 @@ def batching_curve(
     return agg[cols].reset_index(drop=True)
 
 
-def _bimodal_runs(samples: pd.DataFrame, runs: pd.DataFrame, stages) -> set[tuple[str, str]]:
-    """(run_id, stage) pairs whose measured values are bimodal."""
-    from perflab.analysis.repeats import sorted_per_run
+def bimodal_runs(
+    samples: pd.DataFrame, runs: pd.DataFrame | None = None, *, stages=None
+) -> pd.DataFrame:
+    """Per run and stage of the measured samples: whether its values are bimodal (is_bimodal).
 
-    out = set()
-    for stage in stages:
-        for run_id, values in sorted_per_run(samples, runs, str(stage)).items():
-            if is_bimodal(values):
-                out.add((run_id, str(stage)))
-    return out
+    Each run decides its own rows, so the samples may come a chunk of whole runs at a time.
+    Output columns: run_id, stage, bimodal."""
+    from perflab.analysis.stats import integral_ns, select_rows, sort_groups
+
+    rows = select_rows(samples, runs, phase="measure", stages=stages)
+    out = {"run_id": [], "stage": [], "bimodal": []}
+    if len(rows):
+        n_stage = max(len(rows.stages), 1)
+        sg = sort_groups(rows.gcode, integral_ns(rows.column("host_ns")))
+        for g, st, c in zip(sg.gid, sg.starts, sg.counts):
+            out["run_id"].append(str(rows.runs[g // n_stage]))
+            out["stage"].append(str(rows.stages[g % n_stage]))
+            out["bimodal"].append(is_bimodal(sg.values[st : st + c]))
+    return pd.DataFrame(out)
 
 
 def knee(batch_sizes: np.ndarray, throughput: np.ndarray, gain: float = KNEE_GAIN) -> float:
@@ -221,11 +230,13 @@ def batching(
     p99_target_ms: float | None = None,
     knee_gain: float = KNEE_GAIN,
     summary: pd.DataFrame | None = None,
+    bimodal: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per config group and stage: fit latency_ms = a + b x batch_size, the knee, the best batch.
 
     Groups as in batching_curve(). Input: samples and runs (or `summary`, a summarize() result of
-    the runs, in place of the samples). `stage`: one stage, a list, or None for every stage.
+    the runs, and `bimodal`, a bimodal_runs() result, in place of the samples). `stage`: one
+    stage, a list, or None for every stage.
 
     Output, one row per group and stage::
 
@@ -267,13 +278,20 @@ def batching(
 
     rows = []
     shown = merged if stages is None else merged[merged["stage"].isin(stages)]
-    bimodal_runs = _bimodal_runs(samples, runs, shown["stage"].unique())
+    if bimodal is None:
+        bimodal = (
+            bimodal_runs(samples, runs, stages=[str(x) for x in shown["stage"].unique()])
+            if samples is not None
+            else pd.DataFrame({"run_id": [], "stage": [], "bimodal": []})
+        )
+    flagged = bimodal[bimodal["bimodal"].astype(bool)]
+    bimodal_pairs = set(zip(flagged["run_id"].astype(str), flagged["stage"].astype(str)))
     for (group, stg), g in shown.groupby(["group", "stage"], sort=False):
         x = g["batch_size"].to_numpy(dtype=float)
         y = g["p50_ms"].to_numpy(dtype=float)
         a = b = r2 = math.nan
         n_batches = int(np.unique(x).size)
-        bimodal = any((r, stg) in bimodal_runs for r in g["run_id"])
+        is_bi = any((str(r), str(stg)) in bimodal_pairs for r in g["run_id"])
         if n_batches >= MIN_FIT_BATCHES:
             b, a = np.polyfit(x, y, 1)
             ss_res = float(np.sum((y - (a + b * x)) ** 2))
@@ -295,8 +313,8 @@ def batching(
                 else math.nan,
                 "best_batch_under_p99_ms": best.get(group, math.nan),
                 "p99_target_ms": math.nan if p99_target_ms is None else float(p99_target_ms),
-                "bimodal": bimodal,
-                "fit_note": fit_note(n_batches, float(a), float(b), bimodal),
+                "bimodal": is_bi,
+                "fit_note": fit_note(n_batches, float(a), float(b), is_bi),
             }
         )
     out = pd.DataFrame(rows, columns=cols)
