@@ -42,11 +42,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from perflab import stages, store
+from perflab import run_row, stages, store
 from perflab.errors import ImportFormatError
 from perflab.importers import (
     ImportedRun,
-    base_row,
     check_file,
     check_table,
     checked_columns,
@@ -1048,7 +1047,7 @@ def read_nsys_run(
         else datetime.now(timezone.utc)
     )
     label = f"nsys {path.stem}"
-    row = base_row(
+    row = run_row.new(
         rid,
         BACKEND,
         study=study,
