@@ -209,10 +209,15 @@ def table_arrow(where: str, table: str, df: pd.DataFrame) -> object:
     try:
         return store.to_arrow(table, df)
     except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
-        text = " ".join(str(exc).split())[:160]
-        raise ImportFormatError(
-            f"{printable(where)}: a {table} value does not fit its column ({text})"
-        ) from None
+        raise misfit(where, table, exc) from None
+
+
+def misfit(where: str, table: str, exc: Exception) -> ImportFormatError:
+    """The one-line error for a value that does not convert to its column's type."""
+    text = " ".join(str(exc).split())[:160]
+    return ImportFormatError(
+        f"{printable(where)}: a {table} value does not fit its column ({text})"
+    )
 
 
 def attach_model(row: dict, model: Path) -> None:

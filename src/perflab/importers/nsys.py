@@ -51,9 +51,9 @@ from perflab.importers import (
     checked_columns,
     commit,
     frame,
+    misfit,
     table_arrow,
 )
-from perflab.untrusted import printable
 
 BACKEND = "nsys"
 PERFLAB_DOMAIN = "perflab"
@@ -769,7 +769,7 @@ class _TraceFile:
                 r["name"].to_numpy(dtype=object)[el_idx], type=pa.string(), from_pandas=True
             )
         except (pa.ArrowException, TypeError, ValueError) as exc:
-            raise _misfit(label, "trace_ranges", exc) from None
+            raise misfit(label, "trace_ranges", exc) from None
         counts = dict.fromkeys(("kernel", "memcpy", "memset", "unlaunched", "inside"), 0)
         counts["kernels_inside"] = 0
         for src in self.sources:
@@ -861,7 +861,7 @@ class _TraceFile:
                 extra = [pa.array(cols[8], type=pa.int64()), pa.array(kind, type=pa.string())]
             duration = pc.subtract_checked(end, start)
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-            raise _misfit(label, src.table, exc) from None
+            raise misfit(label, src.table, exc) from None
         arrays = [
             pa.array(np.full(n, run_id, dtype=object), type=pa.string()),
             name,
@@ -897,13 +897,6 @@ class _TraceFile:
                 labels[v] = None if np.isnan(k) else self.copy_kinds.get(int(k), f"kind {int(k)}")
             out.append(labels[v])
         return out
-
-
-def _misfit(label: str, table: str, exc: Exception) -> ImportFormatError:
-    text = " ".join(str(exc).split())[:160]
-    return ImportFormatError(
-        f"{printable(label)}: a {table} value does not fit its column ({text})"
-    )
 
 
 def load_trace(path: str | Path) -> Trace:
