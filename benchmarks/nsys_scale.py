@@ -159,11 +159,16 @@ def main() -> None:
             check=False,
         )
         seconds = time.perf_counter() - t0
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # Linux: KiB
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak = usage.ru_maxrss * 1024  # Linux: KiB
         if proc.returncode:
             print(f"import nsys of {n_k} kernels: failed\n{(proc.stderr or proc.stdout)[-2000:]}")
             return
-        print(f"import nsys of {n_k} kernels: {seconds:.1f} s, peak RSS {peak / 2**30:.2f} GiB")
+        # CPU time beside wall time: on a shared machine the wall time also counts waiting.
+        print(
+            f"import nsys of {n_k} kernels: {seconds:.1f} s, "
+            f"CPU {usage.ru_utime + usage.ru_stime:.1f} s, peak RSS {peak / 2**30:.2f} GiB"
+        )
     finally:
         tmp.cleanup()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -82,21 +82,16 @@ def backend_for(providers: Iterable[str]) -> str:
     return "ort-cpu"
 
 
-def check_events(events: object, source: str) -> list[Mapping]:
-    """The profile's event list (a bare array or Chrome's {"traceEvents": [...]}), or
-    ImportFormatError naming `source` when it is not an ORT profile."""
+def check_events(events: object, source: str) -> Iterator[Mapping]:
+    """The profile's events (a bare array, Chrome's {"traceEvents": [...]}, or an iterator of
+    events read one at a time), or ImportFormatError naming `source` when it is not a list."""
     if isinstance(events, dict) and isinstance(events.get("traceEvents"), list):
         events = events["traceEvents"]
-    if not isinstance(events, list):
+    if not isinstance(events, (list, Iterator)):
         raise ImportFormatError(
             f"{source} is not an ONNX Runtime profile (expected a JSON array of events)"
         )
-    events = [e for e in events if isinstance(e, Mapping)]
-    if not any(e.get("cat") in ("Session", "Node") for e in events):
-        raise ImportFormatError(
-            f"{source} is not an ONNX Runtime profile: no events with cat 'Session' or 'Node'"
-        )
-    return events
+    return (e for e in events if isinstance(e, Mapping))
 
 
 def _us(event: Mapping, key: str, source: str) -> float:
@@ -140,7 +135,7 @@ def parse_events(events: Iterable[Mapping], source: str = "<events>") -> Profile
     Raises ImportFormatError for event lists that are not ORT profiles. Used by the importer on a
     profile file, and by the ONNX Runtime backend on the profile of its own audit pass.
     """
-    events = check_events(events, source)
+    n_events = n_timed = 0
     node_durations: dict[str, list[float]] = defaultdict(list)
     node_info: dict[str, dict] = {}
     op_durations: dict[tuple, list[float]] = defaultdict(list)
@@ -151,8 +146,10 @@ def parse_events(events: Iterable[Mapping], source: str = "<events>") -> Profile
     other_names: dict[str, int] = defaultdict(int)
     providers: set[str] = set()
     pids = set()
-    for e in events:
+    for e in check_events(events, source):  # one pass: the events may be read as they come
+        n_events += 1
         cat = e.get("cat")
+        n_timed += cat in ("Session", "Node")
         name = str(e.get("name", ""))
         if cat == "Session":
             if name == "model_loading_uri" or name == "model_loading_array":
@@ -191,6 +188,10 @@ def parse_events(events: Iterable[Mapping], source: str = "<events>") -> Profile
         node_durations[node].append(dur_ms)
         if op_type:
             op_durations[(op_type, provider)].append(dur_ms)
+    if not n_timed:
+        raise ImportFormatError(
+            f"{source} is not an ONNX Runtime profile: no events with cat 'Session' or 'Node'"
+        )
     if not runs and not node_durations and model_load is None and session_init is None:
         raise ImportFormatError(f"{source} holds no ORT session or node timing events")
 
@@ -214,7 +215,7 @@ def parse_events(events: Iterable[Mapping], source: str = "<events>") -> Profile
     op_types = _aggregate(op_durations, op_layer)
     runs.sort()
     facts = {
-        "n_events": len(events),
+        "n_events": n_events,
         "n_nodes": len(node_durations),
         "n_node_events": int(sum(len(v) for v in node_durations.values())),
         "nodes_without_op_type": sorted(n for n, i in node_info.items() if not i["op_type"]),

@@ -458,6 +458,56 @@ def write(
     return final
 
 
+class TableWriter:
+    """`write` for a table too large to hold: one table file written in row groups under its temporary name, so a table larger than
+    memory can be streamed into place: `write` appends rows, `commit` renames the finished file to
+    `out/table/key.parquet`, `discard` removes it. Nothing is visible to readers before `commit`;
+    a process killed on the way leaves only a temporary file, which `sweep_leftovers` removes.
+    A writer that was given no rows makes no file."""
+
+    def __init__(self, out: Path, table: str, key: str):
+        self.table = table
+        self.schema = schema(table)
+        self.final = table_file(out, table, key)
+        self.temporary = temporary_name(self.final)
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, data: pa.Table | pa.RecordBatch) -> None:
+        if not data.num_rows:
+            return
+        try:
+            if self._writer is None:
+                self.final.parent.mkdir(parents=True, exist_ok=True)
+                self._writer = pq.ParquetWriter(self.temporary, self.schema, compression="zstd")
+            table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+            self._writer.write_table(table.cast(self.schema))
+        except OSError as exc:
+            self.discard()
+            raise StoreError(f"cannot write {self.final}: {exc.strerror or exc}") from None
+        self.rows += data.num_rows
+
+    def commit(self) -> Path:
+        """Finish the file and rename it into place (no file when no rows were written)."""
+        if self._writer is None:
+            return self.final
+        try:
+            self._writer.close()
+            self._writer = None
+            os.replace(self.temporary, self.final)
+        except OSError as exc:
+            self.discard()
+            raise StoreError(f"cannot write {self.final}: {exc.strerror or exc}") from None
+        return self.final
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(OSError, pa.ArrowException):
+                self._writer.close()
+            self._writer = None
+        self.temporary.unlink(missing_ok=True)
+
+
 def write_run(
     out: Path, run: Mapping[str, object], tables: Mapping[str, object] | None = None
 ) -> None:

@@ -459,3 +459,98 @@ def test_real_cuda_only_and_nvtx_only(realdata_dir, tmp_path):
 def test_split_global_tid():
     pid, tid = nsys.split_global_tid(global_tid(PID, WORKER_TID))
     assert (int(pid), int(tid)) == (PID, WORKER_TID)
+
+
+# --- streaming --------------------------------------------------------------------------------
+
+
+def _tables(out):
+    tables = {}
+    for name in ("trace_ranges", "trace_kernels", "trace_memcpy"):
+        df = store.read(out, name).drop(columns="run_id")
+        tables[name] = df.sort_values(list(df.columns), na_position="first").reset_index(drop=True)
+    return tables
+
+
+def test_small_batches_give_the_tables_of_one_batch(tmp_path, monkeypatch):
+    """Streaming in batches of 3 rows (every batch boundary inside the ops of one range, and a
+    second runtime call with a kernel's correlationId) gives exactly the one-batch import."""
+    path = tmp_path / "trace.sqlite"
+    expected = build_trace(path, n_iterations=3)
+    con = sqlite3.connect(path)
+    corr, tid = con.execute(
+        "select correlationId, globalTid from CUPTI_ACTIVITY_KIND_RUNTIME "
+        "where correlationId in (select correlationId from CUPTI_ACTIVITY_KIND_KERNEL) limit 1"
+    ).fetchone()
+    # A later call with the same correlationId, on the same thread, outside every range: the
+    # first call (lowest rowid) stays the launch.
+    con.execute(
+        "insert into CUPTI_ACTIVITY_KIND_RUNTIME values (?, ?, 0, ?, ?, 1, 0, NULL)",
+        (10**12, 10**12 + 10, tid, corr),
+    )
+    con.commit()
+    con.close()
+    nsys.import_nsys(path, tmp_path / "one")
+    monkeypatch.setattr(nsys, "BATCH_ROWS", 3)
+    nsys.import_nsys(path, tmp_path / "many")
+    one, many = _tables(tmp_path / "one"), _tables(tmp_path / "many")
+    for name in one:
+        pd.testing.assert_frame_equal(one[name], many[name])
+    k = many["trace_kernels"]
+    assert len(k) == expected.n_kernels  # the second call adds no kernel row
+    got = {c: (None if pd.isna(r) else r) for c, r in zip(k["correlation_id"], k["range"])}
+    assert got == expected.kernel_ranges
+
+
+def test_projection_in_batches_equals_one_pass():
+    rng = np.random.default_rng(7)
+    n_r, n_op = 400, 3_000
+    r_tid = rng.integers(0, 3, n_r)
+    r_start = rng.integers(0, 100_000, n_r)
+    r_end = r_start + rng.integers(0, 20_000, n_r)  # overlapping, not only nested
+    op_tid = rng.integers(0, 4, n_op)  # thread 3 has no ranges
+    launch = rng.integers(0, 120_000, n_op)
+    start = launch + rng.integers(0, 500, n_op)
+    end = start + rng.integers(1, 5_000, n_op)
+    one = nsys.project(r_tid, r_start, r_end, op_tid, launch, start, end)
+    p = nsys.Projection(r_tid, r_start, r_end)
+    order = rng.permutation(n_op)
+    inner = np.full(n_op, -2)
+    for chunk in np.array_split(order, 17):
+        inner[chunk] = p.add(op_tid[chunk], launch[chunk], start[chunk], end[chunk])
+    for a, b in zip(one[:3], p.spans()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(one[3], inner)
+    # independent reference: a range's ops are those launched on its thread inside it
+    for j in rng.choice(n_r, 40, replace=False):
+        inside = (op_tid == r_tid[j]) & (launch >= r_start[j]) & (launch <= r_end[j])
+        assert one[2][j] == inside.sum()
+        if inside.any():
+            assert one[0][j] == start[inside].min() and one[1][j] == end[inside].max()
+
+
+def test_a_bad_value_late_in_the_trace_leaves_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "trace.sqlite"
+    build_trace(path, n_iterations=3)
+    con = sqlite3.connect(path)
+    con.execute(
+        "update CUPTI_ACTIVITY_KIND_KERNEL set deviceId = 'gpu zero' "
+        "where rowid = (select max(rowid) from CUPTI_ACTIVITY_KIND_KERNEL)"
+    )
+    con.commit()
+    con.close()
+    monkeypatch.setattr(nsys, "BATCH_ROWS", 2)
+    written = []
+    original = store.TableWriter.write
+
+    def counting(self, data):
+        written.append(data.num_rows)
+        return original(self, data)
+
+    monkeypatch.setattr(store.TableWriter, "write", counting)
+    out = tmp_path / "out"
+    with pytest.raises(ImportFormatError, match="trace_kernels value does not fit its column"):
+        nsys.import_nsys(path, out)
+    assert written  # earlier batches were streamed to temporary files before the bad row
+    # only the folder's lock file remains: no table file, no temporary file, no pending mark
+    assert [p.name for p in files_under(out)] == [".lock"]

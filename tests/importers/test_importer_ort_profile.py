@@ -182,3 +182,45 @@ def test_real_profiles(realdata_dir, tmp_path, name):
     assert set(nodes["provider"]) == {"CPUExecutionProvider"}
     ops = layers[layers["layer"].str.startswith("op:")]
     assert ops["total_ms"].sum() == pytest.approx(nodes["total_ms"].sum())
+
+
+def ort_layout(events) -> str:
+    """Events as ORT writes its profile: `[`, one event per line with a trailing comma, `]`."""
+    return "[\n" + ",\n".join(json.dumps(e) for e in events) + "\n]\n"
+
+
+def test_one_event_per_line_reads_as_the_whole_array(tmp_path):
+    events = [
+        session("model_loading_uri", 0, 600),
+        session("session_initialization", 700, 4_000),
+        *[node("conv_kernel_time", 5_000 + 100 * i, 40 + i, "Conv") for i in range(5)],
+        session("model_run", 5_000, 900),
+    ]
+    by_line, whole = tmp_path / "lines.json", tmp_path / "whole.json"
+    by_line.write_text(ort_layout(events))
+    whole.write_text(json.dumps(events))
+    a, b = parse_ort_profile(by_line), parse_ort_profile(whole)
+    assert a.layers.equals(b.layers) and a.model_run_ms == b.model_run_ms == [0.9]
+    assert a.facts == b.facts and a.facts["n_events"] == 8
+    assert list(a.nodes["count"]) == [5] and a.nodes["median_ms"].iloc[0] == pytest.approx(0.042)
+
+
+@pytest.mark.parametrize(
+    "cut, message",
+    [
+        (lambda text: text[: text.rindex("]")], "cut short"),  # no closing bracket
+        (lambda text: text.replace('"dur": 42', '"dur": 4', 1)[:-60] + "\n]\n", "not valid JSON"),
+        (lambda text: text + "[]\n", "not valid JSON"),  # something after the array
+    ],
+)
+def test_one_event_per_line_malformed(tmp_path, cut, message):
+    events = [
+        session("model_run", 0, 10),
+        *[node(f"n{i}_kernel_time", i, 42, "Conv") for i in range(3)],
+    ]
+    path = tmp_path / "bad.json"
+    path.write_text(cut(ort_layout(events)))
+    out = tmp_path / "out"
+    with pytest.raises(ImportFormatError, match=message):
+        import_ort_profile(path, out)
+    assert files_under(out) == []

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,11 +88,19 @@ def import_file(
 
 @dataclass
 class ImportedRun:
-    """One parsed run waiting to be written: its `runs` row and its child tables."""
+    """One parsed run waiting to be written: its `runs` row and its child tables.
+
+    A table too large to hold (a trace of millions of kernels) is streamed instead: `stage`,
+    called by `commit` holding the folder, reads the rest of the file and writes those tables
+    under the store's temporary names (checked batch by batch with `check_table`), and may
+    complete `row`; `commit` renames them into place with the other tables, or removes them when
+    any run fails.
+    """
 
     row: dict
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     write_row: bool = True
+    stage: Callable[[Path], list[store.TableWriter]] | None = None
 
     @property
     def run_id(self) -> str:
@@ -142,54 +150,74 @@ def refuse_non_finite(constant: str) -> float:
 
 def check_values(run: ImportedRun) -> None:
     """ImportFormatError when a parsed table holds values that cannot be true."""
-    where = run.row.get("label") or run.run_id
     for table, df in run.tables.items():
-        if df is None or not len(df):
+        check_table(run.row.get("label") or run.run_id, table, df)
+
+
+def check_table(where: str, table: str, df: pd.DataFrame | None) -> None:
+    """ImportFormatError naming `where` when rows of `table` hold values that cannot be true
+    (a streaming importer calls it on each batch; only the REQUIRED and DURATIONS columns are
+    read)."""
+    if df is None or not len(df):
+        return
+    for col in REQUIRED.get(table, ()):
+        if col in df.columns and (missing := int(df[col].isna().sum())):
+            raise ImportFormatError(
+                f"{printable(where)}: {missing} of {len(df)} {table} rows have no {col} "
+                "value (NaN, or a column renamed or missing in the file)"
+            )
+    for col in DURATIONS.get(table, ()):
+        if col not in df.columns:
             continue
-        for col in REQUIRED.get(table, ()):
-            if col in df.columns and (missing := int(df[col].isna().sum())):
-                raise ImportFormatError(
-                    f"{printable(where)}: {missing} of {len(df)} {table} rows have no {col} "
-                    "value (NaN, or a column renamed or missing in the file)"
-                )
-        for col in DURATIONS.get(table, ()):
-            if col not in df.columns:
-                continue
-            values = pd.to_numeric(df[col], errors="coerce").astype("float64").to_numpy()
-            given = values[~np.isnan(values)]
-            bad = given[~np.isfinite(given) | (given < 0)]
-            if len(bad):
-                raise ImportFormatError(
-                    f"{printable(where)}: {table}.{col} holds {len(bad)} value(s) that cannot be "
-                    f"a duration or time (e.g. {bad[0]:.6g}): infinite or negative"
-                )
-            unit = _SECONDS_PER_UNIT.get(col[-3:])
-            is_duration = not col.startswith(("start", "end")) and col != "value_ms"
-            if unit and is_duration and len(given) and given.max() * unit > MAX_DURATION_S:
-                raise ImportFormatError(
-                    f"{printable(where)}: {table}.{col} holds {given.max():.6g}, longer than a "
-                    "week: not a duration this file can have measured"
-                )
+        values = pd.to_numeric(df[col], errors="coerce").astype("float64").to_numpy()
+        given = values[~np.isnan(values)]
+        bad = given[~np.isfinite(given) | (given < 0)]
+        if len(bad):
+            raise ImportFormatError(
+                f"{printable(where)}: {table}.{col} holds {len(bad)} value(s) that cannot be "
+                f"a duration or time (e.g. {bad[0]:.6g}): infinite or negative"
+            )
+        unit = _SECONDS_PER_UNIT.get(col[-3:])
+        is_duration = not col.startswith(("start", "end")) and col != "value_ms"
+        if unit and is_duration and len(given) and given.max() * unit > MAX_DURATION_S:
+            raise ImportFormatError(
+                f"{printable(where)}: {table}.{col} holds {given.max():.6g}, longer than a "
+                "week: not a duration this file can have measured"
+            )
+
+
+def checked_columns(table: str) -> list[str]:
+    """The columns `check_table` reads (a streaming importer hands it only those)."""
+    return [*dict.fromkeys((*REQUIRED.get(table, ()), *DURATIONS.get(table, ())))]
 
 
 def _to_arrow(run: ImportedRun) -> dict[str, object]:
-    """The run's non-empty tables in their stored types; ImportFormatError naming the table when
+    """The run's non-empty tables in their stored types."""
+    where = run.row.get("label") or run.run_id
+    return {
+        name: table_arrow(where, name, df)
+        for name, df in run.tables.items()
+        if df is not None and len(df)
+    }
+
+
+def table_arrow(where: str, table: str, df: pd.DataFrame) -> object:
+    """Rows of `table` in their stored types; ImportFormatError naming `where` and the table when
     a value does not fit its column (text where the file should hold an integer)."""
     import pyarrow as pa
 
-    tables = {}
-    for name, df in run.tables.items():
-        if df is None or not len(df):
-            continue
-        try:
-            tables[name] = store.to_arrow(name, df)
-        except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
-            text = " ".join(str(exc).split())[:160]
-            raise ImportFormatError(
-                f"{printable(run.row.get('label') or run.run_id)}: a {name} value does not fit "
-                f"its column ({text})"
-            ) from None
-    return tables
+    try:
+        return store.to_arrow(table, df)
+    except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+        raise misfit(where, table, exc) from None
+
+
+def misfit(where: str, table: str, exc: Exception) -> ImportFormatError:
+    """The one-line error for a value that does not convert to its column's type."""
+    text = " ".join(str(exc).split())[:160]
+    return ImportFormatError(
+        f"{printable(where)}: a {table} value does not fit its column ({text})"
+    )
 
 
 def attach_model(row: dict, model: Path) -> None:
@@ -220,23 +248,39 @@ def attach_model(row: dict, model: Path) -> None:
 
 
 def commit(out: str | Path, runs: list[ImportedRun]) -> list[str]:
-    """Check the parsed runs' values, then write them holding the folder's lock: each run's child
-    tables, then its `runs` row (store.write_run)."""
+    """Check the parsed runs' values, then write them holding the folder's lock: the streamed
+    tables of every run first (`ImportedRun.stage`, under temporary names), then each run's child
+    tables and its `runs` row (store.write_run). A run that fails while streaming leaves nothing:
+    every staged file is removed before the error goes on."""
+    out = Path(out)
     converted = []
     for run in runs:
         check_values(run)
         converted.append(_to_arrow(run))  # every value converts before the first file is written
     ids = []
-    with store.locked(Path(out), "import"):
-        store.sweep_leftovers(Path(out))
-        for run, tables in zip(runs, converted):
+    with store.locked(out, "import"):
+        store.sweep_leftovers(out)
+        staged: list[list[store.TableWriter]] = []
+        try:
+            for run in runs:
+                staged.append(run.stage(out) if run.stage is not None else [])
+        except BaseException:
+            for writers in staged:
+                for writer in writers:
+                    writer.discard()
+            raise
+        for run, tables, writers in zip(runs, converted, staged):
             if run.write_row:
-                store.begin_run(Path(out), run.run_id)
-                store.write_run(Path(out), run.row, tables)
-                store.end_run(Path(out), run.run_id)
+                store.begin_run(out, run.run_id)
+                for writer in writers:
+                    writer.commit()
+                store.write_run(out, run.row, tables)
+                store.end_run(out, run.run_id)
             else:
+                for writer in writers:
+                    writer.commit()
                 for table, df in tables.items():
-                    store.write(Path(out), table, run.run_id, df)
+                    store.write(out, table, run.run_id, df)
             ids.append(run.run_id)
     return ids
 
@@ -275,4 +319,4 @@ def read_bytes(path: str | Path, what: str) -> bytes:
     return data
 
 
-__all__ = ["KINDS", "ImportedRun", "import_file"]
+__all__ = ["KINDS", "ImportedRun", "check_table", "import_file"]

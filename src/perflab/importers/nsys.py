@@ -32,16 +32,28 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from perflab import run_row, stages, store
 from perflab.errors import ImportFormatError
-from perflab.importers import ImportedRun, check_file, commit, frame
+from perflab.importers import (
+    ImportedRun,
+    check_file,
+    check_table,
+    checked_columns,
+    commit,
+    frame,
+    misfit,
+    table_arrow,
+)
 
 BACKEND = "nsys"
 PERFLAB_DOMAIN = "perflab"
@@ -291,51 +303,6 @@ def _read_nvtx(
     return r[empty.columns].reset_index(drop=True)
 
 
-def _read_gpu_ops(
-    db: _Db, strings: pd.Series, notes: list[str]
-) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
-    base = ["start", "end", "deviceId", "streamId", "correlationId", "globalPid"]
-    kernels = pd.DataFrame(columns=[*base, "name"])
-    have_gpu = False
-    if "CUPTI_ACTIVITY_KIND_KERNEL" in db.tables:
-        have_gpu = True
-        k = db.select(
-            "CUPTI_ACTIVITY_KIND_KERNEL", [*base, "demangledName", "shortName", "mangledName"]
-        )
-        name = _resolve_names(k["demangledName"], strings)
-        for col in ("shortName", "mangledName"):
-            if name.isna().any():
-                name = name.where(name.notna(), _resolve_names(k[col], strings))
-        k["name"] = name
-        kernels = k[[*base, "name"]]
-    copies = []
-    if "CUPTI_ACTIVITY_KIND_MEMCPY" in db.tables:
-        have_gpu = True
-        m = db.select("CUPTI_ACTIVITY_KIND_MEMCPY", [*base, "bytes", "copyKind"])
-        enum = _enum(db, "ENUM_CUDA_MEMCPY_OPER")
-        kinds = {i: _copy_kind_label(n) for i, n in enum.items()} or _MEMCPY_KINDS
-        kind_ids = pd.to_numeric(m["copyKind"], errors="coerce")
-        m["copy_kind"] = [
-            kinds.get(int(k), f"kind {int(k)}") if pd.notna(k) else None for k in kind_ids
-        ]
-        m["name"] = "memcpy"
-        copies.append(m[[*base, "bytes", "copy_kind", "name"]])
-    if "CUPTI_ACTIVITY_KIND_MEMSET" in db.tables:
-        have_gpu = True
-        z = db.select("CUPTI_ACTIVITY_KIND_MEMSET", [*base, "bytes"])
-        z["copy_kind"] = "memset"
-        z["name"] = "memset"
-        copies.append(z[[*base, "bytes", "copy_kind", "name"]])
-    memcpy = (
-        pd.concat(copies, ignore_index=True)
-        if copies
-        else pd.DataFrame(columns=[*base, "bytes", "copy_kind", "name"])
-    )
-    if not have_gpu:
-        notes.append("no kernel, memcpy or memset tables: GPU work was not traced; no projection")
-    return kernels.reset_index(drop=True), memcpy.reset_index(drop=True), have_gpu
-
-
 def _copy_kind_label(enum_name: str) -> str:
     """`CUDA_MEMCPY_KIND_HTOD` -> `HtoD`, `CUDA_MEMCPY_KIND_UVM_DTOH` -> `UVM DtoH`."""
     name = enum_name.removeprefix("CUDA_MEMCPY_KIND_")
@@ -348,38 +315,203 @@ def _copy_kind_label(enum_name: str) -> str:
     return prefix + name.title()
 
 
-def _launches(db: _Db, ops: pd.DataFrame) -> pd.DataFrame:
-    """For each GPU op (rows of `ops`), the launching runtime call's thread and start (or null)."""
-    out = pd.DataFrame(index=ops.index, data={"launch_tid": pd.NA, "launch_start": pd.NA})
-    if not len(ops) or not db.has(
-        "CUPTI_ACTIVITY_KIND_RUNTIME", "correlationId", "globalTid", "start"
-    ):
-        return out.astype("Int64")
-    api = db.select("CUPTI_ACTIVITY_KIND_RUNTIME", ["correlationId", "globalTid", "start"])
-    api = api.dropna().astype(np.int64)
-    api["proc"] = api["globalTid"].to_numpy(dtype=np.int64) >> 24
-    left = pd.DataFrame(
-        {
-            "correlationId": pd.to_numeric(ops["correlationId"], errors="coerce").astype("Int64"),
-            "proc": (pd.to_numeric(ops["globalPid"], errors="coerce").astype("Int64") // (1 << 24)),
-            "_row": np.arange(len(ops)),
-        }
-    )
-    if left["proc"].isna().all():
-        api = api.drop_duplicates("correlationId")
-        merged = left.merge(api.drop(columns="proc"), on="correlationId", how="left")
+# Rows fetched from SQLite at a time: the GPU operations and their launches are streamed, so
+# memory follows this batch, not the trace.
+BATCH_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class _OpSource:
+    """A table of GPU operations and the store table its rows go to."""
+
+    source: str  # CUPTI_ACTIVITY_KIND_*
+    table: str  # trace_kernels | trace_memcpy
+    what: str  # kernel | memcpy | memset
+
+
+_OP_SOURCES = (
+    _OpSource("CUPTI_ACTIVITY_KIND_KERNEL", "trace_kernels", "kernel"),
+    _OpSource("CUPTI_ACTIVITY_KIND_MEMCPY", "trace_memcpy", "memcpy"),
+    _OpSource("CUPTI_ACTIVITY_KIND_MEMSET", "trace_memcpy", "memset"),
+)
+_OP_COLUMNS = ("start", "end", "deviceId", "streamId", "correlationId")
+_KERNEL_NAMES = ("demangledName", "shortName", "mangledName")
+
+
+def _op_sql(db: _Db, src: _OpSource, launch_by_process: bool) -> str:
+    """One pass over a GPU op table: its rows (rowid order), the launching runtime call's
+    thread and start, and for kernels the name resolved through StringIds.
+
+    The launch is the first runtime call (lowest rowid) with the op's correlationId, in the op's
+    process when the trace records processes; a call without thread or start launches nothing.
+    Where several calls match, the join yields one row per call; the reader keeps the first row
+    of each op (SQLite walks the matches of one op in rowid order)."""
+    cols = db.columns(src.source)
+    if "start" not in cols:  # an op's thread is its launch's: only its start is a must
+        raise ImportFormatError(
+            f"{db.path}: table {src.source} has no column start "
+            "(renamed, or not an Nsight Systems export)"
+        )
+
+    def col(c: str) -> str:
+        return f'k."{c}"' if c in cols else "NULL"
+
+    select = ["k.rowid", *(col(c) for c in _OP_COLUMNS)]
+    joins = []
+    if db.has("CUPTI_ACTIVITY_KIND_RUNTIME", "correlationId", "globalTid", "start"):
+        on = [
+            'r."correlationId" = k."correlationId"',
+            'r."globalTid" IS NOT NULL',
+            'r."start" IS NOT NULL',
+        ]
+        if launch_by_process:
+            on.append(f'(r."globalTid" >> 24) = ({col("globalPid")} >> 24)')
+        joins.append(f"LEFT JOIN CUPTI_ACTIVITY_KIND_RUNTIME r ON {' AND '.join(on)}")
+        select += ['r."globalTid"', 'r."start"']
     else:
-        api = api.drop_duplicates(["correlationId", "proc"])
-        left["proc"] = left["proc"].astype("Int64")
-        api["proc"] = api["proc"].astype("Int64")
-        merged = left.merge(api, on=["correlationId", "proc"], how="left")
-    merged = merged.sort_values("_row")
-    out["launch_tid"] = merged["globalTid"].to_numpy()
-    out["launch_start"] = merged["start"].to_numpy()
-    return out.astype("Int64")
+        select += ["NULL", "NULL"]
+    if src.what == "kernel":
+        names = []
+        for i, c in enumerate(_KERNEL_NAMES):
+            if c in cols:
+                # An id into StringIds (nsys 2021+), or the text itself (older schemas).
+                joins.append(f'LEFT JOIN StringIds s{i} ON s{i}.id = k."{c}"')
+                names.append(
+                    f'CASE WHEN typeof(k."{c}") = \'text\' THEN k."{c}" ELSE s{i}.value END'
+                )
+        select.append(f"COALESCE({', '.join(names)})" if len(names) > 1 else (names or ["NULL"])[0])
+    else:
+        select += [col("bytes"), col("copyKind") if src.what == "memcpy" else "NULL"]
+    return f'SELECT {", ".join(select)} FROM "{src.source}" k {" ".join(joins)}'
+
+
+def _launch_by_process(db: _Db, sources: list[_OpSource]) -> bool:
+    """Match launches within the op's process, unless no op records its process."""
+    return any(
+        db.con.execute(
+            f'SELECT 1 FROM "{s.source}" WHERE "globalPid" IS NOT NULL LIMIT 1'
+        ).fetchone()
+        for s in sources
+        if "globalPid" in db.columns(s.source)
+    )
 
 
 # --- projection ------------------------------------------------------------------------------
+
+
+class Projection:
+    """Ranges projected onto GPU ops that arrive in batches, in any order.
+
+    A range [s, e] on thread t gets every op whose launching call started on t at a time in
+    [s, e]: per range the number of such ops, the first op start and the last op end. Each batch
+    is sorted by (thread, launch time), so a range's ops in it are one contiguous slice; the
+    slices' min start / max end come from `np.minimum/maximum.reduceat` over the slices ordered by
+    their first index (the in-between segments add at most one pass over the batch). Counts add
+    up and minima and maxima combine, so batches give exactly the one-pass answer. Memory: a few
+    arrays the length of the ranges, plus one batch.
+    """
+
+    def __init__(self, range_tid: np.ndarray, range_start: np.ndarray, range_end: np.ndarray):
+        self.tid = np.asarray(range_tid, dtype=np.int64)
+        self.start = np.asarray(range_start, dtype=np.int64)
+        self.end = np.asarray(range_end, dtype=np.int64)
+        n_r = len(self.start)
+        self.n_ops = np.zeros(n_r, dtype=np.int64)
+        self._first = np.full(n_r, np.iinfo(np.int64).max, dtype=np.int64)
+        self._last = np.full(n_r, np.iinfo(np.int64).min, dtype=np.int64)
+        order = np.argsort(self.tid, kind="stable")
+        tids, cuts = np.unique(self.tid[order], return_index=True)
+        self._by_tid = dict(zip(tids.tolist(), np.split(order, cuts[1:])))
+        # Innermost containing range per op: ranges sorted by (thread, start, -end); for an op,
+        # the candidate is the last range on its thread that started at or before the launch;
+        # walking "previous range with a later end" pointers skips exactly the ranges that
+        # cannot contain it.
+        self._order = np.lexsort((-self.end, self.start, self.tid))
+        self._r_tid = self.tid[self._order]
+        self._r_start = self.start[self._order]
+        self._r_end = self.end[self._order]
+        prev = [-1] * n_r
+        ends, r_tids = self._r_end.tolist(), self._r_tid.tolist()
+        stack: list[int] = []
+        last_tid = None
+        for j in range(n_r):
+            if r_tids[j] != last_tid:
+                stack.clear()
+                last_tid = r_tids[j]
+            e = ends[j]
+            while stack and ends[stack[-1]] <= e:
+                stack.pop()
+            if stack:
+                prev[j] = stack[-1]
+            stack.append(j)
+        self._prev_greater = np.asarray(prev, dtype=np.int64)
+
+    def add(
+        self, op_tid: np.ndarray, op_launch: np.ndarray, op_start: np.ndarray, op_end: np.ndarray
+    ) -> np.ndarray:
+        """Count a batch of ops in; returns each op's innermost range index (-1: none)."""
+        op_tid = np.asarray(op_tid, dtype=np.int64)
+        op_launch = np.asarray(op_launch, dtype=np.int64)
+        innermost = np.full(len(op_tid), -1, dtype=np.int64)
+        if len(self.start) == 0 or len(op_tid) == 0:
+            return innermost
+        order = np.lexsort((op_launch, op_tid))
+        s_tid, s_launch = op_tid[order], op_launch[order]
+        s_start = np.asarray(op_start, dtype=np.int64)[order]
+        s_end = np.asarray(op_end, dtype=np.int64)[order]
+        rows, lo, hi = [], [], []
+        for tid in np.unique(s_tid).tolist():
+            ranges = self._by_tid.get(tid)
+            if ranges is None:
+                continue
+            a = np.searchsorted(s_tid, tid, "left")
+            b = np.searchsorted(s_tid, tid, "right")
+            seg = s_launch[a:b]
+            rows.append(ranges)
+            lo.append(a + np.searchsorted(seg, self.start[ranges], "left"))
+            hi.append(a + np.searchsorted(seg, self.end[ranges], "right"))
+        if rows:
+            r, lo_a, hi_a = np.concatenate(rows), np.concatenate(lo), np.concatenate(hi)
+            has = hi_a > lo_a
+            if has.any():
+                r, lo_a, hi_a = r[has], lo_a[has], hi_a[has]
+                q = np.argsort(lo_a, kind="stable")
+                r, lo_a, hi_a = r[q], lo_a[q], hi_a[q]
+                idx = np.empty(2 * len(r), dtype=np.int64)
+                idx[0::2] = lo_a
+                idx[1::2] = hi_a
+                pad_start = np.append(s_start, s_start[-1])
+                pad_end = np.append(s_end, s_end[-1])
+                self.n_ops[r] += hi_a - lo_a
+                self._first[r] = np.minimum(
+                    self._first[r], np.minimum.reduceat(pad_start, idx)[0::2]
+                )
+                self._last[r] = np.maximum(self._last[r], np.maximum.reduceat(pad_end, idx)[0::2])
+
+        cand = np.full(len(op_tid), -1, dtype=np.int64)
+        r_tid, r_start, r_end = self._r_tid, self._r_start, self._r_end
+        for tid in np.unique(op_tid).tolist():
+            a = np.searchsorted(r_tid, tid, "left")
+            b = np.searchsorted(r_tid, tid, "right")
+            if a == b:
+                continue
+            omask = op_tid == tid
+            c = a + np.searchsorted(r_start[a:b], op_launch[omask], "right") - 1
+            c[c < a] = -1
+            cand[omask] = c
+        active = cand >= 0
+        active[active] = r_end[cand[active]] < op_launch[active]
+        while active.any():
+            cand[active] = self._prev_greater[cand[active]]
+            active = cand >= 0
+            active[active] = r_end[cand[active]] < op_launch[active]
+        innermost[cand >= 0] = self._order[cand[cand >= 0]]
+        return innermost
+
+    def spans(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(gpu_start, gpu_end, n_ops) per range; start and end are 0 where n_ops is 0."""
+        has = self.n_ops > 0
+        return np.where(has, self._first, 0), np.where(has, self._last, 0), self.n_ops.copy()
 
 
 def project(
@@ -391,91 +523,13 @@ def project(
     op_start: np.ndarray,
     op_end: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Project ranges onto GPU ops launched from their thread, vectorised.
+    """Project ranges onto GPU ops in one batch (see `Projection`).
 
-    A range [s, e] on thread t gets every op whose launching call started on t at a time in
-    [s, e]. Ops are sorted by (thread, launch time), so each range's ops are one contiguous slice;
-    the slice's min start / max end come from `np.minimum/maximum.reduceat` over the slices
-    ordered by their first index (so the in-between segments add at most one pass over the ops).
     Returns (gpu_start, gpu_end, n_ops, innermost range index per op (-1: none)).
     """
-    n_r = len(range_start)
-    range_tid = np.asarray(range_tid, dtype=np.int64)
-    range_start = np.asarray(range_start, dtype=np.int64)
-    range_end = np.asarray(range_end, dtype=np.int64)
-    op_tid = np.asarray(op_tid, dtype=np.int64)
-    op_launch = np.asarray(op_launch, dtype=np.int64)
-    gpu_start = np.zeros(n_r, dtype=np.int64)
-    gpu_end = np.zeros(n_r, dtype=np.int64)
-    n_ops = np.zeros(n_r, dtype=np.int64)
-    innermost = np.full(len(op_tid), -1, dtype=np.int64)
-    if n_r == 0 or len(op_tid) == 0:
-        return gpu_start, gpu_end, n_ops, innermost
-
-    order = np.lexsort((op_launch, op_tid))
-    s_tid, s_launch = op_tid[order], op_launch[order]
-    s_start = np.asarray(op_start, dtype=np.int64)[order]
-    s_end = np.asarray(op_end, dtype=np.int64)[order]
-    lo = np.empty(n_r, dtype=np.int64)
-    hi = np.empty(n_r, dtype=np.int64)
-    for tid in np.unique(range_tid):
-        rmask = range_tid == tid
-        a = np.searchsorted(s_tid, tid, "left")
-        b = np.searchsorted(s_tid, tid, "right")
-        seg = s_launch[a:b]
-        lo[rmask] = a + np.searchsorted(seg, range_start[rmask], "left")
-        hi[rmask] = a + np.searchsorted(seg, range_end[rmask], "right")
-    n_ops = hi - lo
-    has = n_ops > 0
-    if has.any():
-        q = np.flatnonzero(has)
-        q = q[np.argsort(lo[q], kind="stable")]
-        idx = np.empty(2 * len(q), dtype=np.int64)
-        idx[0::2] = lo[q]
-        idx[1::2] = hi[q]
-        pad_start = np.append(s_start, s_start[-1])
-        pad_end = np.append(s_end, s_end[-1])
-        gpu_start[q] = np.minimum.reduceat(pad_start, idx)[0::2]
-        gpu_end[q] = np.maximum.reduceat(pad_end, idx)[0::2]
-
-    # Innermost containing range per op: ranges sorted by (thread, start, -end); for an op, the
-    # candidate is the last range on its thread that started at or before the launch; walking
-    # "previous range with a later end" pointers skips exactly the ranges that cannot contain it.
-    r_order = np.lexsort((-range_end, range_start, range_tid))
-    r_tid, r_start, r_end = range_tid[r_order], range_start[r_order], range_end[r_order]
-    prev = [-1] * n_r
-    ends, tids = r_end.tolist(), r_tid.tolist()
-    stack: list[int] = []
-    last_tid = None
-    for j in range(n_r):
-        if tids[j] != last_tid:
-            stack.clear()
-            last_tid = tids[j]
-        e = ends[j]
-        while stack and ends[stack[-1]] <= e:
-            stack.pop()
-        if stack:
-            prev[j] = stack[-1]
-        stack.append(j)
-    prev_greater = np.asarray(prev, dtype=np.int64)
-    cand = np.full(len(op_tid), -1, dtype=np.int64)
-    for tid in np.unique(op_tid):
-        omask = op_tid == tid
-        a = np.searchsorted(r_tid, tid, "left")
-        b = np.searchsorted(r_tid, tid, "right")
-        if a == b:
-            continue
-        c = a + np.searchsorted(r_start[a:b], op_launch[omask], "right") - 1
-        c[c < a] = -1
-        cand[omask] = c
-    active = cand >= 0
-    active[active] = r_end[cand[active]] < op_launch[active]
-    while active.any():
-        cand[active] = prev_greater[cand[active]]
-        active = cand >= 0
-        active[active] = r_end[cand[active]] < op_launch[active]
-    innermost[cand >= 0] = r_order[cand[cand >= 0]]
-    return gpu_start, gpu_end, n_ops, innermost
+    projection = Projection(range_tid, range_start, range_end)
+    innermost = projection.add(op_tid, op_launch, op_start, op_end)
+    return (*projection.spans(), innermost)
 
 
 def _depths(ranges: pd.DataFrame) -> np.ndarray:
@@ -621,119 +675,254 @@ def _payload_int(value: object) -> int | None:
     return int(f)
 
 
-def load_trace(path: str | Path) -> Trace:
-    """Read an `nsys export --type sqlite` file and project its ranges; writes nothing."""
-    path = Path(path)
-    con = _connect(path)
-    try:
-        db = _Db(con, path)
+class _TraceFile:
+    """An opened export: facts and NVTX ranges read (the ranges are held, a few hundred bytes
+    each), GPU operations left to stream batch by batch (`stream_ops`), so memory grows with the
+    ranges but not with the kernels, copies and runtime calls, which outnumber them."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.con = _connect(path)
+        try:
+            self._read()
+        except BaseException:
+            self.con.close()
+            raise
+
+    def close(self) -> None:
+        self.con.close()
+
+    def _read(self) -> None:
+        db = self.db = _Db(self.con, self.path)
         _check_nsight(db)
         notes: list[str] = []
         meta = _metadata(db)
         enum = {v: k for k, v in _enum(db, "ENUM_NSYS_EVENT_TYPE").items()}
         event_ids = {name: enum.get(name, default) for name, default in _EVENT_TYPES.items()}
-        strings = _strings(db)
-        ranges = _read_nvtx(db, strings, event_ids, notes)
-        kernels, memcpy, have_gpu = _read_gpu_ops(db, strings, notes)
-        ops = pd.concat(
-            [
-                kernels[["correlationId", "globalPid", "start", "end"]],
-                memcpy[["correlationId", "globalPid", "start", "end"]],
-            ],
-            ignore_index=True,
-        )
-        launches = _launches(db, ops)
-        gpus = _gpus(db)
+        ranges = _read_nvtx(db, _strings(db), event_ids, notes)
+        self.sources = [s for s in _OP_SOURCES if s.source in db.tables]
+        if not self.sources:
+            notes.append(
+                "no kernel, memcpy or memset tables: GPU work was not traced; no projection"
+            )
+        by_process = _launch_by_process(db, self.sources)
+        # Built now, so a table without the columns every op needs is refused before anything is
+        # written.
+        self.sql = {s: _op_sql(db, s, by_process) for s in self.sources}
+        copy_enum = _enum(db, "ENUM_CUDA_MEMCPY_OPER")
+        self.copy_kinds = {i: _copy_kind_label(n) for i, n in copy_enum.items()} or _MEMCPY_KINDS
         session_start = None
         if db.has("TARGET_INFO_SESSION_START_TIME", "utcEpochNs"):
-            row = con.execute("select utcEpochNs from TARGET_INFO_SESSION_START_TIME").fetchone()
+            row = db.con.execute("select utcEpochNs from TARGET_INFO_SESSION_START_TIME").fetchone()
             session_start = row[0] if row else None
         capture_host = None
         if db.has("META_DATA_CAPTURE", "name", "value"):
-            row = con.execute(
+            row = db.con.execute(
                 "select value from META_DATA_CAPTURE where name='DEVICE_DISPLAY_NAME'"
             ).fetchone()
             capture_host = row[0] if row else None
-        tables = sorted(db.tables)
-    finally:
-        con.close()
 
-    # Projection over ranges that start and end on one thread and were closed.
-    eligible = (
-        ranges["end_ns"].notna() & ranges["global_tid"].notna() & ~ranges["cross_thread"]
-    ).to_numpy(dtype=bool)
-    el_idx = np.flatnonzero(eligible)
-    launched = launches["launch_tid"].notna().to_numpy(dtype=bool)
-    op_idx = np.flatnonzero(launched)
-    gs, ge, n, inner = project(
-        ranges["global_tid"].to_numpy(dtype=np.int64, na_value=0)[el_idx],
-        ranges["start_ns"].to_numpy(dtype=np.int64, na_value=0)[el_idx],
-        ranges["end_ns"].to_numpy(dtype=np.int64, na_value=0)[el_idx],
-        launches["launch_tid"].to_numpy(dtype=np.int64, na_value=0)[op_idx],
-        launches["launch_start"].to_numpy(dtype=np.int64, na_value=0)[op_idx],
-        pd.to_numeric(ops["start"]).to_numpy(dtype=np.int64)[op_idx],
-        pd.to_numeric(ops["end"]).to_numpy(dtype=np.int64)[op_idx],
-    )
-    out = ranges.copy()
-    n_ops_col = pd.Series(pd.NA, index=out.index, dtype="Int64")
-    gstart_col = pd.Series(pd.NA, index=out.index, dtype="Int64")
-    gend_col = pd.Series(pd.NA, index=out.index, dtype="Int64")
-    if have_gpu:
-        n_ops_col.iloc[el_idx] = n
-        has = n > 0
-        gstart_col.iloc[el_idx[has]] = gs[has]
-        gend_col.iloc[el_idx[has]] = ge[has]
-    out["n_gpu_ops"] = n_ops_col
-    out["gpu_start_ns"] = gstart_col
-    out["gpu_end_ns"] = gend_col
-    out["gpu_duration_ns"] = gend_col - gstart_col
-    out["duration_ns"] = out["end_ns"] - out["start_ns"]
-    out["depth"] = _depths(out)
-    pid, tid = split_global_tid(out["global_tid"].fillna(0).to_numpy(dtype=np.int64))
-    known = out["global_tid"].notna().to_numpy(dtype=bool)
-    out["pid"] = pd.array(np.where(known, pid, 0), dtype="Int64")
-    out["tid"] = pd.array(np.where(known, tid, 0), dtype="Int64")
-    out.loc[~known, ["pid", "tid"]] = pd.NA
-    out = pd.concat([out, _perflab_columns(out)], axis=1)
+        # Everything about the ranges but the projection, which needs every GPU op.
+        ranges["depth"] = _depths(ranges)
+        pid, tid = split_global_tid(ranges["global_tid"].fillna(0).to_numpy(dtype=np.int64))
+        known = ranges["global_tid"].notna().to_numpy(dtype=bool)
+        ranges["pid"] = pd.array(np.where(known, pid, 0), dtype="Int64")
+        ranges["tid"] = pd.array(np.where(known, tid, 0), dtype="Int64")
+        ranges.loc[~known, ["pid", "tid"]] = pd.NA
+        self.ranges = pd.concat([ranges, _perflab_columns(ranges)], axis=1)
+        self.notes = notes
+        self.facts = {
+            "source": str(self.path),
+            "nsys_version": meta.get("EXPORT_PRODUCT_VERSION"),
+            "schema_version": meta.get("EXPORT_SCHEMA_VERSION"),
+            "export_host": meta.get("EXPORT_HOST"),
+            "capture_host": capture_host,
+            "session_start_utc_ns": session_start,
+            "gpus": _gpus(db),
+            "tables": sorted(db.tables),
+            "n_ranges": len(ranges),
+            "n_pushpop": int((ranges["style"] == "pushpop").sum()),
+            "n_startend": int((ranges["style"] == "startend").sum()),
+            "domains": sorted({d for d in ranges["domain"].dropna().unique()}),
+            "perflab_runs": sorted({r for r in self.ranges["perflab_run"].dropna().unique()}),
+            "projection": "GPU op in range when its launching runtime call starts inside the "
+            "range on the same thread (nvtx_gpu_proj_trace); span = first op start to last op end",
+        }
 
-    # Innermost range name per GPU op.
-    names = out["name"].to_numpy(dtype=object)
-    range_of_op = np.full(len(ops), None, dtype=object)
-    found = inner >= 0
-    range_of_op[op_idx[found]] = names[el_idx[inner[found]]]
-    nk = len(kernels)
-    kernels = kernels.assign(range=range_of_op[:nk])
-    memcpy = memcpy.assign(range=range_of_op[nk:])
-
-    n_inside = int(np.count_nonzero(found))
-    facts = {
-        "source": str(path),
-        "nsys_version": meta.get("EXPORT_PRODUCT_VERSION"),
-        "schema_version": meta.get("EXPORT_SCHEMA_VERSION"),
-        "export_host": meta.get("EXPORT_HOST"),
-        "capture_host": capture_host,
-        "session_start_utc_ns": session_start,
-        "gpus": gpus,
-        "tables": tables,
-        "n_ranges": len(out),
-        "n_pushpop": int((out["style"] == "pushpop").sum()),
-        "n_startend": int((out["style"] == "startend").sum()),
-        "n_kernels": len(kernels),
-        "n_memcpy": int((memcpy["name"] == "memcpy").sum()),
-        "n_memset": int((memcpy["name"] == "memset").sum()),
-        "n_gpu_ops_without_launch": int(len(ops) - len(op_idx)),
-        "n_gpu_ops_in_ranges": n_inside,
-        "n_kernels_in_ranges": int(np.count_nonzero(found & (op_idx < nk))),
-        "domains": sorted({d for d in out["domain"].dropna().unique()}),
-        "perflab_runs": sorted({r for r in out["perflab_run"].dropna().unique()}),
-        "projection": "GPU op in range when its launching runtime call starts inside the range "
-        "on the same thread (nvtx_gpu_proj_trace); span = first op start to last op end",
-    }
-    if len(ops) - len(op_idx):
-        notes.append(
-            f"{len(ops) - len(op_idx)} GPU operations have no launching runtime call in the trace"
+    def stream_ops(self, run_id: str, label: str, sink: Callable[[str, pa.Table], None]) -> None:
+        """Read the GPU ops a batch at a time, give each batch (a trace_kernels or trace_memcpy
+        table, checked, with its innermost ranges) to `sink`, and project the ranges onto them;
+        then complete `ranges` and the facts."""
+        r = self.ranges
+        # Projection over ranges that start and end on one thread and were closed.
+        eligible = (r["end_ns"].notna() & r["global_tid"].notna() & ~r["cross_thread"]).to_numpy(
+            dtype=bool
         )
-    return Trace(ranges=out, kernels=kernels, memcpy=memcpy, facts=facts, notes=notes)
+        el_idx = np.flatnonzero(eligible)
+        projection = Projection(
+            r["global_tid"].to_numpy(dtype=np.int64, na_value=0)[el_idx],
+            r["start_ns"].to_numpy(dtype=np.int64, na_value=0)[el_idx],
+            r["end_ns"].to_numpy(dtype=np.int64, na_value=0)[el_idx],
+        )
+        try:
+            names = pa.array(
+                r["name"].to_numpy(dtype=object)[el_idx], type=pa.string(), from_pandas=True
+            )
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise misfit(label, "trace_ranges", exc) from None
+        counts = dict.fromkeys(("kernel", "memcpy", "memset", "unlaunched", "inside"), 0)
+        counts["kernels_inside"] = 0
+        for src in self.sources:
+            try:
+                cursor = self.con.execute(self.sql[src])
+                last_rowid = None
+                while rows := cursor.fetchmany(BATCH_ROWS):
+                    batch, launch_tid, launch_start, last_rowid = self._batch(
+                        src, rows, run_id, label, last_rowid
+                    )
+                    check_table(
+                        label, src.table, batch.select(checked_columns(src.table)).to_pandas()
+                    )
+                    launched = launch_tid.is_valid().to_numpy(zero_copy_only=False) & (
+                        launch_start.is_valid().to_numpy(zero_copy_only=False)
+                    )
+                    op_idx = np.flatnonzero(launched)
+                    inner = projection.add(
+                        pc.fill_null(launch_tid, 0).to_numpy()[op_idx],
+                        pc.fill_null(launch_start, 0).to_numpy()[op_idx],
+                        batch["start_ns"].to_numpy()[op_idx],
+                        batch["end_ns"].to_numpy()[op_idx],
+                    )
+                    found = inner >= 0
+                    range_idx = np.full(batch.num_rows, -1, dtype=np.int64)
+                    range_idx[op_idx[found]] = inner[found]
+                    ranges_of_ops = names.take(pa.array(range_idx, mask=range_idx < 0))
+                    column = batch.schema.get_field_index("range")
+                    sink(src.table, batch.set_column(column, "range", ranges_of_ops))
+                    counts[src.what] += batch.num_rows
+                    counts["unlaunched"] += batch.num_rows - len(op_idx)
+                    counts["inside"] += int(found.sum())
+                    if src.what == "kernel":
+                        counts["kernels_inside"] += int(found.sum())
+            except sqlite3.DatabaseError as exc:
+                raise ImportFormatError(f"{self.path}: cannot read the trace ({exc})") from None
+
+        gs, ge, n = projection.spans()
+        n_ops_col = pd.Series(pd.NA, index=r.index, dtype="Int64")
+        gstart_col = pd.Series(pd.NA, index=r.index, dtype="Int64")
+        gend_col = pd.Series(pd.NA, index=r.index, dtype="Int64")
+        if self.sources:
+            n_ops_col.iloc[el_idx] = n
+            has = n > 0
+            gstart_col.iloc[el_idx[has]] = gs[has]
+            gend_col.iloc[el_idx[has]] = ge[has]
+        r["n_gpu_ops"] = n_ops_col
+        r["gpu_start_ns"] = gstart_col
+        r["gpu_end_ns"] = gend_col
+        r["gpu_duration_ns"] = gend_col - gstart_col
+        r["duration_ns"] = r["end_ns"] - r["start_ns"]
+        self.facts.update(
+            n_kernels=counts["kernel"],
+            n_memcpy=counts["memcpy"],
+            n_memset=counts["memset"],
+            n_gpu_ops_without_launch=counts["unlaunched"],
+            n_gpu_ops_in_ranges=counts["inside"],
+            n_kernels_in_ranges=counts["kernels_inside"],
+        )
+        if counts["unlaunched"]:
+            self.notes.append(
+                f"{counts['unlaunched']} GPU operations have no launching runtime call in the trace"
+            )
+
+    def _batch(
+        self, src: _OpSource, rows: list[tuple], run_id: str, label: str, last_rowid: int | None
+    ) -> tuple[pa.Table, pa.Array, pa.Array, int]:
+        """Fetched rows -> (the store table's rows, launch thread, launch start, last rowid)."""
+        cols = list(zip(*rows))
+        rowid = np.fromiter(cols[0], dtype=np.int64, count=len(rows))
+        keep = np.empty(len(rowid), dtype=bool)
+        keep[0] = rowid[0] != last_rowid
+        keep[1:] = rowid[1:] != rowid[:-1]  # a second runtime call with the op's correlationId
+        n = len(rowid)
+        try:
+            start, end, device, stream, corr, launch_tid, launch_start = (
+                pa.array(cols[i], type=pa.int64()) for i in range(1, 8)
+            )
+            if src.what == "kernel":
+                name = pa.array(cols[8], type=pa.string())
+                extra = []
+            else:
+                name = pa.array(np.full(n, src.what, dtype=object), type=pa.string())
+                kind = (
+                    self._copy_kinds(cols[9])
+                    if src.what == "memcpy"
+                    else np.full(n, "memset", dtype=object)
+                )
+                extra = [pa.array(cols[8], type=pa.int64()), pa.array(kind, type=pa.string())]
+            duration = pc.subtract_checked(end, start)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+            raise misfit(label, src.table, exc) from None
+        arrays = [
+            pa.array(np.full(n, run_id, dtype=object), type=pa.string()),
+            name,
+            device,
+            stream,
+            start,
+            end,
+            duration,
+            corr,
+            *extra,
+            pa.nulls(n, pa.string()),  # range: set once projected
+        ]
+        table = pa.Table.from_arrays(arrays, schema=store.schema(src.table))
+        if not keep.all():
+            keep_a = pa.array(keep)
+            table, launch_tid, launch_start = (
+                table.filter(keep_a),
+                launch_tid.filter(keep_a),
+                launch_start.filter(keep_a),
+            )
+        return table, launch_tid, launch_start, int(rowid[-1])
+
+    def _copy_kinds(self, values: tuple) -> list:
+        """copyKind ids -> labels (`kind N` for ids the trace does not name; null for non-numbers)."""
+        labels: dict = {}
+        out = []
+        for v in values:
+            if v not in labels:
+                try:
+                    k = float(v)
+                except (TypeError, ValueError):
+                    k = float("nan")
+                labels[v] = None if np.isnan(k) else self.copy_kinds.get(int(k), f"kind {int(k)}")
+            out.append(labels[v])
+        return out
+
+
+def load_trace(path: str | Path) -> Trace:
+    """Read an `nsys export --type sqlite` file and project its ranges, in memory; writes
+    nothing. (`perflab import nsys` streams the same reading into the store instead.)"""
+    path = Path(path)
+    trace = _TraceFile(path)
+    parts: dict[str, list[pa.Table]] = {"trace_kernels": [], "trace_memcpy": []}
+    try:
+        trace.stream_ops("", str(path), lambda table, batch: parts[table].append(batch))
+    finally:
+        trace.close()
+
+    def frame_of(table: str) -> pd.DataFrame:
+        arrow = (
+            pa.concat_tables(parts[table]) if parts[table] else store.schema(table).empty_table()
+        )
+        return arrow.drop_columns(["run_id"]).to_pandas()
+
+    return Trace(
+        ranges=trace.ranges,
+        kernels=frame_of("trace_kernels"),
+        memcpy=frame_of("trace_memcpy"),
+        facts=trace.facts,
+        notes=trace.notes,
+    )
 
 
 def _gpus(db: _Db) -> list[dict]:
@@ -784,52 +973,30 @@ def export_sqlite(rep: Path, folder: Path) -> Path:
 # --- runs -----------------------------------------------------------------------------------
 
 
-def _trace_tables(trace: Trace, run_id: str) -> dict[str, pd.DataFrame]:
-    r = trace.ranges
-    ranges = pd.DataFrame(
-        {
-            "run_id": run_id,
-            "name": r["name"],
-            "domain": r["domain"],
-            "pid": r["pid"],
-            "tid": r["tid"],
-            "start_ns": r["start_ns"],
-            "end_ns": r["end_ns"],
-            "duration_ns": r["duration_ns"],
-            "depth": r["depth"],
-            "gpu_start_ns": r["gpu_start_ns"],
-            "gpu_end_ns": r["gpu_end_ns"],
-            "gpu_duration_ns": r["gpu_duration_ns"],
-            "n_gpu_ops": r["n_gpu_ops"],
-            "perflab_run": r["perflab_run"],
-            "iteration": r["iteration"],
-            "stage": r["stage"],
-        }
+def _range_rows(r: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    return frame(
+        "trace_ranges",
+        pd.DataFrame(
+            {
+                "run_id": run_id,
+                "name": r["name"],
+                "domain": r["domain"],
+                "pid": r["pid"],
+                "tid": r["tid"],
+                "start_ns": r["start_ns"],
+                "end_ns": r["end_ns"],
+                "duration_ns": r["duration_ns"],
+                "depth": r["depth"],
+                "gpu_start_ns": r["gpu_start_ns"],
+                "gpu_end_ns": r["gpu_end_ns"],
+                "gpu_duration_ns": r["gpu_duration_ns"],
+                "n_gpu_ops": r["n_gpu_ops"],
+                "perflab_run": r["perflab_run"],
+                "iteration": r["iteration"],
+                "stage": r["stage"],
+            }
+        ),
     )
-
-    def ops(df: pd.DataFrame, extra: list[str]) -> pd.DataFrame:
-        start = pd.to_numeric(df["start"]).astype("Int64")
-        end = pd.to_numeric(df["end"]).astype("Int64")
-        data = {
-            "run_id": run_id,
-            "name": df["name"],
-            "device": df["deviceId"],
-            "stream": df["streamId"],
-            "start_ns": start,
-            "end_ns": end,
-            "duration_ns": end - start,
-            "correlation_id": df["correlationId"],
-            "range": df["range"],
-        }
-        for col in extra:
-            data[col] = df[col]
-        return pd.DataFrame(data)
-
-    return {
-        "trace_ranges": frame("trace_ranges", ranges),
-        "trace_kernels": frame("trace_kernels", ops(trace.kernels, [])),
-        "trace_memcpy": frame("trace_memcpy", ops(trace.memcpy, ["bytes", "copy_kind"])),
-    }
 
 
 def read_nsys_run(
@@ -839,20 +1006,27 @@ def read_nsys_run(
     out: str | Path | None = None,
     study: str | None = None,
 ) -> ImportedRun:
-    """Parse one trace (.sqlite, or .nsys-rep through `nsys export`) into a run; writes nothing.
+    """Open one trace (.sqlite, or .nsys-rep through `nsys export`) as a run; writes nothing.
 
-    With `run_id` the trace tables are filed under that run; its `runs` row is written only when
-    `out` holds none for it yet (so importing the trace of an existing perflab run keeps that
-    run's own row).
+    Its facts and NVTX ranges are read here; its kernels, copies and memsets are streamed into
+    the store, in row groups, when `commit` calls the run's `stage` (so a trace of any number of
+    GPU operations imports in bounded memory). With `run_id` the trace tables are filed under
+    that run; its `runs` row is written only when `out` holds none for it yet (so importing the
+    trace of an existing perflab run keeps that run's own row).
     """
     path = Path(path)
+    export_folder = None
     if path.suffix.lower() in (".nsys-rep", ".qdrep"):
         check_file(path, "Nsight Systems report")
-        with tempfile.TemporaryDirectory(prefix="perflab-nsys-") as tmp:
-            trace = load_trace(export_sqlite(path, Path(tmp)))
+        export_folder = tempfile.TemporaryDirectory(prefix="perflab-nsys-")
+        try:
+            trace = _TraceFile(export_sqlite(path, Path(export_folder.name)))
+        except BaseException:
+            export_folder.cleanup()
+            raise
         trace.facts["source"] = str(path)
     else:
-        trace = load_trace(path)
+        trace = _TraceFile(path)
     rid = run_id or store.new_run_id()
     write_row = True
     if run_id is not None and out is not None and store.is_committed(Path(out), run_id):
@@ -865,11 +1039,12 @@ def read_nsys_run(
         if start_ns
         else datetime.now(timezone.utc)
     )
+    label = f"nsys {path.stem}"
     row = run_row.new(
         rid,
         BACKEND,
         study=study,
-        label=f"nsys {path.stem}",
+        label=label,
         created_at=created,
         device=f"cuda:{gpus[0]['id']}"
         if len(gpus) == 1 and gpus[0].get("id") is not None
@@ -878,7 +1053,35 @@ def read_nsys_run(
         notes=trace.notes,
         meta=trace.facts,
     )
-    return ImportedRun(row=row, tables=_trace_tables(trace, rid), write_row=write_row)
+    run = ImportedRun(row=row, write_row=write_row)
+
+    def stage(out: Path) -> list[store.TableWriter]:
+        writers = {
+            table: store.TableWriter(out, table, rid)
+            for table in ("trace_kernels", "trace_memcpy", "trace_ranges")
+        }
+        try:
+            trace.stream_ops(rid, label, lambda table, batch: writers[table].write(batch))
+            ranges = _range_rows(trace.ranges, rid)
+            check_table(label, "trace_ranges", ranges)
+            for a in range(0, len(ranges), BATCH_ROWS):
+                writers["trace_ranges"].write(
+                    table_arrow(label, "trace_ranges", ranges[a : a + BATCH_ROWS])
+                )
+        except BaseException:
+            for writer in writers.values():
+                writer.discard()
+            raise
+        finally:
+            trace.close()
+            if export_folder is not None:
+                export_folder.cleanup()
+        run.row["notes"] = store.json_text(trace.notes)
+        run.row["meta"] = store.json_text(trace.facts)
+        return list(writers.values())
+
+    run.stage = stage
+    return run
 
 
 def import_nsys(path: str | Path, out: str | Path, *, run_id: str | None = None) -> str:
@@ -892,6 +1095,7 @@ def import_nsys(path: str | Path, out: str | Path, *, run_id: str | None = None)
 
 
 __all__ = [
+    "Projection",
     "import_nsys",
     "load_trace",
     "project",

@@ -19,7 +19,7 @@ Mapping into the store:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +28,7 @@ from perflab import run_row, store
 from perflab.errors import ImportFormatError
 from perflab.importers import (
     ImportedRun,
+    check_file,
     commit,
     frame,
     read_bytes,
@@ -36,31 +37,55 @@ from perflab.importers import (
 from perflab.ort_trace import ProfileTables, parse_events
 
 
-def _load_events(path_or_events: str | Path | Iterable[Mapping]) -> tuple[list[Mapping], str]:
-    if isinstance(path_or_events, (str, Path)):
-        path = Path(path_or_events)
-        data = read_bytes(path, "ONNX Runtime profile")
-        try:
-            events = json.loads(
-                data.decode("utf-8", errors="replace"), parse_constant=refuse_non_finite
-            )
-        except json.JSONDecodeError as exc:
-            raise ImportFormatError(
-                f"{path}: not valid JSON or cut short (line {exc.lineno}: {exc.msg})"
-            ) from None
-        source = str(path)
-    else:
-        events = list(path_or_events)
-        source = "<events>"
-    return events, source
+class _NotOnePerLine(Exception):
+    """The file is not laid out as ORT writes it; it is parsed whole instead."""
+
+
+def _events_by_line(path: Path) -> Iterator[Mapping]:
+    """The events of a profile laid out as ORT writes it (`[`, one event per line, `]`), parsed a
+    line at a time, so memory holds one event rather than the whole array (a 10^6-event profile
+    parsed whole takes about a gigabyte of dicts). _NotOnePerLine for any other layout."""
+    with path.open(encoding="utf-8", errors="replace") as f:
+        if f.readline().strip() != "[":
+            raise _NotOnePerLine
+        for line in f:
+            text = line.strip()
+            if text == "]":
+                if f.read().strip():
+                    raise _NotOnePerLine
+                return
+            try:
+                yield json.loads(text.removesuffix(","), parse_constant=refuse_non_finite)
+            except json.JSONDecodeError:
+                raise _NotOnePerLine from None
+    raise _NotOnePerLine  # no closing "]": cut short, told by the whole-file parse
+
+
+def _load_whole(path: Path) -> object:
+    data = read_bytes(path, "ONNX Runtime profile")
+    try:
+        return json.loads(data.decode("utf-8", errors="replace"), parse_constant=refuse_non_finite)
+    except json.JSONDecodeError as exc:
+        raise ImportFormatError(
+            f"{path}: not valid JSON or cut short (line {exc.lineno}: {exc.msg})"
+        ) from None
 
 
 def parse_ort_profile(path_or_events: str | Path | Iterable[Mapping]) -> ProfileTables:
     """Parse an ORT profile (a path, or the already-loaded event list) into ProfileTables.
 
-    Raises ImportFormatError for files that are not ORT profiles.
+    A file in ORT's own layout is read a line at a time; any other JSON layout is read whole
+    (parse_events is pure, so a file found not to be in ORT's layout part-way is parsed again
+    from the start). Raises ImportFormatError for files that are not ORT profiles.
     """
-    return parse_events(*_load_events(path_or_events))
+    if not isinstance(path_or_events, (str, Path)):
+        return parse_events(list(path_or_events), "<events>")
+    path = Path(path_or_events)
+    check_file(path, "ONNX Runtime profile")  # missing, a folder, or empty: told before reading
+    try:
+        return parse_events(_events_by_line(path), str(path))
+    except _NotOnePerLine:
+        return parse_events(_load_whole(path), str(path))
 
 
 def _wall_s(tables: ProfileTables) -> float | None:
