@@ -163,7 +163,11 @@ def _load_sections(names: Sequence[str] | None, folders: Sequence[Path]) -> list
         # papermill's loader adds the metadata its parameterization expects (tags on every cell).
         nb = load_notebook_node(str(path))
         nb = parameterize_notebook(
-            nb, {"results": [str(f) for f in folders]}, kernel_name=KERNEL_NAME, language="python"
+            nb,
+            # Static figures and no selectors: the page has no kernel to drive widgets.
+            {"results": [str(f) for f in folders], "interactive": False},
+            kernel_name=KERNEL_NAME,
+            language="python",
         )
         sections.append(Section(name=path.stem, title=_title(nb, path.stem), nb=nb))
     return sections
