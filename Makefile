@@ -30,9 +30,9 @@ browser:
 	  && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: the browser test will skip"; }
 
-# The notebooks in JupyterLab on the demo's results (README "Exploring in JupyterLab").
+# The notebooks in JupyterLab (README "Exploring in JupyterLab"); RESULTS=folders, default the newest in data/
 lab: $(STAMP)
-	$(BIN)/perflab lab $(or $(RESULTS),data/demo)
+	$(BIN)/perflab lab $(RESULTS)
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
