@@ -161,6 +161,12 @@ def figures(interactive: bool) -> str:
     backend = "widget" if interactive and _has_widgets() else "inline"
     if shell is not None:
         shell.run_line_magic("matplotlib", backend)
+    if backend == "widget":
+        import matplotlib
+
+        # A canvas shows the whole figure, not the tight crop the inline backend saves: lay the
+        # figures out so that long tick labels stay inside them.
+        matplotlib.rcParams["figure.constrained_layout.use"] = True
     return backend
 
 
@@ -225,7 +231,7 @@ def explore(draw: Callable[..., Any], *, interactive: bool, **choices: Any) -> N
 def _default(choice: Any) -> Any:
     if isinstance(choice, range):
         return choice.start
-    first = list(choice)[0]
+    first = next(iter(choice))
     return first[1] if isinstance(first, tuple) else first
 
 

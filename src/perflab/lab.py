@@ -196,8 +196,8 @@ def server_command(workspace: Path, *, port: int, token: str) -> list[str]:
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={workspace.resolve()}",
-        # The notebooks' first-run announcement and update checks would fetch from the network.
-        "--LabApp.news_url=",
+        # No news feed or update check: both would fetch from the network (and ask first).
+        "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.extension_manager=readonly",
     ]
