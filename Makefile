@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[openvino,torch,lab]" --group dev
+	$(BIN)/python -m pip install --quiet -e ".[openvino,torch,dask,mnn,ncnn,lab]" --group dev
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -356,8 +356,8 @@ def _current_pcie(device_id: int) -> dict[str, Any] | None:
 def check_torch_cuda(args: argparse.Namespace) -> dict:
     """The torch-cuda backend, latency and throughput, against torch's own timing and ORT."""
     torch = _torch_cuda(args.device_id)
-    from perflab.backends.ort import reference_outputs
     from perflab.models import resolve
+    from perflab.reference import reference_outputs
 
     runs, problems = [], []
     for model_name in args.models:
@@ -679,7 +679,7 @@ def check_nvtx_profiler(args: argparse.Namespace) -> dict:
 def check_environment(args: argparse.Namespace) -> dict:
     """`perflab backends` and the fingerprint; `unavailable` when it shows no GPU."""
     from perflab import env
-    from perflab.backends import BACKENDS, unavailable_reason
+    from perflab.backends.registry import BACKENDS, unavailable_reason
 
     fp = env.fingerprint()
     cli = subprocess.run(

@@ -1,10 +1,12 @@
 """Scale: a study of many synthetic configs, and what the harness costs around the measured loops.
 
 Runs N synthetic configs of ITER iterations each (stages of a few microseconds, so the harness,
-not the "model", dominates), then times `perflab show` and `Results.summary()` on the result.
-Prints: total wall time, harness time per config outside the measured loop (worker start,
-setup, storage), and the show / summary times. Usage:
-    python benchmarks/scale.py [--configs 500] [--iterations 200] [--no-isolation] [-o DIR]
+not the "model", dominates) twice in one go: isolated (the default `local` executor, a child
+process per config forked from a warm template) and in-process (`--no-isolation`). Prints, for
+each, the total wall time of `perflab run` and the harness time per config outside the measured
+loops (process start, setup, storage), then their ratio; then times `perflab show` and
+`Results.summary()` on the isolated result. Usage:
+    python benchmarks/scale.py [--configs 500] [--iterations 200] [-o DIR]
 """
 
 from __future__ import annotations
@@ -17,18 +19,42 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
+
+
+def run_study(
+    spec_path: Path, out: Path, *, isolated: bool
+) -> tuple[float, float, int, int, float]:
+    """One `perflab run`: (wall s, measured-loop s, configs, ok configs, steady ms per config).
+
+    Steady: the median, over consecutive configs, of the time from one config's start to the
+    next one's minus the first one's measured loop; it leaves out what a study pays once (the
+    command's start, the template's start, the summary table at the end)."""
+    from perflab.results import open as open_results
+
+    cmd = [sys.executable, "-m", "perflab.cli", "run", str(spec_path), "-o", str(out), "--yes"]
+    if not isolated:
+        cmd.append("--no-isolation")
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    wall_s = time.perf_counter() - t
+    runs = open_results(out).runs.sort_values("created_at")
+    starts = (runs["created_at"] - runs["created_at"].iloc[0]).dt.total_seconds().to_numpy()
+    gaps = starts[1:] - starts[:-1] - runs["measure_wall_s"].to_numpy()[:-1]
+    steady_ms = float(np.median(gaps)) * 1e3 if len(gaps) else float("nan")
+    ok = int((runs["status"] == "ok").sum())
+    return wall_s, float(runs["measure_wall_s"].sum()), len(runs), ok, steady_ms
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, default=500)
     parser.add_argument("--iterations", type=int, default=200)
-    parser.add_argument("--no-isolation", action="store_true")
     parser.add_argument("-o", "--output", type=Path, default=None)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="perflab-scale-"))
-    out = args.output or work / "out"
+    base = args.output or work
     spec_path = work / "scale.yaml"
     spec_path.write_text(
         yaml.safe_dump(
@@ -42,19 +68,25 @@ def main() -> None:
             }
         )
     )
-    cmd = [sys.executable, "-m", "perflab.cli", "run", str(spec_path), "-o", str(out), "--yes"]
-    if args.no_isolation:
-        cmd.append("--no-isolation")
-    t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    run_s = time.perf_counter() - t
+    per_config, steady = {}, {}
+    for name, isolated in (("isolated", True), ("in-process", False)):
+        out = base / name
+        wall_s, loops_s, n, ok, steady[name] = run_study(spec_path, out, isolated=isolated)
+        per_config[name] = (wall_s - loops_s) / n * 1e3
+        print(
+            f"{name + ':':<12} {n} configs ({ok} ok), perflab run {wall_s:7.1f} s, measured "
+            f"loops {loops_s:5.1f} s, harness {per_config[name]:7.1f} ms per config outside "
+            f"the measured loop ({steady[name]:.1f} ms in the steady state)"
+        )
+    print(
+        f"isolated / in-process: {per_config['isolated'] / per_config['in-process']:.2f}x per "
+        f"config ({steady['isolated'] / steady['in-process']:.2f}x in the steady state)"
+    )
 
     from perflab.results import open as open_results
 
-    res = open_results(out)
-    runs = res.runs
-    loops_s = runs["measure_wall_s"].sum()
-    samples = len(res.samples)
+    out = base / "isolated"
+    samples = len(open_results(out).samples)
     t = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "perflab.cli", "show", str(out)],
@@ -63,19 +95,9 @@ def main() -> None:
     )
     show_s = time.perf_counter() - t
     t = time.perf_counter()
-    res2 = open_results(out)
-    res2.summary()
+    open_results(out).summary()
     summary_s = time.perf_counter() - t
-    n = len(runs)
-    print(
-        f"configs: {n} ({(runs['status'] == 'ok').sum()} ok), {samples:,} samples, "
-        f"{'in-process' if args.no_isolation else 'one worker process per config'}"
-    )
-    print(f"perflab run:            {run_s:8.1f} s total, measured loops {loops_s:.1f} s")
-    print(
-        f"harness per config:     {(run_s - loops_s) / n * 1e3:8.1f} ms outside the measured loop"
-    )
-    print(f"perflab show:           {show_s:8.2f} s")
+    print(f"perflab show:           {show_s:8.2f} s ({samples:,} samples)")
     print(f"open + summary():       {summary_s:8.2f} s")
     if args.output is None:
         shutil.rmtree(work)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -140,11 +141,55 @@ def scenario(case: str, tmp_path: Path) -> list[str]:
             "[11/21/2026-10:00:00] [I] === Model Options ===\n[11/21/2026-10:00:00] [I] Format: ONNX\n"
         )
         return ["import", "trtexec", str(tmp_path / "cut.log"), "-o", out]
+    if case == "spec-backend-option":
+        return ["run", spec({**SYNTHETIC, "options": {"compute_ms": 1, "sead": 3}})]
+    if case == "spec-pipeline-option":
+        return ["run", spec({"model": "mlp", "pipeline_options": {"image_sz": 720}})]
+    if case.startswith("pipeline-"):
+        (tmp_path / "pipes.py").write_text(
+            "class NoCompute:\n    def preprocess(self, raw):\n        return raw\n\n"
+            "class Timed:\n    def __init__(self, ms=1.0):\n        self.ms = ms\n"
+            "    def compute(self, x):\n        return x\n"
+        )
+        target = {
+            "pipeline-file-missing": "nope.py:Timed",
+            "pipeline-class-missing": "pipes.py:Nope",
+            "pipeline-module-missing": "no_such_pkg:Timed",
+            "pipeline-no-compute": "pipes.py:NoCompute",
+            "pipeline-constructor": "pipes.py:Timed",
+        }[case]
+        options = {"msec": 2} if case == "pipeline-constructor" else {}
+        data = {"backend": "custom", "pipeline": target, "pipeline_options": options}
+        return ["run", spec(data), "-o", out]
+    if case.startswith("images-"):
+        folder = tmp_path / "imgs"
+        folder.mkdir()
+        if case == "images-not-image":
+            (folder / "notes.txt").write_text("not an image")
+        data = {"model": "mlp", "pipeline": "classify", "pipeline_options": {"images": str(folder)}}
+        return ["run", spec(data), "-o", out]
+    if case == "backends-unknown":
+        return ["backends", "onnx"]
     if case == "models-unknown":
         return ["models", "export", "resnet1000", "-o", str(tmp_path / "m.onnx")]
     hostile = hostile_scenario(case, tmp_path, spec, out)
     if hostile is not None:
         return hostile
+    if case == "run-machine-local":
+        return ["run", spec({**SYNTHETIC, "sweep": {"machine": ["box-1050ti", "box-3070"]}})]
+    if case in ("cluster-unreachable", "cluster-address"):
+        pytest.importorskip("distributed")
+        with socket.socket() as s:  # a port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+        address = address if case == "cluster-unreachable" else "box-3070:8786"
+        return ["run", spec(SYNTHETIC), "-o", out, "--cluster", address]
+    if case == "merge-other-spec":
+        for name, options in (("a", {"compute_ms": 0.2}), ("b", {"compute_ms": 0.3})):
+            data = {**SYNTHETIC, "options": options}
+            folder = str(tmp_path / name)
+            assert cli.main(["run", spec(data), "-o", folder, "--no-isolation"]) == 0
+        return ["merge", str(tmp_path / "a"), str(tmp_path / "b"), "-o", out]
     raise AssertionError(f"README case {case!r} has no scenario in this test")
 
 

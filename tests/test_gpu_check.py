@@ -701,11 +701,12 @@ sys.meta_path.insert(0, Block())
 sys.path.insert(0, {str(SCRIPT.parent)!r})
 import gpu_check as gc
 from perflab import cuda, env, nvtx, telemetry
-from perflab.backends import torch, ort
+from perflab.backends import torch
+from perflab.reference import reference_outputs
 from perflab.models import resolve
 from perflab.timing import COMPUTE, Recorder
 model = resolve("mlp", batch_size=2, cache_dir={str(tmp_path)!r})
-ref = ort.reference_outputs(model.path, gc._inputs(model, seed=1))
+ref = reference_outputs(model.path, gc._inputs(model, seed=1))
 rec = Recorder(1)
 rec.end(COMPUTE, rec.begin(COMPUTE))
 assert rec.arrays()["host_ns"][0] >= 0

@@ -102,7 +102,6 @@ def two_folders(tmp_path):
 
 def test_show_results_and_compare_tell_the_folders_apart(two_folders, capsys, monkeypatch):
     import perflab
-    from perflab import report
 
     monkeypatch.setenv("COLUMNS", "200")
     capsys.readouterr()
@@ -116,7 +115,7 @@ def test_show_results_and_compare_tell_the_folders_apart(two_folders, capsys, mo
         "synthetic synthetic fp32 b1 compute_ms=0.2",
         "synthetic synthetic fp32 b1 compute_ms=0.4",
     }
-    assert report.comparison_axes(res.runs) == ["options.compute_ms"]
+    assert res.comparison_axes() == ["options.compute_ms"]
     compared = res.compare(by="options.compute_ms", stage="compute")
     assert list(compared[["a", "b"]].iloc[0]) == ["0.2", "0.4"]
     assert compared["ratio"].iloc[0] == pytest.approx(2.0, rel=0.25)

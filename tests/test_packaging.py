@@ -21,6 +21,7 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject():
     wanted = {_name(r) for r in project["dependencies"]}
     wanted |= {_name(r) for r in project["optional-dependencies"]["openvino"]}
     wanted |= {_name(r) for r in project["optional-dependencies"]["torch"]}
+    wanted |= {_name(r) for r in project["optional-dependencies"]["dask"]}
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     pip_list = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     listed = {_name(r) for r in pip_list if not r.startswith("-e")}

@@ -94,7 +94,7 @@ def test_detect_needs_three_channels():
 @pytest.mark.parametrize(
     "name, options, fragment",
     [
-        ("classify", {"topk": 5}, "unknown option 'topk' for pipeline 'classify'; valid options:"),
+        ("classify", {"topk": 5}, "pipeline 'classify': unknown option 'topk'; valid options:"),
         ("classify", {"resize": "squash"}, "resize='squash': expected one of center_crop, direct"),
         ("classify", {"image_size": "640*480"}, "image_size='640*480'"),
         ("classify", {"mean": [0.5, 0.5]}, "mean=[0.5, 0.5]: expected a list of 3"),
@@ -120,7 +120,9 @@ def test_bad_batch_size():
 def test_created_pipelines_satisfy_the_protocol():
     for name in PIPELINES:
         pipe = create(name, image_spec(h=64, w=64), batch_size=1)
-        assert isinstance(pipe, pipelines.Pipeline)
+        # Built-ins run on a perflab backend: pre- and postprocess, never their own compute.
+        methods = pipelines.stage_methods(pipe)
+        assert methods["preprocess"] and methods["postprocess"] and methods["compute"] is None
         assert pipe.name == name
 
 
@@ -591,3 +593,9 @@ def test_mnist_through_classify():
     assert len(result) == 5 and all(0 <= c < 10 for c, _ in result)
     probs = [p for _, p in result]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+
+
+def test_the_spec_knows_the_same_built_in_pipelines():
+    from perflab import spec
+
+    assert spec.PIPELINES == PIPELINES

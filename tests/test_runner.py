@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from perflab import runner, spec, store
-from perflab.errors import StoreError
+from perflab.errors import SpecError, StoreError
 from perflab.timing import VirtualClock, use_clock
 
 STAGES_MS = {"preprocess": 0.3, "h2d": 0.2, "compute": 2.0, "d2h": 0.4, "postprocess": 0.5}
@@ -157,10 +157,9 @@ def test_in_process_exception_keeps_the_samples_measured_before_it(tmp_path):
     assert store.read(tmp_path, "runs")["status"].tolist() == ["failed"]
 
 
-def test_unknown_option_is_a_failed_run_with_the_reason(tmp_path):
-    row = runner.execute(config(compute_msec=1), tmp_path)
-    assert row["status"] == "failed"
-    assert "unknown option 'compute_msec'" in row["error"]
+def test_unknown_option_is_refused_when_the_file_is_read(tmp_path):
+    with pytest.raises(SpecError, match=r"unknown option 'compute_msec'; valid: preprocess_ms"):
+        config(compute_msec=1)
 
 
 def test_unavailable_backend_is_unsupported_not_a_crash(tmp_path):

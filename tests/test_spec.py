@@ -204,8 +204,10 @@ def test_a_duplicate_key_is_refused_with_both_lines(tmp_path):
     ):
         load_text(tmp_path, "study: d\nbatch_size: 1\nbackend: synthetic\nbatch_size: 2\n")
     # a merge key (<<) overriding a merged value is not a duplicate
-    text = "study: d\nbackend: synthetic\noptions: {<<: {compute_ms: 1, seed: 2}, compute_ms: 3}\n"
-    assert load_text(tmp_path, text).configs[0].option_dict == {"compute_ms": 3, "seed": 2}
+    text = (
+        "study: d\nbackend: synthetic\noptions: {<<: {compute_ms: 1, jitter: 0.1}, compute_ms: 3}\n"
+    )
+    assert load_text(tmp_path, text).configs[0].option_dict == {"compute_ms": 3, "jitter": 0.1}
 
 
 def test_quoted_values_are_cut_to_a_readable_length():

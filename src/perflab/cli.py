@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     out = Path(args.output) if args.output else Path("data") / study.name
     store.check_writable(out)
+    cluster = args.cluster or os.environ.get("PERFLAB_SCHEDULER") or None
+    if cluster and not args.isolate:
+        raise PerflabError(
+            "--no-isolation runs in this process; it cannot be combined with --cluster"
+        )
     n = len(study.configs)
     if n > spec.LARGE_SWEEP and not args.yes:
         answer = input(f"The sweep expands to {n} configs. Run them all? [y/N] ")
@@ -49,12 +55,28 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("nothing run")
             return EXIT_BAD_INPUT
     _preflight_models(study)
+    if cluster:
+        from perflab.executors import cluster as dask_cluster
+
+        security = dask_cluster.security(args.tls_ca_file, args.tls_cert, args.tls_key)
+        with dask_cluster.DaskExecutor(cluster, security=security) as executor:
+            return _run(args, study, out, executor)
+    from perflab.executors import InlineExecutor
+    from perflab.executors.local import LocalExecutor
+
+    return _run(args, study, out, LocalExecutor() if args.isolate else InlineExecutor())
+
+
+def _run(args: argparse.Namespace, study, out: Path, executor) -> int:
+    from perflab import store
+
+    executor.check(study.configs)  # before anything runs or is written
     with store.locked(out, f"run {args.spec}"):
         store.sweep_leftovers(out)
-        return _run_locked(args, study, out)
+        return _run_locked(args, study, out, executor)
 
 
-def _run_locked(args: argparse.Namespace, study, out: Path) -> int:
+def _run_locked(args: argparse.Namespace, study, out: Path, executor) -> int:
     from perflab import env, runner, store
 
     n = len(study.configs)
@@ -65,14 +87,20 @@ def _run_locked(args: argparse.Namespace, study, out: Path) -> int:
             printable(f"all {n} configs of {study.name!r} already have an ok run in {out}")
         )
         return 0
-    fp = env.fingerprint()
-    env_row = env.row(fp)
-    store.write(out, "env", env_row["env_id"], env_row)
+    env_id = None
+    if executor.name != "dask":  # on a cluster each machine sends its own fingerprint
+        env_row = env.row(env.fingerprint())
+        store.write(out, "env", env_row["env_id"], env_row)
+        env_id = env_row["env_id"]
+    where = {
+        "inline": "  (in-process: no isolation, no timeout)",
+        "dask": f"  (on the Dask cluster at {getattr(executor, 'address', '')})",
+    }
     console.print(
         printable(f"study {study.name}: {len(todo)} of {n} configs -> {out}")
-        + ("" if args.isolate else "  (in-process: no isolation, no timeout)")
+        + where.get(executor.name, "")
     )
-    result = _run_with_progress(console, study, out, todo, env_row["env_id"], args.isolate)
+    result = _run_with_progress(console, study, out, todo, env_id, executor)
     for row in result.rows:
         if row["status"] not in ("ok",):
             console.print(
@@ -92,7 +120,7 @@ def _run_locked(args: argparse.Namespace, study, out: Path) -> int:
             style="red",
         )
         return 130 if result.interrupted == "SIGINT" else 143
-    bad = result.by_status("failed", "timeout")
+    bad = result.by_status("failed", "timeout", "skipped")
     if bad:
         names = printable("; ".join(f"{r['label']} ({r['status']})" for r in bad))
         console.print(f"{len(bad)} config(s) did not complete: {names}", style="red")
@@ -119,7 +147,7 @@ def _first_line(text: Any) -> str:
     return str(text or "").strip().splitlines()[0] if text else ""
 
 
-def _run_with_progress(console, study, out, todo, env_id, isolate):
+def _run_with_progress(console, study, out, todo, env_id, executor):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from perflab import runner
@@ -135,28 +163,62 @@ def _run_with_progress(console, study, out, todo, env_id, isolate):
         *columns, console=console, transient=False, disable=not console.is_terminal
     ) as bar:
         task = bar.add_task("configs", total=len(todo), status="")
+        per_machine: dict[str, Any] = {}  # on a cluster, one line per machine: what it runs
 
-        def on_start(k, total, config):
-            bar.update(task, description=printable(f"[{k}/{total}] {config.label}"), status="setup")
+        def line(machine):
+            if machine is None:
+                return task
+            if machine not in per_machine:
+                per_machine[machine] = bar.add_task(machine, total=None, status="")
+            return per_machine[machine]
 
-        def progress(n, median_ms):
-            bar.update(task, status=f"{n} it, median {median_ms:.3f} ms")
+        def on_start(k, total, config, machine):
+            where = f"{machine}: " if machine else ""
+            bar.update(
+                line(machine),
+                description=printable(f"{where}[{k}/{total}] {config.label}"),
+                status="setup",
+            )
+            if machine and not console.is_terminal:
+                console.print(printable(f"  started     {config.label} on {machine}"))
+
+        def progress(n, median_ms, machine):
+            bar.update(line(machine), status=f"{n} it, median {median_ms:.3f} ms")
 
         def on_done(row):
             bar.advance(task)
+            if row.get("machine") in per_machine:
+                bar.update(per_machine[row["machine"]], status=f"{row['status']}, idle")
             if not console.is_terminal:
-                console.print(printable(f"  {row['status']:<11} {row['label']}"))
+                on = f" on {row['machine']}" if executor.name == "dask" else ""
+                console.print(printable(f"  {row['status']:<11} {row['label']}{on}"))
 
         return runner.run_study(
             study,
             out,
             configs=todo,
-            isolate=isolate,
+            executor=executor,
             env_id=env_id,
             on_start=on_start,
             on_done=on_done,
             progress=progress,
         )
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from perflab import merge
+
+    result = merge.merge(
+        [Path(f) for f in args.folders],
+        Path(args.output),
+        allow_different=args.allow_different_specs,
+    )
+    print(
+        f"merged {result.runs} run(s) and {result.fingerprints} fingerprint(s) from "
+        f"{len(args.folders)} folders into {args.output}"
+        + (f" ({result.duplicates} run(s) present twice kept once)" if result.duplicates else "")
+    )
+    return 0
 
 
 # ----------------------------------------------------------------------------- show
@@ -175,10 +237,10 @@ def _show(console, folders, run_ids=None) -> None:
     if ok.runs.empty:
         console.print("no ok runs to summarize")
         return
-    summary = ok.summary()
+    # No CI columns are printed, so none are computed (and scipy is never imported).
+    summary = ok.summary(ci=None)
     gaps = ok.harness_gap().set_index("run_id")["gap_p50_ms"]
-    table = Table(title="median per stage (measured phase)", show_lines=False)
-    for col, justify in (
+    columns = (
         ("config", "left"),
         ("stage", "left"),
         ("n", "right"),
@@ -188,37 +250,53 @@ def _show(console, folders, run_ids=None) -> None:
         ("mean ms", "right"),
         ("CV %", "right"),
         ("items/s", "right"),
-    ):
-        table.add_column(col, justify=justify)
+    )
+    title = "median per stage (measured phase)"
     from perflab.stages import stage_rank
 
     summary = summary.assign(_o=summary["stage"].map(lambda s: stage_rank(s)[0])).sort_values(
         ["label", "run_id", "_o"]
     )
-    if summary["run_id"].nunique() > MAX_CONFIGS_ALL_STAGES:
+    few = summary["run_id"].nunique() <= MAX_CONFIGS_ALL_STAGES
+    if not few:
         # Every stage of hundreds of configs is unreadable (and slow to draw): e2e only.
         summary = summary.loc[summary["stage"] == "e2e"]
-        table.title = "e2e per config (measured phase); perflab.open(OUT).summary() has every stage"
+        title = "e2e per config (measured phase); perflab.open(OUT).summary() has every stage"
+    lines: list[tuple[str, ...] | None] = []  # None: a section break
     previous = None
     for r in summary.itertuples():
         label = printable(r.label) if r.run_id != previous else ""
         if previous is not None and r.run_id != previous and r.stage != "e2e":
-            table.add_section()
+            lines.append(None)
         previous = r.run_id
         throughput = getattr(r, "throughput_items_s", float("nan"))
-        table.add_row(
-            label,
-            r.stage,
-            f"{r.n}",
-            f"{r.p50_ms:.4f}",
-            f"{r.p90_ms:.4f}",
-            f"{r.p99_ms:.4f}",
-            f"{r.mean_ms:.4f}",
-            f"{r.cv_pct:.2f}",
-            "" if math.isnan(throughput) else f"{throughput:,.1f}",
+        lines.append(
+            (
+                str(label),
+                str(r.stage),
+                f"{r.n}",
+                f"{r.p50_ms:.4f}",
+                f"{r.p90_ms:.4f}",
+                f"{r.p99_ms:.4f}",
+                f"{r.mean_ms:.4f}",
+                f"{r.cv_pct:.2f}",
+                "" if math.isnan(throughput) else f"{throughput:,.1f}",
+            )
         )
         if r.stage == "e2e" and r.run_id in gaps.index:
-            table.add_row("", "gap (e2e - stages)", "", f"{gaps[r.run_id]:.4f}", "", "", "", "", "")
+            lines.append(("", "gap (e2e - stages)", "", f"{gaps[r.run_id]:.4f}", *[""] * 5))
+    if few:
+        table = Table(title=title, show_lines=False)
+        for col, justify in columns:
+            table.add_column(col, justify=justify)
+        for line in lines:
+            if line is None:
+                table.add_section()
+            else:
+                table.add_row(*line)
+    else:
+        # rich lays out every cell (about 2.5 ms a row): hundreds of rows print as plain text.
+        table = _plain_table(title, columns, [line for line in lines if line is not None])
     console.print(table)
     warned = ok.warnings()
     if len(warned):
@@ -230,6 +308,25 @@ def _show(console, folders, run_ids=None) -> None:
     if run_ids is None and len(others):
         for r in others.itertuples():
             console.print(printable(f"{r.status}: {r.label}: {_first_line(r.error)}"))
+
+
+def _plain_table(title: str, columns, rows: list[tuple[str, ...]]):
+    """A fixed-width text table (header, rule, rows) as one rich Text that is never wrapped."""
+    from rich.text import Text
+
+    widths = [
+        max([len(name), *(len(row[i]) for row in rows)]) for i, (name, _) in enumerate(columns)
+    ]
+
+    def line(cells) -> str:
+        return "  ".join(
+            c.ljust(w) if justify == "left" else c.rjust(w)
+            for c, w, (_, justify) in zip(cells, widths, columns)
+        ).rstrip()
+
+    header = line([name for name, _ in columns])
+    body = [title, header, "-" * len(header), *(line(row) for row in rows)]
+    return Text("\n".join(body), no_wrap=True, overflow="ignore")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -272,17 +369,59 @@ def cmd_backends(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from perflab.backends.registry import BACKENDS, unavailable_reason
+    from perflab.backends import registry
 
+    if args.name:
+        cls = registry.backend_class(args.name)  # SpecError for an unknown or broken one
+        info = registry.get_info(args.name)
+        reason = registry.unavailable_reason(args.name)
+        console = _console()
+        console.print(f"{args.name}: {info.description}")
+        console.print("available" if reason is None else f"unavailable: {reason}")
+        _print_options(console, f"options of backend {args.name}", getattr(cls, "options", ()))
+        return 0
     table = Table(title="backends")
     for col in ("backend", "status", "what / why not"):
         table.add_column(col)
-    for name, info in BACKENDS.items():
-        reason = unavailable_reason(name)
+    for name in registry.names():
+        info = registry.get_info(name)
+        reason = registry.unavailable_reason(name)
         status = Text("available", "green") if reason is None else Text("unavailable", "red")
         table.add_row(name, status, info.description if reason is None else reason)
     _console().print(table)
     return 0
+
+
+def cmd_pipelines(args: argparse.Namespace) -> int:
+    from perflab import pipelines
+
+    console = _console()
+    for name in pipelines.PIPELINES:
+        if args.name and name != args.name:
+            continue
+        console.print(f"{name}: {pipelines.description(name)}")
+        _print_options(console, f"pipeline_options of {name}", pipelines.declared_options(name))
+    if args.name and args.name not in pipelines.PIPELINES:
+        pipelines.check(args.name, {}, owns_engine=False, base=None)  # SpecError: unknown
+    if not args.name:
+        console.print(
+            "your own: pipeline: FILE.py:CLASS or MODULE:CLASS; its pipeline_options are the "
+            "class's constructor arguments (README: Your own pipeline)"
+        )
+    return 0
+
+
+def _print_options(console, title: str, declared) -> None:
+    from rich.table import Table
+
+    from perflab.options import rows
+
+    table = Table(title=title)
+    for col in ("option", "type", "default", "meaning"):
+        table.add_column(col)
+    for r in rows(declared):
+        table.add_row(*r.values())
+    console.print(table)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -378,8 +517,26 @@ def parser() -> argparse.ArgumentParser:
         action="store_false",
         help="run configs in this process (debugging; no crash isolation, no timeout)",
     )
+    run.add_argument(
+        "--cluster",
+        metavar="tcp://HOST:8786",
+        help="run on the machines of a Dask cluster (default: $PERFLAB_SCHEDULER, else here)",
+    )
+    run.add_argument("--tls-ca-file", help="TLS to the scheduler: CA certificate (PEM)")
+    run.add_argument("--tls-cert", help="TLS to the scheduler: this client's certificate (PEM)")
+    run.add_argument("--tls-key", help="TLS to the scheduler: this client's private key (PEM)")
     run.add_argument("--yes", action="store_true", help="run very large sweeps without asking")
     run.set_defaults(func=cmd_run)
+
+    merge = sub.add_parser("merge", help="combine result folders of one study (several machines)")
+    merge.add_argument("folders", nargs="+", help="result folders to combine")
+    merge.add_argument("-o", "--output", required=True, help="the combined result folder")
+    merge.add_argument(
+        "--allow-different-specs",
+        action="store_true",
+        help="merge folders whose studies ran different configs",
+    )
+    merge.set_defaults(func=cmd_merge)
 
     show = sub.add_parser("show", help="summary table per config and stage")
     show.add_argument("folders", nargs="+", help="result folder(s)")
@@ -419,8 +576,15 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--precision", default="fp32", help="fp32, fp16 or int8")
     models.set_defaults(func=cmd_models)
 
-    backends = sub.add_parser("backends", help="which backends work here, and why not where not")
+    backends = sub.add_parser(
+        "backends", help="which backends work here, and why not; `backends NAME`: its options"
+    )
+    backends.add_argument("name", nargs="?", help="list this backend's options")
     backends.set_defaults(func=cmd_backends)
+
+    pipes = sub.add_parser("pipelines", help="the built-in pipelines and their options")
+    pipes.add_argument("name", nargs="?", help="only this pipeline")
+    pipes.set_defaults(func=cmd_pipelines)
 
     imp = sub.add_parser("import", help="import results of another tool")
     imp.add_argument("kind", choices=("trtexec", "ort-profile", "nsys"))

@@ -302,11 +302,16 @@ def _depth(data: Any) -> int:
 
 
 def load(source: str | Path) -> dict[str, Any]:
-    """A fingerprint from a JSON file (`perflab env --json > f.json`) or from a result folder.
+    """A fingerprint from a JSON file (`perflab env --json > f.json`), a result folder, or
+    `FOLDER@MACHINE`: the machine's in a folder of several (a study run on a cluster, merged).
 
-    A folder holding several fingerprints (runs from several machines or setups) is refused:
-    which one to compare is the user's choice, so the message lists their env ids."""
+    A folder holding several fingerprints (runs from several machines or setups) is refused
+    unless a machine is named: which one to compare is the user's choice, so the message lists
+    their env ids."""
     path = Path(source)
+    folder, _, machine = str(source).rpartition("@")
+    if not path.exists() and folder and Path(folder).is_dir():
+        return _machine_fingerprint(Path(folder), machine)
     if not path.exists():
         raise PerflabError(f"{path}: no such file or result folder")
     if path.is_dir():
@@ -320,7 +325,7 @@ def load(source: str | Path) -> dict[str, Any]:
             raise StoreError(
                 f"{path}: result folder holds {len(ids)} fingerprints ({', '.join(ids[:5])}"
                 f"{', ...' if len(ids) > 5 else ''}), and env diff compares one with one; "
-                "compare fingerprint files written by `perflab env --json`"
+                "name one as FOLDER@MACHINE, or compare files written by `perflab env --json`"
             )
         return _parse(frame["fingerprint"].iloc[-1], f"{path}/env")
     check_regular_file(path, "fingerprint JSON file", PerflabError)
@@ -351,6 +356,21 @@ def _parse(text: str, where: str) -> dict[str, Any]:
             "`perflab env --json > FILE`)"
         )
     return data
+
+
+def _machine_fingerprint(folder: Path, machine: str) -> dict[str, Any]:
+    from perflab import store
+
+    runs = store.read(folder, "runs")
+    ids = runs.loc[runs["machine"] == machine, "env_id"].dropna()
+    if ids.empty:
+        known = ", ".join(sorted(runs["machine"].dropna().unique())) or "none"
+        raise PerflabError(f"{folder}: no run on machine {machine!r}; machines: {known}")
+    frame = store.read(folder, "env")
+    match = frame.loc[frame["env_id"] == ids.iloc[-1], "fingerprint"]
+    if match.empty:
+        raise StoreError(f"{folder}: the fingerprint of machine {machine!r} is missing from env")
+    return json.loads(match.iloc[-1])
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -1,4 +1,13 @@
-"""Workloads that wrap a model with real pre- and postprocessing: raw | classify | detect.
+"""Workloads: the built-in raw | classify | detect, and a user's own pipeline class.
+
+One interface (`Pipeline`) serves both. Its methods are named after the stages; only `compute` is
+required of a pipeline that owns its engine (`backend: custom`), and a pipeline that runs on a
+perflab backend supplies `preprocess` / `postprocess` and leaves h2d / compute / d2h to it. A
+stage method a pipeline lacks is a stage it does not have: no sample is recorded for it.
+
+A user pipeline is named in the experiment file as `path/to/file.py:ClassName` (relative to the
+experiment file) or `package.module:ClassName`; `pipeline_options` are its constructor's keyword
+arguments, checked against its signature when the experiment file is read.
 
 The runner times `preprocess` and `postprocess` once per iteration, so everything that is not the
 per-iteration work (synthesizing and encoding images, parsing options, allocating the batch array,
@@ -15,24 +24,34 @@ boxes stay in model-input pixels).
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
+import inspect
 import math
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 from perflab.errors import SpecError, Unsupported
 from perflab.models import TensorSpec
+from perflab.options import Option, check_keys
 
 __all__ = [
     "PIPELINES",
+    "STAGE_METHODS",
     "ClassifyPipeline",
     "DetectPipeline",
     "Pipeline",
     "RawPipeline",
     "create",
+    "declared_options",
     "letterbox_geometry",
+    "load_class",
     "nms",
     "softmax",
     "synthetic_images",
@@ -40,6 +59,13 @@ __all__ = [
 ]
 
 PIPELINES = ("raw", "classify", "detect")
+#: Pipeline methods the harness times, in stage order; `sync` is the barrier it calls after
+#: h2d / compute / d2h, before it reads the clock.
+STAGE_METHODS = ("preprocess", "h2d", "compute", "d2h", "postprocess")
+DEVICE_STAGES = ("h2d", "compute", "d2h")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# JPEG and PNG files start with these bytes whatever their suffix says.
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 
 # ImageNet statistics in RGB order, on the 0..1 scale (torchvision's convention).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -62,27 +88,149 @@ _STREAM_CALIBRATION = 1
 _FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
-@runtime_checkable
 class Pipeline(Protocol):
-    """A workload: raw input -> model inputs (`preprocess`), model outputs -> result (`postprocess`)."""
+    """A workload, stage by stage. Only `compute` is required, and only of a pipeline that owns
+    its engine (`backend: custom`); every other method is optional, and a missing stage method is
+    a stage the pipeline does not have.
 
-    name: str
+    Untimed: `setup()` (load a model, create a session or engine, allocate), `make_inputs()` (the
+    raw input handed to `preprocess` every iteration; None when absent), `teardown()`, and
+    `calibration_batches(n)` (int8 calibration on a perflab backend), `facts()` (a dict of `runs`
+    columns read after the run, such as `detections_per_iteration`).
+    Timed, in this order: `preprocess(raw)`, `h2d(x)`, `compute(x)`, `d2h(y)`,
+    `postprocess(y)`; each takes the previous stage's result. After each of h2d / compute / d2h
+    the harness calls `sync()` (when the pipeline has it) before it reads the clock.
+    """
 
-    def make_inputs(self) -> Any:
-        """Raw inputs for one iteration, seeded; built once before timing."""
+    def compute(self, inputs: Any) -> Any:
+        """Model inputs -> model outputs (the `compute` stage)."""
         ...
 
-    def preprocess(self, raw: Any) -> dict[str, np.ndarray]:
-        """Raw input -> model input tensors in host memory (the `preprocess` stage)."""
-        ...
 
-    def postprocess(self, outputs: dict[str, np.ndarray]) -> Any:
-        """Model outputs -> application result (the `postprocess` stage)."""
-        ...
+def is_target(name: str) -> bool:
+    """True for a user pipeline target ("file.py:Class", "pkg.mod:Class"), False for a built-in."""
+    return ":" in name
 
-    def calibration_batches(self, n: int) -> list[dict[str, np.ndarray]]:
-        """`n` preprocessed batches, seeded and distinct from `make_inputs`, in fresh arrays."""
-        ...
+
+def load_class(target: str, base: Path | None = None) -> type:
+    """The class a target names; SpecError naming the missing file, module or attribute.
+
+    A file path is read relative to `base` (the experiment file's folder). Importing a file twice
+    gives the same module (keyed by its resolved path), so the parent's check and the worker's
+    run see the same code.
+    """
+    where, _, attr = target.rpartition(":")
+    if not where or not attr:
+        raise SpecError(f"pipeline {target!r}: expected FILE.py:CLASS or MODULE:CLASS")
+    if where.endswith(".py") or "/" in where:
+        path = Path(where)
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        if not path.is_file():
+            raise SpecError(f"pipeline {target!r}: file {path} does not exist")
+        path = path.resolve()
+        name = f"perflab_pipeline_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+        module = sys.modules.get(name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:  # noqa: BLE001 - any failure of user code is a one-line error
+                del sys.modules[name]
+                raise SpecError(
+                    f"pipeline {target!r}: importing {path} failed: {type(exc).__name__}: {exc}"
+                ) from None
+        what = f"file {path}"
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ModuleNotFoundError as exc:
+            if exc.name and where.startswith(exc.name):
+                raise SpecError(f"pipeline {target!r}: module {where!r} not found") from None
+            raise SpecError(f"pipeline {target!r}: importing {where} failed: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - any failure of user code is a one-line error
+            raise SpecError(
+                f"pipeline {target!r}: importing {where} failed: {type(exc).__name__}: {exc}"
+            ) from None
+        what = f"module {where!r}"
+    cls = getattr(module, attr, None)
+    if cls is None:
+        raise SpecError(f"pipeline {target!r}: {what} has no attribute {attr!r}")
+    if not inspect.isclass(cls):
+        raise SpecError(f"pipeline {target!r}: {attr!r} in {what} is not a class")
+    return cls
+
+
+def stage_methods(pipeline: Any) -> dict[str, Any]:
+    """The pipeline's bound stage methods by stage name (None for a stage it does not have)."""
+    return {s: getattr(pipeline, s, None) for s in STAGE_METHODS}
+
+
+def check(name: str, options: Mapping[str, Any], *, owns_engine: bool, base: Path | None) -> None:
+    """Everything about a pipeline that the experiment file alone decides, checked when it is read.
+
+    `owns_engine`: the config runs on `backend: custom`, so the pipeline must have `compute`;
+    on a perflab backend it must not (the backend computes).
+    """
+    if not is_target(name):
+        if name not in PIPELINES:
+            raise SpecError(
+                f"unknown pipeline {name!r}; choose one of: {', '.join(PIPELINES)}, "
+                "or FILE.py:CLASS / MODULE:CLASS for your own"
+            )
+        if owns_engine:
+            raise SpecError(
+                f"backend 'custom' runs a pipeline that owns its engine (FILE.py:CLASS); "
+                f"the built-in {name!r} runs on a perflab backend"
+            )
+        check_keys(f"pipeline {name!r}", options, _BUILTIN[name].options)
+        _check_image_sources(name, options)
+        return
+    cls = load_class(name, base)
+    has_compute = callable(getattr(cls, "compute", None))
+    if owns_engine and not has_compute:
+        raise SpecError(
+            f"pipeline {name!r}: class {cls.__name__} has no compute(inputs) method, "
+            "which backend 'custom' calls"
+        )
+    if not owns_engine and has_compute:
+        raise SpecError(
+            f"pipeline {name!r}: class {cls.__name__} has its own compute; run it with "
+            "backend: custom, or drop compute to let the backend compute"
+        )
+    check_constructor(name, cls, options)
+
+
+def check_constructor(name: str, cls: type, options: Mapping[str, Any]) -> None:
+    """SpecError when `pipeline_options` do not fit the class's constructor."""
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return  # a constructor without a readable signature is checked when it is called
+    try:
+        signature.bind(**options)
+    except TypeError as exc:
+        params = [
+            p.name
+            for p in signature.parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        raise SpecError(
+            f"pipeline {name!r}: pipeline_options do not fit {cls.__name__}(): {exc}; "
+            f"its options: {', '.join(params) or '(none)'}"
+        ) from None
+
+
+def declared_options(name: str) -> tuple[Option, ...]:
+    """The declared options of a built-in pipeline (what `perflab pipelines` lists)."""
+    return _BUILTIN[name].options
+
+
+def description(name: str) -> str:
+    """The first line of a built-in pipeline's docstring."""
+    return (_BUILTIN[name].__doc__ or "").strip().splitlines()[0]
 
 
 def create(
@@ -92,12 +240,15 @@ def create(
     batch_size: int,
     seed: int = 0,
     options: Mapping[str, Any] | None = None,
-) -> Pipeline:
+) -> Any:
     """Build the pipeline `name` for a model with these (batch-resolved) inputs.
 
-    Raises SpecError for an unknown name or a bad option, Unsupported when the model's inputs do not
-    fit the pipeline (for example `classify` on a text model).
+    A user target ("file.py:Class") is built as Class(**options); the built-ins get the model's
+    inputs too. Raises SpecError for an unknown name or a bad option, Unsupported when the model's
+    inputs do not fit the pipeline (for example `classify` on a text model).
     """
+    if is_target(name):
+        return load_class(name)(**dict(options or {}))
     if name not in PIPELINES:
         raise SpecError(f"unknown pipeline {name!r}; choose one of: {', '.join(PIPELINES)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -107,12 +258,7 @@ def create(
     inputs = tuple(inputs)
     if not inputs:
         raise Unsupported(f"pipeline {name!r} needs a model with at least one input; it has none")
-    opts = dict(options or {})
-    if name == "raw":
-        return RawPipeline(inputs, batch_size=batch_size, seed=seed, options=opts)
-    if name == "classify":
-        return ClassifyPipeline(inputs, batch_size=batch_size, seed=seed, options=opts)
-    return DetectPipeline(inputs, batch_size=batch_size, seed=seed, options=opts)
+    return _BUILTIN[name](inputs, batch_size=batch_size, seed=seed, options=dict(options or {}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,13 +267,8 @@ def create(
 
 
 class _Options:
-    def __init__(self, pipeline: str, given: Mapping[str, Any], known: Sequence[str]) -> None:
-        unknown = sorted(set(given) - set(known))
-        if unknown:
-            raise SpecError(
-                f"unknown option {unknown[0]!r} for pipeline {pipeline!r}; "
-                f"valid options: {', '.join(sorted(known)) or '(none)'}"
-            )
+    def __init__(self, pipeline: str, given: Mapping[str, Any], known: Sequence[Option]) -> None:
+        check_keys(f"pipeline {pipeline!r}", given, known)
         self.pipeline = pipeline
         self.given = given
 
@@ -370,7 +511,11 @@ def synthetic_images(
     return encoded
 
 
-def _decode(data: bytes, flags: int, index: int) -> np.ndarray:
+def _decode(data: bytes | np.ndarray, flags: int, index: int) -> np.ndarray:
+    if isinstance(data, np.ndarray):  # a video frame, decoded when the clip was read
+        if flags == cv2.IMREAD_GRAYSCALE and data.ndim == 3:
+            return cv2.cvtColor(data, cv2.COLOR_BGR2GRAY)
+        return data
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if img is None:
         raise ValueError(f"image {index} of the batch ({len(data)} bytes) could not be decoded")
@@ -392,6 +537,11 @@ class RawPipeline:
     """
 
     name = "raw"
+    options = (
+        Option(
+            "vocab_size", "int >= 1", DEFAULT_VOCAB_SIZE, "token ids of integer inputs are < this"
+        ),
+    )
 
     def __init__(
         self,
@@ -401,7 +551,7 @@ class RawPipeline:
         seed: int,
         options: Mapping[str, Any],
     ) -> None:
-        opts = _Options("raw", options, ("vocab_size",))
+        opts = _Options("raw", options, self.options)
         self.vocab_size = opts.integer("vocab_size", DEFAULT_VOCAB_SIZE, 1)
         self.inputs = tuple(inputs)
         self.batch_size = batch_size
@@ -462,7 +612,73 @@ class RawPipeline:
 # Shared by the image pipelines
 
 
-_IMAGE_OPTIONS = ("image_size", "image_format", "jpeg_quality", "channel_order", "output")
+IMAGE_OPTIONS = (
+    Option("images", "folder", None,
+           "JPEG / PNG files read once as encoded bytes, decoded in preprocess, cycled; "
+           "default: synthetic frames"),
+    Option("video", "file", None,
+           "a clip read with OpenCV (frames decoded when read, so preprocess has no decode)"),
+    Option("image_size", "WIDTHxHEIGHT", "640x480", "size of the synthetic frames"),
+    Option("image_format", "jpeg | png | mixed", "jpeg", "encoding of the synthetic frames"),
+    Option("jpeg_quality", "int 1..100", 90, "JPEG quality of the synthetic frames"),
+    Option("channel_order", "rgb | bgr", "rgb", "channel order the model expects (YOLOX: bgr)"),
+    Option("output", "tensor name", None, "model output to postprocess; default: the first"),
+)  # fmt: skip
+MAX_VIDEO_FRAMES = 300  # frames kept from a clip: enough to cycle, bounded in memory
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The JPEG / PNG files of a folder, sorted; SpecError naming what is wrong."""
+    if not folder.is_dir():
+        raise SpecError(f"pipeline option images: {folder} is not a folder")
+    try:
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    except OSError as exc:
+        raise SpecError(f"pipeline option images: cannot read {folder}: {exc.strerror}") from None
+    if not entries:
+        raise SpecError(f"pipeline option images: {folder} holds no files")
+    for path in entries:
+        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise SpecError(
+                f"pipeline option images: {path} is not a JPEG or PNG file "
+                f"({', '.join(IMAGE_SUFFIXES)})"
+            )
+        try:
+            with open(path, "rb") as f:
+                head = f.read(8)
+        except OSError as exc:
+            raise SpecError(f"pipeline option images: cannot read {path}: {exc.strerror}") from None
+        if not head.startswith(_IMAGE_MAGIC):
+            raise SpecError(f"pipeline option images: {path} is not a JPEG or PNG image")
+    return entries
+
+
+def _video_frames(path: Path, limit: int = MAX_VIDEO_FRAMES) -> list[np.ndarray]:
+    if not path.is_file():
+        raise SpecError(f"pipeline option video: {path} does not exist")
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while len(frames) < limit:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(frame)
+    finally:
+        capture.release()
+    if not frames:
+        raise SpecError(f"pipeline option video: OpenCV read no frames from {path}")
+    return frames
+
+
+def _check_image_sources(name: str, options: Mapping[str, Any]) -> None:
+    """The images folder / video file of a built-in image pipeline, checked before any run."""
+    if "images" in options and "video" in options:
+        raise SpecError(f"pipeline {name!r}: give images or video, not both")
+    if options.get("images") is not None:
+        _image_files(Path(str(options["images"])))
+    if options.get("video") is not None:
+        _video_frames(Path(str(options["video"])), limit=1)
 
 
 def _image_input(
@@ -523,6 +739,15 @@ class _ImagePipeline:
         self.jpeg_quality = opts.integer("jpeg_quality", 90, 1, 100)
         self.channel_order = opts.choice("channel_order", ("rgb", "bgr"), "rgb")
         self.output_name = opts.string("output", None)
+        images, video = opts.given.get("images"), opts.given.get("video")
+        # Real inputs are read once here, untimed: encoded bytes for images (decoded in the timed
+        # preprocess, as the synthetic frames are), decoded frames for a video clip.
+        self._real: list[bytes] | list[np.ndarray] | None = None
+        if images is not None:
+            self._real = [p.read_bytes() for p in _image_files(Path(str(images)))]
+        elif video is not None:
+            self._real = _video_frames(Path(str(video)))
+        self._cursor = 0
         self._decode_flags = cv2.IMREAD_GRAYSCALE if self.channels == 1 else cv2.IMREAD_COLOR
         # Model channel c reads decoded (BGR) channel _channel_src[c]; fixed at construction.
         flip = self.channels == 3 and self.channel_order == "rgb"
@@ -544,12 +769,27 @@ class _ImagePipeline:
             seed=seed,
         )
 
-    def _check_raw(self, raw: Sequence[bytes]) -> None:
-        if len(raw) != self.batch_size:
-            raise ValueError(f"expected {self.batch_size} encoded images, got {len(raw)}")
+    def _next_batch(self, raw: Sequence[Any]) -> Sequence[Any]:
+        """The next batch_size images of `raw`, cycling (all of it when it is one batch)."""
+        n, b = len(raw), self.batch_size
+        if n == b:
+            return raw
+        if n == 0:
+            raise ValueError("no images to preprocess")
+        i = self._cursor
+        self._cursor = (i + b) % n
+        return [raw[(i + k) % n] for k in range(b)]
 
-    def make_inputs(self) -> list[bytes]:
+    def make_inputs(self) -> Sequence[Any]:
+        if self._real is not None:
+            return self._real
         return self._images((self.seed, _STREAM_TIMED))
+
+    def _calibration_images(self, b: int) -> Sequence[Any]:
+        if self._real is not None:
+            n = len(self._real)
+            return [self._real[(b * self.batch_size + k) % n] for k in range(self.batch_size)]
+        return self._images((self.seed, _STREAM_CALIBRATION, b))
 
 
 # --------------------------------------------------------------------------------------------
@@ -573,6 +813,15 @@ class ClassifyPipeline(_ImagePipeline):
     """
 
     name = "classify"
+    options = IMAGE_OPTIONS + (
+        Option("resize", "center_crop | direct", "center_crop",
+               "center_crop: shorter side to resize_size, then crop; direct: resize to H x W"),
+        Option("resize_size", "int", None, "shorter side before the crop; default H x 256 / 224"),
+        Option("mean", "list of numbers", None, "per-channel mean, 0..1 scale; default ImageNet"),
+        Option("std", "list of numbers", None, "per-channel std, 0..1 scale; default ImageNet"),
+        Option("top_k", "int >= 1", 5, "classes kept per image"),
+        Option("softmax", "bool", True, "true: outputs are logits; false: already scores"),
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -582,8 +831,7 @@ class ClassifyPipeline(_ImagePipeline):
         seed: int,
         options: Mapping[str, Any],
     ) -> None:
-        known = _IMAGE_OPTIONS + ("resize", "resize_size", "mean", "std", "top_k", "softmax")
-        opts = _Options(self.name, options, known)
+        opts = _Options(self.name, options, self.options)
         super().__init__(inputs, batch_size=batch_size, seed=seed, opts=opts)
         self.resize = opts.choice("resize", ("center_crop", "direct"), "center_crop")
         default_short = round(max(self.height, self.width) / CROP_RATIO)
@@ -628,8 +876,7 @@ class ClassifyPipeline(_ImagePipeline):
                 plane -= self._bias[c]
 
     def preprocess(self, raw: Sequence[bytes]) -> dict[str, np.ndarray]:
-        self._check_raw(raw)
-        self._fill(raw, self._batch)
+        self._fill(self._next_batch(raw), self._batch)
         return {self.spec.name: self._batch}
 
     def postprocess(self, outputs: dict[str, np.ndarray]) -> list[list[tuple[int, float]]]:
@@ -650,7 +897,7 @@ class ClassifyPipeline(_ImagePipeline):
         batches = []
         for b in range(n):
             out = self._new_batch()
-            self._fill(self._images((self.seed, _STREAM_CALIBRATION, b)), out)
+            self._fill(self._calibration_images(b), out)
             batches.append({self.spec.name: out})
         return batches
 
@@ -684,6 +931,22 @@ class DetectPipeline(_ImagePipeline):
     """
 
     name = "detect"
+    options = IMAGE_OPTIONS + (
+        Option("input_scale", "number", 1 / 255, "pixel multiplier; 1.0 feeds 0..255 (YOLOX)"),
+        Option("pad_position", "center | top_left", "center",
+               "where the letterboxed image sits (YOLOX: top_left)"),
+        Option("layout", "auto | channels_first | channels_last", "auto",
+               "output layout; auto: the shorter non-batch axis is channels"),
+        Option("objectness", "bool", True,
+               "channel 4 is objectness, score = obj x class prob (YOLOv8: false)"),
+        Option("box_decode", "none | yolox", "none",
+               "none: boxes in input pixels; yolox: raw grid offsets (no decode_in_inference)"),
+        Option("strides", "list of ints", [8, 16, 32], "feature-map strides for box_decode yolox"),
+        Option("conf_threshold", "number 0..1", 0.25, "score a box needs to be kept"),
+        Option("iou_threshold", "number 0..1", 0.45, "NMS overlap above which a box is dropped"),
+        Option("max_candidates", "int >= 1", 30000, "boxes entering NMS"),
+        Option("max_detections", "int >= 1", 300, "boxes kept per image"),
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -693,11 +956,7 @@ class DetectPipeline(_ImagePipeline):
         seed: int,
         options: Mapping[str, Any],
     ) -> None:
-        known = _IMAGE_OPTIONS + (
-            "input_scale", "pad_position", "layout", "objectness", "box_decode", "strides",
-            "conf_threshold", "iou_threshold", "max_candidates", "max_detections",
-        )  # fmt: skip
-        opts = _Options(self.name, options, known)
+        opts = _Options(self.name, options, self.options)
         super().__init__(inputs, batch_size=batch_size, seed=seed, opts=opts)
         self.input_scale = opts.number("input_scale", 1 / 255, 1e-6, 1e6)
         self.pad_position = opts.choice("pad_position", ("center", "top_left"), "center")
@@ -731,6 +990,10 @@ class DetectPipeline(_ImagePipeline):
         self._grid, self._grid_stride = (
             self._yolox_grid() if self.box_decode == "yolox" else (None, None)
         )
+        # Detections kept, over every postprocessed iteration: a postprocess timed on empty
+        # results (a real detector on synthetic frames) is an empty NMS, and the report says so.
+        self._kept = 0
+        self._postprocessed = 0
 
     def _yolox_grid(self) -> tuple[np.ndarray, np.ndarray]:
         """Anchor-cell offsets and strides in YOLOX's output order (stride by stride, row-major)."""
@@ -769,8 +1032,7 @@ class DetectPipeline(_ImagePipeline):
             geometry[i] = (r, left, top, w, h)
 
     def preprocess(self, raw: Sequence[bytes]) -> dict[str, np.ndarray]:
-        self._check_raw(raw)
-        self._fill(raw, self._batch, self._geometry)
+        self._fill(self._next_batch(raw), self._batch, self._geometry)
         return {self.spec.name: self._batch}
 
     def calibration_batches(self, n: int) -> list[dict[str, np.ndarray]]:
@@ -779,7 +1041,7 @@ class DetectPipeline(_ImagePipeline):
         batches = []
         for b in range(n):
             out = self._new_batch()
-            self._fill(self._images((self.seed, _STREAM_CALIBRATION, b)), out, geometry)
+            self._fill(self._calibration_images(b), out, geometry)
             batches.append({self.spec.name: out})
         return batches
 
@@ -874,4 +1136,20 @@ class DetectPipeline(_ImagePipeline):
     def postprocess(self, outputs: dict[str, np.ndarray]) -> list[list[tuple]]:
         """Per image, (x1, y1, x2, y2, score, class) in original-image pixels, best first."""
         pred = self._predictions(outputs)
-        return [self._detect_one(pred[i], self._geometry[i]) for i in range(self.batch_size)]
+        result = [self._detect_one(pred[i], self._geometry[i]) for i in range(self.batch_size)]
+        self._kept += sum(map(len, result))
+        self._postprocessed += 1
+        return result
+
+    def facts(self) -> dict[str, Any]:
+        """`runs` columns: detections kept per iteration (all images of the batch), on average."""
+        if not self._postprocessed:
+            return {}
+        return {"detections_per_iteration": self._kept / self._postprocessed}
+
+
+_BUILTIN: dict[str, type] = {
+    "raw": RawPipeline,
+    "classify": ClassifyPipeline,
+    "detect": DetectPipeline,
+}

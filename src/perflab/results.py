@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from perflab import store
+from perflab import scan, store
 from perflab.analysis import devices, overview, traces
 from perflab.analysis.batching import batch_groups as _batch_groups
 
@@ -31,7 +32,9 @@ from perflab.analysis.breakdown import breakdown as _breakdown
 from perflab.analysis.breakdown import pick_run as _pick_run
 from perflab.analysis.breakdown import stage_table as _stage_table
 from perflab.analysis.compare import compare as _compare
+from perflab.analysis.ranking import ranking as _ranking
 from perflab.analysis.stats import harness_gap as _harness_gap
+from perflab.analysis.stats import ok_run_ids as _ok_run_ids
 from perflab.analysis.stats import summarize as _summarize
 from perflab.analysis.stats import warnings as _warnings
 from perflab.analysis.warmup import warmup as _warmup
@@ -50,6 +53,13 @@ class _Source:
     def __init__(self, paths: tuple[Path, ...]):
         self.paths = paths
         self._tables: dict[str, pd.DataFrame] = {}
+        self._catalog: scan.Catalog | None = None
+
+    def catalog(self) -> scan.Catalog | None:
+        """Which runs, phases and stages the samples files hold (for reads of parts of them)."""
+        if self._catalog is None:
+            self._catalog = scan.catalog(self.paths)
+        return self._catalog
 
     def table(self, name: str) -> pd.DataFrame:
         if name not in self._tables:
@@ -143,8 +153,34 @@ class Results:
 
     @property
     def samples(self) -> pd.DataFrame:
-        """Per-iteration, per-stage timings of these runs (leftovers without a runs row dropped)."""
+        """Per-iteration, per-stage timings of these runs (leftovers without a runs row dropped).
+
+        Read from disk on first access only: the analyses below never need the whole frame."""
         return self.table("samples")
+
+    def _sample_chunks(
+        self,
+        columns: tuple[str, ...],
+        *,
+        phase: str | None = None,
+        stages: str | list[str] | tuple[str, ...] | None = None,
+        max_rows: int | None = None,
+    ):
+        """The ok runs' sample rows of one phase and some stages, in chunks of whole runs."""
+        stages = [stages] if isinstance(stages, str) else stages
+        ids = [str(r) for r in _ok_run_ids(self.runs)]
+        flt = scan.Filter(ids, phase, None if stages is None else [str(x) for x in stages])
+        return scan.chunks(
+            self._source.catalog(), flt, columns, max_rows=max_rows or scan.CHUNK_ROWS
+        )
+
+    def _by_chunks(self, analysis, columns: tuple[str, ...], **read: Any) -> pd.DataFrame:
+        """A per-run analysis over the samples read a chunk of runs at a time: each run's rows
+        decide its result alone, so the parts concatenated equal one call on the whole frame."""
+        parts = [analysis(chunk) for chunk in self._sample_chunks(columns, **read)]
+        if not parts:
+            return analysis(store.schema("samples").empty_table().to_pandas()[list(columns)])
+        return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
     @property
     def env(self) -> pd.DataFrame:
@@ -214,44 +250,94 @@ class Results:
         out = frame.merge(info, on="run_id", how="left")
         return out[["run_id", *cols, *[c for c in frame.columns if c != "run_id"]]]
 
+    # The analyses read the samples through DuckDB, only the rows and columns they use, a chunk
+    # of runs at a time (see perflab.scan), so memory does not grow with the study.
+
+    def _summary_only(self, **kw: Any) -> pd.DataFrame:
+        key = "summary-only:" + repr(sorted(kw.items()))
+        runs = self.runs
+        return self._cached(
+            key,
+            lambda: self._by_chunks(
+                lambda chunk: _summarize(chunk, runs, **kw),
+                ("run_id", "phase", "stage", "host_ns", "device_ns", "items"),
+                phase=kw.get("phase", "measure"),
+                stages=kw.get("stages"),
+            ),
+        )
+
     def summary(self, **kw: Any) -> pd.DataFrame:
         """stats.summarize() of the ok runs, with label/model/backend/precision/batch_size."""
         key = "summary:" + repr(sorted(kw.items()))
-        return self._cached(key, lambda: self._with_info(_summarize(self.samples, self.runs, **kw)))
+        return self._cached(key, lambda: self._with_info(self._summary_only(**kw)))
 
     def harness_gap(self, **kw: Any) -> pd.DataFrame:
         """stats.harness_gap(): e2e minus the sum of the stages, per run."""
-        return self._with_info(_harness_gap(self.samples, self.runs, **kw))
+        runs = self.runs
+        gap = self._by_chunks(
+            lambda chunk: _harness_gap(chunk, runs, **kw),
+            ("run_id", "iteration", "phase", "stage", "host_ns"),
+            phase=kw.get("phase", "measure"),
+        )
+        return self._with_info(gap)
 
     def warnings(self) -> pd.DataFrame:
         """stats.warnings(): noisy runs, too few samples, launch- or transfer-bound, throttling."""
         return self._cached(
             "warnings",
-            lambda: _warnings(
-                self.samples, self.runs, self.telemetry, summary=self.summary(ci=None)
-            ),
+            lambda: _warnings(None, self.runs, self.telemetry, summary=self._summary_only(ci=None)),
         )
 
     def breakdown(self, **kw: Any) -> pd.DataFrame:
         """breakdown.breakdown(): each stage's share of e2e per run, with the harness gap."""
-        return _breakdown(self.samples, self.runs, **kw)
+        runs = self.runs
+        return self._by_chunks(
+            lambda chunk: _breakdown(chunk, runs, **kw),
+            tuple(store.schema("samples").names),
+            phase=kw.get("phase", "measure"),
+        )
 
     def warmup(self, **kw: Any) -> pd.DataFrame:
         """warmup.warmup(): steady-state classification per run."""
-        return self._with_info(_warmup(self.samples, runs=self.runs, **kw))
+        runs = self.runs
+        stage = kw.get("stage", "e2e")
+        out = self._by_chunks(
+            lambda chunk: _warmup(chunk, runs=runs, **kw),
+            ("run_id", "iteration", "stage", "host_ns"),
+            stages=[stage] if isinstance(stage, str) else None,
+        )
+        return self._with_info(out)
 
     def batching(self, **kw: Any) -> pd.DataFrame:
         """batching.batching(): latency = a + b x batch fits, knee, best batch under a p99 target."""
-        return _batching(self.samples, self.runs, **kw)
+        return _batching(None, self.runs, summary=self._summary_only(ci=None), **kw)
 
     def batching_curve(self, **kw: Any) -> pd.DataFrame:
         """batching.batching_curve(): latency and throughput per batch size."""
-        return _batching_curve(self.samples, self.runs, **kw)
+        return _batching_curve(None, self.runs, summary=self._summary_only(ci=None), **kw)
 
     def compare(self, by: str | list[str], baseline: Any = None, **kw: Any) -> pd.DataFrame:
         """compare.compare(): level B against baseline A of `by` (any setting of the experiment
-        file, e.g. "backend" or "options.threads", or a runs column), config by config."""
-        return _compare(self.samples, self.runs, by=by, baseline=baseline, **kw)
+        file, e.g. "backend" or "options.threads", or a runs column), config by config. It pools
+        runs across configs, so it reads its one stage's measured rows in one piece."""
+        stage = kw.get("stage", "e2e")
+        chunks = list(
+            self._sample_chunks(
+                ("run_id", "phase", "stage", "host_ns"),
+                phase="measure",
+                stages=[stage] if isinstance(stage, str) else None,
+                max_rows=sys.maxsize,
+            )
+        )
+        columns = ["run_id", "phase", "stage", "host_ns"]
+        samples = (
+            chunks[0] if chunks else store.schema("samples").empty_table().to_pandas()[columns]
+        )
+        return _compare(samples, self.runs, by=by, baseline=baseline, **kw)
+
+    def ranking(self, by: str = "backend", **kw: Any) -> pd.DataFrame:
+        """ranking.ranking(): the levels of `by` per configuration, fastest first, with CIs."""
+        return _ranking(self.samples, self.runs, by=by, **kw)
 
     def stage_medians(self) -> pd.DataFrame:
         """Median per run and stage: from the samples, and for runs without samples (imports)

@@ -1,35 +1,31 @@
 """Run configs: setup stages, warmup, the measured loop with its stopping rule, and storage.
 
-`execute` runs one config in this process and writes its tables. `run_study` runs a whole study,
-by default each config in its own spawned worker process (`python -m perflab.runner`), so that a
-crash, a hang or leaked GPU state in one config never touches the others; the parent writes the
-`runs` row for a worker that died or timed out.
+`execute` runs one config in this process and writes its tables. `run_study` runs a whole study
+through an executor (`perflab.executors`): by default each config in its own child process, so
+that a crash, a hang or leaked GPU state in one config never touches the others; the parent
+writes the `runs` row for a child that died or timed out.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
-import subprocess
-import sys
-import threading
-import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from perflab import __version__, store
+from perflab import run_row, store
 from perflab.backends.base import create
 from perflab.backends.registry import get_info
 from perflab.errors import BackendUnavailable, PerflabError, StoreError, Unsupported
+from perflab.executors import Executor, Hooks, InlineExecutor, Interrupt
+from perflab.executors.local import LocalExecutor
 from perflab.nvtx import Annotator
 from perflab.spec import Policy, RunConfig, Study
 from perflab.stages import STAGES
@@ -72,6 +68,8 @@ class Loop:
     Latency mode runs one request at a time. Throughput mode keeps `inflight` requests in the
     backend (`submit` / `wait`), trtexec-style: the next batch is preprocessed and enqueued while
     earlier ones run; an iteration's e2e then spans its own preprocess to its own postprocess.
+    A pipeline without a `preprocess` or `postprocess` method has no such stage: its raw input
+    goes to the backend as it is, and the backend's outputs are the result.
     """
 
     backend: Any
@@ -83,27 +81,38 @@ class Loop:
     e2e_ns: list[int] = field(default_factory=list)
     pending: deque = field(default_factory=deque)
 
+    def __post_init__(self) -> None:
+        self.preprocess = getattr(self.pipeline, "preprocess", None)
+        self.postprocess = getattr(self.pipeline, "postprocess", None)
+
     def iterate(self) -> int:
-        rec, pipe = self.rec, self.pipeline
+        rec, pre, post = self.rec, self.preprocess, self.postprocess
         t_e2e = rec.begin(E2E_CODE)
-        t = rec.begin(PREPROCESS)
-        x = pipe.preprocess(self.raw)
-        rec.end(PREPROCESS, t)
+        if pre is None:
+            x = self.raw
+        else:
+            t = rec.begin(PREPROCESS)
+            x = pre(self.raw)
+            rec.end(PREPROCESS, t)
         out = self.backend.run(x, rec)
-        t = rec.begin(POSTPROCESS)
-        pipe.postprocess(out)
-        rec.end(POSTPROCESS, t)
+        if post is not None:
+            t = rec.begin(POSTPROCESS)
+            post(out)
+            rec.end(POSTPROCESS, t)
         rec.end(E2E_CODE, t_e2e)
         rec.next_iteration()
         return rec.last_ns()
 
     def iterate_overlapped(self) -> int | None:
         """Submit one request; complete the oldest once `inflight` are pending (its e2e, or None)."""
-        rec = self.rec
+        rec, pre = self.rec, self.preprocess
         t_e2e = now_ns()
-        t = rec.begin(PREPROCESS)
-        x = self.pipeline.preprocess(self.raw)
-        rec.end(PREPROCESS, t)
+        if pre is None:
+            x = self.raw
+        else:
+            t = rec.begin(PREPROCESS)
+            x = pre(self.raw)
+            rec.end(PREPROCESS, t)
         self.pending.append((rec.iteration, t_e2e, self.backend.submit(x, rec)))
         rec.next_iteration()
         return self.complete_oldest() if len(self.pending) >= self.inflight else None
@@ -112,9 +121,11 @@ class Loop:
         iteration, t_e2e, handle = self.pending.popleft()
         out = self.backend.wait(handle, self.rec)
         t = now_ns()
-        self.pipeline.postprocess(out)
+        if self.postprocess is not None:
+            self.postprocess(out)
         t_end = now_ns()
-        self.rec.record(iteration, POSTPROCESS, t, t_end - t)
+        if self.postprocess is not None:
+            self.rec.record(iteration, POSTPROCESS, t, t_end - t)
         self.rec.record(iteration, E2E_CODE, t_e2e, t_end - t_e2e)
         return t_end - t_e2e
 
@@ -166,15 +177,18 @@ class Loop:
 
 def _output_check(backend, model, pipeline) -> dict[str, float]:
     """Compare this run's outputs on fixed inputs with the fp32 reference of the same model."""
-    if model is None:
+    if model is None or not hasattr(pipeline, "calibration_batches"):
         return {}
     from perflab.reference import reference_outputs
 
     inputs = pipeline.calibration_batches(1)[0]
     got = backend.run(inputs, Recorder(1))
     ref = reference_outputs(model.path, inputs)
-    a = np.concatenate([np.asarray(got[k], dtype=np.float64).ravel() for k in ref if k in got])
-    b = np.concatenate([np.asarray(ref[k], dtype=np.float64).ravel() for k in ref if k in got])
+    names = [k for k in ref if k in got]
+    if not names:  # outputs named otherwise (a plugin), or none at all (a calibration mode)
+        return {}
+    a = np.concatenate([np.asarray(got[k], dtype=np.float64).ravel() for k in names])
+    b = np.concatenate([np.asarray(ref[k], dtype=np.float64).ravel() for k in names])
     if a.size == 0 or a.size != b.size:
         return {}
     denom = np.linalg.norm(a) * np.linalg.norm(b)
@@ -203,63 +217,35 @@ def _host_notes(config: RunConfig) -> list[str]:
     return notes
 
 
-def config_row(config: RunConfig, run_id: str, env_id: str | None) -> dict[str, Any]:
-    """The part of a `runs` row that the config and this host decide, before anything runs."""
-    import socket
-
-    return {
-        "run_id": run_id,
-        "study": config.study,
-        "spec_id": config.spec_id,
-        "label": config.label,
-        "created_at": datetime.now(timezone.utc),
-        "status": "ok",
-        "model": config.model,
-        "pipeline": config.pipeline,
-        "backend": config.backend,
-        "mode": config.mode,
-        "inflight": config.inflight,
-        "precision": config.precision,
-        "batch_size": config.batch_size,
-        "input_shapes": store.json_text(config.shape_dict),
-        "options": store.json_text(config.option_dict),
-        "pipeline_options": store.json_text(config.pipeline_option_dict),
-        "seed": config.seed,
-        "warmup_policy": store.json_text(config.warmup.as_dict()),
-        "measure_policy": store.json_text(config.measure.as_dict()),
-        "timeout_s": config.timeout_s,
-        "env_id": env_id,
-        "host": socket.gethostname(),
-        "perflab_version": __version__,
-    }
-
-
 def execute(
     config: RunConfig,
     out: Path,
     *,
     run_id: str | None = None,
     env_id: str | None = None,
+    machine: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run one config in this process, write its tables, and return its `runs` row.
 
     Nothing measured is lost: a failure after some iterations still writes those samples.
+    `machine` is the name the executor knows this machine by (default: the host name).
     """
     run_id = run_id or store.new_run_id()
-    row = config_row(config, run_id, env_id)
+    row = run_row.for_config(config, run_id, env_id=env_id, machine=machine)
     notes = _host_notes(config)
     meta: dict[str, Any] = {}
     tables: dict[str, Any] = {}
     rec: Recorder | None = None
     backend = None
+    pipeline = None
     annotator = Annotator(STAGES)
     try:
         tables["calibration"] = calibrate()
         backend = create(config)
         model = None
         if get_info(config.backend).needs_model:
-            from perflab import models, pipelines
+            from perflab import models
 
             model = models.resolve(
                 config.model, batch_size=config.batch_size, input_shapes=config.shape_dict or None
@@ -276,19 +262,26 @@ def execute(
                 model_kernels=float(model.node_count),
                 input_shapes=store.json_text({t.name: list(t.shape) for t in model.inputs}),
             )
+        # A backend that brings its own workload (synthetic, custom) hands it over; otherwise
+        # the config's pipeline is built for the model's inputs.
+        pipeline = backend.pipeline()
+        if pipeline is None:
+            from perflab import pipelines
+
             pipeline = pipelines.create(
                 config.pipeline,
-                model.inputs,
+                model.inputs if model is not None else (),
                 batch_size=config.batch_size,
                 seed=config.seed,
                 options=config.pipeline_option_dict,
             )
-        else:
-            pipeline = backend.pipeline()
         timer = SetupTimer()
+        if hasattr(pipeline, "setup"):  # a user pipeline loads its model or engine here
+            with timer("load"):
+                pipeline.setup()
         backend.setup(model, pipeline, timer)
         row.update(load_ms=timer.ms.get("load"), build_ms=timer.ms.get("build"))
-        raw = pipeline.make_inputs()
+        raw = pipeline.make_inputs() if hasattr(pipeline, "make_inputs") else None
         rec = Recorder(config.batch_size, annotator)
         if config.inflight > 1 and not backend.supports_throughput:
             raise Unsupported(
@@ -326,6 +319,9 @@ def execute(
         if row["precision_mismatch"]:
             notes.append(f"asked for {config.precision}, the engine ran {eff}")
         tables.update(backend.tables())
+        if hasattr(pipeline, "facts"):
+            facts = pipeline.facts() or {}
+            row.update({k: v for k, v in facts.items() if k in store.schema("runs").names})
     except (Unsupported, BackendUnavailable) as exc:
         row.update(status="unsupported", error=str(exc))
     except PerflabError as exc:
@@ -337,6 +333,11 @@ def execute(
             + traceback.format_exc(limit=8)[-STDERR_TAIL_CHARS:],
         )
     finally:
+        if hasattr(pipeline, "teardown"):
+            try:
+                pipeline.teardown()
+            except Exception as exc:  # noqa: BLE001 - a failing teardown must not lose the run
+                notes.append(f"pipeline teardown failed: {type(exc).__name__}: {exc}")
         if backend is not None:
             try:
                 backend.close()
@@ -395,186 +396,36 @@ def plan(study: Study, out: Path, *, resume: bool, append: bool) -> list[RunConf
     return list(study.configs)
 
 
-class _Interrupt:
-    """Turns SIGINT / SIGTERM into a flag the study loop checks between configs."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self.current: subprocess.Popen | None = None
-
-    def __enter__(self) -> _Interrupt:  # noqa: PYI034 - final class
-        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.signal = signum
-        if self.current is not None and self.current.poll() is None:
-            _kill_group(self.current)
-
-
-def _die_with_parent() -> None:
-    """In the worker, before exec: ask Linux to kill it when the parent dies (even by SIGKILL),
-    so an orphaned worker can never commit a result behind a later --resume."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _signal_text(code: int) -> str:
-    if code < 0:
-        try:
-            return f"worker killed by signal {signal.Signals(-code).name} (exit {code})"
-        except ValueError:
-            return f"worker killed by signal {-code}"
-    return f"worker exited with code {code} without writing its results"
-
-
-def run_isolated(
-    config: RunConfig,
-    out: Path,
-    run_id: str,
-    env_id: str | None,
-    progress: Progress | None,
-    interrupt: _Interrupt | None = None,
-) -> dict[str, Any] | None:
-    """Run one config in a fresh worker process; returns its runs row (None when interrupted)."""
-    log_path = store.log_file(out, run_id)
-    read_fd, write_fd = os.pipe()
-    payload = json.dumps(
-        {
-            "config": config.to_json(),
-            "out": str(out),
-            "run_id": run_id,
-            "env_id": env_id,
-            "progress_fd": write_fd,
-        }
-    )
-    started = time.monotonic()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "perflab.runner"],
-            stdin=subprocess.PIPE,
-            stdout=log,
-            stderr=log,
-            pass_fds=(write_fd,),
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - it only calls prctl, no locks
-        )
-    os.close(write_fd)
-    if interrupt:
-        interrupt.current = proc
-    last = {"n": 0, "median_ms": float("nan")}
-
-    def read_progress() -> None:
-        with os.fdopen(read_fd, "r") as stream:
-            for line in stream:
-                try:
-                    n, med = json.loads(line)
-                except ValueError:
-                    continue
-                last.update(n=n, median_ms=med)
-                if progress:
-                    progress(n, med)
-
-    reader = threading.Thread(target=read_progress, daemon=True)
-    reader.start()
-    proc.stdin.write(payload.encode())
-    proc.stdin.close()
-    try:
-        code = proc.wait(timeout=config.timeout_s)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        code = proc.wait()
-        timed_out = True
-    reader.join(timeout=2)
-    if interrupt:
-        interrupt.current = None
-        if interrupt.signal is not None and not store.is_committed(out, run_id):
-            store.discard_run(out, run_id)  # the worker was killed mid-run: nothing of it stays
-            return None
-    runs_file = store.run_file(out, run_id)
-    if runs_file.exists():
-        log_path.unlink(missing_ok=True)
-        return store.read_run(runs_file)
-    tail = log_path.read_text(errors="replace")[-STDERR_TAIL_CHARS:].strip()
-    if timed_out:
-        status = "timeout"
-        error = (
-            f"exceeded timeout_s={config.timeout_s:g} after {time.monotonic() - started:.1f} s "
-            f"({last['n']} measured iterations reported); worker killed"
-        )
-    else:
-        status, error = "failed", _signal_text(code)
-    if tail:
-        error += f"; output tail: {tail}"
-    row = {**config_row(config, run_id, env_id), "status": status, "error": error, "notes": "[]"}
-    store.write_run(out, row)
-    return row
-
-
 def run_study(
     study: Study,
     out: Path,
     *,
     configs: Sequence[RunConfig] | None = None,
+    executor: Executor | None = None,
     isolate: bool = True,
     env_id: str | None = None,
-    on_start: Callable[[int, int, RunConfig], None] | None = None,
+    on_start: Callable[[int, int, RunConfig, str | None], None] | None = None,
     on_done: Callable[[dict[str, Any]], None] | None = None,
-    progress: Progress | None = None,
+    progress: Callable[[int, float, str | None], None] | None = None,
 ) -> StudyResult:
-    """Run configs one after another; a crash or timeout in one never stops the others."""
+    """Run configs through an executor; a crash or timeout in one never stops the others.
+
+    `executor` defaults to the local one (a child process per config), or the inline one with
+    `isolate=False`. `on_start(k, total, config, machine)` and `progress(n, median_ms, machine)`
+    name the machine that runs the config (None: this one).
+    """
     todo = list(study.configs if configs is None else configs)
     result = StudyResult(rows=[], skipped=len(study.configs) - len(todo))
-    with _Interrupt() as interrupt:
-        for k, config in enumerate(todo, 1):
-            if interrupt.signal is not None:
-                break
-            if on_start:
-                on_start(k, len(todo), config)
-            run_id = store.new_run_id()
-            store.begin_run(out, run_id)
-            if isolate:
-                row = run_isolated(config, out, run_id, env_id, progress, interrupt)
-            else:
-                row = execute(config, out, run_id=run_id, env_id=env_id, progress=progress)
-            if row is None:
-                break
-            store.end_run(out, run_id)
+    if executor is None:
+        executor = LocalExecutor() if isolate else InlineExecutor()
+    executor.check(todo)
+    hooks = Hooks(on_start, progress)
+    with Interrupt() as interrupt:
+        for row in executor.run(execute, todo, Path(out), env_id, hooks, interrupt):
             result.rows.append(row)
             if on_done:
                 on_done(row)
         if interrupt.signal is not None:
             result.interrupted = signal.Signals(interrupt.signal).name
-    store.remove_empty_logs(out)  # worker logs are kept only for runs that died
+    store.remove_empty_logs(Path(out))  # worker logs are kept only for runs that died
     return result
-
-
-def _worker_main() -> None:
-    """Entry point of a worker process: read the job from stdin, run it, report progress on a pipe."""
-    job = json.loads(sys.stdin.read())
-    config = RunConfig.from_json(job["config"])
-    stream = os.fdopen(job["progress_fd"], "w", buffering=1)
-
-    def progress(n: int, median_ms: float) -> None:
-        stream.write(json.dumps([n, median_ms]) + "\n")
-
-    execute(config, Path(job["out"]), run_id=job["run_id"], env_id=job["env_id"], progress=progress)
-
-
-if __name__ == "__main__":
-    _worker_main()

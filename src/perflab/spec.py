@@ -1,6 +1,9 @@
 """Experiment files -> frozen, hashable run configs with a stable spec_id.
 
 Validation reads the file and nothing else: no environment changes, no device, no engine import.
+The one exception is a user pipeline (`pipeline: file.py:Class`): its module is imported so that a
+missing class, a missing compute step or an option its constructor does not take is an error here,
+before anything runs.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from typing import Any
 
 import yaml
 
-from perflab.backends.registry import BACKENDS
+from perflab.backends import registry
 from perflab.errors import SpecError
 from perflab.labels import LABELLED
 from perflab.precisions import PRECISIONS
 from perflab.untrusted import check_regular_file, quote
 
+# The built-in pipelines (perflab.pipelines.PIPELINES); kept here so that reading a config in a
+# worker does not import OpenCV.
 PIPELINES = ("raw", "classify", "detect")
 MODES = ("latency", "throughput")
 TOP_KEYS = (
@@ -42,6 +47,7 @@ TOP_KEYS = (
     "pipeline_options",
     "timeout_s",
     "seed",
+    "machine",
 )
 # Mappings whose entries may be swept one by one as `options.NAME` / `pipeline_options.NAME`.
 MAPPING_KEYS = ("options", "pipeline_options")
@@ -92,6 +98,8 @@ class RunConfig:
     measure: Policy = field(default_factory=lambda: Policy(iterations=200))
     timeout_s: float = 600.0
     seed: int = 0
+    # The Dask worker (by name) that must run this config; None: any machine.
+    machine: str | None = None
 
     @property
     def option_dict(self) -> dict[str, Any]:
@@ -115,6 +123,8 @@ class RunConfig:
         data["input_shapes"] = self.shape_dict
         data["warmup"] = self.warmup.as_dict()
         data["measure"] = self.measure.as_dict()
+        if self.machine is None:
+            data.pop("machine")  # so configs that pin no machine keep the spec_id they had
         return data
 
     @property
@@ -171,7 +181,13 @@ def load(path: str | Path, *, max_configs: int = MAX_CONFIGS) -> Study:
     A sweep of more than `max_configs` configs is refused before any config is built."""
     path = Path(path)
     data = read(path)
-    return parse(data, source=str(path), default_study=path.stem, max_configs=max_configs)
+    return parse(
+        data,
+        source=str(path),
+        default_study=path.stem,
+        max_configs=max_configs,
+        base=path.parent,
+    )
 
 
 def read(path: Path) -> Any:
@@ -297,7 +313,10 @@ def parse(
     source: str = "<spec>",
     default_study: str = "study",
     max_configs: int = MAX_CONFIGS,
+    base: Path | None = None,
 ) -> Study:
+    """Validate `data` (an experiment file's mapping); `base` is the folder that relative user
+    pipeline files are read from (the experiment file's; default the current folder)."""
     if not isinstance(data, Mapping):
         raise SpecError(
             f"{source}: expected a mapping of keys (study, model, sweep, ...), got {_kind(data)}"
@@ -336,11 +355,39 @@ def parse(
         )
     configs = []
     for block_axes in axes:
-        configs += _expand(study, data, block_axes, source)
+        configs += _expand(study, data, block_axes, source, base)
     seen: dict[str, RunConfig] = {}
     for c in configs:
         seen.setdefault(c.spec_id, c)
+    _check_options(seen.values(), source)
     return Study(name=study, source=source, configs=tuple(seen.values()))
+
+
+def _check_options(configs: Any, source: str) -> None:
+    """Backend and pipeline options against what each declares, once per distinct combination."""
+    from perflab import pipelines
+    checked: set[Any] = set()
+    for c in configs:
+        key = ("backend", c.backend, c.options, c.batch_size)
+        if key not in checked:
+            checked.add(key)
+            try:
+                cls = registry.backend_class(c.backend)
+                check = getattr(cls, "check_options", None)  # a plugin may not derive Backend
+                if check is not None:
+                    check(c.backend, c.option_dict, c.batch_size)
+            except SpecError as exc:
+                raise SpecError(f"{source}: {exc}") from None
+        owns_engine = c.backend == registry.CUSTOM
+        key = ("pipeline", c.pipeline, c.pipeline_options, owns_engine)
+        if key not in checked:
+            checked.add(key)
+            try:
+                pipelines.check(
+                    c.pipeline, c.pipeline_option_dict, owns_engine=owns_engine, base=None
+                )
+            except SpecError as exc:
+                raise SpecError(f"{source}: {exc}") from None
 
 
 def _axes(
@@ -369,7 +416,11 @@ def _axes(
 
 
 def _expand(
-    study: str, data: Mapping[str, Any], axes: list[tuple[str, list[Any]]], source: str
+    study: str,
+    data: Mapping[str, Any],
+    axes: list[tuple[str, list[Any]]],
+    source: str,
+    base: Path | None,
 ) -> list[RunConfig]:
     swept = tuple(k for k, _ in axes)
     configs = []
@@ -384,27 +435,40 @@ def _expand(
                 merged[group][name] = value
             else:
                 merged[key] = value
-        configs.append(replace(_config(study, merged, source), _swept=swept))
+        configs.append(replace(_config(study, merged, source, base), _swept=swept))
     return configs
 
 
-def _config(study: str, d: Mapping[str, Any], source: str) -> RunConfig:
+def _config(study: str, d: Mapping[str, Any], source: str, base: Path | None = None) -> RunConfig:
     def bad(key: str, value: Any, expected: str) -> SpecError:
         return SpecError(f"{source}: key {quote(key)}: {quote(value)} {expected}")
 
     backend = d.get("backend", "ort-cpu")
-    if not isinstance(backend, str) or backend not in BACKENDS:
+    known = registry.names()
+    if not isinstance(backend, str) or backend not in known:
+        raise bad("backend", backend, f"is not a known backend; known backends: {', '.join(known)}")
+    pipeline = d.get("pipeline", "raw")
+    is_target = isinstance(pipeline, str) and ":" in pipeline  # pipelines.is_target
+    if not isinstance(pipeline, str) or not (pipeline in PIPELINES or is_target):
         raise bad(
-            "backend", backend, f"is not a known backend; known backends: {', '.join(BACKENDS)}"
+            "pipeline",
+            pipeline,
+            f"is not a pipeline; valid: {', '.join(PIPELINES)}, or FILE.py:CLASS / MODULE:CLASS",
         )
-    model = d.get("model", "synthetic" if backend == "synthetic" else None)
+    if is_target:
+        where, _, attr = pipeline.rpartition(":")
+        if where.endswith(".py") or "/" in where:
+            # Workers and later reads find the file wherever they run from.
+            path = Path(where)
+            pipeline = (
+                f"{(path if path.is_absolute() else (base or Path()) / path).resolve()}:{attr}"
+            )
+    default_model = {"synthetic": "synthetic", registry.CUSTOM: pipeline.rpartition(":")[2]}
+    model = d.get("model", default_model.get(backend))
     if not isinstance(model, str) or not model:
         raise SpecError(
             f"{source}: key 'model' is required: a built-in model name or a path to an .onnx file"
         )
-    pipeline = d.get("pipeline", "raw")
-    if not isinstance(pipeline, str) or pipeline not in PIPELINES:
-        raise bad("pipeline", pipeline, f"is not a pipeline; valid: {', '.join(PIPELINES)}")
     precision = d.get("precision", "fp32")
     if not isinstance(precision, str) or precision not in PRECISIONS:
         raise bad("precision", precision, f"is not a precision; valid: {', '.join(PRECISIONS)}")
@@ -434,6 +498,9 @@ def _config(study: str, d: Mapping[str, Any], source: str) -> RunConfig:
     seed = d.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise bad("seed", seed, "must be an integer")
+    machine = d.get("machine")
+    if machine is not None and (not isinstance(machine, str) or not machine.strip()):
+        raise bad("machine", machine, "must be the name of a Dask worker (a non-empty string)")
     return RunConfig(
         study=study,
         model=model,
@@ -450,6 +517,7 @@ def _config(study: str, d: Mapping[str, Any], source: str) -> RunConfig:
         measure=_policy(d.get("measure", {"iterations": 200}), "measure", MEASURE_KEYS, source),
         timeout_s=float(timeout),
         seed=seed,
+        machine=machine,
     )
 
 

@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 # Format history:
 #   1: first version (runs, samples, env, telemetry, layers, reported, calibration, trace_*).
 #      Columns added since within version 1 are nullable and read as null from older files
-#      (readers union by name): runs.model_input/output_bytes_per_sample, runs.model_kernels.
+#      (readers union by name): runs.model_input/output_bytes_per_sample, runs.model_kernels,
+#      runs.machine, runs.detections_per_iteration.
 SCHEMA_VERSION = 1
 VERSION_KEY = b"perflab.schema_version"
 TABLE_KEY = b"perflab.table"
@@ -74,7 +75,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("error", S, "", "why the run is not ok (signal, exception, stderr tail)"),
         ("model", S, "", "zoo name or model path"),
         ("model_sha256", S, "", "sha256 of the fp32 ONNX file"),
-        ("pipeline", S, "", "raw | classify | detect"),
+        ("pipeline", S, "", "raw | classify | detect, or a user pipeline FILE.py:CLASS"),
         ("backend", S, "", "backend name"),
         ("mode", S, "", "latency | throughput"),
         ("inflight", I64, "requests", "requests kept in flight (1 in latency mode)"),
@@ -100,6 +101,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("first_ms", F64, "ms", "setup stage first (the very first iteration)"),
         ("output_max_abs_err", F64, "", "max |output - fp32 reference| on fixed inputs"),
         ("output_cosine", F64, "", "cosine similarity with the fp32 reference"),
+        ("detections_per_iteration", F64, "boxes", "detections kept per iteration (detect)"),
         ("model_flops_per_sample", F64, "FLOP", "model cost from the ONNX graph"),
         ("model_param_bytes", F64, "B", "parameter bytes"),
         ("model_activation_bytes_per_sample", F64, "B", "intermediate tensor bytes"),
@@ -110,6 +112,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("meta", S, "JSON", "backend- or importer-specific facts (versions, flags)"),
         ("env_id", S, "", "environment fingerprint id"),
         ("host", S, "", "host name"),
+        ("machine", S, "", "machine that ran it: the Dask worker's name, else the host name"),
         ("perflab_version", S, "", "perflab version that ran it"),
     ),
     "samples": _cols(
@@ -494,7 +497,20 @@ def _check_footer(path: Path, table: str) -> None:
 
 def _read_file(path: Path, table: str) -> pa.Table:
     _check_footer(path, table)
-    return pq.read_table(path).cast(schema(table))
+    return _conform(pq.read_table(path), schema(table))
+
+
+def read_run_tables(folder: Path, run_id: str) -> tuple[dict[str, object], dict[str, pa.Table]]:
+    """One committed run of a folder: its `runs` row and its files of the tables keyed by run id,
+    each version-checked, ready for `write_run` into another folder."""
+    folder = Path(folder)
+    row = read_run(run_file(folder, run_id))
+    tables = {}
+    for table in TABLES:
+        path = table_file(folder, table, run_id)
+        if table not in ("runs", "env") and path.exists():
+            tables[table] = _read_file(path, table)
+    return row, tables
 
 
 def read_run(path: Path) -> dict[str, object]:
@@ -506,12 +522,9 @@ def table_files(folder: Path, table: str) -> list[Path]:
     return sorted((Path(folder) / table).glob("[!._]*.parquet"))
 
 
-def read(folders: Path | str | Iterable[Path | str], table: str) -> pd.DataFrame:
-    """Read one table from one or more result folders.
-
-    A file that cannot be parsed is skipped with a warning naming it; a file from a newer schema
-    version stops the read with a message that says so.
-    """
+def readable_files(folders: Path | str | Iterable[Path | str], table: str) -> list[Path]:
+    """The table's files in these folders whose footer reads; others are skipped with a warning
+    naming them, and a file from a newer schema version stops the read."""
     if isinstance(folders, (str, Path)):
         folders = [folders]
     good = []
@@ -522,9 +535,19 @@ def read(folders: Path | str | Iterable[Path | str], table: str) -> pd.DataFrame
             except StoreVersionError:
                 raise
             except (OSError, pa.ArrowException, ValueError, StoreError) as exc:
-                warnings.warn(f"skipping unreadable file {path}: {exc}", stacklevel=2)
+                warnings.warn(f"skipping unreadable file {path}: {exc}", stacklevel=3)
                 continue
             good.append(path)
+    return good
+
+
+def read(folders: Path | str | Iterable[Path | str], table: str) -> pd.DataFrame:
+    """Read one table from one or more result folders.
+
+    A file that cannot be parsed is skipped with a warning naming it; a file from a newer schema
+    version stops the read with a message that says so.
+    """
+    good = readable_files(folders, table)
     if not good:
         return schema(table).empty_table().to_pandas()
     try:
@@ -556,6 +579,11 @@ def _scan(paths: list[Path], sch: pa.Schema) -> pa.Table:
         raise OSError(f"scan failed: {exc}") from exc
     finally:
         con.close()
+    return _conform(arrow, sch)
+
+
+def _conform(arrow: pa.Table, sch: pa.Schema) -> pa.Table:
+    """A table in the declared schema: columns by name, the ones a file predates as nulls."""
     columns = [
         arrow.column(f.name).cast(f.type)
         if f.name in arrow.column_names

@@ -45,8 +45,12 @@ FIT_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _per_run(samples: pd.DataFrame, runs: pd.DataFrame, stages) -> tuple[pd.DataFrame, list[str]]:
-    """summarize() rows of ok runs with batch_size, the group key columns and a group label."""
+def _per_run(
+    samples: pd.DataFrame | None, runs: pd.DataFrame, stages, summary: pd.DataFrame | None
+) -> tuple[pd.DataFrame, list[str]]:
+    """summarize() rows of ok runs with batch_size, the group key columns and a group label.
+    `summary`, when given, is a summarize() result of these runs already computed (of at least
+    these stages), used instead of the samples."""
     if runs is None:
         raise PerflabError("batching needs the runs frame (batch_size and the config columns)")
     if "batch_size" not in runs.columns:
@@ -65,7 +69,10 @@ def _per_run(samples: pd.DataFrame, runs: pd.DataFrame, stages) -> tuple[pd.Data
     info["group"] = [label_of[tuple(k)] for k in keys.to_numpy()]
     for c in key_cols:
         info[c] = keys[c]
-    summ = summarize(samples, runs, stages=stages, ci=None)
+    if summary is None:
+        summ = summarize(samples, runs, stages=stages, ci=None)
+    else:
+        summ = summary if stages is None else summary[summary["stage"].isin(stages)]
     merged = summ.merge(info[["run_id", "group", "batch_size", *key_cols]], on="run_id")
     merged = merged[merged["batch_size"].notna()]
     merged["batch_size"] = merged["batch_size"].astype(np.int64)
@@ -79,13 +86,18 @@ def _stages(stage: str | Iterable[str] | None) -> list[str] | None:
 
 
 def batching_curve(
-    samples: pd.DataFrame, runs: pd.DataFrame, *, stage: str | Iterable[str] = "e2e"
+    samples: pd.DataFrame | None,
+    runs: pd.DataFrame,
+    *,
+    stage: str | Iterable[str] = "e2e",
+    summary: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Latency and throughput per batch size, per config group.
 
     A group is every config that differs only by batch_size (same model, backend, precision,
     pipeline, mode, options, device_name, device, host); `group` is a readable label of it, and
-    the key columns follow it. Input: samples and runs.
+    the key columns follow it. Input: samples and runs (or `summary`, a summarize() result of
+    the runs, in place of the samples).
 
     Output, one row per group, stage and batch size::
 
@@ -102,7 +114,7 @@ def batching_curve(
     p50_ms; gain_per_doubling_pct: the throughput gain from the previous batch size, rescaled to
     one doubling ((T_b / T_prev) ^ (1 / log2(b / prev)) - 1), in %.
     """
-    merged, key_cols = _per_run(samples, runs, _stages(stage))
+    merged, key_cols = _per_run(samples, runs, _stages(stage), summary)
     cols = ["group", *key_cols, *CURVE_COLUMNS[1:]]
     if merged.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
@@ -153,11 +165,12 @@ def batching(
     stage: str | Iterable[str] | None = None,
     p99_target_ms: float | None = None,
     knee_gain: float = KNEE_GAIN,
+    summary: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per config group and stage: fit latency_ms = a + b x batch_size, the knee, the best batch.
 
-    Groups as in batching_curve(). Input: samples and runs. `stage`: one stage, a list, or None
-    for every stage.
+    Groups as in batching_curve(). Input: samples and runs (or `summary`, a summarize() result of
+    the runs, in place of the samples). `stage`: one stage, a list, or None for every stage.
 
     Output, one row per group and stage::
 
@@ -180,7 +193,7 @@ def batching(
     """
     stages = _stages(stage)
     wanted = None if stages is None else sorted(set(stages) | {"e2e"})
-    merged, key_cols = _per_run(samples, runs, wanted)
+    merged, key_cols = _per_run(samples, runs, wanted, summary)
     cols = ["group", *key_cols, *FIT_COLUMNS[1:]]
     if merged.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})

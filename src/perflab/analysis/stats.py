@@ -10,6 +10,7 @@ The same helpers (select_rows, sort_groups) serve the other analysis modules.
 from __future__ import annotations
 
 import functools
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ WHAT_COLUMNS: tuple[str, ...] = (
     "pipeline_options",
     "seed",
 )
-WHERE_COLUMNS: tuple[str, ...] = ("device_name", "device", "host")
+WHERE_COLUMNS: tuple[str, ...] = ("device_name", "device", "host", "machine")
 CONFIG_COLUMNS: tuple[str, ...] = WHAT_COLUMNS + WHERE_COLUMNS + ("batch_size",)
 
 PERCENTILES: tuple[float, ...] = (0.50, 0.90, 0.95, 0.99)
@@ -235,13 +236,19 @@ def min_samples_for_bound(q: float, confidence: float = 0.99, skip: int = 1) -> 
     return n
 
 
-def _bootstrap_ci(sg: SortedGroups, q: float, ci: float, n_boot: int, seed: int):
-    """Percentile-bootstrap CI of the q-quantile per group (resampling; loops over groups)."""
-    rng = np.random.default_rng(seed)
+def _bootstrap_ci(
+    sg: SortedGroups, q: float, ci: float, n_boot: int, seed: int, names: Sequence[str]
+):
+    """Percentile-bootstrap CI of the q-quantile per group (resampling; loops over groups).
+
+    Each group draws from its own generator, seeded by `seed` and the group's name, so a group's
+    interval does not depend on which other groups are summarized with it (a selection, or the
+    chunks of runs an out-of-core summary reads one at a time, give the same numbers)."""
     lo = np.full(len(sg.counts), np.nan)
     hi = np.full(len(sg.counts), np.nan)
     a = (1 - ci) / 2
     for i, (s, n) in enumerate(zip(sg.starts, sg.counts)):
+        rng = np.random.default_rng([seed, zlib.crc32(names[i].encode())])
         x = sg.values[s : s + n].astype(np.float64)
         # Chunks bound the memory of the (n_boot, n) index matrix for long runs.
         per_chunk = max(1, 4_000_000 // max(n, 1))
@@ -439,7 +446,8 @@ def summarize(
             klo, khi = order_stat_ci_ranks(sg.counts, q, ci)
             lo, hi = sg.order_stat(klo), sg.order_stat(khi)
         else:
-            lo, hi = _bootstrap_ci(sg, q, ci, n_boot, seed)
+            names = [f"{r}\0{st}" for r, st in zip(out["run_id"], stage_of)]
+            lo, hi = _bootstrap_ci(sg, q, ci, n_boot, seed, names)
         out[f"{name}_ci_low_ms"] = lo / 1e6
         out[f"{name}_ci_high_ms"] = hi / 1e6
 
@@ -628,7 +636,7 @@ def iteration_sums(rows: Rows) -> pd.DataFrame:
 
 
 def warnings(
-    samples: pd.DataFrame,
+    samples: pd.DataFrame | None,
     runs: pd.DataFrame | None = None,
     telemetry: pd.DataFrame | None = None,
     *,
@@ -653,9 +661,14 @@ def warnings(
     - `transfer_bound`: p50 h2d or d2h / p50 compute >= 1: copies cost as much as the model.
     - `throttled`: percentage of telemetry samples with `throttled` true for the run (> 0).
     - `precision_mismatch`: the engine ran another precision than the one asked for (needs runs).
+    - `empty_postprocess`: a detect run kept 0 detections per iteration: its postprocess time is
+      that of an empty NMS, not of real results (needs runs).
 
-    `summary` may pass a summarize() result already computed for these samples.
+    `summary` may pass a summarize() result already computed for these samples (samples may
+    then be None: nothing else here reads them).
     """
+    if summary is None and samples is None:
+        raise PerflabError("warnings() needs the samples or their summarize() result")
     rows: list[dict[str, object]] = []
     summ = summary if summary is not None else summarize(samples, runs, ci=None)
     if not summ.empty:
@@ -735,6 +748,20 @@ def warnings(
                     0.0,
                     f"{v:.1f}% of GPU telemetry samples throttled: clocks were lowered "
                     "during the run",
+                )
+            )
+    if runs is not None and "detections_per_iteration" in runs.columns:
+        kept = pd.to_numeric(runs["detections_per_iteration"], errors="coerce")
+        for r in runs[kept == 0].itertuples(index=False):
+            rows.append(
+                _warning(
+                    r.run_id,
+                    "postprocess",
+                    "empty_postprocess",
+                    0.0,
+                    0.0,
+                    "the detector kept no boxes in any iteration, so postprocess timed an empty "
+                    "NMS; give real inputs (pipeline_options images: FOLDER or video: FILE)",
                 )
             )
     if runs is not None and "precision_mismatch" in runs.columns:

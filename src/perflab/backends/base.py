@@ -11,11 +11,12 @@ A backend is a class with this protocol (see `Backend`); the runner drives it:
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from perflab.backends.registry import get_info, unavailable_reason
+from perflab.backends.registry import backend_class, unavailable_reason
 from perflab.errors import BackendUnavailable
+from perflab.options import Option, check_keys
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,13 +30,10 @@ if TYPE_CHECKING:
 
 def create(config: RunConfig) -> Backend:
     """Instantiate the backend a config names, or raise BackendUnavailable with the reason."""
-    info = get_info(config.backend)
     reason = unavailable_reason(config.backend)
     if reason:
         raise BackendUnavailable(f"{config.backend} unavailable: {reason}")
-    module_name, class_name = info.target.split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(config)
+    return backend_class(config.backend)(config)
 
 
 class Backend:
@@ -43,9 +41,17 @@ class Backend:
 
     name = "base"
     device = "cpu"
+    #: The options this backend reads (listed by `perflab backends NAME`).
+    options: tuple[Option, ...] = ()
 
     def __init__(self, config: RunConfig):
         self.config = config
+
+    @classmethod
+    def check_options(cls, backend: str, options: Mapping[str, Any], batch_size: int) -> None:
+        """Raise SpecError for an unknown option or a bad value; runs when the experiment file is
+        read, so it must not import the engine. Backends that check values override it."""
+        check_keys(f"backend {backend!r}", options, cls.options)
 
     def pipeline(self) -> Pipeline | None:
         """A backend that brings its own workload (the synthetic one) returns it here."""

@@ -35,6 +35,7 @@ from perflab.backends.ort import (
     calibration_batch_count,
 )
 from perflab.errors import ModelError, SpecError, Unsupported
+from perflab.options import Option
 from perflab.precisions import precision_effective
 from perflab.timing import COMPUTE
 
@@ -46,15 +47,18 @@ if TYPE_CHECKING:
     from perflab.spec import RunConfig
     from perflab.timing import Recorder, SetupTimer
 
-OPTIONS = (
-    "threads",
-    "hint",
-    "streams",
-    "profile",
-    "profile_iterations",
-    "calibration_batches",
-    "strict_precision",
-)
+DECLARED_OPTIONS = (
+    Option("threads", "int >= 0", 0, "INFERENCE_NUM_THREADS; 0: OpenVINO's default"),
+    Option("hint", "latency | throughput", "latency", "PERFORMANCE_HINT"),
+    Option("streams", "int >= 0", 0, "NUM_STREAMS; 0: what the hint chooses"),
+    Option("profile", "bool", False, "per-layer performance counters after the measured phase"),
+    Option("profile_iterations", "int >= 1", DEFAULT_PROFILE_ITERATIONS,
+           "profiled iterations (layer table)"),
+    Option("calibration_batches", "int >= 1", None, "int8 calibration batches"),
+    Option("strict_precision", "bool", True,
+           "fail the run when the engine ran another precision than asked"),
+)  # fmt: skip
+OPTIONS = tuple(o.name for o in DECLARED_OPTIONS)
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 #: perflab precision -> (INFERENCE_PRECISION_HINT, the OPTIMIZATION_CAPABILITIES entry it needs).
 PRECISION_HINTS = {
@@ -151,6 +155,11 @@ class OpenVinoBackend(Backend):
 
     name = "openvino"
     device = "cpu"
+    options = DECLARED_OPTIONS
+
+    @classmethod
+    def check_options(cls, backend: str, options: Mapping[str, Any], batch_size: int) -> None:
+        parse_options(options)
 
     def __init__(self, config: RunConfig):
         super().__init__(config)

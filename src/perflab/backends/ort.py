@@ -53,6 +53,7 @@ import numpy as np
 
 from perflab.backends.base import Backend
 from perflab.errors import BackendUnavailable, ModelError, SpecError, Unsupported
+from perflab.options import Option
 from perflab.precisions import precision_effective
 from perflab.reference import CPU_PROVIDER, NUMPY_OF_ORT
 from perflab.timing import COMPUTE, D2H, H2D
@@ -71,18 +72,27 @@ PROVIDERS = {
     "ort-trt": "TensorrtExecutionProvider",
 }
 
-#: Backend options (besides the `cuda.` / `trt.` provider options of the GPU backends).
-OPTIONS = (
-    "threads",
-    "inter_threads",
-    "graph_optimization",
-    "execution_mode",
-    "profile",
-    "profile_iterations",
-    "calibration_batches",
-    "strict_precision",
-    "device_id",
-)
+DEFAULT_PROFILE_ITERATIONS = 20
+#: Backend options, as listed by `perflab backends ort-cpu` (the `cuda.` / `trt.` provider
+#: options apply to the GPU backends only).
+DECLARED_OPTIONS = (
+    Option("threads", "int >= 0", 0, "intra-op threads; 0: ONNX Runtime's default (one per core)"),
+    Option("inter_threads", "int >= 0", 0, "inter-op threads (execution_mode parallel)"),
+    Option("graph_optimization", "disable | basic | extended | layout | all", "all",
+           "ONNX Runtime graph optimization level"),
+    Option("execution_mode", "sequential | parallel", "sequential", "operator scheduling"),
+    Option("profile", "bool", False, "run ONNX Runtime's profiler after the measured phase"),
+    Option("profile_iterations", "int >= 1", DEFAULT_PROFILE_ITERATIONS,
+           "profiled iterations (layer table)"),
+    Option("calibration_batches", "int >= 1", None,
+           "int8 calibration batches; default: 32 samples' worth"),
+    Option("strict_precision", "bool", True,
+           "fail the run when the engine ran another precision than asked"),
+    Option("device_id", "int >= 0", 0, "GPU to run on (ort-cuda, ort-trt)"),
+    Option("cuda.NAME", "scalar", None, "CUDA execution provider option NAME (ort-cuda, ort-trt)"),
+    Option("trt.NAME", "scalar", None, "TensorRT execution provider option trt_NAME (ort-trt)"),
+)  # fmt: skip
+OPTIONS = tuple(o.name for o in DECLARED_OPTIONS if not o.name.endswith(".NAME"))
 GRAPH_OPTIMIZATION = {
     "disable": "ORT_DISABLE_ALL",
     "basic": "ORT_ENABLE_BASIC",
@@ -91,7 +101,6 @@ GRAPH_OPTIMIZATION = {
     "all": "ORT_ENABLE_ALL",
 }
 EXECUTION_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
-DEFAULT_PROFILE_ITERATIONS = 20
 #: Untimed runs of the profiled session before its profiled iterations, so that allocation and
 #: first-run work (cuDNN algorithm search, TensorRT lazy builds) stay out of the layer table.
 PROFILE_WARMUP_RUNS = 3
@@ -432,6 +441,11 @@ class OrtBackend(Backend):
     """ONNX Runtime with one execution provider: ort-cpu, ort-cuda or ort-trt (see module doc)."""
 
     name = "ort"
+    options = DECLARED_OPTIONS
+
+    @classmethod
+    def check_options(cls, backend: str, options: Mapping[str, Any], batch_size: int) -> None:
+        parse_options(backend, options)
 
     def __init__(self, config: RunConfig):
         super().__init__(config)

@@ -6,7 +6,10 @@ an experiment file, and the CLI can list backends, without importing any engine.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import importlib.util
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +51,19 @@ def _ort_provider(provider: str) -> Callable[[], str | None]:
         )
 
     return check
+
+
+def find_compiler() -> str | None:
+    """The C++ compiler to use: $CXX, else c++ or g++ on PATH."""
+    for name in (os.environ.get("CXX"), "c++", "g++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cxx_compiler() -> str | None:
+    """None when a C++ compiler is on PATH ($CXX, c++ or g++), else the reason."""
+    return None if find_compiler() else "no C++ compiler found (install g++)"
 
 
 BACKENDS: dict[str, BackendInfo] = {
@@ -115,15 +131,93 @@ BACKENDS: dict[str, BackendInfo] = {
             description="PyTorch on CUDA, timed with CUDA events",
             checks=(_nvidia_gpu,),
         ),
+        BackendInfo(
+            "custom",
+            "perflab.backends.custom:CustomBackend",
+            needs_model=False,
+            description="your pipeline owns its engine (pipeline: FILE.py:CLASS with compute)",
+        ),
+        BackendInfo(
+            "openvino-cpp",
+            "perflab.backends.openvino_cpp:OpenVinoCppBackend",
+            ("openvino",),
+            extra="openvino",
+            description="OpenVINO on the CPU driven from a C++ runner (compiled on first use)",
+            checks=(_cxx_compiler,),
+        ),
+        BackendInfo(
+            "opencv-dnn",
+            "perflab.backends.opencv_dnn:OpenCvDnnBackend",
+            ("cv2",),  # opencv-python-headless is a core dependency: no extra
+            description="OpenCV DNN on the CPU (readNetFromONNX)",
+        ),
+        BackendInfo(
+            "mnn",
+            "perflab.backends.mnn:MnnBackend",
+            ("MNN",),
+            extra="mnn",
+            description="Alibaba MNN on the CPU (the ONNX model converted by MNN's converter)",
+        ),
+        BackendInfo(
+            "ncnn",
+            "perflab.backends.ncnn:NcnnBackend",
+            ("ncnn", "pnnx"),
+            extra="ncnn",
+            description="Tencent ncnn on the CPU (the ONNX model converted by pnnx)",
+        ),
     )
 }
 # Rows imported from other tools carry these backend names; they cannot be run.
 IMPORTED_BACKENDS = ("trtexec", "nsys")
+CUSTOM = "custom"
+ENTRY_POINT_GROUP = "perflab.backends"
+
+
+@functools.cache
+def plugins() -> dict[str, BackendInfo]:
+    """Backends installed by other distributions (entry points), by name; built-ins win a clash.
+
+    Only the entry points are read here; a plugin's module is imported when it is used, so a
+    broken plugin costs nothing until then and is reported by name.
+    """
+    from importlib.metadata import entry_points
+
+    found = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in BACKENDS or ep.name in found:
+            continue
+        dist = getattr(ep.dist, "name", None) or "an installed package"
+        found[ep.name] = BackendInfo(ep.name, ep.value, description=f"plugin from {dist}")
+    return found
+
+
+def names() -> list[str]:
+    """Every backend an experiment file may name: the built-ins, then the plugins."""
+    return [*BACKENDS, *plugins()]
+
+
+def _import_target(info: BackendInfo) -> type:
+    module_name, _, class_name = info.target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def _plugin_class(info: BackendInfo) -> tuple[type | None, str | None]:
+    """(class, None), or (None, why the plugin cannot be imported)."""
+    try:
+        return _import_target(info), None
+    except Exception as exc:  # noqa: BLE001 - any failure of a third-party import is a reason
+        return None, f"plugin {info.target} failed to import: {type(exc).__name__}: {exc}"
 
 
 def unavailable_reason(name: str) -> str | None:
     """None when `name` can run here, else why not. Imports nothing heavy unless it must."""
     info = get_info(name)
+    if name in plugins():
+        cls, reason = _plugin_class(info)
+        if reason:
+            return reason
+        check = getattr(cls, "unavailable_reason", None)
+        return check() if callable(check) else None
     missing = [m for m in info.requires if importlib.util.find_spec(m) is None]
     if missing:
         return (
@@ -139,6 +233,32 @@ def unavailable_reason(name: str) -> str | None:
 
 
 def get_info(name: str) -> BackendInfo:
-    if name not in BACKENDS:
-        raise SpecError(f"unknown backend {name!r}; known backends: {', '.join(BACKENDS)}")
-    return BACKENDS[name]
+    if name in BACKENDS:
+        return BACKENDS[name]
+    info = plugins().get(name)
+    if info is None:
+        raise SpecError(f"unknown backend {name!r}; known backends: {', '.join(names())}")
+    cls, _ = _plugin_class(info)
+    if cls is None:
+        return info
+    # A plugin states what it needs on its class, as the built-ins do in BACKENDS.
+    doc = (cls.__doc__ or "").strip().splitlines()
+    return BackendInfo(
+        name,
+        info.target,
+        gpu=bool(getattr(cls, "gpu", False)),
+        needs_model=bool(getattr(cls, "needs_model", True)),
+        description=f"{doc[0] if doc else cls.__name__} ({info.description})",
+    )
+
+
+def backend_class(name: str) -> type:
+    """The class of backend `name`, imported (engine modules import their engine only when
+    they run); SpecError for an unknown name or a plugin that cannot be imported."""
+    info = get_info(name)
+    if name in plugins():
+        cls, reason = _plugin_class(info)
+        if reason:
+            raise SpecError(f"backend {name!r}: {reason}")
+        return cls
+    return _import_target(info)

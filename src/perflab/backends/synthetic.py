@@ -24,6 +24,7 @@ import numpy as np
 
 from perflab.backends.base import Backend
 from perflab.errors import SpecError
+from perflab.options import Option
 from perflab.timing import COMPUTE, D2H, ENQUEUE_CODE, H2D, busy_wait_ns, now_ns
 
 DURATIONS = (
@@ -35,20 +36,42 @@ DURATIONS = (
     "postprocess_ms",
 )
 CRASHES = ("none", "segfault", "abort", "oom", "hang", "exception")
-OPTIONS = (*DURATIONS, "jitter", "warmup_iterations", "warmup_extra_ms", "crash", "crash_at")
-DEFAULTS: dict[str, Any] = {
-    "preprocess_ms": 0.2,
-    "h2d_ms": 0.0,
-    "compute_ms": 1.0,
-    "compute_ms_per_item": 0.0,
-    "d2h_ms": 0.0,
-    "postprocess_ms": 0.2,
-    "jitter": 0.0,
-    "warmup_iterations": 0,
-    "warmup_extra_ms": 0.0,
-    "crash": "none",
-    "crash_at": 0,
-}
+DECLARED_OPTIONS = (
+    Option("preprocess_ms", "ms >= 0", 0.2, "busy-wait of the preprocess stage"),
+    Option("h2d_ms", "ms >= 0", 0.0, "busy-wait of h2d (0: no h2d stage)"),
+    Option("compute_ms", "ms >= 0", 1.0, "busy-wait of compute"),
+    Option("compute_ms_per_item", "ms >= 0", 0.0, "extra compute per batch item"),
+    Option("d2h_ms", "ms >= 0", 0.0, "busy-wait of d2h (0: no d2h stage)"),
+    Option("postprocess_ms", "ms >= 0", 0.2, "busy-wait of the postprocess stage"),
+    Option("jitter", "number >= 0", 0.0, "relative standard deviation of every duration"),
+    Option("warmup_iterations", "int >= 0", 0, "iterations over which extra compute decays"),
+    Option("warmup_extra_ms", "ms >= 0", 0.0, "extra compute at iteration 0, decaying to 0"),
+    Option("crash", " | ".join(CRASHES), "none", "fault to inject"),
+    Option("crash_at", "int >= 0", 0, "iteration at which the fault happens"),
+)
+OPTIONS = tuple(o.name for o in DECLARED_OPTIONS)
+DEFAULTS: dict[str, Any] = {o.name: o.default for o in DECLARED_OPTIONS}
+
+
+def parse_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Validate the synthetic backend's options; SpecError names the bad key and the valid ones."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise SpecError(
+            f"synthetic backend: unknown option {unknown[0]!r}; valid: {', '.join(OPTIONS)}"
+        )
+    opts = {**DEFAULTS, **options}
+    for key in (*DURATIONS, "jitter", "warmup_extra_ms", "warmup_iterations", "crash_at"):
+        value = opts[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise SpecError(
+                f"synthetic backend: option {key!r}: {value!r} must be a non-negative number"
+            )
+    if opts["crash"] not in CRASHES:
+        raise SpecError(
+            f"synthetic backend: option 'crash': {opts['crash']!r} is not one of {', '.join(CRASHES)}"
+        )
+    return opts
 
 
 class _Clock:
@@ -99,32 +122,22 @@ class SyntheticPipeline:
 
 class SyntheticBackend(Backend):
     name = "synthetic"
+    options = DECLARED_OPTIONS
+
+    @classmethod
+    def check_options(cls, backend: str, options: Any, batch_size: int) -> None:
+        parse_options(dict(options))
 
     def __init__(self, config):
         super().__init__(config)
-        opts = config.option_dict
-        unknown = sorted(set(opts) - set(OPTIONS))
-        if unknown:
-            raise SpecError(
-                f"synthetic backend: unknown option {unknown[0]!r}; valid: {', '.join(OPTIONS)}"
-            )
-        self.opts = {**DEFAULTS, **opts}
-        for key in (*DURATIONS, "jitter", "warmup_extra_ms", "warmup_iterations", "crash_at"):
-            value = self.opts[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise SpecError(
-                    f"synthetic backend: option {key!r}: {value!r} must be a non-negative number"
-                )
-        if self.opts["crash"] not in CRASHES:
-            raise SpecError(
-                f"synthetic backend: option 'crash': {self.opts['crash']!r} is not one of {', '.join(CRASHES)}"
-            )
+        self.opts = parse_options(config.option_dict)
         self.clock = _Clock(self.opts, config.batch_size, config.seed)
         self._pipeline = SyntheticPipeline(self.clock, config.batch_size)
         self._device: threading.Thread | None = None
 
-    def pipeline(self) -> SyntheticPipeline:
-        return self._pipeline
+    def pipeline(self) -> SyntheticPipeline | None:
+        """Its own busy-waiting workload, unless the config names a user pipeline to run on it."""
+        return None if ":" in self.config.pipeline else self._pipeline  # pipelines.is_target
 
     def setup(self, model, pipeline, timer) -> None:
         with timer("load"):
@@ -140,7 +153,7 @@ class SyntheticBackend(Backend):
                 t = rec.begin(code)
                 busy_wait_ns(ns, t)
                 rec.end(code, t)
-        return {"y": inputs["x"]}
+        return {"y": inputs}
 
     # Throughput mode: a "device" thread runs the h2d / compute / d2h of submitted requests in
     # order, sleeping (so the host thread runs on, as it would beside a GPU).

@@ -46,6 +46,7 @@ import numpy as np
 
 from perflab.backends.base import Backend
 from perflab.errors import BackendUnavailable, SpecError, Unsupported
+from perflab.options import Option
 from perflab.timing import COMPUTE, D2H, ENQUEUE_CODE, H2D
 
 if TYPE_CHECKING:
@@ -76,6 +77,18 @@ class TorchOptions:
     telemetry: bool = True
     telemetry_interval_ms: float = 100.0
 
+
+DECLARED_OPTIONS = (
+    Option("threads", "int >= 0", 0, "torch.set_num_threads; 0: PyTorch's default"),
+    Option("compile", "bool", False, "run the module through torch.compile"),
+    Option("compile_mode", " | ".join(COMPILE_MODES), "default", "torch.compile mode"),
+    Option("device_id", "int >= 0", 0, "GPU to run on (torch-cuda)"),
+    Option("streams", "int >= 1", 2, "CUDA streams for throughput mode (torch-cuda)"),
+    Option("tf32", "bool", None, "allow TF32 matmuls; default: PyTorch's (torch-cuda)"),
+    Option("cudnn_benchmark", "bool", False, "cudnn.benchmark autotuning (torch-cuda)"),
+    Option("telemetry", "bool", True, "sample GPU clocks and throttling (torch-cuda)"),
+    Option("telemetry_interval_ms", "number >= 10", 100.0, "telemetry interval (torch-cuda)"),
+)  # fmt: skip
 
 _GPU_ONLY = (
     "device_id",
@@ -172,6 +185,11 @@ class TorchBackend(Backend):
     """torch-cpu / torch-cuda (see the module docstring)."""
 
     name = "torch"
+    options = DECLARED_OPTIONS
+
+    @classmethod
+    def check_options(cls, backend: str, options: Mapping[str, Any], batch_size: int) -> None:
+        parse_options(backend, options)
 
     def __init__(self, config: RunConfig):
         super().__init__(config)

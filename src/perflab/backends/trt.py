@@ -49,6 +49,7 @@ import numpy as np
 
 from perflab.backends.base import Backend
 from perflab.errors import BackendUnavailable, ModelError, SpecError, Unsupported
+from perflab.options import Option
 from perflab.precisions import COMPUTE_LOWEST_FIRST, precision_effective, tensor_precision
 from perflab.timing import ENQUEUE_CODE
 
@@ -138,6 +139,28 @@ class TrtOptions:
     calibration_batches: int | None = None
     telemetry: bool = True
     telemetry_interval_ms: float = 100.0
+
+
+DECLARED_OPTIONS = (
+    Option("device_id", "int >= 0", 0, "GPU to run on"),
+    Option("typing", "auto | strong | weak", "auto",
+           "network typing: strong keeps the ONNX types, weak lets the builder choose"),
+    Option("max_batch", "int >= batch_size", None,
+           "largest batch of the optimization profile; default: the batch size"),
+    Option("streams", "int >= 1", DEFAULT_STREAMS, "CUDA streams (contexts) for throughput mode"),
+    Option("cuda_graph", "bool", False, "capture the enqueue in a CUDA graph"),
+    Option("layer_profile", "bool", False, "per-layer timings after the measured phase"),
+    Option("layer_profile_iterations", "int >= 1", DEFAULT_LAYER_PROFILE_ITERATIONS,
+           "profiled iterations (layer table)"),
+    Option("workspace_mb", "int >= 0", 0, "builder workspace limit; 0: TensorRT's default"),
+    Option("builder_optimization_level", "int 0..5", None, "builder optimization level"),
+    Option("tf32", "bool", True, "allow TF32 in fp32 layers"),
+    Option("cache", "bool", True, "reuse built engines from the engine cache"),
+    Option("cache_dir", "path", None, "engine cache folder"),
+    Option("calibration_batches", "int >= 1", None, "int8 calibration batches"),
+    Option("telemetry", "bool", True, "sample GPU clocks, power and throttling during the run"),
+    Option("telemetry_interval_ms", "number >= 10", 100.0, "telemetry sampling interval"),
+)  # fmt: skip
 
 
 def parse_options(options: Mapping[str, Any], batch_size: int = 1) -> TrtOptions:
@@ -633,6 +656,11 @@ class TensorRTBackend(Backend):
 
     name = "trt"
     supports_throughput = True
+    options = DECLARED_OPTIONS
+
+    @classmethod
+    def check_options(cls, backend: str, options: Mapping[str, Any], batch_size: int) -> None:
+        parse_options(options, batch_size)
 
     def __init__(self, config: RunConfig):
         super().__init__(config)

@@ -17,13 +17,11 @@ import importlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from perflab import __version__ as _perflab_version
 from perflab import store
 from perflab.errors import ImportFormatError
 from perflab.untrusted import check_regular_file, printable
@@ -35,8 +33,6 @@ _DISPATCH = {
     "ort-profile": ("perflab.importers.ort_profile", "read_ort_profile_run"),
     "nsys": ("perflab.importers.nsys", "read_nsys_run"),
 }
-
-DEFAULT_STUDY = "imported"
 
 
 def import_file(
@@ -101,23 +97,6 @@ class ImportedRun:
     @property
     def run_id(self) -> str:
         return str(self.row["run_id"])
-
-
-def base_row(run_id: str, backend: str, *, study: str | None = None, **values: object) -> dict:
-    """A `runs` row with the fields every importer fills the same way."""
-    row: dict[str, object] = {
-        "run_id": run_id,
-        "study": study or DEFAULT_STUDY,
-        "created_at": datetime.now(timezone.utc),
-        "status": "ok",
-        "backend": backend,
-        "perflab_version": _perflab_version,
-    }
-    row.update(values)
-    for key in ("meta", "notes", "options", "input_shapes", "warmup_policy", "measure_policy"):
-        if key in row and row[key] is not None and not isinstance(row[key], str):
-            row[key] = store.json_text(row[key])
-    return row
 
 
 def frame(table: str, rows: list[Mapping[str, object]] | pd.DataFrame) -> pd.DataFrame:

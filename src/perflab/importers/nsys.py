@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perflab import stages, store
+from perflab import run_row, stages, store
 from perflab.errors import ImportFormatError
-from perflab.importers import ImportedRun, base_row, check_file, commit, frame
+from perflab.importers import ImportedRun, check_file, commit, frame
 
 BACKEND = "nsys"
 PERFLAB_DOMAIN = "perflab"
@@ -865,7 +865,7 @@ def read_nsys_run(
         if start_ns
         else datetime.now(timezone.utc)
     )
-    row = base_row(
+    row = run_row.new(
         rid,
         BACKEND,
         study=study,

@@ -24,11 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from perflab import store
+from perflab import run_row, store
 from perflab.errors import ImportFormatError
 from perflab.importers import (
     ImportedRun,
-    base_row,
     commit,
     frame,
     read_bytes,
@@ -120,7 +119,7 @@ def read_ort_profile_run(
         **tables.facts,
     }
     device = "cpu" if be == "ort-cpu" else None
-    row = base_row(
+    row = run_row.new(
         run_id,
         be,
         study=study,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from perflab import store
+from perflab import run_row, store
 from perflab.errors import ImportFormatError
-from perflab.importers import ImportedRun, base_row, frame
+from perflab.importers import ImportedRun, frame
 from perflab.importers.trtexec.logs import (
     BACKEND,
     DEFAULT_WARMUP_MS,
@@ -280,7 +280,7 @@ def _exports_run(
         run_notes = json.loads(run.row["notes"]) if run.row.get("notes") else []
     else:
         run_id = store.new_run_id()
-        run = ImportedRun(row=base_row(run_id, BACKEND), tables={})
+        run = ImportedRun(row=run_row.new(run_id, BACKEND), tables={})
         meta, run_notes = {}, []
     run_id = run.run_id
     batch = int(run.row.get("batch_size") or summary_facts.get("batch") or 1)

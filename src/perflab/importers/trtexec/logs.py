@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from perflab import store
+from perflab import run_row, store
 from perflab.errors import ImportFormatError
-from perflab.importers import ImportedRun, base_row, frame
+from perflab.importers import ImportedRun, frame
 
 BACKEND = "trtexec"
 PROVIDER = "TensorRT"
@@ -785,7 +785,7 @@ def _log_run(p: ParsedLog, source: Path, index: int, n_runs: int) -> ImportedRun
     label = " ".join(
         x for x in ("trtexec", Path(model).name if model else None, precision, f"bs{batch}") if x
     )
-    row = base_row(
+    row = run_row.new(
         run_id,
         BACKEND,
         label=label,

@@ -1,0 +1,179 @@
+"""Stored samples read through DuckDB in chunks of whole runs, with only the rows and columns an
+analysis needs, so that memory is bounded by the chunk rather than by the study.
+
+Every per-run analysis (summary, warmup, harness gap, breakdown) depends only on each run's own
+rows, so running it on one chunk of runs at a time and concatenating gives exactly the numbers of
+one call on the whole frame: each group's sorted values are the same array either way.
+
+Plan: one DuckDB scan of the run, phase and stage columns (the catalog, kept by the caller) counts
+rows per file, run, phase and stage; each read packs the runs it selects, in run-id order, into
+chunks of at most `max_rows` rows (a run is never split) and reads each chunk with one filtered,
+projected scan of just the files that hold its runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from perflab import store
+
+# Rows per chunk: about 200 MB as arrays, a few hundred MB while an analysis sorts them.
+CHUNK_ROWS = 4_000_000
+# DuckDB's own memory while scanning (it spills beyond this).
+DUCKDB_MEMORY = "1GB"
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which sample rows to read: these runs (None: all), one phase (None: all), some stages."""
+
+    run_ids: Sequence[str] | None = None
+    phase: str | None = None
+    stages: Sequence[str] | None = None
+
+
+def _connect():
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.Error:
+        pass  # in Jupyter without ipywidgets DuckDB refuses the setting, and draws no bar anyway
+    return con
+
+
+def _where(flt: Filter, con) -> tuple[str, list[object]]:
+    """SQL condition and parameters; the run ids go in through a registered table."""
+    parts, params = ["TRUE"], []
+    if flt.run_ids is not None:
+        con.register("_wanted", pa.table({"run_id": pa.array(list(flt.run_ids), pa.string())}))
+        parts.append("run_id IN (SELECT run_id FROM _wanted)")
+    if flt.phase is not None:
+        parts.append("phase = ?")
+        params.append(flt.phase)
+    if flt.stages is not None:
+        parts.append("stage IN (SELECT unnest(?))")
+        params.append(list(flt.stages))
+    return " AND ".join(parts), params
+
+
+def _source(files: Sequence[Path], extra: str = "") -> str:
+    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+    return f"read_parquet([{listed}], union_by_name = true{extra})"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What the samples files hold: rows per (file, run, phase, stage), from one DuckDB scan of
+    those three columns. Every later read is planned from it without scanning again."""
+
+    files: tuple[Path, ...]
+    columns: frozenset[str]
+    counts: pd.DataFrame  # filename, run_id, phase, stage, n
+
+
+def catalog(folders: Iterable[Path]) -> Catalog | None:
+    """The catalog of the folders' samples files; None when there are none."""
+    files = store.readable_files(folders, "samples")
+    if not files:
+        return None
+    con = _connect()
+    try:
+        described = con.execute(f"DESCRIBE SELECT * FROM {_source(files)}").fetchall()
+        present = frozenset(row[0] for row in described)
+        keys = [c for c in ("run_id", "phase", "stage") if c in present]
+        listed = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in keys)
+        counts = con.execute(
+            f"SELECT filename, {listed}, count(*) AS n "
+            f"FROM {_source(files, ', filename = true')} GROUP BY ALL"
+        ).df()
+    finally:
+        con.close()
+    for c in ("run_id", "phase", "stage"):
+        if c not in counts.columns:
+            counts[c] = None
+    return Catalog(tuple(files), present, counts)
+
+
+def chunks(
+    cat: Catalog | None, flt: Filter, columns: Sequence[str], *, max_rows: int = CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
+    """The selected sample rows as frames of whole runs, runs in sorted id order, at most
+    `max_rows` rows each unless one run alone has more. Columns have the stored types
+    (dictionary columns as pandas categoricals), missing ones filled with nulls. Nothing is
+    yielded when no row is selected."""
+    if cat is None:
+        return
+    sch = store.schema("samples")
+    counts = cat.counts
+    if flt.run_ids is not None:
+        counts = counts[counts["run_id"].isin(list(flt.run_ids))]
+    if flt.phase is not None:
+        counts = counts[counts["phase"] == flt.phase]
+    if flt.stages is not None:
+        counts = counts[counts["stage"].isin(list(flt.stages))]
+    if counts.empty:
+        return
+    wanted = [c for c in columns if c in cat.columns]
+    # Dictionary columns come back as DuckDB ENUMs, which arrive as arrow dictionaries and
+    # pandas categoricals without a string per row; the catalog gives their values.
+    levels = {
+        c: sorted(counts[c].dropna().unique())
+        for c in wanted
+        if c != "run_id" and pa.types.is_dictionary(sch.field(c).type)
+    }
+    per_run = counts.groupby("run_id", sort=True).agg(n=("n", "sum"), files=("filename", set))
+    plan: list[tuple[list[str], set[str]]] = []
+    rows = 0
+    for run_id, n, where_files in per_run.itertuples():
+        if not plan or (rows + n > max_rows and plan[-1][0]):
+            plan.append(([], set()))
+            rows = 0
+        plan[-1][0].append(str(run_id))
+        plan[-1][1].update(where_files)
+        rows += n
+    con = _connect()
+    try:
+        where, params = _where(flt, con)
+        for run_ids, chunk_files in plan:
+            con.register("_chunk", pa.table({"run_id": pa.array(run_ids, pa.string())}))
+            types = {"run_id": _enum(run_ids), **{c: _enum(v) for c, v in levels.items()}}
+            selected = ", ".join(
+                f'CAST("{c}" AS {types[c]}) AS "{c}"' if c in types else f'"{c}"' for c in wanted
+            )
+            arrow = con.sql(
+                f"SELECT {selected} FROM {_source(sorted(chunk_files))} "
+                f"WHERE {where} AND run_id IN (SELECT run_id FROM _chunk)",
+                params=params,
+            ).to_arrow_table()
+            yield _conform(arrow, sch, columns).to_pandas()
+    finally:
+        con.close()
+
+
+def _enum(levels: Sequence[str]) -> str:
+    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in levels)
+    return f"ENUM({quoted})" if levels else "VARCHAR"
+
+
+def _conform(arrow: pa.Table, sch: pa.Schema, columns: Sequence[str]) -> pa.Table:
+    """The stored types (dictionaries keep DuckDB's narrower index type: pandas reads both as
+    categoricals), and nulls for columns no file has."""
+    arrays = []
+    for name in columns:
+        field = sch.field(name)
+        if name not in arrow.column_names:
+            arrays.append(pa.nulls(len(arrow), field.type))
+            continue
+        col = arrow.column(name)
+        same_kind = pa.types.is_dictionary(col.type) and pa.types.is_dictionary(field.type)
+        arrays.append(col if same_kind else col.cast(field.type))
+    return pa.Table.from_arrays(arrays, names=list(columns))
