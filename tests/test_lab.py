@@ -262,3 +262,27 @@ def test_the_report_keeps_static_figures_and_no_widgets(study, tmp_path):
     body = re.sub(r"<style\b.*?</style>", "", page, flags=re.DOTALL | re.IGNORECASE)
     for debris in ("widget-view", "application/vnd.jupyter.widget", "jupyter-widgets", "ipympl"):
         assert debris not in body
+
+
+def test_the_readme_draws_each_figure_from_results(study):
+    """The README's one way to draw the report figures in your own notebook runs as written."""
+    import subprocess
+
+    section = (REPO / "README.md").read_text().split("## Exploring in JupyterLab", 1)[1]
+    block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    figures = sum(line.startswith("plots.") for line in block.splitlines())
+    assert figures >= 8
+    script = (
+        block.replace('"data/demo"', repr(str(study)))
+        + "\nimport matplotlib.pyplot as plt\n"
+        + f"assert len(plt.get_fignums()) == {figures}, plt.get_fignums()\n"
+        + "assert 'runs' in res._repr_html_()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, MPLBACKEND="Agg"),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
