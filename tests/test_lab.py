@@ -286,3 +286,50 @@ def test_the_readme_draws_each_figure_from_results(study):
         env=dict(os.environ, MPLBACKEND="Agg"),
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_perflab_lab_prints_a_url_that_serves_the_overview(study, tmp_path):
+    """The command as a user runs it: the URL it prints answers with the token (and not without
+    it), the workspace holds the copies, and SIGTERM stops the server with it."""
+    import signal
+    import subprocess
+    import urllib.error
+    import urllib.request
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "perflab.cli", "lab", str(study), "--workspace", str(tmp_path)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "MPLBACKEND"},
+    )
+    try:
+        lines = [proc.stdout.readline() for _ in range(3)]
+        assert lines[0] == f"results: {study.resolve()}\n"
+        url = lines[2].removeprefix("JupyterLab: ").strip()
+        assert url.startswith("http://127.0.0.1:") and "/lab/tree/01_overview.ipynb?token=" in url
+        base, token = url.split("/lab/tree/")[0], url.split("token=")[1]
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/contents/01_overview.ipynb?token={token}",
+                                            timeout=2) as reply:  # fmt: skip
+                    model = json.load(reply)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.5)
+        assert model["name"] == "01_overview.ipynb"
+        assert str(study.resolve()) in json.dumps(model["content"]["cells"][1]["source"])
+        with pytest.raises(urllib.error.HTTPError, match="403"):
+            urllib.request.urlopen(f"{base}/api/contents/01_overview.ipynb", timeout=5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) is not None
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
