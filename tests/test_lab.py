@@ -201,6 +201,24 @@ def test_explore_redraws_when_a_selector_changes(monkeypatch):
     assert calls == [("e2e", 0), ("compute", 0), ("compute", 6)]
 
 
+def test_a_redraw_closes_only_its_own_figures(monkeypatch):
+    pytest.importorskip("ipywidgets")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    monkeypatch.setattr("IPython.display.display", lambda *objs, **_: shown.extend(objs))
+    shown = []
+    other = plt.figure()  # another cell's figure
+    mine = []
+    display.explore(lambda stage: mine.append(plt.figure()), interactive=True, stage=["a", "b"])
+    shown[0].children[0].value = "b"
+    assert plt.fignum_exists(other.number)
+    assert not plt.fignum_exists(mine[0].number) or mine[0].number == mine[1].number
+    assert plt.fignum_exists(mine[1].number)
+    assert sorted(plt.get_fignums()) == sorted({other.number, mine[1].number})
+    plt.close("all")
+
+
 def test_figures_are_static_unless_interactive():
     assert display.figures(False) == "inline"
     pytest.importorskip("ipympl")

@@ -217,11 +217,18 @@ def explore(draw: Callable[..., Any], *, interactive: bool, **choices: Any) -> N
                 layout=widgets.Layout(width="max-content"),
             )
 
+    drawn: list[int] = []  # the figure numbers of the last drawing
+
     def redraw(**values: Any) -> None:
         import matplotlib.pyplot as plt
 
-        plt.close("all")  # the previous drawing's figures, so they do not pile up in memory
+        # Only this selector's previous figures are closed (so they do not pile up in memory);
+        # the other cells' figures stay live.
+        for number in drawn:
+            plt.close(number)
+        before = set(plt.get_fignums())
         draw(**values)
+        drawn[:] = sorted(set(plt.get_fignums()) - before)
         _show_figures()
 
     output = widgets.interactive_output(redraw, controls)
