@@ -376,6 +376,8 @@ def hostile_scenario(case: str, tmp_path: Path, spec, out: str) -> list[str] | N
     if case == "report-out-unwritable":
         (tmp_path / "file").write_text("x")
         return ["report", str(_result_folder(tmp_path)), "-o", str(tmp_path / "file" / "r.html")]
+    if case == "report-unknown-device":
+        return ["report", str(_result_folder(tmp_path)), "--devices", "GTX 1050 Ti,RTX 3070 Ti"]
     return None
 
 

@@ -330,3 +330,80 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_notebooks_run(
     with pytest.raises(PerflabError, match="it is a folder"):
         report.build([folder], output=tmp_path)
     assert ran == []
+
+
+# ---------------------------------------------------------------------------- devices section
+
+
+def _with_model_cost(folder: Path, out: Path) -> Path:
+    """A copy of the synthetic study whose runs carry a model's cost and a host bandwidth, so
+    the roofline and the projections have numbers to work with."""
+    shutil.copytree(folder, out)
+    for row in store.read(out, "runs").to_dict("records"):
+        if row["status"] != "ok":
+            continue
+        row.update(
+            model_flops_per_sample=2e9,
+            model_param_bytes=20e6,
+            model_activation_bytes_per_sample=5e6,
+            model_input_bytes_per_sample=602112.0,
+            model_output_bytes_per_sample=4000.0,
+            model_kernels=60.0,
+        )
+        for key in ("created_at",):
+            row[key] = row[key].to_pydatetime() if hasattr(row[key], "to_pydatetime") else row[key]
+        store.write_run(out, row)
+    return out
+
+
+def test_report_projects_onto_exactly_the_devices_asked_for(folder, tmp_path):
+    study = _with_model_cost(folder, tmp_path / "costed")
+    executed = report.execute(
+        [study], notebooks=["05_device_comparison"], devices=["GTX 1050 Ti", "RTX 3070"]
+    )
+    assert not executed.failed, executed.failed[0].error
+    text = _visible_text(report.render(executed))
+    assert "What each compute projection assumed" in text
+    assert "GTX 1050 Ti" in text and "RTX 3070" in text
+    assert "A100" not in text and "H100" not in text and "GTX 1070" not in text
+    # Every run has a bound in words, CPU runs included (the host's measured bandwidth and
+    # estimated peak give them a roofline verdict).
+    assert "What limits each run" in text
+    bounds = __import__("perflab").open(study).bounds()
+    assert len(bounds) == 2 and "unknown" not in set(bounds["bound"])
+    for sentence in bounds["text"]:
+        assert sentence in text
+
+
+def test_report_devices_are_checked_before_anything_runs(folder):
+    with pytest.raises(
+        PerflabError, match=r"unknown device 'RTX 3070 Ti'; close matches: RTX 3070"
+    ):
+        report.execute([folder], devices=["RTX 3070 Ti"])
+
+
+@pytest.mark.realdata
+def test_two_imported_gpu_logs_show_measured_and_predicted_side_by_side(realdata, tmp_path):
+    from perflab import importers
+
+    out = tmp_path / "two-gpus"
+    for name in (
+        "trt8.0.3_gtx1070_mnist_build_fp32_verbose.txt",
+        "trt8.6.0_rtx3090_mnist_load_fp32_verbose.log",
+    ):
+        importers.import_file(
+            "trtexec",
+            [realdata / "trtexec" / name],
+            out,
+            model=realdata / "models" / "mnist-8.onnx",
+        )
+    executed = report.execute([out], notebooks=["05_device_comparison"])
+    assert not executed.failed, executed.failed[0].error
+    text = _visible_text(report.render(executed))
+    assert "Projected onto a measured device: predicted against measured" in text
+    check = __import__("perflab").open(out).projection_check(stages=("compute",))
+    assert set(zip(check["from_device"], check["to_device"])) == {
+        ("GTX 1070", "RTX 3090"),
+        ("RTX 3090", "GTX 1070"),
+    }
+    assert check["measured_speedup"].notna().all() and check["predicted_speedup"].notna().all()

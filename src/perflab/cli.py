@@ -469,6 +469,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         [Path(f) for f in args.folders],
         output=Path(args.output) if args.output else None,
         with_code=args.with_code,
+        devices=[d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None,
     )
     print(f"report: {path}")
     return 0
@@ -546,6 +547,10 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("folders", nargs="+", help="result folder(s)")
     report.add_argument("-o", "--output", help="HTML file (default reports/<study>.html)")
     report.add_argument("--with-code", action="store_true", help="show code cells")
+    report.add_argument(
+        "--devices",
+        help='projection targets, comma-separated names from the device table ("GTX 1050 Ti,RTX 3070")',
+    )
     report.set_defaults(func=cmd_report)
 
     lab = sub.add_parser(

@@ -135,12 +135,18 @@ def workspace_for(folders: Sequence[Path], root: Path | str = DEFAULT_WORKSPACE)
     return Path(root) / f"{name[:60]}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
 
 
-def parameters_source(folders: Sequence[Path]) -> str:
+def parameters_source(source: str, folders: Sequence[Path]) -> str:
+    """A notebook's parameters cell with its `results` line set to `folders` (the other
+    parameters kept as they are)."""
     listed = ", ".join(json.dumps(str(f)) for f in folders)
-    return (
-        f"results = [{listed}]  # result folders (set by perflab lab)\n"
-        "interactive = True  # selectors and zoomable figures; the HTML report sets False"
-    )
+    line = f"results = [{listed}]  # result folders (set by perflab lab)"
+    lines = source.splitlines()
+    at = [i for i, text in enumerate(lines) if text.startswith("results =")]
+    if at:
+        lines[at[0]] = line
+    else:
+        lines.insert(0, line)
+    return "\n".join(lines)
 
 
 def write_workspace(folders: Sequence[Path], workspace: Path, kernel: str) -> list[Path]:
@@ -162,7 +168,7 @@ def write_workspace(folders: Sequence[Path], workspace: Path, kernel: str) -> li
         cells = [c for c in nb.cells if PARAMETERS_TAG in c.metadata.get("tags", [])]
         if not cells:
             raise PerflabError(f"notebook {path} has no cell tagged {PARAMETERS_TAG!r}")
-        cells[0].source = parameters_source(folders)
+        cells[0].source = parameters_source(cells[0].source, folders)
         nb.metadata["kernelspec"] = {
             "name": kernel,
             "display_name": f"perflab ({Path(sys.prefix).resolve()})",

@@ -154,7 +154,9 @@ def _title(nb: Any, name: str) -> str:
     return name
 
 
-def _load_sections(names: Sequence[str] | None, folders: Sequence[Path]) -> list[Section]:
+def _load_sections(
+    names: Sequence[str] | None, folders: Sequence[Path], devices: Sequence[str] | None = None
+) -> list[Section]:
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
@@ -162,13 +164,11 @@ def _load_sections(names: Sequence[str] | None, folders: Sequence[Path]) -> list
     for path in notebook_paths(names):
         # papermill's loader adds the metadata its parameterization expects (tags on every cell).
         nb = load_notebook_node(str(path))
-        nb = parameterize_notebook(
-            nb,
-            # Static figures and no selectors: the page has no kernel to drive widgets.
-            {"results": [str(f) for f in folders], "interactive": False},
-            kernel_name=KERNEL_NAME,
-            language="python",
-        )
+        # Static figures and no selectors: the page has no kernel to drive widgets.
+        parameters: dict[str, Any] = {"results": [str(f) for f in folders], "interactive": False}
+        if devices:
+            parameters["devices"] = list(devices)
+        nb = parameterize_notebook(nb, parameters, kernel_name=KERNEL_NAME, language="python")
         sections.append(Section(name=path.stem, title=_title(nb, path.stem), nb=nb))
     return sections
 
@@ -427,12 +427,21 @@ class Executed:
         return [s for s in self.sections if s.error]
 
 
-def execute(folders: Sequence[Path | str], *, notebooks: Sequence[str] | None = None) -> Executed:
+def execute(
+    folders: Sequence[Path | str],
+    *,
+    notebooks: Sequence[str] | None = None,
+    devices: Sequence[str] | None = None,
+) -> Executed:
     """Execute the notebooks (default: all, in report order) on result `folders`, on one kernel,
-    with a progress bar. A failing notebook is recorded in its section, never raised."""
+    with a progress bar. `devices` are the projection targets (table names, checked first). A
+    failing notebook is recorded in its section, never raised."""
+    from perflab.analysis.roofline import check_devices
+
+    devices = check_devices(devices) if devices else None  # an unknown name fails before any work
     paths = _check_folders(list(folders))
     study = study_name(paths)
-    sections = _load_sections(notebooks, paths)
+    sections = _load_sections(notebooks, paths, devices)
     combined = _combine(sections)
     started = time.perf_counter()
     with _progress(len(sections)) as bar:
@@ -475,12 +484,15 @@ def build(
     *,
     notebooks: Sequence[str] | None = None,
     strict: bool = False,
+    devices: Sequence[str] | None = None,
 ) -> Path:
     """Execute the notebooks on result `folders` and write one self-contained HTML file.
 
     - `output`: the HTML file (default ``reports/<study>.html``; its folder is created).
     - `with_code`: show the code cells (hidden by default).
     - `notebooks`: names from `NOTEBOOKS` to include (default: all, in report order).
+    - `devices`: projection targets, names from the device table (default: one per generation);
+      an unknown name raises `PerflabError` with the close matches before anything runs.
     - `strict`: after writing the file, raise `PerflabError` if any notebook failed. By default a
       failed notebook is a section with its traceback and a red box, a warning line is logged
       (logger "perflab.report"), and the path is returned: one broken analysis should not cost
@@ -492,7 +504,7 @@ def build(
     """
     if output is not None:
         _check_target(Path(output))  # before the notebooks run, not after their work
-    executed = execute(folders, notebooks=notebooks)
+    executed = execute(folders, notebooks=notebooks, devices=devices)
     out = Path(output) if output is not None else default_output(executed.folders)
     _check_target(out)
     page = render(executed, with_code=with_code)

@@ -389,10 +389,15 @@ class Results:
 
     def bounds(self) -> pd.DataFrame:
         """roofline.bounds(): what limits each ok run (host, copies, compute, memory, launches),
-        as a word and a sentence, CPU runs included."""
+        as a word and a sentence, CPU runs included, with the run's label.
+
+            roofline() + runs -> | run_id | label | bound | host_share | copy_share | ... | text |
+        """
         from perflab.analysis.roofline import bounds
 
-        return bounds(self.roofline(), self._ok_runs())
+        out = bounds(self.roofline(), self._ok_runs())
+        out.insert(1, "label", out["run_id"].astype(str).map(overview.label_map(self.runs)))
+        return out
 
     def projection_check(self, **kw: Any) -> pd.DataFrame:
         """roofline.projection_check(): each ok run projected onto every other device measured
@@ -659,6 +664,31 @@ class Results:
             -> | pair (target) | stage | kind ("predicted") | speedup |
         """
         return devices.projection_chart_data(self.projections(targets)[0])
+
+    def projection_assumptions(
+        self, targets: Iterable[str] = devices.DEFAULT_TARGETS
+    ) -> pd.DataFrame:
+        """What each compute projection assumed, one row per run and target.
+
+        projections(): | label | to_device | stage | predicted_ms | efficiency | ... |
+        ->             | label | to_device | predicted_ms | bound | efficiency |
+                       | efficiency_basis | kernels | launch_floor_ms | basis |
+        """
+        frame = self.projections(targets)[0]
+        columns = [
+            "label",
+            "to_device",
+            "predicted_ms",
+            "bound",
+            "efficiency",
+            "efficiency_basis",
+            "kernels",
+            "launch_floor_ms",
+            "basis",
+        ]
+        if frame.empty:
+            return pd.DataFrame(columns=columns)
+        return frame.loc[frame["stage"] == "compute", columns].reset_index(drop=True)
 
     def projection_table(
         self, *, stage: str = "e2e", targets: Iterable[str] = devices.DEFAULT_TARGETS

@@ -366,6 +366,7 @@ def parse(
 def _check_options(configs: Any, source: str) -> None:
     """Backend and pipeline options against what each declares, once per distinct combination."""
     from perflab import pipelines
+
     checked: set[Any] = set()
     for c in configs:
         key = ("backend", c.backend, c.options, c.batch_size)

@@ -18,9 +18,7 @@ from perflab.spec import RunConfig
 from perflab.timing import Recorder, SetupTimer
 
 REALDATA = (Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata" / "models").resolve()
-CPU_BACKENDS = [
-    name for name, info in BACKENDS.items() if not info.gpu and info.needs_model
-]
+CPU_BACKENDS = [name for name, info in BACKENDS.items() if not info.gpu and info.needs_model]
 ZOO = ["resnet18", "mobilenetv2", "yolo-s", "mlp"]
 #: Real models: file -> input shapes for the dims they leave open.
 REAL = {
