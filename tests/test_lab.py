@@ -192,7 +192,9 @@ def test_explore_redraws_when_a_selector_changes(monkeypatch):
         stage=["e2e", "compute"],
         first=range(0, 20, 2),
     )
-    controls, _output = shown
+    import ipywidgets
+
+    controls = next(o for o in shown if isinstance(o, ipywidgets.HBox))
     dropdown, slider = controls.children
     assert list(dropdown.options) == ["e2e", "compute"]
     assert (slider.min, slider.max, slider.step) == (0, 18, 2)
@@ -211,7 +213,10 @@ def test_a_redraw_closes_only_its_own_figures(monkeypatch):
     other = plt.figure()  # another cell's figure
     mine = []
     display.explore(lambda stage: mine.append(plt.figure()), interactive=True, stage=["a", "b"])
-    shown[0].children[0].value = "b"
+    import ipywidgets
+
+    controls = next(o for o in shown if isinstance(o, ipywidgets.HBox))
+    controls.children[0].value = "b"
     assert plt.fignum_exists(other.number)
     assert not plt.fignum_exists(mine[0].number) or mine[0].number == mine[1].number
     assert plt.fignum_exists(mine[1].number)
