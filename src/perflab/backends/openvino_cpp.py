@@ -339,7 +339,7 @@ class OpenVinoCppBackend(Backend):
 
     def _check_precision(self) -> None:
         from perflab.backends.openvino import heavy_precisions
-        from perflab.backends.ort import dominant_precision
+        from perflab.precisions import precision_effective
 
         assert self._runner is not None
         layers = []
@@ -351,7 +351,7 @@ class OpenVinoCppBackend(Backend):
                 op_type, runtime = fields
                 layers.append({"op_type": op_type, "precision": OV_PRECISION.get(runtime, runtime)})
         counts = heavy_precisions(layers)
-        eff = self._precision_effective = dominant_precision(counts) or "fp32"
+        eff = self._precision_effective = precision_effective(counts) or "fp32"
         self._meta = {
             **self._report(),
             "heavy_layers_per_precision": counts,
