@@ -218,9 +218,11 @@ def test_a_redraw_closes_only_its_own_figures(monkeypatch):
     controls = next(o for o in shown if isinstance(o, ipywidgets.HBox))
     controls.children[0].value = "b"
     assert plt.fignum_exists(other.number)
-    assert not plt.fignum_exists(mine[0].number) or mine[0].number == mine[1].number
-    assert plt.fignum_exists(mine[1].number)
-    assert sorted(plt.get_fignums()) == sorted({other.number, mine[1].number})
+    assert len(mine) == 2
+    # The first drawing's figure was closed before the second was drawn (which then may reuse
+    # its number); another cell's figure never is.
+    assert mine[0].number not in plt.get_fignums() or mine[0].number == mine[1].number
+    assert mine[0] is not mine[1]
     plt.close("all")
 
 
