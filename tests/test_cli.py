@@ -190,6 +190,12 @@ def scenario(case: str, tmp_path: Path) -> list[str]:
             folder = str(tmp_path / name)
             assert cli.main(["run", spec(data), "-o", folder, "--no-isolation"]) == 0
         return ["merge", str(tmp_path / "a"), str(tmp_path / "b"), "-o", out]
+    if case in ("explain-selector", "explain-folder"):
+        data = {**SYNTHETIC, "sweep": {"batch_size": [1, 2]}}
+        assert cli.main(["run", spec(data), "-o", out, "--no-isolation"]) == 0
+        if case == "explain-selector":
+            return ["explain", "no-such-run", "batch_size=2", "-d", out]
+        return ["explain", out, f"{out}:batch_size=2"]
     raise AssertionError(f"README case {case!r} has no scenario in this test")
 
 

@@ -286,7 +286,7 @@ def test_the_page_renders_in_a_browser_without_console_errors(page, tmp_path):
 def test_a_failed_write_leaves_the_previous_report_whole(folder, tmp_path, monkeypatch):
     out = tmp_path / "r.html"
     out.write_text("the previous report")
-    monkeypatch.setattr(report, "execute", lambda folders, notebooks=None: None)
+    monkeypatch.setattr(report, "execute", lambda folders, notebooks=None, devices=None: None)
     monkeypatch.setattr(report, "render", lambda executed, with_code=False: "x" * 10_000)
     real_write = Path.write_text
 
@@ -308,7 +308,7 @@ def test_a_report_killed_while_written_leaves_the_previous_one(folder, tmp_path)
 import os, signal
 from pathlib import Path
 from perflab import report
-report.execute = lambda folders, notebooks=None: None
+report.execute = lambda folders, notebooks=None, devices=None: None
 report.render = lambda executed, with_code=False: "x" * 10_000
 real = Path.write_text
 def killed(self, text, *a, **k):

@@ -225,7 +225,6 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _show(console, folders, run_ids=None) -> None:
-    from rich.table import Table
 
     from perflab.results import open as open_results
 
@@ -239,6 +238,18 @@ def _show(console, folders, run_ids=None) -> None:
         return
     # No CI columns are printed, so none are computed (and scipy is never imported).
     summary = ok.summary(ci=None)
+    if len(summary):
+        _measured_table(console, ok, summary)
+    _reported_table(console, ok, set(summary["run_id"].astype(str)) if len(summary) else set())
+    others = runs.loc[runs["status"] != "ok"]
+    if run_ids is None and len(others):
+        for r in others.itertuples():
+            console.print(printable(f"{r.status}: {r.label}: {_first_line(r.error)}"))
+
+
+def _measured_table(console, ok, summary) -> None:
+    from rich.table import Table
+
     gaps = ok.harness_gap().set_index("run_id")["gap_p50_ms"]
     columns = (
         ("config", "left"),
@@ -304,10 +315,45 @@ def _show(console, folders, run_ids=None) -> None:
         console.print(
             f"warnings: {counts}  (perflab.open(...).warnings() lists them with their numbers)"
         )
-    others = runs.loc[runs["status"] != "ok"]
-    if run_ids is None and len(others):
-        for r in others.itertuples():
-            console.print(printable(f"{r.status}: {r.label}: {_first_line(r.error)}"))
+
+
+def _reported_table(console, ok, measured: set[str]) -> None:
+    """The medians other tools reported for the runs perflab did not measure (imports), per
+    region, with the perflab stages each region covers."""
+    from rich.table import Table
+
+    from perflab import tool_stages
+    from perflab.analysis.overview import label_map
+
+    reported = ok.reported
+    if reported.empty:
+        return
+    reported = reported[~reported["run_id"].astype(str).isin(measured)]
+    if reported.empty:
+        return
+    labels = label_map(ok.runs)
+    table = Table(title="reported by the tool that measured them (imported runs)")
+    for col, justify in (
+        ("config", "left"), ("region", "left"), ("covers", "left"), ("median ms", "right"),
+        ("mean ms", "right"), ("p99 ms", "right"),
+    ):  # fmt: skip
+        table.add_column(col, justify=justify)
+    previous = None
+    for (run_id, region), g in reported.groupby(["run_id", "stage"], sort=False):
+        stats = dict(zip(g["statistic"].astype(str), g["value_ms"].astype(float), strict=True))
+        if "median" not in stats and "mean" not in stats:
+            continue
+        if previous is not None and run_id != previous:
+            table.add_section()
+        label = printable(labels.get(str(run_id), str(run_id))) if run_id != previous else ""
+        previous = run_id
+        table.add_row(
+            label,
+            str(region),
+            " + ".join(tool_stages.covers(str(region))),
+            *(f"{stats[k]:.4f}" if k in stats else "" for k in ("median", "mean", "p99")),
+        )
+    console.print(table)
 
 
 def _plain_table(title: str, columns, rows: list[tuple[str, ...]]):
@@ -331,6 +377,71 @@ def _plain_table(title: str, columns, rows: list[tuple[str, ...]]):
 
 def cmd_show(args: argparse.Namespace) -> int:
     _show(_console(), args.folders)
+    return 0
+
+
+# ----------------------------------------------------------------------------- explain
+
+
+def _explain_side(spec: str, folders: list[str]) -> tuple[Any, str]:
+    """(Results, run id) for one side of `perflab explain`: a result folder (its only ok run, or
+    FOLDER:SELECTOR), else a run selector among the -d folders."""
+    from perflab.results import open as open_results
+
+    folder, _, selector = spec.partition(":") if not Path(spec).is_dir() else (spec, "", "")
+    if Path(folder).is_dir():
+        res = open_results([folder]).ok()
+        if selector:
+            return res, res.find_run(selector)
+        ids = res.runs["run_id"].astype(str).tolist()
+        if len(ids) != 1:
+            raise PerflabError(
+                f"{folder} holds {len(ids)} ok runs: name one as {folder}:SELECTOR (a run id, a "
+                "label or column=value)"
+            )
+        return res, ids[0]
+    if not folders:
+        raise PerflabError(
+            f"{spec!r} is no result folder; give the folders its runs are in with -d FOLDER"
+        )
+    res = open_results(folders).ok()
+    return res, res.find_run(spec)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from perflab.results import open as open_results
+
+    res_a, a = _explain_side(args.a, args.folders or [])
+    res_b, b = _explain_side(args.b, args.folders or [])
+    res = open_results(sorted({*map(str, res_a.paths), *map(str, res_b.paths)})).ok()
+    parts = res.explain(a, b, a_region=args.a_region, b_region=args.b_region)
+    body = parts[~parts["kind"].isin(("start", "end"))]
+    if args.json:
+        out = {
+            "a": parts.attrs["a"],
+            "b": parts.attrs["b"],
+            "a_ms": parts.attrs["a_ms"],
+            "b_ms": parts.attrs["b_ms"],
+            "parts": [
+                {"name": r.name, "ms": r.ms, "source": r.source, "kind": r.kind}
+                for r in body.itertuples(index=False)
+            ],
+            "notes": parts.attrs["notes"],
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=printable(f"from A: {parts.attrs['a']} to B: {parts.attrs['b']}"))
+    for col, justify in (("part", "left"), ("ms", "right"), ("source", "left")):
+        table.add_column(col, justify=justify)
+    for r in parts.itertuples(index=False):
+        sign = "" if r.kind in ("start", "end") else "+" if r.ms >= 0 else ""
+        table.add_row(printable(r.name), f"{sign}{r.ms:.4f}", printable(r.source))
+    console.print(table)
+    for note in parts.attrs["notes"]:
+        console.print(printable(f"note: {note}"))
     return 0
 
 
@@ -542,6 +653,17 @@ def parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="summary table per config and stage")
     show.add_argument("folders", nargs="+", help="result folder(s)")
     show.set_defaults(func=cmd_show)
+
+    expl = sub.add_parser("explain", help="the difference between two measurements, part by part")
+    expl.add_argument("a", help="A: a result folder, FOLDER:SELECTOR, or a run selector")
+    expl.add_argument("b", help="B: the same")
+    expl.add_argument(
+        "-d", "--folders", action="append", help="result folder the selectors look in (repeat)"
+    )
+    expl.add_argument("--a-region", help="A's region (default e2e, or compute for an import)")
+    expl.add_argument("--b-region", help="B's region (default as for A)")
+    expl.add_argument("--json", action="store_true", help="print the parts as JSON")
+    expl.set_defaults(func=cmd_explain)
 
     report = sub.add_parser("report", help="execute the notebooks on results into one HTML file")
     report.add_argument("folders", nargs="+", help="result folder(s)")

@@ -107,15 +107,16 @@ def load(
     skip their work:
 
     - need="runs": at least one run of any status (the overview shows failed runs too);
-    - need="ok": at least one run with status ok (the measured sections).
+    - need="ok": at least one run with status ok (the measured sections);
+    - need="samples": an ok run with per-iteration samples (imported runs hold summaries only).
     """
     from IPython.display import display
 
     from perflab.errors import StoreError
     from perflab.lab import RESULTS_ENV, resolve_results
 
-    if need not in ("runs", "ok"):
-        raise PerflabError(f"unknown need {need!r}; valid: runs, ok")
+    if need not in ("runs", "ok", "samples"):
+        raise PerflabError(f"unknown need {need!r}; valid: runs, ok, samples")
     if results is not None and not isinstance(results, (str, Path)) and not list(results):
         display(nothing_to_show("no result folders were given."))
         return None
@@ -139,13 +140,21 @@ def load(
     if runs.empty:
         display(nothing_to_show("the result folders hold no runs."))
         return None
-    if need == "ok":
+    if need in ("ok", "samples"):
         ok = runs["status"].astype(str) == "ok"
         if not ok.any():
             counts = runs["status"].astype(str).value_counts()
             summary = ", ".join(f"{n} {s}" for s, n in counts.items())
             display(nothing_to_show(f"no run completed ({summary}); see the overview for why."))
             return None
+    if need == "samples" and res.ok().samples.empty:
+        display(
+            nothing_to_show(
+                "the runs hold no per-iteration samples (imported tools' summaries: see "
+                "the section on other tools' numbers)."
+            )
+        )
+        return None
     return res
 
 

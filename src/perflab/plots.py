@@ -25,8 +25,10 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from perflab.errors import PerflabError
 from perflab.labels import natural_key, run_labels
 from perflab.stages import stage_rank
+from perflab.store import LAYER_OP_PREFIX
 
 # The one place colours are defined. Stages: host work in blues, copies in warm colours, compute in
 # green, the harness gap in grey. Backends and precisions get their own fixed colours.
@@ -1216,14 +1218,22 @@ def layer_profile(
     *,
     run_id: Any = None,
     top: int = 15,
+    level: str = "layer",
     label: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
-    """The `top` layers (or operators) by total time of one run's profile, as horizontal bars
-    coloured by op_type, with the share of the profile's total written beside each bar."""
+    """The `top` layers (level="layer") or operator types (level="op", the `op:<OpType>` rows)
+    by total time of one run's profile, as horizontal bars coloured by op_type, with the share
+    of that level's total written beside each bar. The two levels are never mixed: each one
+    alone sums to the profile's time, so mixed they would halve every share."""
+    if level not in ("layer", "op"):
+        raise PerflabError(f"unknown level {level!r}; valid: layer, op")
     d = layers
     if run_id is not None and "run_id" in d.columns:
         d = d[d["run_id"].astype(str) == str(run_id)]
+    if d is not None and "layer" in d.columns:
+        is_op = d["layer"].astype(str).str.startswith(LAYER_OP_PREFIX)
+        d = d[is_op] if level == "op" else d[~is_op]
     if d is not None and "total_ms" in d.columns:
         d = d[pd.to_numeric(d["total_ms"], errors="coerce").notna()]
     ax = _ax(ax, (9, 1.2 + 0.3 * min(top, max(len(d), 1))))
@@ -1247,5 +1257,38 @@ def layer_profile(
     ax.set_xlabel("total time in the profile, ms")
     handles = [Patch(facecolor=color(o, "op_type"), label=_text(o)) for o in dict.fromkeys(ops)]
     ax.legend(handles=handles, loc="lower right", frameon=True, fontsize="x-small")
-    ax.set_title(_text(f"top {len(d)} layers" + (f": {label}" if label else "")))
+    noun = "operator types" if level == "op" else "layers"
+    ax.set_title(_text(f"top {len(d)} {noun}" + (f": {label}" if label else "")))
+    return ax
+
+
+def waterfall(parts: pd.DataFrame, *, title: str | None = None, ax: Axes | None = None) -> Axes:
+    """A difference between two measurements (Results.explain()) as a waterfall: A's total as
+    a bar from zero, each part as a floating bar from the running sum (up for time added, down
+    for time saved; grey for the harness gap, hatched for what cannot be split), B's total as a
+    bar from zero. Each part's label names where its number comes from."""
+    ax = _ax(ax, (9, 1.4 + 0.45 * max(len(parts), 1)))
+    if parts.empty:
+        return _empty(ax, "nothing to explain")
+    y = np.arange(len(parts))
+    running = 0.0
+    for yi, r in zip(y, parts.itertuples(index=False), strict=True):
+        ms = float(r.ms)
+        if r.kind in ("start", "end"):
+            left, width, face, hatch = 0.0, ms, "#4c566a", None
+            running = ms
+        else:
+            left, width = (running, ms) if ms >= 0 else (running + ms, -ms)
+            running += ms
+            face = {"gap": color("gap"), "unexplained": "#ffffff"}.get(r.kind)
+            face = face or ("#bf616a" if ms >= 0 else "#a3be8c")
+            hatch = "//" if r.kind == "unexplained" else None
+        ax.barh(yi, width, left=left, color=face, edgecolor="#333333", hatch=hatch, gid=r.kind)
+        text = f" {ms:+.4g} ms" if r.kind not in ("start", "end") else f" {ms:.4g} ms"
+        ax.text(left + width, yi, text, va="center", fontsize=8)
+    ax.set_yticks(y, [_text(f"{r.name}  [{r.source}]") for r in parts.itertuples(index=False)])
+    ax.set_ylim(len(parts) - 0.5, -0.5)
+    ax.set_xlabel("ms (median)")
+    if title:
+        ax.set_title(_text(title))
     return ax

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from perflab import scan, store
-from perflab.analysis import devices, overview, traces
+from perflab import scan, store, tool_stages
+from perflab.analysis import devices, explain, overview, traces
 from perflab.analysis.batching import batch_groups as _batch_groups
 
 # Functions imported from their modules by full path: the package may re-export functions named
@@ -206,8 +206,28 @@ class Results:
 
     @property
     def reported(self) -> pd.DataFrame:
-        """Statistics other tools printed (imported trtexec logs and similar)."""
-        return self.table("reported")
+        """Statistics other tools printed (imported trtexec logs, engines' own timers), under
+        the tools' region names (perflab.tool_stages)."""
+        return self._cached("reported", self._build_reported)
+
+    def _build_reported(self) -> pd.DataFrame:
+        reported = self.table("reported")
+        if reported.empty or "backend" not in self.runs.columns:
+            return reported
+        # Folders imported before trtexec's regions had their own names stored its Latency as
+        # `e2e`: read them under the names they have now, so they never meet perflab's e2e.
+        runs = self.runs
+        trtexec = set(runs.loc[runs["backend"].astype(str) == "trtexec", "run_id"].astype(str))
+        old = reported["run_id"].astype(str).isin(trtexec) & reported["stage"].astype(str).isin(
+            ("e2e", "e2e_end_to_end")
+        )
+        if not old.any():
+            return reported
+        stage = reported["stage"].astype(str)
+        whole_run = reported["statistic"].astype(str).isin(("throughput_qps", "walltime_s"))
+        renamed = stage.where(~old, "latency").where(~(old & whole_run), "host_walltime")
+        renamed = renamed.where(~(old & (stage == "e2e_end_to_end")), "end_to_end")
+        return reported.assign(stage=renamed)
 
     @property
     def calibration(self) -> pd.DataFrame:
@@ -467,7 +487,13 @@ class Results:
         summary(): | run_id | label | stage | n | p50_ms | p99_ms | cv_pct | ... |
         ->         | label | batch_size | n | p50 ms | p90 ms | p99 ms | mean ms | CV % | items/s |
         """
-        return overview.summary_table(self.summary(ci=None), stage=stage)
+        measured = overview.summary_table(self.summary(ci=None), stage=stage)
+        imported = explain.imported_headline(self.runs, self.reported) if stage == "e2e" else None
+        if imported is None or imported.empty:
+            return measured
+        # Imported runs time another region than e2e: the region column says which.
+        measured = measured.assign(region="perflab e2e")
+        return pd.concat([measured, imported], ignore_index=True)[list(imported.columns)]
 
     def warnings_table(self) -> pd.DataFrame:
         """warnings() one row per run, one column per kind of warning: the stages and values
@@ -592,7 +618,14 @@ class Results:
             parts = [self.compare(by=by, stage=s) for s in stages]
             parts = [p for p in parts if len(p)]
             compared = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-            return devices.measured_speedups(compared)
+            measured = devices.measured_speedups(compared)
+            # Imported runs (summaries, no samples) compare by their reported medians.
+            imported = explain.imported_speedups(self.runs, self.reported, by=by)
+            if imported.empty:
+                return measured
+            return (
+                imported if measured.empty else pd.concat([measured, imported], ignore_index=True)
+            )
 
         return self._cached(key, build)
 
@@ -732,7 +765,157 @@ class Results:
             ->        | label | stage   | statistic | reported ms | perflab p50 ms | perflab mean ms |
                       | m b1  | compute | median    | 0.28        | 0.30           | 0.31            |
         """
-        return traces.reported_vs_measured(self.reported, self.summary(ci=None), self.runs)
+        return traces.reported_vs_measured(
+            self.reported, self.summary(ci=None), self.runs, explain.matches(self.runs)
+        )
+
+    # -- explaining differences --------------------------------------------------------------
+
+    def matches(self) -> pd.DataFrame:
+        """explain.matches(): each imported run beside the perflab runs of its configuration.
+
+        runs: | run_id | backend | model | batch_size | precision |
+        ->    | imported | measured | same_device |
+        """
+        return explain.matches(self.runs)
+
+    def find_run(self, selector: str) -> str:
+        """The one run a selector names: a run id, a unique run-id prefix, a label, or
+        `column=value[,column=value]` (`backend=trtexec,device_name=NVIDIA GeForce RTX 3090`)."""
+        runs = self.runs
+        ids = runs["run_id"].astype(str)
+        if "=" in selector:
+            keep = np.ones(len(runs), dtype=bool)
+            for term in selector.split(","):
+                column, _, value = term.partition("=")
+                column = column.strip()
+                if column not in runs.columns:
+                    raise PerflabError(
+                        f"run selector {selector!r}: no column {column!r}; columns: "
+                        f"{', '.join(runs.columns)}"
+                    )
+                keep &= (runs[column].astype(str) == value.strip()).to_numpy()
+            hits = ids[keep]
+        else:
+            hits = ids[ids == selector]
+            if hits.empty:
+                hits = ids[runs["label"].astype(str) == selector] if "label" in runs else hits
+            if hits.empty:
+                hits = ids[ids.str.startswith(selector)]
+        hits = list(dict.fromkeys(hits))
+        if len(hits) != 1:
+            labels = overview.label_map(runs)
+            listed = "; ".join(f"{r} ({labels.get(r, r)})" for r in (hits or ids.tolist())[:8])
+            what = "matches no run" if not hits else f"matches {len(hits)} runs"
+            raise PerflabError(f"run selector {selector!r} {what}: {listed}")
+        return hits[0]
+
+    def side(self, run_id: str, region: str | None = None) -> explain.Side:
+        """One run's measurement for explain(): a perflab run's `e2e` (or `region`: a stage, or
+        an engine timer such as model_run), an imported run's reported `compute` (or `region`:
+        latency, h2d, ...), with the stage medians it knows."""
+        run_id = str(run_id)
+        runs = self.runs
+        row = runs[runs["run_id"].astype(str) == run_id]
+        if row.empty:
+            raise PerflabError(f"no run {run_id!r} in {', '.join(str(p) for p in self.paths)}")
+        row = row.iloc[0]
+        label = overview.label_map(runs).get(run_id, run_id)
+        summ = self.summary(ci=None)
+        measured = summ[summ["run_id"].astype(str) == run_id].set_index("stage")["p50_ms"]
+        medians = explain.reported_medians(self.reported)
+        mine = medians[medians["run_id"] == run_id].set_index("stage")["value_ms"]
+        tool = str(row["backend"])
+        facts = {k: row.get(k) for k in ("device_name", "backend", "precision_effective")}
+        if len(measured):
+            region = region or "e2e"
+            warm = self.select(run_id=[run_id]).warmup_table()  # this run's series only
+            enough = warm["warmup enough"] if "warmup enough" in warm.columns else ()
+            facts["warmup_enough"] = str(enough.iloc[0]) if len(enough) else None
+            facts["first_ms"] = _float_or_none(row.get("first_ms"))
+            if region == "e2e":
+                stages = {s: float(measured[s]) for s in explain.PIPELINE_STAGES if s in measured}
+                return explain.Side(
+                    run_id, label, "e2e", float(measured["e2e"]), explain.PIPELINE_STAGES,
+                    stages, "measured here", "harness gap: e2e - stages", facts,
+                )  # fmt: skip
+            if region in measured.index:
+                total = float(measured[region])
+                return explain.Side(
+                    run_id, label, region, total, (region,), {region: total},
+                    "measured here", "", facts,
+                )  # fmt: skip
+        if region is None:
+            region = "compute" if "compute" in mine.index else "latency"
+        if region not in mine.index:
+            known = sorted(set(mine.index) | set(measured.index))
+            raise PerflabError(
+                f"run {label!r} has no median of {region!r}; it has: {', '.join(known) or 'none'}"
+            )
+        covers = tool_stages.covers(region)
+        tool = tool_stages.TOOL_STAGES[region].tool if region in tool_stages.TOOL_STAGES else tool
+        stages = {s: float(mine[s]) for s in covers if s in mine.index}
+        if len(covers) == 1:  # a region of one stage is that stage's time (model_run: compute)
+            stages = {covers[0]: float(mine[region])}
+        return explain.Side(
+            run_id, label, region, float(mine[region]), covers, stages,
+            f"reported by {tool}", f"{region}: not split into stages", facts,
+        )  # fmt: skip
+
+    def explain(
+        self, a: str, b: str, *, a_region: str | None = None, b_region: str | None = None
+    ) -> pd.DataFrame:
+        """The difference between two measurements as a waterfall (explain.waterfall): from A's
+        total to B's, one part per stage and per residual, each with its source; the parts add
+        up to b_ms - a_ms. `a` and `b` are run selectors (find_run); attrs hold a_ms, b_ms and
+        the notes (explain.waterfall_facts: device, environment, warmup, definitions).
+
+            -> | name | ms | source | kind (start, stage, gap, unexplained, end) |
+        """
+        side_a = self.side(self.find_run(a), a_region)
+        side_b = self.side(self.find_run(b), b_region)
+        out = explain.waterfall(side_a, side_b)
+        out.attrs.update(
+            a_ms=side_a.total_ms,
+            b_ms=side_b.total_ms,
+            a=side_a.name,
+            b=side_b.name,
+            notes=explain.waterfall_facts(side_a, side_b, self._env_diff(side_a, side_b)),
+        )
+        return out
+
+    def _env_diff(self, a: explain.Side, b: explain.Side) -> list[str]:
+        from perflab.env import diff
+
+        runs = self.runs.set_index(self.runs["run_id"].astype(str))
+        if "env_id" not in runs.columns:
+            return []
+        ids = [runs.at[s.run_id, "env_id"] for s in (a, b)]
+        if any(not isinstance(i, str) for i in ids) or ids[0] == ids[1]:
+            return []
+        env = self.env.set_index("env_id")
+        prints = [json.loads(env.at[i, "fingerprint"] or "{}") for i in ids]
+        return [key for key, _, _ in diff(*prints)]
+
+    def explain_pair(self) -> tuple[str, str] | None:
+        """The most telling pair to explain: an imported run and the perflab run of its
+        configuration (same device first); else the first configuration run on two devices;
+        None when neither exists."""
+        matched = self.matches()
+        if len(matched):
+            first = matched.iloc[0]
+            return str(first["imported"]), str(first["measured"])
+        by = self.device_column()
+        if by is None:
+            return None
+        ok = self._ok_runs()
+        ok = ok.assign(_model=ok["model"].map(explain.model_key))
+        for _, g in ok.groupby(["_model", "batch_size", "precision"], sort=False, dropna=False):
+            levels = list(dict.fromkeys(g[by].astype(str)))
+            if len(levels) >= 2:
+                pick = [g[g[by].astype(str) == lv].iloc[0]["run_id"] for lv in levels[:2]]
+                return str(pick[0]), str(pick[1])
+        return None
 
     def correlate(self) -> pd.DataFrame:
         """NVTX stage ranges of the traces beside perflab's samples, per run, iteration and stage
@@ -836,6 +1019,14 @@ class Results:
             )
         parts.append("</div>")
         return "".join(parts)
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
 
 
 def _distinct(runs: pd.DataFrame, column: str) -> list[str]:

@@ -64,6 +64,10 @@ S, I64, I32, F64, B = pa.string(), pa.int64(), pa.int32(), pa.float64(), pa.bool
 TS = pa.timestamp("us", tz="UTC")
 DICT = pa.dictionary(pa.int32(), pa.string())
 
+# `layers` rows that total one operator type (`op:Conv`) rather than one layer or node: a profile
+# may hold both kinds, each of which alone sums to the profiled time.
+LAYER_OP_PREFIX = "op:"
+
 TABLES: dict[str, tuple[Column, ...]] = {
     "runs": _cols(
         ("run_id", S, "", "unique id of one executed config"),
@@ -153,7 +157,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
     ),
     "layers": _cols(
         ("run_id", S, "", "run"),
-        ("layer", S, "", "layer, node or op-type name"),
+        ("layer", S, "", "layer or node name; op:<OpType> for an operator type's total"),
         ("op_type", S, "", "operator type"),
         ("provider", S, "", "execution provider or engine"),
         ("precision", S, "", "layer precision where known"),
@@ -169,7 +173,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
             "value_ms",
             F64,
             "ms",
-            "value as printed; throughput_qps, walltime_s, total_s: unit in the name",
+            "value as printed; throughput_qps, walltime_s, total_s, count: unit in the name",
         ),
     ),
     "calibration": _cols(

@@ -249,8 +249,23 @@ def test_profiled_pass_is_kept_apart_from_the_timed_runs(
 
 
 def test_no_layers_without_profile(set_up, make_config):
-    backend, *_ = set_up(make_config("mlp", "ort-cpu"))
+    backend, *_ = set_up(make_config("mlp", "ort-cpu", engine_timer=False))
     assert backend.tables() == {}
+
+
+def test_engine_timer_stores_model_run_beside_compute(
+    set_up, make_config, run_iterations, stage_counts
+):
+    backend, _, pipeline, _ = set_up(make_config("mlp", "ort-cpu", profile_iterations=6))
+    rec, _ = run_iterations(backend, pipeline, 3, 1)
+    backend.measure_end()
+    tables = backend.tables()
+    assert stage_counts(rec) == {"compute": 3}  # the profiled pass left no samples
+    assert "layers" not in tables  # profile is off: the engine timer alone
+    stats = tables["reported"].set_index("statistic")["value_ms"]
+    assert set(tables["reported"]["stage"]) == {"model_run"}
+    assert stats["count"] == 6  # the profiled session's warmup runs are left out
+    assert 0 < stats["min"] <= stats["median"] <= stats["max"]
 
 
 # ------------------------------------------------------------------- provider fallback

@@ -58,8 +58,8 @@ def test_summary_line_8x():
 
 
 def test_summary_line_stage_names():
-    assert parse_stat_line("Latency: min = 1 ms, max = 2 ms")[0] == "e2e"
-    assert parse_stat_line("End-to-End Host Latency: min = 1 ms")[0] == "e2e_end_to_end"
+    assert parse_stat_line("Latency: min = 1 ms, max = 2 ms")[0] == "latency"
+    assert parse_stat_line("End-to-End Host Latency: min = 1 ms")[0] == "end_to_end"
     assert parse_stat_line("H2D Latency: mean = 1 ms")[0] == "h2d"
     assert parse_stat_line("D2H Latency: mean = 1 ms")[0] == "d2h"
     assert parse_stat_line("Enqueue Time: mean = 1 ms")[0] == "enqueue"
@@ -191,7 +191,7 @@ def test_junk_inside_a_log_keeps_the_summary(junk):
     text = logs.trt86_summary(extra_lines=junk)
     p = parse_log(text)[0]
     assert p.reported[("compute", "median")] == 4.50781
-    assert p.reported[("e2e", "throughput_qps")] == 221.002
+    assert p.reported[("host_walltime", "throughput_qps")] == 221.002
 
 
 # --- synthetic logs -------------------------------------------------------------------------
@@ -202,16 +202,16 @@ def test_trt7_two_runs(tmp_path):
     assert len(runs) == 2
     first, second = runs
     r = reported(first)
-    assert r[("e2e", "mean")] == 55.3094
-    assert r[("e2e_end_to_end", "mean")] == 55.3221
-    assert r[("e2e", "p99")] == 57.542
-    assert r[("e2e_end_to_end", "p99")] == 57.561
+    assert r[("latency", "mean")] == 55.3094
+    assert r[("end_to_end", "mean")] == 55.3221
+    assert r[("latency", "p99")] == 57.542
+    assert r[("end_to_end", "p99")] == 57.561
     assert r[("enqueue", "median")] == 4.06059
     assert ("enqueue", "mean") not in r  # TRT 7 prints no enqueue mean
     assert r[("compute", "mean")] == 55.2468
     assert r[("compute", "total_s")] == 3.09382
-    assert r[("e2e", "throughput_qps")] == 18.0758
-    assert r[("e2e", "walltime_s")] == 3.09807
+    assert r[("host_walltime", "throughput_qps")] == 18.0758
+    assert r[("host_walltime", "walltime_s")] == 3.09807
     assert reported(second)[("compute", "mean")] == 100.25
     assert first.row["batch_size"] == 1 and second.row["batch_size"] == 4
     assert first.row["precision"] == "int8"
@@ -225,9 +225,9 @@ def test_trt7_two_runs(tmp_path):
 def test_trt80_summary(tmp_path):
     (run,) = read_trtexec_runs(write(tmp_path, "trt80.log", logs.trt80_summary()))
     r = reported(run)
-    assert r[("e2e", "p99")] == 0.165771
-    assert r[("e2e_end_to_end", "median")] == 0.289673
-    assert r[("e2e", "walltime_s")] == 3.00036
+    assert r[("latency", "p99")] == 0.165771
+    assert r[("end_to_end", "median")] == 0.289673
+    assert r[("host_walltime", "walltime_s")] == 3.00036
     assert meta(run)["tensorrt_version"] == "8.0.3"
     assert run.row["precision"] == "int8" and run.row["batch_size"] == 4
     assert json.loads(run.row["input_shapes"]) == {"x:0": [4, 1, 28, 28]}
@@ -237,9 +237,9 @@ def test_trt86_summary_and_options(tmp_path):
     (run,) = read_trtexec_runs(write(tmp_path, "trt86.log", logs.trt86_summary()))
     r = reported(run)
     assert (
-        r[("e2e", "p90")] == 4.55469
-        and r[("e2e", "p95")] == 4.57617
-        and r[("e2e", "p99")] == 4.66016
+        r[("latency", "p90")] == 4.55469
+        and r[("latency", "p95")] == 4.57617
+        and r[("latency", "p99")] == 4.66016
     )
     assert r[("h2d", "mean")] == 0.0
     assert run.row["precision"] == "fp16"
@@ -322,7 +322,7 @@ def test_exports_together_make_one_run(tmp_path):
     (run_id,) = trtexec.import_trtexec(paths, out)
     samples = store.read(out, "samples")
     assert sorted(samples["iteration"].unique()) == list(range(6))
-    assert set(samples["stage"]) == {"h2d", "compute", "d2h", "enqueue", "e2e"}
+    assert set(samples["stage"]) == {"h2d", "compute", "d2h", "enqueue", "latency"}
     on_device = samples["stage"].isin(["h2d", "compute", "d2h"])
     assert (samples.loc[on_device, "device_ns"] == samples.loc[on_device, "host_ns"]).all()
     assert samples.loc[~on_device, "device_ns"].isna().all()
@@ -382,8 +382,8 @@ REAL_LOGS = {
         "walltime_s": 3.00036,
         "total_s": 2.96525,
         "stats": STATS5,
-        "e2e": (0.156982, 0.384766, 0.160129, 0.159668, 0.165771),
-        "e2e_end_to_end": (0.171387, 0.504395, 0.284758, 0.289673, 0.298828),
+        "latency": (0.156982, 0.384766, 0.160129, 0.159668, 0.165771),
+        "end_to_end": (0.171387, 0.504395, 0.284758, 0.289673, 0.298828),
         "enqueue": (0.0300293, 0.126465, 0.0396717, 0.0333252, 0.0698242),
         "h2d": (0.00317383, 0.0455933, 0.00408154, 0.00366211, 0.00854492),
         "compute": (0.151367, 0.373779, 0.15368, 0.153564, 0.156677),
@@ -398,8 +398,8 @@ REAL_LOGS = {
         "walltime_s": 3.00049,
         "total_s": 2.8484,
         "stats": STATS5,
-        "e2e": (0.156128, 0.428467, 0.159595, 0.15918, 0.164795),
-        "e2e_end_to_end": (0.164673, 0.557129, 0.284975, 0.289062, 0.297241),
+        "latency": (0.156128, 0.428467, 0.159595, 0.15918, 0.164795),
+        "end_to_end": (0.164673, 0.557129, 0.284975, 0.289062, 0.297241),
         "enqueue": (0.0418701, 0.170715, 0.053593, 0.0498657, 0.0866699),
         "h2d": (0.00317383, 0.0926514, 0.00406377, 0.00390625, 0.0065918),
         "compute": (0.150391, 0.421875, 0.153115, 0.152588, 0.156616),
@@ -414,7 +414,7 @@ REAL_LOGS = {
         "walltime_s": 3.00012,
         "total_s": 2.84346,
         "stats": STATS7,
-        "e2e": (0.0490112, 0.617065, 0.0533242, 0.0517578, 0.0532227, 0.053772, 0.0630798),
+        "latency": (0.0490112, 0.617065, 0.0533242, 0.0517578, 0.0532227, 0.053772, 0.0630798),
         "enqueue": (0.0224609, 0.0961761, 0.0255501, 0.0253906, 0.0264893, 0.0280762, 0.0400391),
         "h2d": (0.00354004, 0.131775, 0.00427174, 0.00415039, 0.00463867, 0.00488281, 0.00549316),
         "compute": (0.041748, 0.609253, 0.0451127, 0.0439453, 0.0449219, 0.045105, 0.0521851),
@@ -429,7 +429,7 @@ REAL_LOGS = {
         "walltime_s": 3.00014,
         "total_s": 2.00097,
         "stats": STATS7,
-        "e2e": (0.0333252, 0.26416, 0.0385501, 0.0383301, 0.0395508, 0.0400391, 0.046875),
+        "latency": (0.0333252, 0.26416, 0.0385501, 0.0383301, 0.0395508, 0.0400391, 0.046875),
         "enqueue": (0.0212402, 0.112549, 0.0228688, 0.0222168, 0.0233154, 0.0267334, 0.034668),
         "h2d": (0.00292969, 0.140869, 0.00430425, 0.00450134, 0.00512695, 0.00512695, 0.00537109),
         "compute": (0.0266113, 0.255997, 0.0287623, 0.0285645, 0.0297241, 0.0302734, 0.0368652),
@@ -458,11 +458,11 @@ def test_real_log(realdata_dir, tmp_path, name):
     rep = store.read(out, "reported")
     got = {(s, k): v for s, k, v in zip(rep["stage"], rep["statistic"], rep["value_ms"])}
     expected = {
-        ("e2e", "throughput_qps"): want["throughput_qps"],
-        ("e2e", "walltime_s"): want["walltime_s"],
+        ("host_walltime", "throughput_qps"): want["throughput_qps"],
+        ("host_walltime", "walltime_s"): want["walltime_s"],
         ("compute", "total_s"): want["total_s"],
     }
-    for stage in ("e2e", "e2e_end_to_end", "enqueue", "h2d", "compute", "d2h"):
+    for stage in ("latency", "end_to_end", "enqueue", "h2d", "compute", "d2h"):
         if stage in want:
             expected.update({(stage, s): v for s, v in zip(want["stats"], want[stage])})
     assert got == expected
@@ -491,8 +491,8 @@ def test_real_json_exports(realdata_dir, tmp_path):
     got = {(s, k): v for s, k, v in zip(rep["stage"], rep["statistic"], rep["value_ms"])}
     assert got[("compute", "median")] == 0.351196
     assert got[("compute", "p99")] == 0.376038
-    assert got[("e2e", "throughput_qps")] == 2829.15
-    assert got[("e2e", "walltime_s")] == 3.00091
+    assert got[("host_walltime", "throughput_qps")] == 2829.15
+    assert got[("host_walltime", "walltime_s")] == 3.00091
     assert got[("h2d", "max")] == 0.0
     layers = store.read(out, "layers")
     assert len(layers) == 73

@@ -90,9 +90,10 @@ def predicted_speedups(pair: str, projected: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for stage, g in projected.groupby("stage", sort=False):
         # e2e bases differ per run only by the gap they add; the stages' bases are shared.
+        known = g["predicted_ms"].notna().any() if "predicted_ms" in g else True
         basis = (
             "sum of the predicted stages and the measured harness gap"
-            if stage == "e2e"
+            if stage == "e2e" and known
             else "; ".join(dict.fromkeys(g["basis"].astype(str)))
         )
         rows.append(

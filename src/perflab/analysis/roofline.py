@@ -1042,6 +1042,7 @@ def project(
         }
         add_copies = src.get("device_class") == "cpu" and tgt.get("device_class") == "gpu"
         measured_sum = predicted_sum = 0.0
+        first_row = len(rows)
         for stage in ITERATION_STAGES:
             extra: dict[str, Any] = {}
             if stage not in medians[i]:
@@ -1090,6 +1091,11 @@ def project(
         else:
             gap = e2e - measured_sum
             basis = f"sum of predicted stages + measured harness gap {_fmt(gap)} ms"
+        unknown = [r for r in rows[first_row:] if math.isnan(r["predicted_ms"])]
+        if unknown:
+            # A stage without a prediction leaves e2e without one: say which and why.
+            why = "; ".join(f"{r['stage']}: {r['basis']}" for r in unknown)
+            basis = f"unknown: a stage has no prediction ({why})"
         rows.append(
             {
                 **base,

@@ -5,9 +5,12 @@ reported, the precisions layers ran in (DataFrame in, DataFrame out; `Results` w
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
+from perflab import tool_stages
 from perflab.analysis.overview import label_map, natural_sort
 from perflab.errors import PerflabError
 
@@ -31,29 +34,68 @@ def trace_inventory(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def reported_vs_measured(
-    reported: pd.DataFrame, summary: pd.DataFrame, runs: pd.DataFrame
+    reported: pd.DataFrame,
+    summary: pd.DataFrame,
+    runs: pd.DataFrame,
+    matched: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """What another tool printed (`reported`) beside perflab's own median and mean (from a
-    summarize() frame) for the same run and stage where perflab measured it."""
-    if reported.empty:
-        return pd.DataFrame(columns=["label", "stage", "statistic", "reported ms"])
-    labels = label_map(runs)
-    rid = reported["run_id"].astype(str)
-    out = reported.assign(label=rid.map(labels).fillna(rid))
-    out = out.rename(columns={"value_ms": "reported ms"})
-    if len(summary):
-        m = summary[["run_id", "stage", "p50_ms", "mean_ms"]].rename(
-            columns={"p50_ms": "perflab p50 ms", "mean_ms": "perflab mean ms"}
-        )
-        out = out.assign(run_id=out["run_id"].astype(str), stage=out["stage"].astype(str)).merge(
-            m, on=["run_id", "stage"], how="left"
-        )
+    """What another tool printed (`reported`) beside perflab's own statistic of the stages the
+    tool's region covers (perflab.tool_stages): for an engine's own timer, of the same run; for
+    an imported run, of the perflab run of its configuration (`matched`: explain.matches(),
+    the same device first). A region spanning several stages is set beside the sum of their
+    medians (or means); statistics that do not add (min, max, percentiles) stay empty there.
+
+        reported: | run_id | stage   | statistic | value_ms |
+        ->        | label | region | covers | statistic | reported ms | perflab run |
+                  | perflab ms | difference ms | same device | what the region includes |
+    """
     cols = [
-        c
-        for c in ("label", "stage", "statistic", "reported ms", "perflab p50 ms", "perflab mean ms")
-        if c in out.columns
-    ]
-    return out[cols].reset_index(drop=True)
+        "label", "region", "covers", "statistic", "reported ms", "perflab run", "perflab ms",
+        "difference ms", "same device", "what the region includes",
+    ]  # fmt: skip
+    if reported.empty:
+        return pd.DataFrame(columns=cols)
+    labels = label_map(runs)
+    partner: dict[str, tuple[str, object]] = {}
+    if matched is not None:
+        for m in matched.itertuples(index=False):
+            partner.setdefault(str(m.imported), (str(m.measured), bool(m.same_device)))
+    stats_of = {}
+    if len(summary):
+        for r in summary.itertuples(index=False):
+            stats_of[(str(r.run_id), str(r.stage))] = r
+    column = {"median": "p50_ms", "mean": "mean_ms", "min": "min_ms", "max": "max_ms"}
+    column |= {f"p{q}": f"p{q}_ms" for q in (90, 95, 99)}
+    additive = {"median": "p50_ms", "mean": "mean_ms"}
+    rows = []
+    for r in reported.itertuples(index=False):
+        run, region, statistic = str(r.run_id), str(r.stage), str(r.statistic)
+        covered = tool_stages.covers(region)
+        own = any((run, s) in stats_of for s in covered)
+        other, same_device = (run, True) if own else partner.get(run, (None, None))
+        value = math.nan
+        if other is not None and statistic in column:
+            found = [stats_of.get((other, s)) for s in covered]
+            present = [f for f in found if f is not None]
+            if len(covered) == 1 and present:
+                value = float(getattr(present[0], column[statistic]))
+            elif present and statistic in additive:
+                value = float(sum(getattr(f, additive[statistic]) for f in present))
+        rows.append(
+            {
+                "label": labels.get(run, run),
+                "region": region,
+                "covers": " + ".join(covered),
+                "statistic": statistic,
+                "reported ms": r.value_ms,
+                "perflab run": labels.get(other, other) if other is not None else None,
+                "perflab ms": value,
+                "difference ms": value - float(r.value_ms) if math.isfinite(value) else math.nan,
+                "same device": same_device,
+                "what the region includes": tool_stages.definition(region),
+            }
+        )
+    return pd.DataFrame(rows, columns=cols)
 
 
 def correlate(

@@ -137,7 +137,12 @@ def warmup(
     ms = samples["host_ns"].to_numpy(dtype=np.float64)[mask] / 1e6
     order = np.lexsort((iteration, run_id))
     run_id, iteration, ms = run_id[order], iteration[order], ms[order]
-    bounds = np.flatnonzero(np.concatenate(([True], run_id[1:] != run_id[:-1], [True])))
+    # Run boundaries; none without samples (imported runs hold summaries only).
+    bounds = (
+        np.flatnonzero(np.concatenate(([True], run_id[1:] != run_id[:-1], [True])))
+        if len(run_id)
+        else np.zeros(0, dtype=np.int64)
+    )
 
     params = {
         "model": model,

@@ -17,7 +17,10 @@ Options: `threads` (INFERENCE_NUM_THREADS; 0 = OpenVINO's default), `hint` (late
 default, | throughput: PERFORMANCE_HINT; throughput splits the threads into several streams, and
 one synchronous request runs on one of them with its share of the threads: meta `num_streams`
 says how many), `streams` (NUM_STREAMS; 0 = the hint decides), `profile` / `profile_iterations` (per-layer times from a separately compiled model
-with PERF_COUNT), `calibration_batches` (int8) and `strict_precision` (default true).
+with PERF_COUNT), `engine_timer` (default true: OpenVINO's own `InferRequest.latency` of every
+measured iteration, read after its timed region, is stored in `reported`, stage
+`infer_latency`, beside perflab's `compute`), `calibration_batches`
+(int8) and `strict_precision` (default true).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from perflab.errors import ModelError, SpecError, Unsupported
 from perflab.options import Option
 from perflab.precisions import precision_effective
 from perflab.timing import COMPUTE
+from perflab.tool_stages import reported_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,6 +58,8 @@ DECLARED_OPTIONS = (
     Option("profile", "bool", False, "per-layer performance counters after the measured phase"),
     Option("profile_iterations", "int >= 1", DEFAULT_PROFILE_ITERATIONS,
            "profiled iterations (layer table)"),
+    Option("engine_timer", "bool", True,
+           "store OpenVINO's own InferRequest.latency of the measured iterations"),
     Option("calibration_batches", "int >= 1", None, "int8 calibration batches"),
     Option("strict_precision", "bool", True,
            "fail the run when the engine ran another precision than asked"),
@@ -115,6 +121,7 @@ def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
         "streams": integer("streams", 0, 0),
         "profile": boolean("profile", False),
         "profile_iterations": integer("profile_iterations", DEFAULT_PROFILE_ITERATIONS, 1),
+        "engine_timer": boolean("engine_timer", True),
         "calibration_batches": integer("calibration_batches", None, 1),
         "strict_precision": boolean("strict_precision", True),
     }
@@ -174,6 +181,9 @@ class OpenVinoBackend(Backend):
         self._out_ports: list[tuple[str, Any]] = []
         self._layers: list[dict[str, Any]] = []
         self._profile_table: pd.DataFrame | None = None
+        # InferRequest.latency of each measured iteration; None outside the measured phase.
+        self._engine_ms: list[float] | None = None
+        self._engine_timed: list[float] = []
         self._last_inputs: Mapping[str, np.ndarray] | None = None
         self._precision_effective: str | None = None
         self._meta: dict[str, Any] = {}
@@ -300,9 +310,19 @@ class OpenVinoBackend(Backend):
             t = rec.begin(COMPUTE)
             result = request.infer(inputs, share_inputs=True)
             rec.end(COMPUTE, t)
+        if self._engine_ms is not None:
+            # Read after the timed region, so compute is untouched (the property read lands in
+            # the harness gap); the same calls' own latency makes the comparison paired.
+            self._engine_ms.append(float(request.latency))
         return {name: result[port] for name, port in self._out_ports}
 
+    def measure_begin(self) -> None:
+        if self.opts["engine_timer"]:
+            self._engine_ms = []
+
     def measure_end(self) -> None:
+        if self._engine_ms is not None:
+            self._engine_timed, self._engine_ms = self._engine_ms, None
         if self.opts["profile"] and self._profile_table is None:
             self._profiled_pass()
 
@@ -364,10 +384,13 @@ class OpenVinoBackend(Backend):
 
         if self.opts["profile"] and self._profile_table is None:
             self._profiled_pass()
+        out = {}
+        if self._engine_timed:
+            out["reported"] = pd.DataFrame(reported_rows("infer_latency", self._engine_timed))
         if self._profile_table is not None:
-            return {"layers": self._profile_table}
+            return {**out, "layers": self._profile_table}
         if not self._layers:
-            return {}
+            return out
         rows = [
             {
                 "layer": r["layer"],
@@ -383,9 +406,10 @@ class OpenVinoBackend(Backend):
         ]
         frame = pd.DataFrame(rows, columns=_LAYER_COLUMNS)
         return {
+            **out,
             "layers": frame.astype(
                 {"count": "Int64", "total_ms": "float64", "median_ms": "float64"}
-            )
+            ),
         }
 
     def facts(self) -> dict[str, Any]:

@@ -30,6 +30,8 @@ Options: `threads` (intra-op threads; 0 = ORT's default of one per physical core
 `inter_threads`, `graph_optimization` (disable | basic | extended | layout | all),
 `execution_mode` (sequential | parallel), `profile` (true: after the measured phase, a separate
 profiled session runs `profile_iterations` iterations, default 20, for the `layers` table),
+`engine_timer` (default true: the same profiled pass stores ONNX Runtime's own `model_run` time
+in `reported`, stage `model_run`, beside perflab's `compute`),
 `calibration_batches` (int8; default enough batches for 32 samples), `strict_precision`
 (default true), and on the GPU backends `device_id`, `cuda.NAME` (CUDA provider options, e.g.
 `cuda.cudnn_conv_algo_search`, `cuda.enable_cuda_graph`) and on ort-trt `trt.NAME` (TensorRT
@@ -57,6 +59,7 @@ from perflab.options import Option
 from perflab.precisions import precision_effective
 from perflab.reference import CPU_PROVIDER, NUMPY_OF_ORT
 from perflab.timing import COMPUTE, D2H, H2D
+from perflab.tool_stages import reported_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,7 +86,9 @@ DECLARED_OPTIONS = (
     Option("execution_mode", "sequential | parallel", "sequential", "operator scheduling"),
     Option("profile", "bool", False, "run ONNX Runtime's profiler after the measured phase"),
     Option("profile_iterations", "int >= 1", DEFAULT_PROFILE_ITERATIONS,
-           "profiled iterations (layer table)"),
+           "profiled iterations (layer table, engine timer)"),
+    Option("engine_timer", "bool", True,
+           "store ONNX Runtime's own model_run time from a profiled pass after the measured phase"),
     Option("calibration_batches", "int >= 1", None,
            "int8 calibration batches; default: 32 samples' worth"),
     Option("strict_precision", "bool", True,
@@ -223,6 +228,7 @@ class OrtOptions:
     execution_mode: str = "sequential"
     profile: bool = False
     profile_iterations: int = DEFAULT_PROFILE_ITERATIONS
+    engine_timer: bool = True
     calibration_batches: int | None = None  # None: calibration_batch_count(batch size)
     strict_precision: bool = True
     device_id: int = 0
@@ -310,6 +316,7 @@ def parse_options(backend: str, options: Mapping[str, Any]) -> OrtOptions:
         execution_mode=choice("execution_mode", "sequential", EXECUTION_MODES),
         profile=boolean("profile", False),
         profile_iterations=integer("profile_iterations", DEFAULT_PROFILE_ITERATIONS, 1),
+        engine_timer=boolean("engine_timer", True),
         calibration_batches=integer("calibration_batches", None, 1),
         strict_precision=boolean("strict_precision", True),
         device_id=integer("device_id", 0, 0),
@@ -472,6 +479,7 @@ class OrtBackend(Backend):
         self._precision_effective: str | None = None
         self._precision_source = ""
         self._layers: pd.DataFrame | None = None
+        self._engine_ms: list[float] | None = None  # model_run times of the profiled pass
         self._last_inputs: Mapping[str, np.ndarray] | None = None
         self._meta: dict[str, Any] = {}
         self._conversion: dict[str, Any] = {}
@@ -789,13 +797,20 @@ class OrtBackend(Backend):
             from perflab import cuda
 
             cuda.profiler_stop()
-        if self.opts.profile and self._layers is None:
+        if self._wants_profiled_pass():
             self._profiled_pass()
 
     # -- profiled pass -----------------------------------------------------------------------
 
+    def _wants_profiled_pass(self) -> bool:
+        return (self.opts.profile and self._layers is None) or (
+            self.opts.engine_timer and self._engine_ms is None
+        )
+
     def _profiled_pass(self) -> None:
-        """A separate profiled session, so ORT's profiler never runs during the timed iterations."""
+        """A separate profiled session, so ORT's profiler never runs during the timed iterations:
+        its node times fill `layers` (option profile), its model_run times `reported` (option
+        engine_timer)."""
         import onnxruntime as ort
 
         if self._session is None or self._model_path is None:
@@ -814,7 +829,10 @@ class OrtBackend(Backend):
             once = self._one_run(sess, inputs)
             for _ in range(PROFILE_WARMUP_RUNS + self.opts.profile_iterations):
                 once()
-            self._layers = profile_layers(sess.end_profiling(), skip_runs=PROFILE_WARMUP_RUNS)
+            profile_path = sess.end_profiling()
+            if self.opts.profile:
+                self._layers = profile_layers(profile_path, skip_runs=PROFILE_WARMUP_RUNS)
+            self._engine_ms = model_run_ms(profile_path)[PROFILE_WARMUP_RUNS:]
         self._meta["profile_iterations"] = self.opts.profile_iterations
         self._meta["profile_warmup_runs"] = PROFILE_WARMUP_RUNS
 
@@ -834,9 +852,16 @@ class OrtBackend(Backend):
         return lambda: sess.run(self._output_names, feeds)
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        if self.opts.profile and self._layers is None:
+        import pandas as pd
+
+        if self._wants_profiled_pass():
             self._profiled_pass()
-        return {"layers": self._layers} if self._layers is not None else {}
+        out: dict[str, pd.DataFrame] = {}
+        if self._layers is not None and self.opts.profile:
+            out["layers"] = self._layers
+        if self.opts.engine_timer and self._engine_ms:
+            out["reported"] = pd.DataFrame(reported_rows("model_run", self._engine_ms))
+        return out
 
     # -- facts -------------------------------------------------------------------------------
 
@@ -921,6 +946,18 @@ def profile_layers(path: str | os.PathLike, skip_runs: int = 0) -> pd.DataFrame:
             if e.get("cat") not in ("Node", "Session") or float(e.get("ts", 0)) >= cutoff
         ]
     return parse_events(events, str(path)).layers.reset_index(drop=True)
+
+
+def model_run_ms(path: str | os.PathLike) -> list[float]:
+    """The duration of each `model_run` event (one session Run) of an ORT profile, in ms, in
+    the order they ran."""
+    events = json.loads(Path(path).read_text())
+    runs = sorted(
+        (float(e["ts"]), float(e["dur"]) / 1e3)
+        for e in events
+        if e.get("cat") == "Session" and e.get("name") == "model_run"
+    )
+    return [dur for _, dur in runs]
 
 
 def cpu_name() -> str:

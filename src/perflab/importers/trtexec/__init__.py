@@ -7,16 +7,17 @@ What lands where:
   `--uff=`); precision from the build flags; `meta` holds the TensorRT version, the command line and
   every option that changes what the numbers mean (data transfers, CUDA graph, spin-wait, streams,
   averaging, iterations, duration, warmup), plus the reported throughput and wall time.
-- `reported`: every statistic trtexec printed, as printed (value_ms in ms). Stages:
-  `compute` (GPU Compute Time), `h2d`, `d2h`, `enqueue`, `e2e` (Latency, or TRT 7's Host Latency),
-  and `e2e_end_to_end` for trtexec's *end-to-end host latency* (TRT 7's "(end to end ...)" numbers
-  and TRT 8.0-8.4's "End-to-End Host Latency"), which includes waiting for the previous query and
-  so is not the perflab `e2e` stage. Statistics: mean, median, min, max, pNN (percentile(NN%)).
-  Three whole-run statistics carry their unit in the name instead of ms: `throughput_qps`
-  (stage e2e), `walltime_s` (stage e2e) and `total_s` (stage compute, Total GPU Compute Time).
-- `samples` from `--exportTimes`: one row per query and stage (h2d, compute, d2h, enqueue, e2e),
-  host_ns = trtexec's value; for h2d/compute/d2h, which trtexec times with CUDA events, the same
-  value is also in device_ns (null for enqueue and e2e, host times). Iterations are 0-based over the whole file. Older trtexec versions exported the
+- `reported`: every statistic trtexec printed, as printed (value_ms in ms), under the region names
+  of perflab.tool_stages: `compute` (GPU Compute Time), `h2d`, `d2h`, `enqueue`, `latency`
+  (Latency, or TRT 7's Host Latency: h2d + compute + d2h, not perflab's `e2e`), and `end_to_end`
+  for trtexec's *end-to-end host latency* (TRT 7's "(end to end ...)" numbers and TRT 8.0-8.4's
+  "End-to-End Host Latency"), which includes waiting for the previous query. Statistics: mean,
+  median, min, max, pNN (percentile(NN%)). Three whole-run statistics carry their unit in the
+  name instead of ms: `throughput_qps` and `walltime_s` (stage host_walltime) and `total_s`
+  (stage compute, Total GPU Compute Time).
+- `samples` from `--exportTimes`: one row per query and stage (h2d, compute, d2h, enqueue,
+  latency, end_to_end), host_ns = trtexec's value; for h2d/compute/d2h, which trtexec times with
+  CUDA events, the same value is also in device_ns (null for the host times). Iterations are 0-based over the whole file. Older trtexec versions exported the
   warmup queries too; trtexec itself counts a query as warmup when its compute started before the
   warmup time, and those rows get phase `warmup` (the others `measure`).
 - `layers` from `--exportProfile`, from a log's `=== Profile ===` table, and from

@@ -31,14 +31,14 @@ _TIME_STAGES_NEW = (
     ("computeMs", "startComputeMs", "compute"),
     ("d2hMs", "startD2hMs", "d2h"),
     ("enqMs", "startEnqMs", "enqueue"),
-    ("latencyMs", "startH2dMs", "e2e"),
+    ("latencyMs", "startH2dMs", "latency"),
 )
 _TIME_STAGES_OLD = (
     ("inMs", "startInMs", "h2d"),
     ("computeMs", "startComputeMs", "compute"),
     ("outMs", "startOutMs", "d2h"),
-    ("latencyMs", "startInMs", "e2e"),
-    ("endToEndMs", "startInMs", "e2e_end_to_end"),
+    ("latencyMs", "startInMs", "latency"),
+    ("endToEndMs", "startInMs", "end_to_end"),
 )
 
 
@@ -167,12 +167,12 @@ def parse_layer_info(data: dict) -> pd.DataFrame:
 
 
 _SUMMARY_STAGES = {
-    "Latency": "e2e",
+    "Latency": "latency",
     "Enqueue Time": "enqueue",
     "H2D Latency": "h2d",
     "GPU Compute Time": "compute",
     "D2H Latency": "d2h",
-    "End-to-End Host Latency": "e2e_end_to_end",
+    "End-to-End Host Latency": "end_to_end",
 }
 
 
@@ -202,8 +202,8 @@ def parse_summary_json(data: dict) -> tuple[dict[tuple[str, str], float], dict, 
         for name, value in zip(names, values):
             reported[(stage, name)] = _float(value, f"summary {key}")
     for key, stage, stat in (
-        ("Throughput", "e2e", "throughput_qps"),
-        ("Total Host Walltime", "e2e", "walltime_s"),
+        ("Throughput", "host_walltime", "throughput_qps"),
+        ("Total Host Walltime", "host_walltime", "walltime_s"),
         ("Total GPU Compute Time", "compute", "total_s"),
     ):
         if summary.get(key) is not None:
@@ -364,9 +364,9 @@ def _exports_run(
                 meta[key] = summary_facts[key]
         meta.setdefault("printed_options", summary_facts["printed_options"])
         if meta.get("throughput_qps") is None:
-            meta["throughput_qps"] = summary_reported.get(("e2e", "throughput_qps"))
+            meta["throughput_qps"] = summary_reported.get(("host_walltime", "throughput_qps"))
         if meta.get("walltime_s") is None:
-            meta["walltime_s"] = summary_reported.get(("e2e", "walltime_s"))
+            meta["walltime_s"] = summary_reported.get(("host_walltime", "walltime_s"))
         if not run.row.get("device_name"):
             run.row["device_name"] = summary_facts.get("device_name")
         if run.row.get("measure_wall_s") is None:

@@ -49,7 +49,7 @@ _TOTAL_GPU_RE = re.compile(
 )
 
 # TRT 7 blocks: a header line ("Host Latency") then "min: 1 ms (end to end 2 ms)" lines.
-_TRT7_HEADERS = {"host latency": "e2e", "enqueue time": "enqueue", "gpu compute": "compute"}
+_TRT7_HEADERS = {"host latency": "latency", "enqueue time": "enqueue", "gpu compute": "compute"}
 _TRT7_LINE_RE = re.compile(
     rf"^(?P<key>min|max|mean|median|percentile):\s*(?P<v>{NUM})\s*ms"
     rf"(?:\s+at\s+(?P<at>{NUM})\s*%)?"
@@ -57,9 +57,9 @@ _TRT7_LINE_RE = re.compile(
 )
 
 _STAGES = {
-    "latency": "e2e",
-    "host latency": "e2e",
-    "end-to-end host latency": "e2e_end_to_end",
+    "latency": "latency",
+    "host latency": "latency",
+    "end-to-end host latency": "end_to_end",
     "enqueue time": "enqueue",
     "h2d latency": "h2d",
     "gpu compute time": "compute",
@@ -392,7 +392,7 @@ def _parse_log_run(run: _LogRun) -> ParsedLog:
             parsed7 = parse_trt7_line(text)
             if parsed7 is not None:
                 for stat, value, e2e in parsed7:
-                    stage = "e2e_end_to_end" if e2e else trt7_block
+                    stage = "end_to_end" if e2e else trt7_block
                     p.reported[(stage, stat)] = value
                 continue
             if not (
@@ -401,11 +401,11 @@ def _parse_log_run(run: _LogRun) -> ParsedLog:
                 trt7_block = None
         m = _THROUGHPUT_RE.match(text)
         if m:
-            p.reported[("e2e", "throughput_qps")] = parse_number(m.group("v"))
+            p.reported[("host_walltime", "throughput_qps")] = parse_number(m.group("v"))
             continue
         m = _WALLTIME_RE.match(text)
         if m:
-            p.reported[("e2e", "walltime_s")] = parse_number(m.group("v"))
+            p.reported[("host_walltime", "walltime_s")] = parse_number(m.group("v"))
             continue
         m = _TOTAL_GPU_RE.match(text)
         if m:
@@ -754,8 +754,8 @@ def _log_run(p: ParsedLog, source: Path, index: int, n_runs: int) -> ImportedRun
     if len(p.reported) and not any(s in {"mean", "median"} for _, s in p.reported):
         notes.append("summary holds no mean or median")
 
-    throughput = p.reported.get(("e2e", "throughput_qps"))
-    walltime = p.reported.get(("e2e", "walltime_s"))
+    throughput = p.reported.get(("host_walltime", "throughput_qps"))
+    walltime = p.reported.get(("host_walltime", "walltime_s"))
     meta = {
         "source": str(source),
         "run_in_file": index,
