@@ -76,6 +76,12 @@ def scenario(case: str, tmp_path: Path) -> list[str]:
         return ["run", spec({"model": "mlp", "sweep": {"batch_size": []}})]
     if case == "spec-huge-sweep":
         return ["run", spec({**SYNTHETIC, "sweep": {"seed": list(range(1001))}}), "-o", out]
+    if case == "spec-repeat":
+        return ["run", spec({**SYNTHETIC, "repeat": 0}), "-o", out]
+    if case == "cli-repeat":
+        return ["run", spec(SYNTHETIC), "-o", out, "--repeat", "0"]
+    if case == "spec-quiet":
+        return ["run", spec({**SYNTHETIC, "quiet": {"max_load": 0.5, "then": "wait"}}), "-o", out]
     if case == "model-missing":
         return ["run", spec({"model": str(tmp_path / "nowhere.onnx")}), "-o", out]
     if case == "model-not-onnx":

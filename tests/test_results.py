@@ -103,7 +103,9 @@ def test_two_folders_together(tmp_path):
     res = results.open([a, b])
     assert sorted(res.runs["run_id"]) == ["a1", "b1"]
     cmp = res.compare(by="host", baseline="box-a")
-    assert len(cmp) == 1 and cmp.iloc[0]["verdict"] == "faster"
+    # One run per machine: half the time, but only indicative without repetitions.
+    assert len(cmp) == 1 and cmp.iloc[0]["verdict"] == "indicative"
+    assert cmp.iloc[0]["ci_high"] < 1
     assert res.paths == (a, b)
 
 

@@ -300,3 +300,32 @@ def test_throughput_mode_needs_a_backend_that_can_overlap(tmp_path, monkeypatch)
     c = spec.parse({"study": "t", "backend": "synthetic", "mode": "throughput"}).configs[0]
     row = runner.execute(c, tmp_path)
     assert row["status"] == "unsupported" and "has no throughput mode" in row["error"]
+
+
+def test_resume_and_append_count_repetitions(tmp_path):
+    data = {
+        "backend": "synthetic",
+        "sweep": {"seed": [1, 2]},
+        "repeat": 2,
+        "measure": {"iterations": 10},
+        "warmup": {"iterations": 0},
+    }
+    study = spec.parse(data)
+    out = tmp_path / "out"
+    todo = runner.plan(study, out, resume=False, append=False)
+    with use_clock(VirtualClock()):
+        runner.run_study(study, out, configs=todo[:3], isolate=False)
+        # --resume makes the one repetition that has no ok run yet.
+        left = runner.plan(study, out, resume=True, append=False)
+        assert [(c.spec_id, c.repetition) for c in left] == [(todo[3].spec_id, todo[3].repetition)]
+        runner.run_study(study, out, configs=left, isolate=False)
+        # --append adds `repeat` more, numbered after those the folder holds.
+        more = runner.plan(study, out, resume=False, append=True)
+    assert sorted(c.repetition for c in more) == [2, 2, 3, 3]
+
+
+def test_median_ci_gives_no_bounds_from_too_few_values():
+    _, lo, hi = runner.median_ci(np.array([3.0, 1.0, 2.0]))
+    assert np.isnan(lo) and np.isnan(hi)
+    med, lo, hi = runner.median_ci(np.arange(100.0))
+    assert lo < med < hi

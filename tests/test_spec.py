@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from perflab import spec
@@ -132,6 +134,51 @@ def test_a_list_of_sweeps_runs_each_product_in_order():
         (2, "fp32"),
         (8, "int8"),
     ]
+
+
+def test_repeat_order_and_quiet_are_study_keys_not_config():
+    data = {"backend": "synthetic", "sweep": {"seed": [1, 2, 3]}}
+    plain = spec.parse(data)
+    study = spec.parse(
+        {**data, "repeat": 4, "order": "random", "order_seed": 7, "quiet": {"max_load": 0.3}}
+    )
+    # How often and when a config runs leaves its identity alone.
+    assert [c.spec_id for c in study.configs] == [c.spec_id for c in plain.configs]
+    runs = study.schedule()
+    assert len(runs) == 12 and all(r.order_seed == 7 for r in runs)
+    for k in range(4):  # round by round: every config once per round, shuffled within it
+        rnd = runs[3 * k : 3 * k + 3]
+        assert {r.repetition for r in rnd} == {k}
+        assert {r.spec_id for r in rnd} == {c.spec_id for c in plain.configs}
+    assert runs == study.schedule()  # the recorded seed gives the same order again
+    assert [r.spec_id for r in plain.schedule()] == [c.spec_id for c in plain.configs]
+    assert runs[0].quiet == spec.Quiet(max_load=0.3, max_wait_s=60.0, then="stop")
+    again = spec.RunConfig.from_json(runs[5].to_json())
+    assert again == runs[5] and again.repetition == runs[5].repetition
+
+
+def test_repetitions_continue_after_those_a_folder_holds():
+    study = spec.parse({"backend": "synthetic", "repeat": 2})
+    sid = study.configs[0].spec_id
+    assert [r.repetition for r in study.schedule({sid: 3})] == [3, 4]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"repeat": 0}, "'repeat': 0 must be an integer from 1 to 1000"),
+        ({"repeat": 2.5}, "'repeat': 2.5 must be an integer"),
+        ({"order": "sorted"}, "'order': 'sorted' is not an order"),
+        ({"order_seed": "x"}, "'order_seed': 'x' must be an integer"),
+        ({"quiet": 0.5}, "'quiet': 0.5 must be a mapping"),
+        ({"quiet": {"max_lod": 1}}, "'quiet.max_lod': unknown"),
+        ({"quiet": {"max_load": -1}}, "'quiet.max_load': -1 must be a non-negative number"),
+        ({"sweep": {"repeat": [1, 2]}}, "not a sweepable key"),
+    ],
+)
+def test_bad_study_keys(extra, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        spec.parse({"backend": "synthetic", **extra})
 
 
 # ----------------------------------------------------------------------------- hostile files

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -41,6 +42,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = spec.load(args.spec, max_configs=spec.MAX_CONFIGS if ask else spec.LARGE_SWEEP)
     from perflab import store  # after the file is read: a bad file is refused without pyarrow
 
+    if args.repeat is not None:
+        if args.repeat < 1 or args.repeat > spec.MAX_REPEAT:
+            raise PerflabError(f"--repeat {args.repeat}: must be from 1 to {spec.MAX_REPEAT}")
+        study = dataclasses.replace(study, repeat=args.repeat)
     out = Path(args.output) if args.output else Path("data") / study.name
     store.check_writable(out)
     cluster = args.cluster or os.environ.get("PERFLAB_SCHEDULER") or None
@@ -48,9 +53,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise PerflabError(
             "--no-isolation runs in this process; it cannot be combined with --cluster"
         )
-    n = len(study.configs)
+    n = len(study.configs) * study.repeat
     if n > spec.LARGE_SWEEP and not args.yes:
-        answer = input(f"The sweep expands to {n} configs. Run them all? [y/N] ")
+        answer = input(f"The study expands to {n} runs. Run them all? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing run")
             return EXIT_BAD_INPUT
@@ -79,13 +84,11 @@ def _run(args: argparse.Namespace, study, out: Path, executor) -> int:
 def _run_locked(args: argparse.Namespace, study, out: Path, executor) -> int:
     from perflab import env, runner, store
 
-    n = len(study.configs)
+    n = len(study.configs) * study.repeat
     todo = runner.plan(study, out, resume=args.resume, append=args.append)
     console = _console()
     if not todo:
-        console.print(
-            printable(f"all {n} configs of {study.name!r} already have an ok run in {out}")
-        )
+        console.print(printable(f"all {n} runs of {study.name!r} already have an ok run in {out}"))
         return 0
     env_id = None
     if executor.name != "dask":  # on a cluster each machine sends its own fingerprint
@@ -96,8 +99,12 @@ def _run_locked(args: argparse.Namespace, study, out: Path, executor) -> int:
         "inline": "  (in-process: no isolation, no timeout)",
         "dask": f"  (on the Dask cluster at {getattr(executor, 'address', '')})",
     }
+    times = f" x {study.repeat} repetitions ({study.order})" if study.repeat > 1 else ""
     console.print(
-        printable(f"study {study.name}: {len(todo)} of {n} configs -> {out}")
+        printable(
+            f"study {study.name}: {len(todo)} of {n} runs "
+            f"({len(study.configs)} configs{times}) -> {out}"
+        )
         + where.get(executor.name, "")
     )
     result = _run_with_progress(console, study, out, todo, env_id, executor)
@@ -110,6 +117,15 @@ def _run_locked(args: argparse.Namespace, study, out: Path, executor) -> int:
     if result.rows:
         _show(console, out, run_ids={r["run_id"] for r in result.rows})
     console.print(printable(f"results in {out}  (perflab show {out}; perflab report {out})"))
+    if result.stopped:
+        console.print(
+            printable(
+                f"stopped: {result.stopped}; run `perflab run {args.spec} -o {out} --resume` "
+                "on a quieter host to finish"
+            ),
+            style="red",
+        )
+        return EXIT_RUNS_FAILED
     if result.interrupted:
         done = len(result.rows)
         console.print(
@@ -150,7 +166,7 @@ def _first_line(text: Any) -> str:
 def _run_with_progress(console, study, out, todo, env_id, executor):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from perflab import runner
+    from perflab import host, runner
 
     columns = (
         TextColumn("{task.description}", markup=False),
@@ -189,9 +205,13 @@ def _run_with_progress(console, study, out, todo, env_id, executor):
             bar.advance(task)
             if row.get("machine") in per_machine:
                 bar.update(per_machine[row["machine"]], status=f"{row['status']}, idle")
+            rep = f" #{row.get('repetition', 0)}" if study.repeat > 1 else ""
             if not console.is_terminal:
                 on = f" on {row['machine']}" if executor.name == "dask" else ""
-                console.print(printable(f"  {row['status']:<11} {row['label']}{on}"))
+                console.print(printable(f"  {row['status']:<11} {row['label']}{rep}{on}"))
+            note = host.busy_note(row)
+            if note:
+                console.print(printable(f"  {row['label']}{rep}: {note}"), style="yellow")
 
         return runner.run_study(
             study,
@@ -309,6 +329,8 @@ def _measured_table(console, ok, summary) -> None:
         # rich lays out every cell (about 2.5 ms a row): hundreds of rows print as plain text.
         table = _plain_table(title, columns, [line for line in lines if line is not None])
     console.print(table)
+    _show_repeats(console, ok)
+    _show_busy(console, ok.runs)
     warned = ok.warnings()
     if len(warned):
         counts = ", ".join(f"{name} x{n}" for name, n in warned["warning"].value_counts().items())
@@ -354,6 +376,55 @@ def _reported_table(console, ok, measured: set[str]) -> None:
             *(f"{stats[k]:.4f}" if k in stats else "" for k in ("median", "mean", "p99")),
         )
     console.print(table)
+
+
+def _show_repeats(console, ok) -> None:
+    """Configs with several runs: the spread between runs beside the spread within them."""
+    from rich.table import Table
+
+    runs = ok.runs
+    if "spec_id" not in runs or not runs["spec_id"].duplicated().any():
+        return  # no config ran twice: nothing to read (show stays fast on big studies)
+    rep = ok.repeats()
+    rep = rep[rep["n_runs"] > 1]
+    if rep.empty:
+        return
+    table = Table(title="e2e across repetitions (median: mean of run medians; CI over runs)")
+    for col in ("config", "runs", "n", "median ms", "95% CI ms", "between-run CV %", "within CV %"):
+        table.add_column(col, justify="left" if col == "config" else "right")
+    for r in rep.itertuples():
+        ci = "" if math.isnan(r.ci_low_ms) else f"[{r.ci_low_ms:.4f}, {r.ci_high_ms:.4f}]"
+        table.add_row(
+            printable(r.config),
+            f"{r.n_runs}",
+            f"{r.n}",
+            f"{r.median_ms:.4f}",
+            ci,
+            f"{r.between_cv_pct:.2f}",
+            f"{r.within_cv_pct:.2f}",
+        )
+    console.print(table)
+
+
+def _show_busy(console, runs) -> None:
+    """Runs measured on a busy host, said with their numbers."""
+    from perflab import host
+
+    if "host_busy" not in runs.columns:
+        return
+    busy = runs[runs["host_busy"].astype("boolean").fillna(False).astype(bool)]
+    if busy.empty:
+        return
+    console.print(
+        f"busy host: {len(busy)} of {len(runs)} runs were measured on a busy host "
+        f"(load average per CPU above {host.BUSY_LOAD_PER_CPU} besides the run, or more than "
+        f"{host.BUSY_STEAL_PCT:g}% CPU time stolen); their numbers may not repeat:",
+        style="yellow",
+    )
+    for r in busy.head(10).itertuples():
+        console.print(printable(f"  {r.label}: {host.busy_note(r._asdict())}"), style="yellow")
+    if len(busy) > 10:
+        console.print(f"  ... and {len(busy) - 10} more (perflab.open(...).runs.host_busy)")
 
 
 def _plain_table(title: str, columns, rows: list[tuple[str, ...]]):
@@ -628,6 +699,12 @@ def parser() -> argparse.ArgumentParser:
         dest="isolate",
         action="store_false",
         help="run configs in this process (debugging; no crash isolation, no timeout)",
+    )
+    run.add_argument(
+        "--repeat",
+        type=int,
+        metavar="N",
+        help="runs per config, each in its own process, round by round (overrides `repeat:`)",
     )
     run.add_argument(
         "--cluster",

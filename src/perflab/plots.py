@@ -1006,7 +1006,9 @@ def batching(
     knee_batch). metric="latency": p50 points, p99 as open markers, the fit a + b x batch as a
     line. metric="throughput": items/s points and the throughput the fit implies,
     1000 x batch / (a + b x batch). The knee (where a doubling of the batch gains less than 10%
-    throughput) is a dotted vertical line in the group's colour.
+    throughput) is a dotted vertical line in the group's colour. A group without a fit (fewer
+    than three batch sizes) shows its points only; the fit's `fit_note` (no fit, a negative
+    intercept or slope, a bimodal stage) is printed under the group's legend entry.
     """
     if metric not in ("latency", "throughput"):
         raise ValueError(f"metric must be 'latency' or 'throughput', got {metric!r}")
@@ -1020,6 +1022,7 @@ def batching(
         else None
     )
     styles = series_styles(data.assign(group=data["group"].astype(str)))
+    caveats: dict[str, str] = {}
     for group in styles:
         g = data[data["group"].astype(str) == group].sort_values("batch_size")
         st = styles[group]
@@ -1050,6 +1053,8 @@ def batching(
         f = fits.loc[group]
         f = f.iloc[0] if isinstance(f, pd.DataFrame) else f
         a, b = float(f["a_ms"]), float(f["b_ms_per_item"])
+        if str(f.get("fit_note") or ""):
+            caveats[group] = str(f["fit_note"])
         if np.isfinite(a) and np.isfinite(b):
             if metric == "latency":
                 xs = np.array([x.min(), x.max()])
@@ -1077,7 +1082,15 @@ def batching(
     ax.set_ylabel(f"{stage} p50, ms" if metric == "latency" else f"{stage} throughput, items/s")
     ax.set_ylim(bottom=0)
     handles = [
-        Line2D([], [], color=st["color"], marker=st["marker"], ls=st["linestyle"], label=_text(g))
+        Line2D(
+            [],
+            [],
+            color=st["color"],
+            marker=st["marker"],
+            ls=st["linestyle"],
+            # The caveat goes where the reader looks for the line: no fit, or one not to trust.
+            label=_text(g) + (f"\n  {_text(caveats[g])}" if g in caveats else ""),
+        )
         for g, st in styles.items()
     ]
     handles += [

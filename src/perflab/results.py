@@ -28,11 +28,13 @@ from perflab.analysis.batching import batch_groups as _batch_groups
 # like their modules (perflab.analysis.warmup), which would shadow the module attribute.
 from perflab.analysis.batching import batching as _batching
 from perflab.analysis.batching import batching_curve as _batching_curve
+from perflab.analysis.batching import bimodal_runs as _bimodal_runs
 from perflab.analysis.breakdown import breakdown as _breakdown
 from perflab.analysis.breakdown import pick_run as _pick_run
 from perflab.analysis.breakdown import stage_table as _stage_table
 from perflab.analysis.compare import compare as _compare
 from perflab.analysis.ranking import ranking as _ranking
+from perflab.analysis.repeats import repeats as _repeats
 from perflab.analysis.stats import harness_gap as _harness_gap
 from perflab.analysis.stats import ok_run_ids as _ok_run_ids
 from perflab.analysis.stats import summarize as _summarize
@@ -329,8 +331,18 @@ class Results:
         return self._with_info(out)
 
     def batching(self, **kw: Any) -> pd.DataFrame:
-        """batching.batching(): latency = a + b x batch fits, knee, best batch under a p99 target."""
-        return _batching(None, self.runs, summary=self._summary_only(ci=None), **kw)
+        """batching.batching(): latency = a + b x batch fits, knee, best batch under a p99 target;
+        which runs are bimodal is read a chunk of runs at a time."""
+        runs = self.runs
+        stage = kw.get("stage")
+        stages = None if stage is None else [stage] if isinstance(stage, str) else list(stage)
+        bimodal = self._by_chunks(
+            lambda chunk: _bimodal_runs(chunk, runs, stages=stages),
+            ("run_id", "phase", "stage", "host_ns"),
+            phase="measure",
+            stages=stages,
+        )
+        return _batching(None, runs, summary=self._summary_only(ci=None), bimodal=bimodal, **kw)
 
     def batching_curve(self, **kw: Any) -> pd.DataFrame:
         """batching.batching_curve(): latency and throughput per batch size."""
@@ -340,7 +352,11 @@ class Results:
         """compare.compare(): level B against baseline A of `by` (any setting of the experiment
         file, e.g. "backend" or "options.threads", or a runs column), config by config. It pools
         runs across configs, so it reads its one stage's measured rows in one piece."""
-        stage = kw.get("stage", "e2e")
+        samples = self._measured_stage(kw.get("stage", "e2e"))
+        return _compare(samples, self.runs, by=by, baseline=baseline, **kw)
+
+    def _measured_stage(self, stage: str) -> pd.DataFrame:
+        """The ok runs' measured rows of one stage (run_id, phase, stage, host_ns), one piece."""
         chunks = list(
             self._sample_chunks(
                 ("run_id", "phase", "stage", "host_ns"),
@@ -350,14 +366,19 @@ class Results:
             )
         )
         columns = ["run_id", "phase", "stage", "host_ns"]
-        samples = (
-            chunks[0] if chunks else store.schema("samples").empty_table().to_pandas()[columns]
-        )
-        return _compare(samples, self.runs, by=by, baseline=baseline, **kw)
+        return chunks[0] if chunks else store.schema("samples").empty_table().to_pandas()[columns]
+
+    def repeats(self, **kw: Any) -> pd.DataFrame:
+        """repeats.repeats(): per config, its runs' spread (between-run and within-run CV) and
+        the median's CI over runs and iterations. A config's runs go together, so like compare()
+        it reads its one stage's measured rows in one piece (a run's values, then its
+        bootstrap, one run at a time)."""
+        stage = kw.get("stage", "e2e")
+        return _repeats(self._measured_stage(stage), self.runs, **kw)
 
     def ranking(self, by: str = "backend", **kw: Any) -> pd.DataFrame:
         """ranking.ranking(): the levels of `by` per configuration, fastest first, with CIs."""
-        return _ranking(self.samples, self.runs, by=by, **kw)
+        return _ranking(self._measured_stage(kw.get("stage", "e2e")), self.runs, by=by, **kw)
 
     def stage_medians(self) -> pd.DataFrame:
         """Median per run and stage: from the samples, and for runs without samples (imports)
@@ -485,15 +506,25 @@ class Results:
         """The headline statistics of one stage, one row per ok run.
 
         summary(): | run_id | label | stage | n | p50_ms | p99_ms | cv_pct | ... |
-        ->         | label | batch_size | n | p50 ms | p90 ms | p99 ms | mean ms | CV % | items/s |
+        ->         | label | batch_size | n | p50 ms | ... | items/s | caveat |
+                                                                     | busy host |
         """
-        measured = overview.summary_table(self.summary(ci=None), stage=stage)
+        measured = overview.summary_table(self.summary(ci=None), stage=stage, runs=self.runs)
         imported = explain.imported_headline(self.runs, self.reported) if stage == "e2e" else None
         if imported is None or imported.empty:
             return measured
         # Imported runs time another region than e2e: the region column says which.
         measured = measured.assign(region="perflab e2e")
-        return pd.concat([measured, imported], ignore_index=True)[list(imported.columns)]
+        columns = list(dict.fromkeys([*imported.columns, *measured.columns]))
+        return pd.concat([measured, imported], ignore_index=True).reindex(columns=columns)
+
+    def busy_hosts(self) -> pd.DataFrame:
+        """Runs measured on a busy host, with the numbers that said so.
+
+        runs: | run_id | host_busy | host_load_before | host_load_during | host_steal_pct |
+        ->    | label | repetition | host_load_before | host_load_during | ... |
+        """
+        return overview.busy_hosts(self.runs)
 
     def warnings_table(self) -> pd.DataFrame:
         """warnings() one row per run, one column per kind of warning: the stages and values

@@ -67,6 +67,8 @@ def for_config(
         measure_policy=config.measure.as_dict(),
         timeout_s=config.timeout_s,
         env_id=env_id,
+        repetition=config.repetition,
+        order_seed=config.order_seed,
         host=host,
         machine=machine or host,
     )

@@ -9,7 +9,6 @@ writes the `runs` row for a child that died or timed out.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import traceback
 from collections import deque
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from perflab import run_row, store
+from perflab import host, run_row, store
 from perflab.backends.base import create
 from perflab.backends.registry import get_info
 from perflab.errors import BackendUnavailable, PerflabError, StoreError, Unsupported
@@ -51,14 +50,19 @@ Progress = Callable[[int, float], None]
 def median_ci(values: np.ndarray, z: float = Z95) -> tuple[float, float, float]:
     """Distribution-free CI of the median from order statistics (binomial, normal approximation).
 
-    Returns (median, low, high). Exact enough for n >= 30 and cheap: one partial sort.
+    Returns (median, low, high); low and high are NaN where the ranks fall outside the sample
+    (too few values for a CI: the rule of analysis.stats.order_stat_ci_ranks). Exact enough for
+    n >= 30 and cheap: one sort, and no scipy in the measured process.
     """
     n = len(values)
     s = np.sort(values)
     half = z * math.sqrt(n) / 2
-    lo = max(0, math.floor(n / 2 - half) - 1)
-    hi = min(n - 1, math.ceil(n / 2 + half))
-    return float(np.median(s)), float(s[lo]), float(s[hi])
+    lo = math.floor(n / 2 - half) - 1
+    hi = math.ceil(n / 2 + half)
+    med = float(np.median(s)) if n else math.nan
+    if lo < 0 or hi > n - 1:
+        return med, math.nan, math.nan
+    return med, float(s[lo]), float(s[hi])
 
 
 @dataclass
@@ -199,22 +203,37 @@ def _output_check(backend, model, pipeline) -> dict[str, float]:
 
 
 def _host_notes(config: RunConfig) -> list[str]:
-    """Facts about the host at the start of a run that can distort its numbers."""
-    notes = []
-    try:
-        load1 = os.getloadavg()[0]
-    except OSError:
-        load1 = 0.0
-    cores = os.cpu_count() or 1
-    if load1 > 0.5 * cores:
-        notes.append(f"busy host: load average {load1:.2f} on {cores} CPUs at the start of the run")
+    """Facts about the device at the start of a run that can distort its numbers (the CPUs'
+    load is sampled through the whole run: perflab.host)."""
     if get_info(config.backend).gpu:
         from perflab.telemetry import gpu_busy_note
 
         note = gpu_busy_note(int(config.option_dict.get("device_id", 0)))
         if note:
-            notes.append(note)
-    return notes
+            return [note]
+    return []
+
+
+# How the error of a run refused for a busy host begins (quiet.then: stop ends the study there).
+HOST_BUSY = "host busy:"
+
+
+def _wait_quiet(config: RunConfig) -> tuple[str | None, list[str]]:
+    """Wait for a quiet host when the study asks to. Returns (why the run must not start, notes)."""
+    quiet = config.quiet
+    if quiet is None:
+        return None, []
+    ok, load = host.wait_quiet(quiet.max_load, quiet.max_wait_s)
+    if ok:
+        return None, []
+    text = (
+        f"{HOST_BUSY} load average {load:.2f} on {host.cpus()} CPUs stayed above "
+        f"{quiet.max_load * host.cpus():.2f} (quiet.max_load {quiet.max_load:g} per CPU) "
+        f"for {quiet.max_wait_s:g} s"
+    )
+    if quiet.then == "stop":
+        return text, []
+    return None, [text + "; measured anyway (quiet.then: run)"]
 
 
 def execute(
@@ -233,7 +252,13 @@ def execute(
     """
     run_id = run_id or store.new_run_id()
     row = run_row.for_config(config, run_id, env_id=env_id, machine=machine)
-    notes = _host_notes(config)
+    refused, notes = _wait_quiet(config)
+    if refused:
+        row.update(status="skipped", error=refused, notes=store.json_text(notes))
+        store.write_run(out, row)
+        return row
+    sampler = host.HostSampler().start()
+    notes += _host_notes(config)
     meta: dict[str, Any] = {}
     tables: dict[str, Any] = {}
     rec: Recorder | None = None
@@ -343,6 +368,11 @@ def execute(
                 backend.close()
             except Exception as exc:  # noqa: BLE001 - a failing close must not lose the run
                 notes.append(f"backend close failed: {exc}")
+        sampler.stop()
+        row.update(sampler.columns())
+        busy_note = host.busy_note(row)
+        if busy_note:
+            notes.append(busy_note)
     if rec is not None and rec.n_rows:
         tables["samples"] = rec.table(run_id)
         row.setdefault("n_warmup", 0)
@@ -368,16 +398,21 @@ class StudyResult:
     rows: list[dict[str, Any]]
     skipped: int = 0
     interrupted: str | None = None
+    # Why the study stopped before its last run (a host that never became quiet), or None.
+    stopped: str | None = None
 
     def by_status(self, *statuses: str) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["status"] in statuses]
 
 
 def plan(study: Study, out: Path, *, resume: bool, append: bool) -> list[RunConfig]:
-    """Which configs to run, after the guards on what the folder already holds."""
+    """Which runs to make, in order (study.schedule), after the guards on what the folder holds.
+
+    --resume makes the repetitions that have no ok run yet; --append adds `repeat` more
+    repetitions of every config, numbered after the ones the folder holds."""
     existing = store.read(out, "runs") if (out / "runs").is_dir() else None
     if existing is None or existing.empty:
-        return list(study.configs)
+        return study.schedule()
     ours = {c.spec_id for c in study.configs}
     foreign = existing.loc[~existing["spec_id"].isin(ours)]
     if len(foreign) and not append:
@@ -390,10 +425,15 @@ def plan(study: Study, out: Path, *, resume: bool, append: bool) -> list[RunConf
             f"{out} already holds results of this study; use --resume to finish it, "
             "--append to add repetitions, or -o NEW_FOLDER"
         )
+    # Folders written before repetitions existed hold repetition 0 of each config.
+    repetition = existing["repetition"].fillna(0).astype(int) if "repetition" in existing else 0
+    existing = existing.assign(repetition=repetition)
     if resume:
-        done = set(existing.loc[existing["status"] == "ok", "spec_id"])
-        return [c for c in study.configs if c.spec_id not in done]
-    return list(study.configs)
+        ok = existing.loc[existing["status"] == "ok"]
+        done = set(zip(ok["spec_id"], ok["repetition"]))
+        return [c for c in study.schedule() if (c.spec_id, c.repetition) not in done]
+    first = (existing.groupby("spec_id")["repetition"].max() + 1).to_dict()
+    return study.schedule({k: int(v) for k, v in first.items()})
 
 
 def run_study(
@@ -412,10 +452,11 @@ def run_study(
 
     `executor` defaults to the local one (a child process per config), or the inline one with
     `isolate=False`. `on_start(k, total, config, machine)` and `progress(n, median_ms, machine)`
-    name the machine that runs the config (None: this one).
+    name the machine that runs the config (None: this one). `configs` defaults to the study's
+    whole schedule (every repetition, round by round).
     """
-    todo = list(study.configs if configs is None else configs)
-    result = StudyResult(rows=[], skipped=len(study.configs) - len(todo))
+    todo = list(study.schedule() if configs is None else configs)
+    result = StudyResult(rows=[], skipped=len(study.configs) * study.repeat - len(todo))
     if executor is None:
         executor = LocalExecutor() if isolate else InlineExecutor()
     executor.check(todo)
@@ -425,6 +466,9 @@ def run_study(
             result.rows.append(row)
             if on_done:
                 on_done(row)
+            if row["status"] == "skipped" and str(row.get("error") or "").startswith(HOST_BUSY):
+                result.stopped = str(row["error"])  # quiet.then: stop
+                break
         if interrupt.signal is not None:
             result.interrupted = signal.Signals(interrupt.signal).name
     store.remove_empty_logs(Path(out))  # worker logs are kept only for runs that died

@@ -48,15 +48,27 @@ TOP_KEYS = (
     "timeout_s",
     "seed",
     "machine",
+    "repeat",
+    "order",
+    "order_seed",
+    "quiet",
 )
 # Mappings whose entries may be swept one by one as `options.NAME` / `pipeline_options.NAME`.
 MAPPING_KEYS = ("options", "pipeline_options")
 # Keys that may be swept: every config key but the study name and the sweep itself.
-SWEEPABLE = tuple(k for k in TOP_KEYS if k not in ("study", "sweep"))
+# Study-level keys (how often and in which order configs run, when the host counts as quiet) are
+# not config content and cannot be swept.
+STUDY_KEYS = ("study", "sweep", "repeat", "order", "order_seed", "quiet")
+SWEEPABLE = tuple(k for k in TOP_KEYS if k not in STUDY_KEYS)
+ORDERS = ("interleaved", "random")
+QUIET_KEYS = ("max_load", "max_wait_s", "then")
+QUIET_THEN = ("stop", "run")
 WARMUP_KEYS = ("iterations", "seconds")
 MEASURE_KEYS = ("iterations", "seconds", "target_rel_ci", "max_seconds", "min_iterations")
 # A sweep this large is more often a mistake than a plan; the CLI asks before running it.
 LARGE_SWEEP = 1000
+# Repetitions beyond this are a typo more often than a plan (pyperf uses 20 processes).
+MAX_REPEAT = 1000
 # More configs than one study can hold: counted from the axis lengths, before any is built.
 MAX_CONFIGS = 100_000
 # An experiment file is a page of YAML; these bound what a hostile one can make perflab do.
@@ -82,6 +94,20 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Quiet:
+    """Wait before a run until the host's 1-minute load average per CPU is at most `max_load`,
+    for at most `max_wait_s`; then `stop` (the run is recorded as skipped, the study stops) or
+    `run` (measure anyway; the run is flagged as measured on a busy host)."""
+
+    max_load: float = 0.5
+    max_wait_s: float = 60.0
+    then: str = "stop"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     study: str
     model: str
@@ -100,6 +126,11 @@ class RunConfig:
     seed: int = 0
     # The Dask worker (by name) that must run this config; None: any machine.
     machine: str | None = None
+    # Which repetition of the config this run is (0-based); repetitions share the spec_id.
+    repetition: int = 0
+    # The seed that shuffled the run order (order: random); None for file order.
+    order_seed: int | None = None
+    quiet: Quiet | None = None
 
     @property
     def option_dict(self) -> dict[str, Any]:
@@ -118,6 +149,10 @@ class RunConfig:
         data = asdict(self)
         data.pop("study")
         data.pop("_swept")
+        # How often and when a config runs does not change what it is.
+        data.pop("repetition")
+        data.pop("order_seed")
+        data.pop("quiet")
         data["options"] = self.option_dict
         data["pipeline_options"] = self.pipeline_option_dict
         data["input_shapes"] = self.shape_dict
@@ -157,22 +192,63 @@ class RunConfig:
     _swept: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def to_json(self) -> str:
-        return json.dumps({"study": self.study, **self.content(), "_swept": list(self._swept)})
+        return json.dumps(
+            {
+                "study": self.study,
+                **self.content(),
+                "_swept": list(self._swept),
+                "repetition": self.repetition,
+                "order_seed": self.order_seed,
+                "quiet": self.quiet.as_dict() if self.quiet else None,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
         data = json.loads(text)
+        quiet = data.get("quiet")
         return replace(
             _config(data["study"], data, source="<worker>"),
             _swept=tuple(data.get("_swept", ())),
+            repetition=int(data.get("repetition", 0)),
+            order_seed=data.get("order_seed"),
+            quiet=Quiet(**quiet) if quiet else None,
         )
 
 
 @dataclass(frozen=True)
 class Study:
+    """The distinct configs of an experiment file, and how to run them: `repeat` times each, in
+    separate processes, round by round (every config once, then every config again), in file
+    order or, with order `random`, shuffled anew each round by a generator seeded `order_seed`."""
+
     name: str
     source: str
     configs: tuple[RunConfig, ...]
+    repeat: int = 1
+    order: str = "interleaved"
+    order_seed: int = 0
+
+    def schedule(self, first_repetition: dict[str, int] | None = None) -> list[RunConfig]:
+        """Every run of the study in execution order, each config with its `repetition` index.
+
+        `first_repetition` maps spec_id -> the index its first new repetition gets (to add
+        repetitions to a folder that holds some)."""
+        import random
+
+        first = first_repetition or {}
+        rng = random.Random(self.order_seed)
+        seed = self.order_seed if self.order == "random" else None
+        runs = []
+        for round_ in range(self.repeat):
+            batch = list(self.configs)
+            if self.order == "random":
+                rng.shuffle(batch)
+            runs += [
+                replace(c, repetition=first.get(c.spec_id, 0) + round_, order_seed=seed)
+                for c in batch
+            ]
+        return runs
 
 
 def load(path: str | Path, *, max_configs: int = MAX_CONFIGS) -> Study:
@@ -356,11 +432,58 @@ def parse(
     configs = []
     for block_axes in axes:
         configs += _expand(study, data, block_axes, source, base)
+    quiet = _quiet(data.get("quiet"), source)
+    if quiet is not None:
+        configs = [replace(c, quiet=quiet) for c in configs]
     seen: dict[str, RunConfig] = {}
     for c in configs:
         seen.setdefault(c.spec_id, c)
     _check_options(seen.values(), source)
-    return Study(name=study, source=source, configs=tuple(seen.values()))
+    repeat = data.get("repeat", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
+        raise SpecError(
+            f"{source}: key 'repeat': {repeat!r} must be an integer from 1 to {MAX_REPEAT} "
+            "(runs per config, each in its own process)"
+        )
+    order = data.get("order", "interleaved")
+    if order not in ORDERS:
+        raise SpecError(
+            f"{source}: key 'order': {order!r} is not an order; valid: {', '.join(ORDERS)}"
+        )
+    order_seed = data.get("order_seed", 0)
+    if isinstance(order_seed, bool) or not isinstance(order_seed, int):
+        raise SpecError(f"{source}: key 'order_seed': {order_seed!r} must be an integer")
+    return Study(
+        name=study,
+        source=source,
+        configs=tuple(seen.values()),
+        repeat=repeat,
+        order=order,
+        order_seed=order_seed,
+    )
+
+
+def _quiet(value: Any, source: str) -> Quiet | None:
+    if value is None:
+        return None
+    example = "{max_load: 0.5, max_wait_s: 60, then: stop}"
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{source}: key 'quiet': {value!r} must be a mapping like {example}")
+    for k, v in value.items():
+        if k not in QUIET_KEYS:
+            raise SpecError(f"{source}: key 'quiet.{k}': unknown; valid: {', '.join(QUIET_KEYS)}")
+        if k == "then":
+            if v not in QUIET_THEN:
+                raise SpecError(
+                    f"{source}: key 'quiet.then': {v!r} is not one of {', '.join(QUIET_THEN)}"
+                )
+        elif isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf:
+            raise SpecError(f"{source}: key 'quiet.{k}': {v!r} must be a non-negative number")
+    return Quiet(
+        max_load=float(value.get("max_load", 0.5)),
+        max_wait_s=float(value.get("max_wait_s", 60.0)),
+        then=value.get("then", "stop"),
+    )
 
 
 def _check_options(configs: Any, source: str) -> None:

@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 #   1: first version (runs, samples, env, telemetry, layers, reported, calibration, trace_*).
 #      Columns added since within version 1 are nullable and read as null from older files
 #      (readers union by name): runs.model_input/output_bytes_per_sample, runs.model_kernels,
-#      runs.machine, runs.detections_per_iteration.
+#      runs.machine, runs.detections_per_iteration, runs.repetition, runs.order_seed,
+#      runs.host_load_before/during/after, runs.host_steal_pct, runs.host_busy.
 SCHEMA_VERSION = 1
 VERSION_KEY = b"perflab.schema_version"
 TABLE_KEY = b"perflab.table"
@@ -112,6 +113,18 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("model_input_bytes_per_sample", F64, "B", "model input bytes (what h2d copies)"),
         ("model_output_bytes_per_sample", F64, "B", "model output bytes (what d2h copies)"),
         ("model_kernels", F64, "", "graph nodes or engine layers per iteration (launch floor)"),
+        (
+            "repetition",
+            I64,
+            "",
+            "which repetition of its config (0-based; repetitions share spec_id)",
+        ),
+        ("order_seed", I64, "", "seed that shuffled the study's run order; null: file order"),
+        ("host_load_before", F64, "", "1-minute load average just before the run"),
+        ("host_load_during", F64, "", "highest 1-minute load average sampled during the run"),
+        ("host_load_after", F64, "", "1-minute load average just after the run"),
+        ("host_steal_pct", F64, "%", "CPU time stolen by the hypervisor during the run"),
+        ("host_busy", B, "", "true when the run was measured on a busy host (perflab.host)"),
         ("notes", S, "JSON", "list of facts about the run (symbolic batch, busy host, ...)"),
         ("meta", S, "JSON", "backend- or importer-specific facts (versions, flags)"),
         ("env_id", S, "", "environment fingerprint id"),

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perflab.analysis.batching import batching, batching_curve, knee
+from perflab.analysis.batching import batching, batching_curve, is_bimodal, knee
 from perflab.errors import PerflabError
 
 BATCHES = [1, 2, 4, 8, 16, 32]
@@ -113,18 +113,61 @@ def test_repeated_batch_sizes_are_pooled_by_median(make_samples, concat_samples,
             stages_ms=STAGES_MS,
             compute_ms_per_item=0.5,
         )
-        for i, b in enumerate([1, 1, 4])
+        for i, b in enumerate([1, 1, 4, 8])
     ]
-    runs = make_runs(["r0", "r1", "r2"], batch_size=[1, 1, 4], study=["day1", "day2", "day1"])
+    runs = make_runs(
+        ["r0", "r1", "r2", "r3"], batch_size=[1, 1, 4, 8], study=["day1", "day2", "day1", "day1"]
+    )
     curve = batching_curve(concat_samples(*frames), runs).set_index("batch_size")
     assert curve.loc[1, "n_runs"] == 2 and curve.loc[4, "n_runs"] == 1
     fit = batching(concat_samples(*frames), runs, stage="compute").iloc[0]
-    assert fit["n_batches"] == 2 and fit["b_ms_per_item"] == pytest.approx(0.5, rel=0.03)
+    assert fit["n_batches"] == 3 and fit["b_ms_per_item"] == pytest.approx(0.5, rel=0.03)
+    assert fit["fit_note"] == "" and not fit["bimodal"]
 
 
 def test_single_batch_size_has_no_fit(make_samples, make_runs):
     out = batching(make_samples("r", n_measure=50), make_runs(["r"]), stage="e2e")
     assert out["n_batches"].tolist() == [1] and out["a_ms"].isna().all()
+    assert out["fit_note"].iloc[0].startswith("1 batch size: no fit")
+
+
+def test_two_batch_sizes_are_points_not_a_line(make_samples, concat_samples, make_runs):
+    # Through two points any line fits with r2 = 1 (and a knee from one step is a guess).
+    frames = [
+        make_samples(f"r{b}", n_measure=50, batch=b, gpu=False, seed=b, compute_ms_per_item=0.5)
+        for b in (1, 8)
+    ]
+    out = batching(concat_samples(*frames), make_runs(["r1", "r8"], batch_size=[1, 8]))
+    row = out.set_index("stage").loc["e2e"]
+    assert row["n_batches"] == 2
+    assert np.isnan(row["a_ms"]) and np.isnan(row["b_ms_per_item"]) and np.isnan(row["r2"])
+    assert np.isnan(row["knee_batch"])
+    assert "2 batch sizes: no fit" in row["fit_note"]
+
+
+def test_negative_intercept_and_bimodal_stage_are_flagged(make_samples, concat_samples, make_runs):
+    # Per-item cost that falls away at small batches: the fitted intercept is negative.
+    frames = [
+        make_samples(f"r{b}", n_measure=60, batch=b, gpu=False, seed=b, stages_ms={"compute": ms})
+        for b, ms in ((1, 0.1), (2, 0.2), (4, 8.0), (8, 16.0))
+    ]
+    samples = concat_samples(*frames)
+    # One run's compute in two clusters, a third of its iterations 3x slower.
+    slow = (samples["run_id"] == "r2") & (samples["stage"] == "compute")
+    slow &= samples["iteration"] % 3 == 0
+    samples.loc[slow, "host_ns"] *= 3
+    runs = make_runs(["r1", "r2", "r4", "r8"], batch_size=[1, 2, 4, 8])
+    row = batching(samples, runs, stage="compute").iloc[0]
+    assert row["a_ms"] < 0 and "negative intercept" in row["fit_note"]
+    assert row["bimodal"] and "bimodal" in row["fit_note"]
+
+
+def test_is_bimodal():
+    rng = np.random.default_rng(0)
+    one = np.sort(rng.lognormal(0, 0.3, 500))
+    two = np.sort(np.concatenate([rng.normal(1, 0.01, 300), rng.normal(3, 0.05, 200)]))
+    assert not is_bimodal(one) and is_bimodal(two)
+    assert not is_bimodal(np.sort(np.r_[np.ones(99), 10.0]))  # one outlier is not a mode
 
 
 def test_needs_runs(make_samples):

@@ -20,6 +20,13 @@ from perflab.stages import stage_rank
 
 # The knee: the batch size after which one more doubling buys less than this throughput gain.
 KNEE_GAIN = 0.10
+# A line through two points always fits (r2 = 1), whatever latency does between and beyond
+# them, and a knee from one step is a guess: neither is given from fewer batch sizes.
+MIN_FIT_BATCHES = 3
+# Bimodal: somewhere between its 10th and 90th percentile a run's sorted values jump by this
+# factor from one to the next (two clusters of iterations, such as a contended CPU's).
+BIMODAL_GAP = 1.3
+BIMODAL_TAIL = 0.10
 
 CURVE_COLUMNS: tuple[str, ...] = (
     "group",
@@ -42,6 +49,8 @@ FIT_COLUMNS: tuple[str, ...] = (
     "knee_batch",
     "best_batch_under_p99_ms",
     "p99_target_ms",
+    "bimodal",
+    "fit_note",
 )
 
 
@@ -77,6 +86,40 @@ def _per_run(
     merged = merged[merged["batch_size"].notna()]
     merged["batch_size"] = merged["batch_size"].astype(np.int64)
     return merged, key_cols
+
+
+def is_bimodal(sorted_x: np.ndarray) -> bool:
+    """Whether the sorted values split into two clusters: a jump by BIMODAL_GAP or more between
+    neighbours with at least BIMODAL_TAIL of the values on each side.
+
+    >>> is_bimodal(np.array([1.0, 1.01, 1.02, 1.03, 3.0, 3.1, 3.2, 3.3]))
+    True
+    """
+    n = len(sorted_x)
+    k = max(1, math.ceil(BIMODAL_TAIL * n))
+    if n < 2 * k or n < 4:
+        return False
+    x = np.asarray(sorted_x, dtype=np.float64)
+    lo, hi = x[k - 1 : n - k], x[k : n - k + 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return bool(np.any(hi > BIMODAL_GAP * lo) & np.all(lo > 0))
+
+
+def fit_note(n_batches: int, a: float, b: float, bimodal: bool) -> str:
+    """Why a fit is missing or should not be trusted ("" when nothing is wrong with it)."""
+    notes = []
+    if n_batches < MIN_FIT_BATCHES:
+        notes.append(
+            f"{n_batches} batch size{'s' if n_batches != 1 else ''}: no fit (a line through "
+            f"{n_batches} points always fits; measure {MIN_FIT_BATCHES} or more)"
+        )
+    if a < 0:
+        notes.append(f"negative intercept a = {a:.3g} ms: the line does not hold at small batches")
+    if b < 0:
+        notes.append(f"negative slope b = {b:.3g} ms/item: latency falls with batch size (noise?)")
+    if bimodal:
+        notes.append("bimodal stage: two clusters of iterations, medians jump between them")
+    return "; ".join(notes)
 
 
 def _stages(stage: str | Iterable[str] | None) -> list[str] | None:
@@ -140,6 +183,27 @@ def batching_curve(
     return agg[cols].reset_index(drop=True)
 
 
+def bimodal_runs(
+    samples: pd.DataFrame, runs: pd.DataFrame | None = None, *, stages=None
+) -> pd.DataFrame:
+    """Per run and stage of the measured samples: whether its values are bimodal (is_bimodal).
+
+    Each run decides its own rows, so the samples may come a chunk of whole runs at a time.
+    Output columns: run_id, stage, bimodal."""
+    from perflab.analysis.stats import integral_ns, select_rows, sort_groups
+
+    rows = select_rows(samples, runs, phase="measure", stages=stages)
+    out = {"run_id": [], "stage": [], "bimodal": []}
+    if len(rows):
+        n_stage = max(len(rows.stages), 1)
+        sg = sort_groups(rows.gcode, integral_ns(rows.column("host_ns")))
+        for g, st, c in zip(sg.gid, sg.starts, sg.counts):
+            out["run_id"].append(str(rows.runs[g // n_stage]))
+            out["stage"].append(str(rows.stages[g % n_stage]))
+            out["bimodal"].append(is_bimodal(sg.values[st : st + c]))
+    return pd.DataFrame(out)
+
+
 def knee(batch_sizes: np.ndarray, throughput: np.ndarray, gain: float = KNEE_GAIN) -> float:
     """Smallest batch size after which every further step gains < `gain` per doubling.
 
@@ -166,11 +230,13 @@ def batching(
     p99_target_ms: float | None = None,
     knee_gain: float = KNEE_GAIN,
     summary: pd.DataFrame | None = None,
+    bimodal: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per config group and stage: fit latency_ms = a + b x batch_size, the knee, the best batch.
 
     Groups as in batching_curve(). Input: samples and runs (or `summary`, a summarize() result of
-    the runs, in place of the samples). `stage`: one stage, a list, or None for every stage.
+    the runs, and `bimodal`, a bimodal_runs() result, in place of the samples). `stage`: one
+    stage, a list, or None for every stage.
 
     Output, one row per group and stage::
 
@@ -182,11 +248,14 @@ def batching(
                            8                       6.0
 
     - a_ms, b_ms_per_item, r2: ordinary least squares on the per-run medians (each run one point),
-      so a is the fixed cost per iteration and b the cost per item; NaN with fewer than two
-      batch sizes.
+      so a is the fixed cost per iteration and b the cost per item; NaN with fewer than three
+      batch sizes (MIN_FIT_BATCHES: through two points any line fits, r2 = 1).
     - knee_batch: the smallest batch size after which every further step of the stage's
       throughput (batch / p50) gains less than `knee_gain` (10%) per doubling; NaN when the
-      measured sizes do not reach it.
+      measured sizes do not reach it, or are fewer than three.
+    - bimodal: some run of the group has this stage's iterations in two clusters (is_bimodal).
+    - fit_note: why there is no fit or why it should not be trusted (too few batch sizes, a
+      negative intercept or slope, a bimodal stage); "" when there is nothing to say.
     - best_batch_under_p99_ms: among the group's batch sizes whose e2e p99 is below
       `p99_target_ms`, the one with the highest e2e throughput (NaN without a target, or when
       none meets it). The same on every stage row of the group.
@@ -209,12 +278,21 @@ def batching(
 
     rows = []
     shown = merged if stages is None else merged[merged["stage"].isin(stages)]
+    if bimodal is None:
+        bimodal = (
+            bimodal_runs(samples, runs, stages=[str(x) for x in shown["stage"].unique()])
+            if samples is not None
+            else pd.DataFrame({"run_id": [], "stage": [], "bimodal": []})
+        )
+    flagged = bimodal[bimodal["bimodal"].astype(bool)]
+    bimodal_pairs = set(zip(flagged["run_id"].astype(str), flagged["stage"].astype(str)))
     for (group, stg), g in shown.groupby(["group", "stage"], sort=False):
         x = g["batch_size"].to_numpy(dtype=float)
         y = g["p50_ms"].to_numpy(dtype=float)
         a = b = r2 = math.nan
         n_batches = int(np.unique(x).size)
-        if n_batches >= 2:
+        is_bi = any((str(r), str(stg)) in bimodal_pairs for r in g["run_id"])
+        if n_batches >= MIN_FIT_BATCHES:
             b, a = np.polyfit(x, y, 1)
             ss_res = float(np.sum((y - (a + b * x)) ** 2))
             ss_tot = float(np.sum((y - y.mean()) ** 2))
@@ -230,9 +308,13 @@ def batching(
                 "b_ms_per_item": float(b),
                 "r2": r2,
                 "n_batches": n_batches,
-                "knee_batch": knee(per_batch.index.to_numpy(), tput, knee_gain),
+                "knee_batch": knee(per_batch.index.to_numpy(), tput, knee_gain)
+                if n_batches >= MIN_FIT_BATCHES
+                else math.nan,
                 "best_batch_under_p99_ms": best.get(group, math.nan),
                 "p99_target_ms": math.nan if p99_target_ms is None else float(p99_target_ms),
+                "bimodal": is_bi,
+                "fit_note": fit_note(n_batches, float(a), float(b), is_bi),
             }
         )
     out = pd.DataFrame(rows, columns=cols)

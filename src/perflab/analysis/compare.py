@@ -8,14 +8,18 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from perflab.analysis.repeats import (
+    MIN_ITERATIONS_MEDIAN_CI,
+    centre,
+    hierarchical_medians,
+    interval,
+    sorted_per_run,
+)
 from perflab.analysis.stats import (
     WHERE_COLUMNS,
     config_columns,
-    integral_ns,
     key_frame,
     ok_run_ids,
-    select_rows,
-    sort_groups,
 )
 from perflab.errors import PerflabError
 from perflab.labels import MAPPING_SETTINGS, readable_labels, setting_names, with_settings
@@ -26,7 +30,17 @@ LOCATION_COLUMNS: tuple[str, ...] = (*WHERE_COLUMNS, "study", "env_id")
 # Backends whose rows are imported from another tool's own measurement (another timed region,
 # another clock), not measured by perflab's stage timers.
 IMPORTED_BACKENDS: tuple[str, ...] = ("trtexec",)
-VERDICTS: tuple[str, ...] = ("faster", "slower", "same", "not comparable", "no data")
+VERDICTS: tuple[str, ...] = (
+    "faster",
+    "slower",
+    "same",
+    "indicative",
+    "too few samples",
+    "not comparable",
+    "no data",
+)
+# A confident verdict needs the between-run variance, so at least this many runs per side.
+MIN_RUNS_FOR_VERDICT = 2
 # Default practical-equivalence band: +-1%. Timing noise between processes is about 1% even on a
 # quiet machine, so smaller differences are not worth acting on; a 5% difference measured with
 # 1% jitter lies far outside it.
@@ -54,31 +68,15 @@ COMPARE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def bootstrap_medians(sorted_x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """`n_boot` draws of the median of a bootstrap resample of `sorted_x` (ascending).
-
-    Exact in distribution and O(n_boot), not O(n_boot x n): a resample of n values is
-    x_(ceil(n U_i)) for n uniforms U_i, and the map is monotone, so its k-th smallest value is
-    x_(ceil(n U_(k))), where the k-th smallest of n uniforms U_(k) ~ Beta(k, n - k + 1). For even
-    n the next one is U_(k) + (1 - U_(k)) x Beta(1, n - k) (the smallest of the n - k uniforms
-    above U_(k)).
-    """
-    n = len(sorted_x)
-    k = (n + 1) // 2
-    u1 = rng.beta(k, n - k + 1, size=n_boot)
-    i1 = np.clip(np.ceil(n * u1).astype(np.int64) - 1, 0, n - 1)
-    if n % 2:
-        return sorted_x[i1].astype(np.float64)
-    u2 = u1 + (1.0 - u1) * rng.beta(1, n - k, size=n_boot)
-    i2 = np.clip(np.ceil(n * u2).astype(np.int64) - 1, 0, n - 1)
-    return 0.5 * (sorted_x[i1].astype(np.float64) + sorted_x[i2])
-
-
-def verdict(ci_low: float, ci_high: float, threshold: float) -> str:
+def verdict(ci_low: float, ci_high: float, threshold: float, n_runs: int = 2) -> str:
     """`same` when the CI of B/A spans 1 or lies inside [1 - threshold, 1 + threshold] (the
-    practical-equivalence band); `faster` (B takes less time) or `slower` otherwise."""
+    practical-equivalence band); `faster` (B takes less time) or `slower` otherwise;
+    `indicative` whatever the CI when the side with fewer runs has fewer than
+    MIN_RUNS_FOR_VERDICT (`n_runs`): its CI holds no between-run variance."""
     if not (math.isfinite(ci_low) and math.isfinite(ci_high)):
         return "no data"
+    if n_runs < MIN_RUNS_FOR_VERDICT:
+        return "indicative"
     if ci_low <= 1.0 <= ci_high or (ci_low >= 1.0 - threshold and ci_high <= 1.0 + threshold):
         return "same"
     return "faster" if ci_high < 1.0 else "slower"
@@ -125,20 +123,26 @@ def compare(
       backend, mode, precision, options, device_name, device, host, batch_size) except the `by`
       columns. When a `by` column says where a run happened (device_name, device, host, study,
       env_id), the other where-columns are dropped from the match too, since another machine
-      differs in all of them. `match` overrides the match columns. Repeated runs of one config
-      are pooled.
+      differs in all of them. `match` overrides the match columns. The runs of one side (the
+      repetitions of a config) each count once: see perflab.analysis.repeats.
     - baseline: the A level (a tuple or "x / y" for several `by` columns); default the first
       level in sorted order. Each other level is B.
-    - ratio = median_b_ms / median_a_ms of the measured `stage` samples: below 1 means B takes
-      less time. ci_low/ci_high: percentile-bootstrap `ci` interval of the ratio from `n_boot`
-      resamples of each side, seeded by `seed` (each resample's median drawn from its exact
-      order-statistic distribution, so the bootstrap is vectorized; see bootstrap_medians).
+    - median_a_ms / median_b_ms: the mean of each side's run medians of the measured `stage`
+      (a single run's median). ratio = median_b_ms / median_a_ms: below 1 means B takes less
+      time. ci_low/ci_high: a two-stage bootstrap (runs, then iterations within runs) of each
+      side, seeded by `seed`; with runs on both sides, a t interval of the log ratio whose
+      degrees of freedom come from the side with fewer runs (repeats.interval); with one run
+      on a side, the plain `ci` percentile bootstrap of the iterations. Each run needs at least
+      MIN_ITERATIONS_MEDIAN_CI (6) iterations, else there is no CI (verdict `too few samples`).
     - p_value: two-sided Mann-Whitney U test (scipy.stats.mannwhitneyu) of the two samples. It
       treats iterations as independent, which consecutive timings are not quite, so the verdict
       rests on the CI, not on it.
     - verdict: `same` when the CI spans 1 or lies entirely within [1 - threshold, 1 + threshold],
       the practical-equivalence band (default 1%: a 0.1% difference is `same`, a 5% one measured
-      with 1% jitter is not); `faster`/`slower` otherwise; `no data` when a side has no samples.
+      with 1% jitter is not); `faster`/`slower` otherwise; but `indicative` whenever a side has
+      fewer than 2 runs (`repeat: 2` or more gives verdicts: one run's CI cannot see how much the
+      next run differs); `too few samples` when a run has fewer than 6 iterations; `no data`
+      when a side has no samples.
     - comparable: False when exactly one side comes from an imported tool (backend "trtexec"):
       its numbers time another region with another clock (trtexec's GPU compute time excludes
       pre/postprocessing and Python), so such rows keep their numbers but get the verdict
@@ -198,7 +202,7 @@ def compare(
                 f"baseline {base!r} is not a level of {'/'.join(by_cols)}; levels: {distinct_levels}"
             )
 
-    values = _sorted_per_run(samples, runs, stage)
+    values = sorted_per_run(samples, runs, stage)
     label_keys = keys.drop_duplicates()
     config_label = dict(
         zip(
@@ -208,15 +212,14 @@ def compare(
     )
     imported = info["backend"].astype(str).isin(IMPORTED_BACKENDS) if "backend" in info else None
     rng = np.random.default_rng(seed)
-    alpha = (1.0 - ci) / 2
     rows = []
     for key, group in info.groupby("_key", sort=True):
         a_runs = group[group["_level"] == base]
         if a_runs.empty:
             continue
-        x_a = _pool(values, a_runs["run_id"])
+        x_a = _per_run(values, a_runs["run_id"])
         for level, b_runs in group[group["_level"] != base].groupby("_level", sort=True):
-            x_b = _pool(values, b_runs["run_id"])
+            x_b = _per_run(values, b_runs["run_id"])
             row = {
                 "by": "/".join(by_cols),
                 "a": base,
@@ -226,8 +229,8 @@ def compare(
                 "stage": stage,
                 "n_runs_a": len(a_runs),
                 "n_runs_b": len(b_runs),
-                "n_a": len(x_a),
-                "n_b": len(x_b),
+                "n_a": sum(map(len, x_a)),
+                "n_b": sum(map(len, x_b)),
                 "threshold": threshold,
             }
             comparable = True
@@ -236,20 +239,23 @@ def compare(
                     imported[b_runs.index].any()
                 )
             row["comparable"] = comparable
-            if len(x_a) and len(x_b):
-                med_a, med_b = float(np.median(x_a)), float(np.median(x_b))
-                ratios = bootstrap_medians(x_b, n_boot, rng) / bootstrap_medians(x_a, n_boot, rng)
-                lo, hi = np.quantile(ratios, [alpha, 1 - alpha])
-                p = float(mannwhitneyu(x_a, x_b, alternative="two-sided").pvalue)
+            if x_a and x_b:
+                med_a, med_b = centre(x_a), centre(x_b)
                 row.update(
                     median_a_ms=med_a / 1e6,
                     median_b_ms=med_b / 1e6,
                     ratio=med_b / med_a,
-                    ci_low=float(lo),
-                    ci_high=float(hi),
-                    p_value=p,
-                    verdict=verdict(float(lo), float(hi), threshold),
+                    p_value=float(mannwhitneyu(np.concatenate(x_a), np.concatenate(x_b)).pvalue),
                 )
+                fewest = min(len(x_a), len(x_b))
+                if min(len(x) for x in (*x_a, *x_b)) < MIN_ITERATIONS_MEDIAN_CI:
+                    row.update(ci_low=np.nan, ci_high=np.nan, verdict="too few samples")
+                else:
+                    ratios = hierarchical_medians(x_b, n_boot, rng) / hierarchical_medians(
+                        x_a, n_boot, rng
+                    )
+                    lo, hi = interval(ratios, med_b / med_a, fewest, ci)
+                    row.update(ci_low=lo, ci_high=hi, verdict=verdict(lo, hi, threshold, fewest))
             else:
                 row.update(
                     median_a_ms=np.nan,
@@ -277,18 +283,6 @@ def _empty(key_cols: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in _columns(key_cols)})
 
 
-def _sorted_per_run(samples: pd.DataFrame, runs: pd.DataFrame, stage: str) -> dict[str, np.ndarray]:
-    rows = select_rows(samples, runs, phase="measure", stages=[stage])
-    if len(rows) == 0:
-        return {}
-    sg = sort_groups(rows.rcode, integral_ns(rows.column("host_ns")))
-    return {
-        str(rows.runs[g]): sg.values[s : s + c] for g, s, c in zip(sg.gid, sg.starts, sg.counts)
-    }
-
-
-def _pool(values: dict[str, np.ndarray], run_ids: Iterable[str]) -> np.ndarray:
-    parts = [values[r] for r in run_ids if r in values]
-    if not parts:
-        return np.empty(0)
-    return parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts))
+def _per_run(values: dict[str, np.ndarray], run_ids: Iterable[str]) -> list[np.ndarray]:
+    """The sorted values of each run that has any."""
+    return [values[r] for r in run_ids if r in values and len(values[r])]

@@ -25,6 +25,7 @@ RUN_LIST_COLUMNS: tuple[str, ...] = (
     "n_warmup",
     "n_measure",
     "stop_reason",
+    "repetition",
     "load_ms",
     "build_ms",
     "first_ms",
@@ -160,15 +161,54 @@ def env_table(env: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def summary_table(summary: pd.DataFrame, *, stage: str = "e2e") -> pd.DataFrame:
-    """One row per run for one stage: label, batch size and the headline statistics."""
+def summary_table(
+    summary: pd.DataFrame, *, stage: str = "e2e", runs: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per run for one stage: label, batch size and the headline statistics, and a
+    `caveat` naming what makes the row's numbers weak: fewer iterations than a median CI needs,
+    or a busy host (needs `runs`)."""
+    from perflab.analysis.repeats import MIN_ITERATIONS_MEDIAN_CI
+
     rows = summary[summary["stage"].astype(str) == stage] if len(summary) else summary
     if rows.empty:
-        return pd.DataFrame(columns=["label", *SUMMARY_TABLE_COLUMNS.values()])
+        return pd.DataFrame(columns=["label", *SUMMARY_TABLE_COLUMNS.values(), "caveat"])
     lead = [c for c in ("label", "batch_size") if c in rows.columns]
     cols = [c for c in SUMMARY_TABLE_COLUMNS if c in rows.columns]
+    caveats = [
+        [f"n = {n} < {MIN_ITERATIONS_MEDIAN_CI}: too few iterations for a CI"]
+        if n < MIN_ITERATIONS_MEDIAN_CI
+        else []
+        for n in rows["n"]
+    ]
+    if runs is not None and "host_busy" in runs.columns:
+        busy = set(
+            runs.loc[runs["host_busy"].astype("boolean").fillna(False), "run_id"].astype(str)
+        )
+        for c, run_id in zip(caveats, rows["run_id"].astype(str)):
+            if run_id in busy:
+                c.append("busy host")
     out = rows[lead + cols].rename(columns=SUMMARY_TABLE_COLUMNS)
+    out["caveat"] = ["; ".join(c) for c in caveats]
     return natural_sort(out, lead) if lead else out.reset_index(drop=True)
+
+
+BUSY_HOST_COLUMNS: tuple[str, ...] = (
+    "host_load_before",
+    "host_load_during",
+    "host_load_after",
+    "host_steal_pct",
+)
+
+
+def busy_hosts(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs measured on a busy host (runs.host_busy), with the load averages and steal time."""
+    cols = ["label", "repetition", *BUSY_HOST_COLUMNS]
+    if runs.empty or "host_busy" not in runs.columns:
+        return pd.DataFrame(columns=cols)
+    busy = runs[runs["host_busy"].astype("boolean").fillna(False).astype(bool)]
+    labels = label_map(runs)
+    out = busy.assign(label=busy["run_id"].astype(str).map(labels))
+    return natural_sort(out[[c for c in cols if c in out.columns]], ["label"])
 
 
 def warnings_table(warnings: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:

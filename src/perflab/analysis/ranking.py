@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from perflab.analysis.compare import (
-    DEFAULT_THRESHOLD,
-    _pool,
-    _sorted_per_run,
-    bootstrap_medians,
-    verdict,
+from perflab.analysis.compare import DEFAULT_THRESHOLD, _per_run, verdict
+from perflab.analysis.repeats import (
+    MIN_ITERATIONS_MEDIAN_CI,
+    centre,
+    hierarchical_medians,
+    interval,
+    sorted_per_run,
 )
 from perflab.analysis.stats import (
     WHERE_COLUMNS,
@@ -26,6 +27,7 @@ RANKING_COLUMNS: tuple[str, ...] = (
     "rank",
     "level",
     "status",
+    "n_runs",
     "n",
     "median_ms",
     "median_ci_low_ms",
@@ -68,14 +70,17 @@ def ranking(
 
     plus the configuration's own columns (model, batch_size, precision, ...) after `config`.
 
-    - median_ms and its CI: the measured `stage` samples of the level (repeated runs pooled);
-      the CI is the exact order-statistic interval of the median (NaN where too few samples).
-    - ratio_to_fastest: median / the fastest level's median; its CI a percentile bootstrap of
-      both sides (`n_boot` resamples, seeded), as in compare().
+    - n_runs: the level's runs (repetitions); median_ms: the mean of their medians of the
+      measured `stage` (one run: its median); its CI: one run, the exact order-statistic
+      interval of the median; several, compare()'s interval over runs and iterations (NaN where
+      a run has too few samples, analysis.repeats.MIN_ITERATIONS_MEDIAN_CI).
+    - ratio_to_fastest: median / the fastest level's median; its CI from the two-stage bootstrap
+      of both sides (`n_boot` draws, seeded), as in compare().
       Both are NaN (and the verdicts `no data`) when a side has too few samples for a CI.
     - vs_fastest / vs_next_faster: compare()'s verdict of this level against the fastest and
       against the level ranked just above it (`same` when the CI of the ratio spans 1 or lies
-      within +-`threshold`): two engines a rank apart whose verdict is `same` are a tie.
+      within +-`threshold`): two engines a rank apart whose verdict is `same` are a tie. With
+      fewer than two runs on a side, `indicative` (as in compare()).
     - Runs that are not ok (unsupported, failed, timeout) are listed after the ranked levels
       with their status and reason, without a rank, so a ranking shows what could not run.
     """
@@ -91,39 +96,44 @@ def ranking(
     labels = dict(
         zip(map(tuple, label_keys.to_numpy()), readable_labels(label_keys, always=("model",)))
     )
-    values = _sorted_per_run(samples, runs, stage)
+    values = sorted_per_run(samples, runs, stage)
     rng = np.random.default_rng(seed)
-    alpha = (1.0 - ci) / 2
     rows: list[dict] = []
     for key, group in info.groupby("_key", sort=True):
         base = {"config": labels.get(key, ""), **dict(zip(key_cols, key))}
         ok = group[group["status"] == "ok"]
-        pooled = {lvl: _pool(values, g["run_id"]) for lvl, g in ok.groupby("_level", sort=True)}
-        measured = sorted(
-            ((lvl, x) for lvl, x in pooled.items() if len(x)), key=lambda p: np.median(p[1])
-        )
-        boots = {lvl: bootstrap_medians(x, n_boot, rng) for lvl, x in measured}
-        # A level too small for a CI of its own median gets no ratio CI either: a bootstrap of
-        # one or two samples would print a CI of zero width.
-        lo_ranks, hi_ranks = order_stat_ci_ranks(np.array([len(x) for _, x in measured]), 0.5, ci)
-        bounded = {
-            lvl: bool(lo >= 0 and hi < len(x))
-            for (lvl, x), lo, hi in zip(measured, lo_ranks, hi_ranks)
+        # Each level's runs (its repetitions), each run counted once (analysis.repeats).
+        per_level = {
+            lvl: _per_run(values, g["run_id"]) for lvl, g in ok.groupby("_level", sort=True)
         }
-        for rank, (lvl, x) in enumerate(measured, start=1):
-            fastest_lvl, fastest_x = measured[0]
-            med = float(np.median(x))
-            lo_rank, hi_rank = order_stat_ci_ranks(np.array([len(x)]), 0.5, ci)
-            lo_r, hi_r = int(lo_rank[0]), int(hi_rank[0])
+        measured = sorted(
+            ((lvl, xs) for lvl, xs in per_level.items() if xs), key=lambda p: centre(p[1])
+        )
+        boots = {lvl: hierarchical_medians(xs, n_boot, rng) for lvl, xs in measured}
+        # A level with a run too small for a CI of its median gets no CI: a bootstrap of one or
+        # two samples would print a CI of zero width.
+        bounded = {lvl: min(map(len, xs)) >= MIN_ITERATIONS_MEDIAN_CI for lvl, xs in measured}
+        for rank, (lvl, xs) in enumerate(measured, start=1):
+            fastest_lvl, fastest_xs = measured[0]
+            med = centre(xs)
+            if not bounded[lvl]:
+                med_lo = med_hi = np.nan
+            elif len(xs) == 1:  # one run: the distribution-free order-statistic interval
+                x = xs[0]
+                lo_rank, hi_rank = order_stat_ci_ranks(np.array([len(x)]), 0.5, ci)
+                med_lo, med_hi = float(x[int(lo_rank[0])]), float(x[int(hi_rank[0])])
+            else:
+                med_lo, med_hi = interval(boots[lvl], med, len(xs), ci)
             row = {
                 **base,
                 "rank": rank,
                 "level": lvl,
                 "status": "ok",
-                "n": len(x),
+                "n_runs": len(xs),
+                "n": sum(map(len, xs)),
                 "median_ms": med / 1e6,
-                "median_ci_low_ms": x[lo_r] / 1e6 if 0 <= lo_r < len(x) else np.nan,
-                "median_ci_high_ms": x[hi_r] / 1e6 if 0 <= hi_r < len(x) else np.nan,
+                "median_ci_low_ms": med_lo / 1e6,
+                "median_ci_high_ms": med_hi / 1e6,
                 "reason": "",
             }
             if rank == 1:
@@ -135,15 +145,19 @@ def ranking(
                     vs_next_faster="fastest",
                 )
             else:
-                prev_lvl = measured[rank - 2][0]
-                lo, hi = _ratio_ci(boots, lvl, fastest_lvl, alpha, bounded)
-                p_lo, p_hi = _ratio_ci(boots, lvl, prev_lvl, alpha, bounded)
+                prev_lvl, prev_xs = measured[rank - 2]
+                ratio = med / centre(fastest_xs)
+                fewest = min(len(xs), len(fastest_xs))
+                lo, hi = _ratio_ci(boots, lvl, fastest_lvl, ratio, fewest, ci, bounded)
+                p_fewest = min(len(xs), len(prev_xs))
+                p_ratio = med / centre(prev_xs)
+                p_lo, p_hi = _ratio_ci(boots, lvl, prev_lvl, p_ratio, p_fewest, ci, bounded)
                 row.update(
-                    ratio_to_fastest=med / float(np.median(fastest_x)),
+                    ratio_to_fastest=ratio,
                     ratio_ci_low=float(lo),
                     ratio_ci_high=float(hi),
-                    vs_fastest=verdict(lo, hi, threshold),
-                    vs_next_faster=verdict(p_lo, p_hi, threshold),
+                    vs_fastest=verdict(lo, hi, threshold, fewest),
+                    vs_next_faster=verdict(p_lo, p_hi, threshold, p_fewest),
                 )
             rows.append(row)
         ranked = {lvl for lvl, _ in measured}
@@ -170,10 +184,16 @@ def ranking(
 
 
 def _ratio_ci(
-    boots: dict[str, np.ndarray], b: str, a: str, alpha: float, bounded: dict[str, bool]
+    boots: dict[str, np.ndarray],
+    b: str,
+    a: str,
+    ratio: float,
+    n_runs: int,
+    ci: float,
+    bounded: dict[str, bool],
 ) -> tuple[float, float]:
-    """Percentile-bootstrap CI of median(b) / median(a); NaN where a side is too small."""
+    """CI of centre(b) / centre(a) as compare() builds it (repeats.interval over the two-stage
+    bootstrap draws); NaN where a side is too small."""
     if not (bounded[a] and bounded[b]):
         return np.nan, np.nan
-    lo, hi = np.quantile(boots[b] / boots[a], [alpha, 1 - alpha])
-    return float(lo), float(hi)
+    return interval(boots[b] / boots[a], ratio, n_runs, ci)

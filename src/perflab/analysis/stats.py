@@ -399,7 +399,8 @@ def summarize(
       and vectorized over groups. Where n is too small for a bound to exist (for p99 at 95%, the
       upper bound needs n >= 367) that bound is NaN. `ci_method="bootstrap"` gives percentile-
       bootstrap intervals from `n_boot` resamples seeded by `seed` (slower: it resamples each
-      group in turn; meant for small studies and cross-checks).
+      group in turn; meant for small studies and cross-checks), NaN wherever the binomial bound
+      does not exist either: a median CI from 3 values is no CI.
     - throughput_items_s: median over iterations of items / duration, on e2e and compute rows
       (NaN on other stages). wall_throughput_items_s (e2e rows, needs `runs` with
       measure_wall_s, and phase="measure"): total items / measure_wall_s.
@@ -448,6 +449,11 @@ def summarize(
         else:
             names = [f"{r}\0{st}" for r, st in zip(out["run_id"], stage_of)]
             lo, hi = _bootstrap_ci(sg, q, ci, n_boot, seed, names)
+            # Resampling 3 values still gives an interval, but not one that covers anything with
+            # the confidence asked for: where no order-statistic bound exists, neither is given.
+            klo, khi = order_stat_ci_ranks(sg.counts, q, ci)
+            lo = np.where(klo < 0, np.nan, lo)
+            hi = np.where(khi >= sg.counts, np.nan, hi)
         out[f"{name}_ci_low_ms"] = lo / 1e6
         out[f"{name}_ci_high_ms"] = hi / 1e6
 

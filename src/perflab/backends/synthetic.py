@@ -1,7 +1,11 @@
 """The calibration backend: every stage busy-waits a configured duration, so the truth is known.
 
 Options (milliseconds): preprocess_ms, h2d_ms, compute_ms, compute_ms_per_item (times the batch
-size), d2h_ms, postprocess_ms; `jitter` (relative standard deviation, seeded by the config's seed);
+size), d2h_ms, postprocess_ms; `jitter` (relative standard deviation of each stage of each
+iteration, seeded by the config's seed and repetition); `run_jitter` (relative standard deviation
+of one multiplicative offset per run, drawn once per process from the config's seed and
+repetition, so repetitions of one config differ the way separate processes do: address-space
+layout, clocks, a neighbour's load);
 a warmup pattern `warmup_iterations` / `warmup_extra_ms` (extra compute time decaying linearly to
 zero over those iterations); fault injection `crash` (none | segfault | abort | oom | hang |
 exception) at iteration `crash_at`. Stages with zero duration are not recorded, so a run without
@@ -35,6 +39,8 @@ DURATIONS = (
     "d2h_ms",
     "postprocess_ms",
 )
+# Seed-sequence word that keeps the per-run offset's stream apart from the per-iteration one.
+RUN_OFFSET_STREAM = 0x0FF5E7
 CRASHES = ("none", "segfault", "abort", "oom", "hang", "exception")
 DECLARED_OPTIONS = (
     Option("preprocess_ms", "ms >= 0", 0.2, "busy-wait of the preprocess stage"),
@@ -44,6 +50,12 @@ DECLARED_OPTIONS = (
     Option("d2h_ms", "ms >= 0", 0.0, "busy-wait of d2h (0: no d2h stage)"),
     Option("postprocess_ms", "ms >= 0", 0.2, "busy-wait of the postprocess stage"),
     Option("jitter", "number >= 0", 0.0, "relative standard deviation of every duration"),
+    Option(
+        "run_jitter",
+        "number >= 0",
+        0.0,
+        "relative standard deviation of one offset per run (between-process variance)",
+    ),
     Option("warmup_iterations", "int >= 0", 0, "iterations over which extra compute decays"),
     Option("warmup_extra_ms", "ms >= 0", 0.0, "extra compute at iteration 0, decaying to 0"),
     Option("crash", " | ".join(CRASHES), "none", "fault to inject"),
@@ -61,7 +73,14 @@ def parse_options(options: dict[str, Any]) -> dict[str, Any]:
             f"synthetic backend: unknown option {unknown[0]!r}; valid: {', '.join(OPTIONS)}"
         )
     opts = {**DEFAULTS, **options}
-    for key in (*DURATIONS, "jitter", "warmup_extra_ms", "warmup_iterations", "crash_at"):
+    for key in (
+        *DURATIONS,
+        "jitter",
+        "run_jitter",
+        "warmup_extra_ms",
+        "warmup_iterations",
+        "crash_at",
+    ):
         value = opts[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise SpecError(
@@ -75,13 +94,19 @@ def parse_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Clock:
-    """Draws each stage's duration (ns) for the current iteration: base x (1 + jitter x N(0,1))."""
+    """Draws each stage's duration (ns) for the current iteration:
+    base x run_offset x (1 + jitter x N(0,1)), where run_offset = 1 + run_jitter x N(0,1) is
+    drawn once per run."""
 
-    def __init__(self, opts: dict[str, Any], batch_size: int, seed: int):
+    def __init__(self, opts: dict[str, Any], batch_size: int, seed: int, repetition: int = 0):
         self.ns = {k: opts[k] * 1e6 for k in DURATIONS}
         self.ns["compute_ms"] += opts["compute_ms_per_item"] * batch_size * 1e6
         self.jitter = float(opts["jitter"])
-        self.rng = np.random.default_rng(seed)
+        # Repetition 0 keeps the stream a plain seed gives, so single runs are as they were.
+        self.rng = np.random.default_rng(seed if repetition == 0 else [seed, repetition])
+        run_rng = np.random.default_rng([seed, repetition, RUN_OFFSET_STREAM])
+        self.run_offset = max(0.0, 1 + float(opts["run_jitter"]) * run_rng.standard_normal())
+        self.ns = {k: v * self.run_offset for k, v in self.ns.items()}
         self.warm_n = int(opts["warmup_iterations"])
         self.warm_extra_ns = opts["warmup_extra_ms"] * 1e6
         self.iteration = 0
@@ -131,7 +156,7 @@ class SyntheticBackend(Backend):
     def __init__(self, config):
         super().__init__(config)
         self.opts = parse_options(config.option_dict)
-        self.clock = _Clock(self.opts, config.batch_size, config.seed)
+        self.clock = _Clock(self.opts, config.batch_size, config.seed, config.repetition)
         self._pipeline = SyntheticPipeline(self.clock, config.batch_size)
         self._device: threading.Thread | None = None
 
@@ -208,7 +233,10 @@ class SyntheticBackend(Backend):
             "device": "cpu",
             "device_name": "synthetic",
             "precision_effective": self.config.precision,
-            "meta": {"synthetic": {k: self.opts[k] for k in OPTIONS}},
+            "meta": {
+                "synthetic": {k: self.opts[k] for k in OPTIONS},
+                "synthetic_run_offset": self.clock.run_offset,
+            },
         }
 
 
