@@ -7,13 +7,13 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.perflab-installed
 
-.PHONY: demo test venv lint bench clean browser gpu-check gpu-check-wheels gpu-check-lent
+.PHONY: demo test venv lint lab bench clean browser gpu-check gpu-check-wheels gpu-check-lent
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[openvino,torch,dask,mnn,ncnn]" --group dev
+	$(BIN)/python -m pip install --quiet -e ".[openvino,torch,dask,mnn,ncnn,lab]" --group dev
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -29,6 +29,10 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 	  && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: the browser test will skip"; }
+
+# The notebooks in JupyterLab (README "Exploring in JupyterLab"); RESULTS=folders, default the newest in data/
+lab: $(STAMP)
+	$(BIN)/perflab lab $(RESULTS)
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q

@@ -379,6 +379,10 @@ def hostile_scenario(case: str, tmp_path: Path, spec, out: str) -> list[str] | N
     if case == "models-export-below-file":
         (tmp_path / "file").write_text("x")
         return ["models", "export", "mlp", "-o", str(tmp_path / "file" / "m.onnx")]
+    if case == "lab-missing":
+        return ["lab", str(tmp_path / "no-such-results")]
+    if case == "lab-no-results":
+        return ["lab"]  # in tmp_path, which has no data/ folder
     if case == "report-out-folder":
         return ["report", str(_result_folder(tmp_path)), "-o", str(tmp_path)]
     if case == "report-out-unwritable":

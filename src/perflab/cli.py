@@ -657,6 +657,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    from perflab import lab
+
+    return lab.start(
+        [Path(f) for f in args.folders],
+        workspace_root=Path(args.workspace),
+        port=args.port,
+    )
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     from perflab import profiling
 
@@ -741,6 +751,18 @@ def parser() -> argparse.ArgumentParser:
         help='projection targets, comma-separated names from the device table ("GTX 1050 Ti,RTX 3070")',
     )
     report.set_defaults(func=cmd_report)
+
+    lab = sub.add_parser(
+        "lab", help="open the notebooks in JupyterLab on result folders (default: newest in data/)"
+    )
+    lab.add_argument("folders", nargs="*", help="result folder(s) (default: the newest in data/)")
+    lab.add_argument(
+        "--workspace",
+        default="lab",
+        help="folder the notebook copies go into, one subfolder per set of results (default lab)",
+    )
+    lab.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    lab.set_defaults(func=cmd_lab)
 
     env = sub.add_parser("env", help="fingerprint of this machine; `env diff A B`")
     env.add_argument("--json", action="store_true", help="print the fingerprint as JSON")

@@ -8,9 +8,9 @@ the report is HTML and those strings are not ours.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from perflab.analysis.overview import format_value
 from perflab.errors import PerflabError
@@ -95,11 +95,16 @@ def table(
     return HTMLBlock(markup, text)
 
 
-def load(results: Sequence[str | Path] | str | Path, *, need: str = "ok") -> Results | None:
+def load(
+    results: Sequence[str | Path] | str | Path | None = None, *, need: str = "ok"
+) -> Results | None:
     """Open result folders for a notebook, or say why there is nothing to show.
 
-    Returns the `Results` when the folders hold what the notebook needs, else displays a note
-    and returns None, so that the notebook's later cells can skip their work:
+    Folders are found as `perflab.lab.resolve_results` says (None: $PERFLAB_RESULTS, else
+    data/demo; a relative folder from the working directory, else from the project root), so a
+    notebook runs from any working directory. Returns the `Results` when the folders hold what the
+    notebook needs, else displays a note and returns None, so that the notebook's later cells can
+    skip their work:
 
     - need="runs": at least one run of any status (the overview shows failed runs too);
     - need="ok": at least one run with status ok (the measured sections);
@@ -107,17 +112,30 @@ def load(results: Sequence[str | Path] | str | Path, *, need: str = "ok") -> Res
     """
     from IPython.display import display
 
+    from perflab.errors import StoreError
+    from perflab.lab import RESULTS_ENV, resolve_results
+
     if need not in ("runs", "ok", "samples"):
         raise PerflabError(f"unknown need {need!r}; valid: runs, ok, samples")
-    if isinstance(results, (str, Path)):
-        results = [results]
-    folders = [Path(f) for f in results]
-    if not folders:
+    if results is not None and not isinstance(results, (str, Path)) and not list(results):
         display(nothing_to_show("no result folders were given."))
+        return None
+    folders, missing = resolve_results(results)
+    if missing:
+        display(
+            nothing_to_show(
+                f"{'; '.join(missing)}. Set `results` in the notebook's first cell, or "
+                f"${RESULTS_ENV}, to result folders."
+            )
+        )
         return None
     from perflab.results import open as open_results
 
-    res = open_results(folders)
+    try:
+        res = open_results(folders)
+    except StoreError as exc:
+        display(nothing_to_show(f"{exc}."))
+        return None
     runs = res.runs
     if runs.empty:
         display(nothing_to_show("the result folders hold no runs."))
@@ -138,6 +156,105 @@ def load(results: Sequence[str | Path] | str | Path, *, need: str = "ok") -> Res
         )
         return None
     return res
+
+
+def figures(interactive: bool) -> str:
+    """Set how the notebook's figures are drawn, and return the matplotlib backend chosen.
+
+    `interactive`: zoomable figures (ipympl's widget backend) when ipympl is installed and a kernel
+    runs the notebook; else, and in the HTML report (which passes False), static PNG images.
+    """
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    backend = "widget" if interactive and _has_widgets() else "inline"
+    if shell is not None:
+        shell.run_line_magic("matplotlib", backend)
+    if backend == "widget":
+        import matplotlib
+
+        # A canvas shows the whole figure, not the tight crop the inline backend saves: lay the
+        # figures out so that long tick labels stay inside them.
+        matplotlib.rcParams["figure.constrained_layout.use"] = True
+    return backend
+
+
+def _has_widgets() -> bool:
+    try:
+        import ipympl  # noqa: F401
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def explore(draw: Callable[..., Any], *, interactive: bool, **choices: Any) -> None:
+    """Call `draw(**values)` with each choice's default, and, when `interactive`, show a
+    selector per choice above what `draw` displays, which redraws its figure and tables on change.
+
+    Each choice is a list of values or of (label, value) pairs (a dropdown; the first is the
+    default), or a `range` (a slider; its start is the default). Without `interactive` (the HTML
+    report) or without ipywidgets the defaults are drawn and no widget is shown, so an exported
+    page holds no widget boxes.
+    """
+    from IPython.display import display
+
+    defaults = {name: _default(choice) for name, choice in choices.items()}
+    if not interactive or not _has_widgets():
+        draw(**defaults)
+        _show_figures()
+        return
+    import ipywidgets as widgets
+
+    controls = {}
+    for name, choice in choices.items():
+        label = name.replace("_", " ")
+        if isinstance(choice, range):
+            controls[name] = widgets.IntSlider(
+                value=choice.start,
+                min=choice.start,
+                max=max(choice.start, choice[-1]) if len(choice) else choice.start,
+                step=choice.step,
+                description=label,
+                continuous_update=False,
+            )
+        else:
+            controls[name] = widgets.Dropdown(
+                options=list(choice),
+                value=defaults[name],
+                description=label,
+                layout=widgets.Layout(width="max-content"),
+            )
+
+    drawn: list[int] = []  # the figure numbers of the last drawing
+
+    def redraw(**values: Any) -> None:
+        import matplotlib.pyplot as plt
+
+        # Only this selector's previous figures are closed (so they do not pile up in memory);
+        # the other cells' figures stay live.
+        for number in drawn:
+            plt.close(number)
+        before = set(plt.get_fignums())
+        draw(**values)
+        drawn[:] = sorted(set(plt.get_fignums()) - before)
+        _show_figures()
+
+    output = widgets.interactive_output(redraw, controls)
+    display(widgets.HBox(list(controls.values())), output)
+
+
+def _default(choice: Any) -> Any:
+    if isinstance(choice, range):
+        return choice.start
+    first = next(iter(choice))
+    return first[1] if isinstance(first, tuple) else first
+
+
+def _show_figures() -> None:
+    import matplotlib.pyplot as plt
+
+    plt.show()
 
 
 def failure_details(failed: pd.DataFrame, *, max_chars: int = 4000) -> HTMLBlock:

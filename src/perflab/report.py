@@ -164,7 +164,8 @@ def _load_sections(
     for path in notebook_paths(names):
         # papermill's loader adds the metadata its parameterization expects (tags on every cell).
         nb = load_notebook_node(str(path))
-        parameters: dict[str, Any] = {"results": [str(f) for f in folders]}
+        # Static figures and no selectors: the page has no kernel to drive widgets.
+        parameters: dict[str, Any] = {"results": [str(f) for f in folders], "interactive": False}
         if devices:
             parameters["devices"] = list(devices)
         nb = parameterize_notebook(nb, parameters, kernel_name=KERNEL_NAME, language="python")

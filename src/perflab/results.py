@@ -560,6 +560,48 @@ class Results:
         harness-gap share, the run whose timeline has most to explain); None without runs."""
         return _pick_run(self.breakdown(), stage=stage, value=value)
 
+    # -- what a notebook's selectors offer ---------------------------------------------------
+
+    def stages_measured(self) -> list[str]:
+        """The stages with measured samples, e2e first, then in display order."""
+        from perflab.stages import E2E, stage_rank
+
+        s = self.samples
+        names = set(s.loc[s["phase"].astype(str) == "measure", "stage"].astype(str))
+        return sorted(names, key=lambda n: (n != E2E, stage_rank(n)))
+
+    def run_choices(self, first: str | None = None) -> list[tuple[str, str]]:
+        """(label, run_id) per run, the run `first` first: a selector's options."""
+        ids = self.runs["run_id"].astype(str).tolist()
+        if first in ids:
+            ids.remove(first)
+            ids.insert(0, first)
+        labels = run_labels(self.runs, ids)
+        return [(labels[i], i) for i in ids]
+
+    def measured_iterations(self, run_id: str) -> list[int]:
+        """The measured iteration numbers of one run, in order."""
+        s = self.samples
+        mine = s[(s["run_id"].astype(str) == str(run_id)) & (s["phase"].astype(str) == "measure")]
+        return sorted(int(i) for i in mine["iteration"].unique())
+
+    def iteration_table(self, run_id: str, iterations: Sequence[int]) -> pd.DataFrame:
+        """One row per iteration of one run, one column per stage (host ms, display order).
+
+        samples: | run_id | iteration | stage | host_ns | ...
+        ->       | iteration | preprocess | compute | ... | e2e |
+        """
+        from perflab.stages import stage_rank
+
+        s = self.samples
+        mine = s[(s["run_id"].astype(str) == str(run_id)) & s["iteration"].isin(list(iterations))]
+        wide = mine.pivot_table(
+            index="iteration", columns="stage", values="host_ns", aggfunc="sum", observed=True
+        )
+        wide = wide[sorted(wide.columns.astype(str), key=stage_rank)] / 1e6
+        wide.columns.name = None
+        return wide.reset_index()
+
     def warmup_table(self, **kw: Any) -> pd.DataFrame:
         """warmup() per run with its own warmup length against the recommended one.
 
