@@ -11,7 +11,7 @@ A backend is a class with this protocol (see `Backend`); the runner drives it:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from perflab.backends.registry import backend_class, unavailable_reason
@@ -47,11 +47,18 @@ class Backend:
     def __init__(self, config: RunConfig):
         self.config = config
 
+    #: A backend whose values need checking names its module's parser here (it raises SpecError).
+    option_parser: Callable[[Mapping[str, Any]], Any] | None = None
+
     @classmethod
     def check_options(cls, backend: str, options: Mapping[str, Any], batch_size: int) -> None:
         """Raise SpecError for an unknown option or a bad value; runs when the experiment file is
-        read, so it must not import the engine. Backends that check values override it."""
-        check_keys(f"backend {backend!r}", options, cls.options)
+        read, so it must not import the engine. `option_parser` checks values where set; backends
+        whose checks need more (the batch size, the backend name) override this."""
+        if cls.option_parser is not None:
+            cls.option_parser(options)
+        else:
+            check_keys(f"backend {backend!r}", options, cls.options)
 
     def pipeline(self) -> Pipeline | None:
         """A backend that brings its own workload (the synthetic one) returns it here."""

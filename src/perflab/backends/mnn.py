@@ -144,10 +144,7 @@ class MnnBackend(Backend):
     device = "cpu"
 
     options = DECLARED_OPTIONS
-
-    @classmethod
-    def check_options(cls, backend: str, options: Mapping[str, Any], batch_size: int) -> None:
-        parse_options(options)
+    option_parser = staticmethod(parse_options)
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
