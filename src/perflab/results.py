@@ -268,7 +268,8 @@ class Results:
             return frame
         info = runs[["run_id", *cols]].assign(run_id=runs["run_id"].astype(str))
         if "label" in cols:  # labels that tell apart every run shown together
-            info["label"] = info["run_id"].map(run_labels(runs, info["run_id"]))
+            labels = self._cached("labels", lambda: pd.Series(run_labels(runs, info["run_id"])))
+            info["label"] = info["run_id"].map(labels)
         out = frame.merge(info, on="run_id", how="left")
         return out[["run_id", *cols, *[c for c in frame.columns if c != "run_id"]]]
 

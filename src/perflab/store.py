@@ -717,13 +717,18 @@ def _scan(
 # Opening a study of hundreds of runs otherwise parses hundreds of parquet footers (about a
 # millisecond each); with the index it reads one file and stats the others, and reads again only
 # files that are new or changed. It is a cache: removing it loses nothing, and where the folder
-# is not writable it is not kept. The name starts with a dot, so no reader takes it for a table.
+# is not writable it is not kept. It lives in the folder's `.index/`, which no reader takes for a
+# table.
 INDEX_FILE = "_file"
 INDEX_VERSION = 1
 
 
+INDEX = ".index"
+
+
 def index_path(folder: Path, table: str, name: str) -> Path:
-    return Path(folder) / table / f".index-{name}.parquet"
+    """Beside the tables, not in them: a table's folder holds only its files."""
+    return Path(folder) / INDEX / f"{table}-{name}.parquet"
 
 
 def indexed(
@@ -785,6 +790,7 @@ def _save_index(where: Path, rows: pa.Table | None, entries: dict, table: str, n
     head = {"version": [INDEX_VERSION, SCHEMA_VERSION], "of": [table, name], "files": entries}
     tmp = temporary_name(where)
     try:
+        where.parent.mkdir(exist_ok=True)
         meta = {"perflab_index": json.dumps(head)}
         pq.write_table(rows.replace_schema_metadata(meta), tmp, compression="zstd")
         os.replace(tmp, where)
