@@ -720,6 +720,7 @@ class _ImagePipeline:
     """Common parts: synthetic encoded frames as raw input, one reusable batch array."""
 
     name: str
+    options: tuple[Option, ...]
 
     def __init__(
         self,
@@ -727,8 +728,9 @@ class _ImagePipeline:
         *,
         batch_size: int,
         seed: int,
-        opts: _Options,
+        options: Mapping[str, Any],
     ) -> None:
+        opts = _Options(self.name, options, self.options)
         self.spec, self.channels, self.height, self.width = _image_input(
             self.name, inputs, batch_size
         )
@@ -753,6 +755,11 @@ class _ImagePipeline:
         flip = self.channels == 3 and self.channel_order == "rgb"
         self._channel_src = [2, 1, 0] if flip else list(range(self.channels))
         self._batch = self._new_batch()
+        self._configure(opts)
+
+    def _configure(self, opts: _Options) -> None:
+        """Read the pipeline's own options, after the common ones above."""
+        raise NotImplementedError
 
     def _new_batch(self) -> np.ndarray:
         return np.empty(
@@ -823,16 +830,7 @@ class ClassifyPipeline(_ImagePipeline):
         Option("softmax", "bool", True, "true: outputs are logits; false: already scores"),
     )  # fmt: skip
 
-    def __init__(
-        self,
-        inputs: Sequence[TensorSpec],
-        *,
-        batch_size: int,
-        seed: int,
-        options: Mapping[str, Any],
-    ) -> None:
-        opts = _Options(self.name, options, self.options)
-        super().__init__(inputs, batch_size=batch_size, seed=seed, opts=opts)
+    def _configure(self, opts: _Options) -> None:
         self.resize = opts.choice("resize", ("center_crop", "direct"), "center_crop")
         default_short = round(max(self.height, self.width) / CROP_RATIO)
         self.resize_size = opts.integer("resize_size", default_short, max(self.height, self.width))
@@ -948,16 +946,7 @@ class DetectPipeline(_ImagePipeline):
         Option("max_detections", "int >= 1", 300, "boxes kept per image"),
     )  # fmt: skip
 
-    def __init__(
-        self,
-        inputs: Sequence[TensorSpec],
-        *,
-        batch_size: int,
-        seed: int,
-        options: Mapping[str, Any],
-    ) -> None:
-        opts = _Options(self.name, options, self.options)
-        super().__init__(inputs, batch_size=batch_size, seed=seed, opts=opts)
+    def _configure(self, opts: _Options) -> None:
         self.input_scale = opts.number("input_scale", 1 / 255, 1e-6, 1e6)
         self.pad_position = opts.choice("pad_position", ("center", "top_left"), "center")
         self.layout = opts.choice("layout", ("auto", "channels_first", "channels_last"), "auto")
@@ -984,7 +973,7 @@ class DetectPipeline(_ImagePipeline):
         # Per image: scale, pad_left, pad_top, original width, original height. Identity until
         # the first preprocess, so postprocess on its own reports model-input pixels.
         self._geometry = np.tile(
-            np.array([1.0, 0.0, 0.0, self.width, self.height]), (batch_size, 1)
+            np.array([1.0, 0.0, 0.0, self.width, self.height]), (self.batch_size, 1)
         )
         self._canvas = np.empty((self.height, self.width, 3), dtype=np.uint8)
         self._grid, self._grid_stride = (
