@@ -66,6 +66,24 @@ S, I64, I32, F64, B = pa.string(), pa.int64(), pa.int32(), pa.float64(), pa.bool
 TS = pa.timestamp("us", tz="UTC")
 DICT = pa.dictionary(pa.int32(), pa.string())
 
+
+def _gpu_op_cols(name: str, *own: tuple[str, pa.DataType, str, str]) -> tuple[Column, ...]:
+    """The columns of a table of GPU operations from a trace (kernels, memcpy/memset): what every
+    operation has, then the table's `own` columns, then the NVTX range it ran in."""
+    return _cols(
+        ("run_id", S, "", "run the trace belongs to"),
+        ("name", S, "", name),
+        ("device", I64, "", "device id"),
+        ("stream", I64, "", "stream id"),
+        ("start_ns", I64, "ns", "start"),
+        ("end_ns", I64, "ns", "end"),
+        ("duration_ns", I64, "ns", "duration"),
+        ("correlation_id", I64, "", "joins the launching runtime call"),
+        *own,
+        ("range", S, "", "innermost enclosing NVTX range"),
+    )
+
+
 # `layers` rows that total one operator type (`op:Conv`) rather than one layer or node: a profile
 # may hold both kinds, each of which alone sums to the profiled time.
 LAYER_OP_PREFIX = "op:"
@@ -215,29 +233,11 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("iteration", I64, "", "perflab iteration parsed from the range"),
         ("stage", S, "", "perflab stage parsed from the range"),
     ),
-    "trace_kernels": _cols(
-        ("run_id", S, "", "run the trace belongs to"),
-        ("name", S, "", "kernel name"),
-        ("device", I64, "", "device id"),
-        ("stream", I64, "", "stream id"),
-        ("start_ns", I64, "ns", "start"),
-        ("end_ns", I64, "ns", "end"),
-        ("duration_ns", I64, "ns", "duration"),
-        ("correlation_id", I64, "", "joins the launching runtime call"),
-        ("range", S, "", "innermost enclosing NVTX range"),
-    ),
-    "trace_memcpy": _cols(
-        ("run_id", S, "", "run the trace belongs to"),
-        ("name", S, "", "memcpy or memset"),
-        ("device", I64, "", "device id"),
-        ("stream", I64, "", "stream id"),
-        ("start_ns", I64, "ns", "start"),
-        ("end_ns", I64, "ns", "end"),
-        ("duration_ns", I64, "ns", "duration"),
-        ("correlation_id", I64, "", "joins the launching runtime call"),
+    "trace_kernels": _gpu_op_cols("kernel name"),
+    "trace_memcpy": _gpu_op_cols(
+        "memcpy or memset",
         ("bytes", I64, "B", "bytes copied or set"),
         ("copy_kind", S, "", "HtoD, DtoH, DtoD, memset, ..."),
-        ("range", S, "", "innermost enclosing NVTX range"),
     ),
 }
 
