@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perflab.backends.base import Backend
+from perflab.backends.option_values import OptionValues
 from perflab.errors import BackendUnavailable, SpecError, Unsupported
 from perflab.options import Option
 from perflab.timing import COMPUTE, D2H, ENQUEUE_CODE, H2D
@@ -104,44 +105,20 @@ def parse_options(backend: str, options: Mapping[str, Any]) -> TorchOptions:
     """Validate a torch backend's options; SpecError names the bad key and the valid ones."""
     gpu = backend == "torch-cuda"
     valid = [f for f in TorchOptions.__dataclass_fields__ if gpu or f not in _GPU_ONLY]
-    for key in options:
-        if key not in valid:
-            extra = " (a torch-cuda option)" if key in _GPU_ONLY else ""
-            raise SpecError(f"{backend}: unknown option {key!r}{extra}; valid: {', '.join(valid)}")
-    d = TorchOptions()
-
-    def integer(key: str, lo: int) -> int:
-        v = options.get(key, getattr(d, key))
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise SpecError(f"{backend}: option {key!r}: {v!r} must be an integer >= {lo}")
-        return v
-
-    def boolean(key: str, allow_none: bool = False) -> Any:
-        v = options.get(key, getattr(d, key))
-        if not (isinstance(v, bool) or (allow_none and v is None)):
-            raise SpecError(f"{backend}: option {key!r}: {v!r} must be true or false")
-        return v
-
-    mode = options.get("compile_mode", d.compile_mode)
-    if mode not in COMPILE_MODES:
-        raise SpecError(
-            f"{backend}: option 'compile_mode': {mode!r} is not one of {', '.join(COMPILE_MODES)}"
-        )
-    interval = options.get("telemetry_interval_ms", d.telemetry_interval_ms)
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 10:
-        raise SpecError(
-            f"{backend}: option 'telemetry_interval_ms': {interval!r} must be a number >= 10"
-        )
+    values = OptionValues(backend, options, vars(TorchOptions()))
+    values.reject_unknown(valid, notes=dict.fromkeys(_GPU_ONLY, " (a torch-cuda option)"))
+    mode = values.choice("compile_mode", COMPILE_MODES)
+    interval = values.number("telemetry_interval_ms", 10)
     return TorchOptions(
-        threads=integer("threads", 0),
-        compile=boolean("compile"),
+        threads=values.integer("threads", 0),
+        compile=values.boolean("compile"),
         compile_mode=mode,
-        device_id=integer("device_id", 0),
-        streams=integer("streams", 1),
-        tf32=boolean("tf32", allow_none=True),
-        cudnn_benchmark=boolean("cudnn_benchmark"),
-        telemetry=boolean("telemetry"),
-        telemetry_interval_ms=float(interval),
+        device_id=values.integer("device_id", 0),
+        streams=values.integer("streams", 1),
+        tf32=values.boolean("tf32", allow_none=True),
+        cudnn_benchmark=values.boolean("cudnn_benchmark"),
+        telemetry=values.boolean("telemetry"),
+        telemetry_interval_ms=interval,
     )
 
 

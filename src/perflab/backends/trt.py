@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perflab.backends.base import Backend
+from perflab.backends.option_values import OptionValues
 from perflab.errors import BackendUnavailable, ModelError, SpecError, Unsupported
 from perflab.options import Option
 from perflab.precisions import COMPUTE_LOWEST_FIRST, precision_effective, tensor_precision
@@ -166,57 +167,35 @@ DECLARED_OPTIONS = (
 def parse_options(options: Mapping[str, Any], batch_size: int = 1) -> TrtOptions:
     """Validate the trt backend's options; SpecError names the bad key and the valid ones."""
     valid = [f.name for f in TrtOptions.__dataclass_fields__.values()]
-    for key in options:
-        if key not in valid:
-            raise SpecError(f"trt: unknown option {key!r}; valid: {', '.join(valid)}")
-    d = TrtOptions()
-
-    def integer(key: str, lo: int, hi: int | None = None, default: Any = None) -> Any:
-        v = options.get(key, getattr(d, key) if default is None else default)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-            span = f">= {lo}" if hi is None else f"in {lo}..{hi}"
-            raise SpecError(f"trt: option {key!r}: {v!r} must be an integer {span}")
-        return v
-
-    def boolean(key: str) -> bool:
-        v = options.get(key, getattr(d, key))
-        if not isinstance(v, bool):
-            raise SpecError(f"trt: option {key!r}: {v!r} must be true or false")
-        return v
-
-    typing = options.get("typing", d.typing)
-    if typing not in TYPINGS:
-        raise SpecError(f"trt: option 'typing': {typing!r} is not one of {', '.join(TYPINGS)}")
-    max_batch = integer("max_batch", 1)
+    values = OptionValues("trt", options, vars(TrtOptions()), none_passes=True)
+    values.reject_unknown(valid)
+    typing = values.choice("typing", TYPINGS)
+    max_batch = values.integer("max_batch", 1)
     if max_batch is not None and max_batch < batch_size:
         raise SpecError(
             f"trt: option 'max_batch': {max_batch} is smaller than the batch size "
             f"{batch_size}; the optimization profile must cover the batch"
         )
-    interval = options.get("telemetry_interval_ms", d.telemetry_interval_ms)
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 10:
-        raise SpecError(f"trt: option 'telemetry_interval_ms': {interval!r} must be a number >= 10")
+    interval = values.number("telemetry_interval_ms", 10)
     cache_dir = options.get("cache_dir")
     if cache_dir is not None and not isinstance(cache_dir, str):
-        raise SpecError(f"trt: option 'cache_dir': {cache_dir!r} must be a folder path")
+        raise values.bad("cache_dir", cache_dir, "must be a folder path")
     return TrtOptions(
-        device_id=integer("device_id", 0),
+        device_id=values.integer("device_id", 0),
         typing=typing,
         max_batch=max_batch,
-        streams=integer("streams", 1),
-        cuda_graph=boolean("cuda_graph"),
-        layer_profile=boolean("layer_profile"),
-        layer_profile_iterations=integer("layer_profile_iterations", 1),
-        workspace_mb=integer("workspace_mb", 0),
-        builder_optimization_level=integer("builder_optimization_level", 0, 5),
-        tf32=boolean("tf32"),
-        cache=boolean("cache"),
+        streams=values.integer("streams", 1),
+        cuda_graph=values.boolean("cuda_graph"),
+        layer_profile=values.boolean("layer_profile"),
+        layer_profile_iterations=values.integer("layer_profile_iterations", 1),
+        workspace_mb=values.integer("workspace_mb", 0),
+        builder_optimization_level=values.integer("builder_optimization_level", 0, 5),
+        tf32=values.boolean("tf32"),
+        cache=values.boolean("cache"),
         cache_dir=cache_dir,
-        calibration_batches=integer("calibration_batches", 1),
-        telemetry=boolean("telemetry"),
-        telemetry_interval_ms=float(interval),
+        calibration_batches=values.integer("calibration_batches", 1),
+        telemetry=values.boolean("telemetry"),
+        telemetry_interval_ms=interval,
     )
 
 
