@@ -39,12 +39,14 @@ import re
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from perflab.backends.base import Backend
+from perflab.backends.inflight import Request, submit_on_slot
 from perflab.backends.option_values import OptionValues
 from perflab.errors import BackendUnavailable, SpecError, Unsupported
 from perflab.options import Option
@@ -150,12 +152,6 @@ class _Slot:
     events: list[Any]
     outputs: Any = None  # device outputs of the request in flight (kept alive until waited)
     out_np: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Request:
-    slot: int
-    iteration: int
 
 
 class TorchBackend(Backend):
@@ -424,35 +420,32 @@ class TorchBackend(Backend):
             buf.copy_(y, non_blocking=True)
         return {n: slot.out_np[n] for n in self._out_names}
 
-    def submit(self, inputs: dict[str, np.ndarray], rec: Recorder) -> _Request:
+    def submit(self, inputs: dict[str, np.ndarray], rec: Recorder) -> Request:
         if self._pool is None:
             raise Unsupported(f"{self.backend}: submit needs mode: throughput on torch-cuda")
-        torch = self._torch
         if self._t0_ns is None:
             self._t0_ns = rec.t0_ns
-        k = self._pool.acquire(rec.iteration)
+        return submit_on_slot(self._pool, rec, partial(self._enqueue, inputs))
+
+    def _enqueue(self, inputs: Mapping[str, np.ndarray], k: int) -> None:
+        """One request's copy in, forward and copy out on slot `k`'s stream, bracketed by its
+        events; nothing waits."""
+        torch = self._torch
         slot = self._slots[k]
         s, ev = slot.stream, slot.events
-        t = rec.begin(ENQUEUE_CODE)
-        try:
-            with torch.cuda.stream(s):
-                ev[0].record(s)
-                self._copy_in(slot, inputs)
-                ev[1].record(s)
-                ev[2].record(s)
-                with torch.inference_mode(), self._autocast():
-                    slot.outputs = self._module(*slot.dev_in)
-                ev[3].record(s)
-                ev[4].record(s)
-                self._copy_out(slot, slot.outputs)
-                ev[5].record(s)
-        except BaseException:
-            self._pool.release(k)
-            raise
-        rec.end(ENQUEUE_CODE, t)
-        return _Request(k, rec.iteration)
+        with torch.cuda.stream(s):
+            ev[0].record(s)
+            self._copy_in(slot, inputs)
+            ev[1].record(s)
+            ev[2].record(s)
+            with torch.inference_mode(), self._autocast():
+                slot.outputs = self._module(*slot.dev_in)
+            ev[3].record(s)
+            ev[4].record(s)
+            self._copy_out(slot, slot.outputs)
+            ev[5].record(s)
 
-    def wait(self, handle: _Request, rec: Recorder) -> dict[str, np.ndarray]:
+    def wait(self, handle: Request, rec: Recorder) -> dict[str, np.ndarray]:
         from perflab import cuda
 
         slot = self._slots[handle.slot]

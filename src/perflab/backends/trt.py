@@ -42,17 +42,18 @@ import statistics
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from perflab.backends.base import Backend
+from perflab.backends.inflight import Request, submit_on_slot
 from perflab.backends.option_values import OptionValues
 from perflab.errors import BackendUnavailable, ModelError, SpecError, Unsupported
 from perflab.options import Option
 from perflab.precisions import COMPUTE_LOWEST_FIRST, precision_effective, tensor_precision
-from perflab.timing import ENQUEUE_CODE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -615,12 +616,6 @@ class _Slot:
     enqueue: Any = None
 
 
-@dataclass(frozen=True)
-class _Request:
-    slot: int
-    iteration: int
-
-
 @dataclass
 class _Built:
     plan_bytes: bytes = b""
@@ -1002,23 +997,18 @@ class TensorRTBackend(Backend):
         io.compute(slot.enqueue, rec)
         return io.d2h(rec)
 
-    def submit(self, inputs: dict[str, np.ndarray], rec: Recorder) -> _Request:
+    def submit(self, inputs: dict[str, np.ndarray], rec: Recorder) -> Request:
         if self._pool is None:
             raise Unsupported("trt: submit needs mode: throughput (slots are made at setup)")
         if self._t0_ns is None:
             self._t0_ns = rec.t0_ns
-        k = self._pool.acquire(rec.iteration)
-        slot = self._slots[k]
-        t = rec.begin(ENQUEUE_CODE)
-        try:
-            slot.io.enqueue(inputs, slot.enqueue)
-        except BaseException:
-            self._pool.release(k)
-            raise
-        rec.end(ENQUEUE_CODE, t)
-        return _Request(k, rec.iteration)
+        return submit_on_slot(self._pool, rec, partial(self._enqueue, inputs))
 
-    def wait(self, handle: _Request, rec: Recorder) -> dict[str, np.ndarray]:
+    def _enqueue(self, inputs: dict[str, np.ndarray], k: int) -> None:
+        slot = self._slots[k]
+        slot.io.enqueue(inputs, slot.enqueue)
+
+    def wait(self, handle: Request, rec: Recorder) -> dict[str, np.ndarray]:
         slot = self._slots[handle.slot]
         try:
             return slot.io.complete(rec, handle.iteration, self._clock)
