@@ -150,10 +150,7 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     device = "cpu"
     options = DECLARED_OPTIONS
-
-    @classmethod
-    def check_options(cls, backend: str, options: Mapping[str, Any], batch_size: int) -> None:
-        parse_options(options)
+    option_parser = staticmethod(parse_options)
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
