@@ -62,11 +62,14 @@ def _qualified(node: Any) -> str:
 # Elementwise
 
 
-def _unary(torch_fn_name: str) -> Callable[..., Any]:
+def _unary(torch_fn_name: str, functional: bool = False) -> Callable[..., Any]:
+    """An op that is one torch function of its input (from torch.nn.functional if `functional`)."""
+
     def op(ctx: _Ctx, x: Any, **_: Any) -> Any:
         import torch
+        import torch.nn.functional as F
 
-        return getattr(torch, torch_fn_name)(x)
+        return getattr(F if functional else torch, torch_fn_name)(x)
 
     return op
 
@@ -102,6 +105,13 @@ for _name, _fn in (
     ("BitwiseNot", "bitwise_not"),
 ):
     _op(_name)(_unary(_fn))
+for _name, _fn in (
+    ("HardSwish", "hardswish"),
+    ("Softplus", "softplus"),
+    ("Softsign", "softsign"),
+    ("Mish", "mish"),
+):
+    _op(_name)(_unary(_fn, functional=True))
 
 
 @_op("Identity", "Dropout")
@@ -166,34 +176,6 @@ def _hardsigmoid(ctx: _Ctx, x: Any, alpha: float = 0.2, beta: float = 0.5) -> An
     import torch
 
     return torch.clamp(x * alpha + beta, 0.0, 1.0)
-
-
-@_op("HardSwish")
-def _hardswish(ctx: _Ctx, x: Any) -> Any:
-    import torch.nn.functional as F
-
-    return F.hardswish(x)
-
-
-@_op("Softplus")
-def _softplus(ctx: _Ctx, x: Any) -> Any:
-    import torch.nn.functional as F
-
-    return F.softplus(x)
-
-
-@_op("Softsign")
-def _softsign(ctx: _Ctx, x: Any) -> Any:
-    import torch.nn.functional as F
-
-    return F.softsign(x)
-
-
-@_op("Mish")
-def _mish(ctx: _Ctx, x: Any) -> Any:
-    import torch.nn.functional as F
-
-    return F.mish(x)
 
 
 @_op("Gelu")
