@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perflab.backends.cpu_engine import CpuEngine
-from perflab.backends.option_values import OptionValues, declared_defaults
+from perflab.backends.option_values import parse_whole_numbers
 from perflab.errors import Unsupported
 from perflab.options import Option
 from perflab.timing import COMPUTE
@@ -50,7 +50,6 @@ DECLARED_OPTIONS = (
     Option("threads", "int >= 0", 0, "numThread; 0: 4, MNN's default"),
     Option("convert_timeout_s", "number > 0", 600, "limit on the ONNX -> MNN conversion"),
 )
-OPTIONS = tuple(o.name for o in DECLARED_OPTIONS)
 MNN_DEFAULT_THREADS = 4
 #: perflab precision -> MNN precision mode.
 PRECISION_MODES = {"fp32": "high", "best": "high", "fp16": "low"}
@@ -62,12 +61,9 @@ _PROBE = "import _mnncengine"
 
 def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the mnn backend's options; SpecError names the bad key and the valid ones."""
-    values = OptionValues("mnn", options, declared_defaults(DECLARED_OPTIONS))
-    values.reject_unknown(OPTIONS)
-    return {
-        "threads": values.integer("threads", 0),
-        "convert_timeout_s": values.integer("convert_timeout_s", 1),
-    }
+    return parse_whole_numbers(
+        "mnn", options, DECLARED_OPTIONS, {"threads": 0, "convert_timeout_s": 1}
+    )
 
 
 def mnn_version() -> str:

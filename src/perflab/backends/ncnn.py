@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perflab.backends.cpu_engine import CpuEngine
-from perflab.backends.option_values import OptionValues, declared_defaults
+from perflab.backends.option_values import parse_whole_numbers
 from perflab.errors import BackendUnavailable, Unsupported
 from perflab.options import Option
 from perflab.timing import COMPUTE
@@ -47,17 +47,13 @@ DECLARED_OPTIONS = (
     Option("threads", "int >= 0", 0, "opt.num_threads; 0: ncnn's default (its big cores)"),
     Option("convert_timeout_s", "number > 0", 600, "limit on the ONNX -> ncnn conversion (pnnx)"),
 )
-OPTIONS = tuple(o.name for o in DECLARED_OPTIONS)
 
 
 def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the ncnn backend's options; SpecError names the bad key and the valid ones."""
-    values = OptionValues("ncnn", options, declared_defaults(DECLARED_OPTIONS))
-    values.reject_unknown(OPTIONS)
-    return {
-        "threads": values.integer("threads", 0),
-        "convert_timeout_s": values.integer("convert_timeout_s", 1),
-    }
+    return parse_whole_numbers(
+        "ncnn", options, DECLARED_OPTIONS, {"threads": 0, "convert_timeout_s": 1}
+    )
 
 
 def pnnx_executable() -> Path:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perflab.backends.cpu_engine import CpuEngine
-from perflab.backends.option_values import OptionValues, declared_defaults
+from perflab.backends.option_values import parse_whole_numbers
 from perflab.errors import Unsupported
 from perflab.options import Option
 from perflab.timing import COMPUTE
@@ -35,14 +35,11 @@ if TYPE_CHECKING:
 DECLARED_OPTIONS = (
     Option("threads", "int >= 0", 0, "cv2.setNumThreads (process-wide); 0: OpenCV's default"),
 )
-OPTIONS = tuple(o.name for o in DECLARED_OPTIONS)
 
 
 def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the opencv-dnn backend's options; SpecError names the bad key and the valid ones."""
-    values = OptionValues("opencv-dnn", options, declared_defaults(DECLARED_OPTIONS))
-    values.reject_unknown(OPTIONS)
-    return {"threads": values.integer("threads", 0)}
+    return parse_whole_numbers("opencv-dnn", options, DECLARED_OPTIONS, {"threads": 0})
 
 
 class OpenCvDnnBackend(CpuEngine):

@@ -83,3 +83,13 @@ class OptionValues:
 def declared_defaults(declared: Iterable[Option]) -> dict[str, Any]:
     """Each declared option's default, by name."""
     return {o.name: o.default for o in declared}
+
+
+def parse_whole_numbers(
+    owner: str, options: Mapping[str, Any], declared: Sequence[Option], least: Mapping[str, int]
+) -> dict[str, int]:
+    """The options of a backend whose options are all whole numbers (thread counts, time
+    limits), each at least its `least` value, unset ones at their declared defaults."""
+    values = OptionValues(owner, options, declared_defaults(declared))
+    values.reject_unknown([o.name for o in declared])
+    return {key: values.integer(key, lo) for key, lo in least.items()}
