@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perflab.backends.base import Backend
+from perflab.backends.gpu_telemetry import start_sampler, telemetry_tables
 from perflab.backends.inflight import Request, submit_on_slot
 from perflab.backends.option_values import OptionValues
 from perflab.errors import BackendUnavailable, SpecError, Unsupported
@@ -328,16 +329,12 @@ class TorchBackend(Backend):
     def _start_telemetry(self, torch: Any) -> None:
         if not self.opts.telemetry:
             return
-        from perflab.telemetry import GpuSampler
-
-        self._sampler = GpuSampler(
+        self._sampler = start_sampler(
             self.opts.device_id,
             self.opts.telemetry_interval_ms,
-            pci_bus_id=_pci_bus_id(torch, self.opts.device_id),
+            _pci_bus_id(torch, self.opts.device_id),
+            self._notes,
         )
-        note = self._sampler.start()
-        if note:
-            self._notes.append(note)
 
     # -- run
 
@@ -505,11 +502,7 @@ class TorchBackend(Backend):
         return names.pop() if len(names) == 1 else "mixed"
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        if self._sampler is None:
-            return {}
-        self._sampler.stop()
-        frame = self._sampler.frame(self._t0_ns or 0)
-        return {"telemetry": frame} if len(frame) else {}
+        return telemetry_tables(self._sampler, self._t0_ns)
 
     def close(self) -> None:
         if self._sampler is not None:

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perflab.backends.base import Backend
+from perflab.backends.gpu_telemetry import start_sampler, telemetry_tables
 from perflab.backends.inflight import Request, submit_on_slot
 from perflab.backends.option_values import OptionValues
 from perflab.errors import BackendUnavailable, ModelError, SpecError, Unsupported
@@ -973,18 +974,13 @@ class TensorRTBackend(Backend):
     def _start_telemetry(self, cp: Any) -> None:
         if not self.opts.telemetry:
             return
-        from perflab.telemetry import GpuSampler
-
         try:
             bus = cp.cuda.Device(self.opts.device_id).pci_bus_id
         except Exception:  # noqa: BLE001 - the index is the fallback
             bus = None
-        self._sampler = GpuSampler(
-            self.opts.device_id, self.opts.telemetry_interval_ms, pci_bus_id=bus
+        self._sampler = start_sampler(
+            self.opts.device_id, self.opts.telemetry_interval_ms, bus, self._notes
         )
-        note = self._sampler.start()
-        if note:
-            self._notes.append(note)
 
     # -- run
 
@@ -1078,11 +1074,7 @@ class TensorRTBackend(Backend):
         out: dict[str, pd.DataFrame] = {}
         if self._layers or self._layer_times:
             out["layers"] = pd.DataFrame(layer_rows(self._layers, self._layer_times))
-        if self._sampler is not None:
-            self._sampler.stop()
-            frame = self._sampler.frame(self._t0_ns or 0)
-            if len(frame):
-                out["telemetry"] = frame
+        out.update(telemetry_tables(self._sampler, self._t0_ns))
         return out
 
     def close(self) -> None:
