@@ -378,7 +378,7 @@ def select_samples(
 
 
 def summarize(
-    samples: pd.DataFrame,
+    samples: pd.DataFrame | scan.Catalog | None,
     runs: pd.DataFrame | None = None,
     *,
     phase: str | None = "measure",
@@ -426,45 +426,16 @@ def summarize(
       NaN elsewhere).
     - With `runs`, only samples of runs whose status is "ok" are summarized.
 
-    The statistics are computed by DuckDB over the frame, with the query that `Results.summary`
-    runs over the stored files (summarize_source): both give the same numbers.
+    `samples` may also be a `scan.Catalog` (what `Results.summary` passes): the stored files are
+    then read by the same query without being loaded, and give the same numbers. The
+    per-(run, stage) work is one grouped DuckDB query per batch of runs: counts, exact integer
+    sums for the moments, min and max, the percentiles (quantile_cont, numpy's linear
+    interpolation), the median throughput and the device statistics. Order-statistic CIs need
+    values at ranks that depend on each group's n (known beforehand from the counts), so with
+    them a batch holds groups of one n, whose ranks are read with quantile_disc. Only the
+    bootstrap pulls sample values into Python, a chunk of whole runs at a time.
     """
-    _require(samples, ("run_id", "stage", "host_ns"), "samples")
-    if phase is not None and "phase" not in samples.columns:
-        raise PerflabError("samples have no 'phase' column; pass phase=None to use all rows")
-    return summarize_source(
-        scan.Frame(samples),
-        runs,
-        phase=phase,
-        stages=stages,
-        ci=ci,
-        ci_method=ci_method,
-        n_boot=n_boot,
-        seed=seed,
-    )
-
-
-def summarize_source(
-    src: scan.Catalog | scan.Frame | None,
-    runs: pd.DataFrame | None = None,
-    *,
-    phase: str | None = "measure",
-    stages: Iterable[str] | str | None = None,
-    ci: float | None = 0.95,
-    ci_method: str = "binomial",
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """summarize() of sample rows wherever they are: stored files (a scan.Catalog, read without
-    loading them) or a frame (scan.Frame).
-
-    The per-(run, stage) work is one grouped DuckDB query per batch of runs: counts, exact
-    integer sums for the moments, min and max, the percentiles (quantile_cont, the same linear
-    interpolation as numpy), the median throughput and the device statistics. Order-statistic
-    CIs need values at ranks that depend on each group's n (known beforehand from the counts),
-    so with them the batches hold groups of one n, whose ranks are read with quantile_disc. Only
-    the bootstrap pulls sample values into Python, a chunk of whole runs at a time.
-    """
+    src = _source(samples, ("run_id", "stage", "host_ns"), phase)
     if ci_method not in ("binomial", "bootstrap"):
         raise PerflabError(f"unknown ci_method {ci_method!r}; choose 'binomial' or 'bootstrap'")
     if ci is not None and not 0 < ci < 1:
@@ -508,6 +479,16 @@ def summarize_source(
 # Quantiles read by rank (0-based k among n values) with quantile_disc: DuckDB's discrete quantile
 # of fraction f is the value at rank ceil(n * f) - 1, so f = (k + 0.5) / n lands on k with half a
 # rank of margin either way (tests/analysis/test_stats.py checks the rule on every rank of many n).
+def _source(samples, required: Sequence[str], phase: str | None):
+    """The samples as a scan source: a frame (checked) read through DuckDB, or stored files."""
+    if samples is None or isinstance(samples, scan.Catalog):
+        return samples
+    _require(samples, required, "samples")
+    if phase is not None and "phase" not in samples.columns:
+        raise PerflabError("samples have no 'phase' column; pass phase=None to use all rows")
+    return scan.Frame(samples)
+
+
 def rank_fraction(k: int, n: int) -> float:
     """The quantile_disc fraction that reads the value at 0-based rank k of n."""
     return (k + 0.5) / n
@@ -724,41 +705,32 @@ def _bootstrap_columns(out, src, flt, runs, ci, n_boot, seed) -> None:
 # harness gap
 
 
+HARNESS_GAP_COLUMNS = (
+    "run_id", "n", "e2e_p50_ms", "stages_p50_ms", "gap_p50_ms", "gap_mean_ms", "gap_pct",
+)  # fmt: skip
+
+
 def harness_gap(
-    samples: pd.DataFrame, runs: pd.DataFrame | None = None, *, phase: str | None = "measure"
+    samples: pd.DataFrame | scan.Catalog | None,
+    runs: pd.DataFrame | None = None,
+    *,
+    phase: str | None = "measure",
 ) -> pd.DataFrame:
     """Per run: e2e minus the sum of the stages inside it, per iteration, summarized.
 
     The stages summed are every stage except e2e and the nested ones (enqueue lies inside
-    compute). Input: samples. Output, one row per run that has e2e rows::
+    compute). Input: samples (or a `scan.Catalog` of stored files, as for summarize). Output,
+    one row per run that has e2e rows::
 
         run_id n    e2e_p50_ms stages_p50_ms gap_p50_ms gap_mean_ms gap_pct
         r1     1000 3.120      3.080         0.040      0.041       1.28
 
     gap_p50_ms is the median of the per-iteration gaps; stages_p50_ms the median of the
     per-iteration stage sums; gap_pct = 100 * gap_p50_ms / e2e_p50_ms. Iterations without
-    exactly one e2e row are left out. Computed by DuckDB, with the query `Results.harness_gap`
-    runs over the stored files (harness_gap_source).
+    exactly one e2e row are left out. Per run and iteration the e2e and stage sums, then per run
+    their medians: one grouped DuckDB query.
     """
-    _require(samples, ("run_id", "stage", "host_ns", "iteration"), "samples")
-    if phase is not None and "phase" not in samples.columns:
-        raise PerflabError("samples have no 'phase' column; pass phase=None to use all rows")
-    return harness_gap_source(scan.Frame(samples), runs, phase=phase)
-
-
-HARNESS_GAP_COLUMNS = (
-    "run_id", "n", "e2e_p50_ms", "stages_p50_ms", "gap_p50_ms", "gap_mean_ms", "gap_pct",
-)  # fmt: skip
-
-
-def harness_gap_source(
-    src: scan.Catalog | scan.Frame | None,
-    runs: pd.DataFrame | None = None,
-    *,
-    phase: str | None = "measure",
-) -> pd.DataFrame:
-    """harness_gap() of sample rows wherever they are (see summarize_source): per run and
-    iteration the e2e and stage sums, then per run their medians, in one grouped query."""
+    src = _source(samples, ("run_id", "stage", "host_ns", "iteration"), phase)
     ok = ok_run_ids(runs)
     flt = scan.Filter(None if ok is None else [str(r) for r in ok], phase, None)
     counts = scan.group_counts(src, flt)
