@@ -458,11 +458,22 @@ def summarize(
     binomial = ci is not None and ci_method == "binomial"
     host, host_int = _ns_expression(src, "host_ns")
     parts = []
+    import duckdb
+
+    wide = False
     for n_class, batch in _batches(counts, by_n=binomial):
         fractions = _rank_fractions(n_class, ci) if binomial else None
-        select = _summary_select(src, host, host_int, fractions)
-        query = f"SELECT run_id, stage, {select} FROM {{rows}} GROUP BY run_id, stage"
-        for table in scan.aggregate(src, flt, query, [batch]):
+        while True:
+            select = _summary_select(src, host, host_int, fractions, wide=wide)
+            query = f"SELECT run_id, stage, {select} FROM {{rows}} GROUP BY run_id, stage"
+            try:
+                tables = list(scan.aggregate(src, flt, query, [batch]))
+                break
+            except duckdb.OutOfRangeException:
+                if wide:
+                    raise
+                wide = True  # a sample of over 3 s: squares as HUGEINT from here on
+        for table in tables:
             part = table.to_pandas()
             parts.append(part if n_class is None else part[part["n"] == n_class])
     raw = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
@@ -536,22 +547,37 @@ def _ns_expression(src: scan.Catalog | scan.Frame, name: str) -> tuple[str, bool
     return f'CAST("{name}" AS DOUBLE)', False
 
 
-def _moment_sql(expr: str, integer: bool, prefix: str) -> str:
-    if integer:  # HUGEINT sums are exact; the moments are formed from them in Python
-        wide = f"CAST({expr} AS HUGEINT)"
-        return f"sum({wide}) AS {prefix}s1, sum({wide} * {expr}) AS {prefix}s2"
-    return f"avg({expr}) AS {prefix}mean, stddev_samp({expr}) AS {prefix}std"
+def _moment_sql(
+    expr: str, integer: bool, prefix: str, *, squares: bool = True, wide: bool = False
+) -> str:
+    """Sums for the mean (and the std, with `squares`). Integers: DuckDB sums BIGINT into a
+    HUGEINT, exactly, and the moments are formed from the sums in Python. Squares are BIGINT
+    products unless `wide` (HUGEINT, slower): a product over 2^63 (a sample over 3 s) is an
+    overflow error, on which the caller asks again with `wide`."""
+    if not integer:
+        std = f", stddev_samp({expr}) AS {prefix}std" if squares else ""
+        return f"avg({expr}) AS {prefix}mean{std}"
+    sums = f"sum({expr}) AS {prefix}s1"
+    if not squares:
+        return sums
+    factor = f"CAST({expr} AS HUGEINT)" if wide else f"({expr})"
+    return f"{sums}, sum({factor} * ({expr})) AS {prefix}s2"
 
 
 def _summary_select(
-    src: scan.Catalog | scan.Frame, host: str, host_int: bool, fractions: list[float] | None
+    src: scan.Catalog | scan.Frame,
+    host: str,
+    host_int: bool,
+    fractions: list[float] | None,
+    *,
+    wide: bool,
 ) -> str:
     cols = scan.source_columns(src)
     items = '"items"' if "items" in cols else "1"
     quantiles = ", ".join(repr(q) for q in PERCENTILES)
     parts = [
         "count(*) AS n",
-        _moment_sql(host, host_int, ""),
+        _moment_sql(host, host_int, "", wide=wide),
         f"min({host}) AS lo",
         f"max({host}) AS hi",
         f"quantile_cont({host}, [{quantiles}]) AS q",
@@ -568,22 +594,27 @@ def _summary_select(
         dev, dev_int = _ns_expression(src, "device_ns")
         parts += [
             f"count({dev}) AS dn",
-            _moment_sql(dev, dev_int, "d"),
+            _moment_sql(dev, dev_int, "d", squares=False),
             f"quantile_cont({dev}, [0.5, 0.99]) AS dq",
         ]
     return ", ".join(parts)
 
 
-def _exact_moments(n: np.ndarray, s1: pd.Series, s2: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and sample std (ddof=1) from exact integer sums, each rounded once."""
+def _exact_moments(
+    n: np.ndarray, s1: pd.Series, s2: pd.Series | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample std (ddof=1; NaN without the sum of squares) from exact integer sums,
+    each rounded once."""
     mean = np.full(len(n), np.nan)
     std = np.full(len(n), np.nan)
-    for i, (k, a, b) in enumerate(zip(n.tolist(), s1.tolist(), s2.tolist())):
+    squares = s2.tolist() if s2 is not None else [None] * len(n)
+    for i, (k, a, b) in enumerate(zip(n.tolist(), s1.tolist(), squares)):
         if k == 0 or a is None:
             continue
-        a, b = int(a), int(b)
+        a = int(a)
         mean[i] = a / k
-        if k > 1:
+        if k > 1 and b is not None:
+            b = int(b)
             std[i] = math.sqrt((k * b - a * a) / (k * (k - 1)))
     return mean, std
 
@@ -636,7 +667,7 @@ def _device_columns(raw: pd.DataFrame) -> dict[str, np.ndarray]:
         }
     dn = raw["dn"].to_numpy(dtype=np.int64)
     if "ds1" in raw.columns:
-        mean, _ = _exact_moments(dn, raw["ds1"], raw["ds2"])
+        mean, _ = _exact_moments(dn, raw["ds1"])
     else:
         mean = raw["dmean"].to_numpy(dtype=np.float64, na_value=np.nan)
     dq = np.array(
@@ -747,7 +778,7 @@ def harness_gap(
     query = f"""
         SELECT run_id, count(*) AS n, quantile_cont(e2e, 0.5) AS e2e_p50,
                quantile_cont(parts, 0.5) AS parts_p50, quantile_cont(e2e - parts, 0.5) AS gap_p50,
-               {_moment_sql("e2e - parts", host_int, "gap_")}
+               {_moment_sql("e2e - parts", host_int, "gap_", squares=False)}
         FROM (
             SELECT run_id, iteration, {e2e} AS e2e, {stages} AS parts,
                    count(*) FILTER (WHERE stage = 'e2e') AS n_e2e
@@ -761,7 +792,7 @@ def harness_gap(
     raw = pd.concat(parts, ignore_index=True).sort_values("run_id", ignore_index=True)
     n = raw["n"].to_numpy(dtype=np.int64)
     if host_int:
-        mean, _ = _exact_moments(n, raw["gap_s1"], raw["gap_s2"])
+        mean, _ = _exact_moments(n, raw["gap_s1"])
     else:
         mean = raw["gap_mean"].to_numpy(dtype=np.float64)
     out = pd.DataFrame(
