@@ -19,7 +19,6 @@ the stored path share one query and give the same numbers.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,22 +55,14 @@ class Frame:
     frame: pd.DataFrame
 
 
-_DATABASE: tuple[int, object] | None = None  # (process id, the in-memory database)
-
-
 def _connect():
-    """A cursor on this process's one DuckDB database: a new database costs about 0.1 s, a
-    cursor nothing, and each cursor keeps its own registered tables. A forked child makes its
-    own (a database's threads do not survive a fork)."""
+    """A new DuckDB connection (closed by its user). Not one kept per process: a database
+    inherited by a forked worker would be torn down there without its threads."""
     import duckdb
 
-    global _DATABASE
-    if _DATABASE is None or _DATABASE[0] != os.getpid():
-        database = duckdb.connect()
-        database.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")  # the database's
-        _DATABASE = (os.getpid(), database)
-    con = _DATABASE[1].cursor()
-    con.execute("SET preserve_insertion_order = false")  # the cursor's own settings
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
+    con.execute("SET preserve_insertion_order = false")
     try:
         con.execute("SET enable_progress_bar = false")
     except duckdb.Error:
