@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from fakes import FakeNvmlSession
 from perflab.cuda import driver_unavailable_reason
 from perflab.telemetry import GpuSampler
 from perflab.timing import VirtualClock, use_clock
@@ -174,21 +175,13 @@ def test_torch_throughput_run_problems():
     assert len(problems) == 3 and "119 of 120" in problems[0]
 
 
-class FakeNVML:
+class FakeNVML(FakeNvmlSession):
     """One GPU whose readings change per sample; power readings unsupported when asked."""
 
     def __init__(self, power=True):
+        super().__init__()
         self.n = count()
         self.power = power
-
-    def nvmlInit(self):
-        pass
-
-    def nvmlShutdown(self):
-        pass
-
-    def nvmlDeviceGetHandleByIndex(self, i):
-        return i
 
     def nvmlDeviceGetClockInfo(self, h, kind):
         return 1980 - 10 * next(self.n) if kind == 1 else 2619

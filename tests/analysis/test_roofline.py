@@ -71,6 +71,17 @@ def row(frame: pd.DataFrame, stage: str, run_id: str = "r1") -> pd.Series:
     return hit.iloc[0]
 
 
+def cpu_fingerprint(model: str, cores: int, mhz: float, bandwidth_gbs: float) -> dict:
+    """A host fingerprint of an AVX2+FMA CPU (32 fp32 FLOP a cycle a core) with a known bandwidth."""
+    return {
+        "cpu_model": model,
+        "cpu_cores_physical": cores,
+        "cpu_mhz_max": mhz,
+        "cpu_flags": ["avx2", "fma"],
+        "mem_bandwidth_gbs": bandwidth_gbs,
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # The table
 
@@ -227,13 +238,7 @@ def test_host_cpu_peak_avx2_clock_from_model_and_channels():
 
 
 def test_roofline_cpu_run_uses_the_fingerprint():
-    fingerprint = {
-        "cpu_model": "test cpu",
-        "cpu_cores_physical": 4,
-        "cpu_mhz_max": 4000.0,
-        "cpu_flags": ["avx2", "fma"],
-        "mem_bandwidth_gbs": 50.0,
-    }
+    fingerprint = cpu_fingerprint("test cpu", cores=4, mhz=4000.0, bandwidth_gbs=50.0)
     runs = make_runs(device="cpu", device_name="test cpu", model_flops_per_sample=2e9)
     out = rl.roofline(runs, make_medians(compute=10.0), device=fingerprint)
     compute = row(out, "compute")
@@ -542,13 +547,7 @@ def test_stated_efficiency_and_its_checks():
 def test_cpu_run_to_gpu_uses_the_default_efficiency_and_adds_copies():
     # Two CPU engines at very different speeds on one model project to the same GPU time: a CPU
     # engine's efficiency is not carried to a GPU.
-    fp = {
-        "cpu_model": "x",
-        "cpu_cores_physical": 2,
-        "cpu_mhz_max": 3000.0,
-        "cpu_flags": ["avx2", "fma"],
-        "mem_bandwidth_gbs": 20.0,
-    }
+    fp = cpu_fingerprint("x", cores=2, mhz=3000.0, bandwidth_gbs=20.0)
     runs = make_runs(
         run_id=["slow", "fast"],
         device="cpu",
@@ -630,13 +629,7 @@ def test_bounds_in_words_host_copy_and_compute():
             make_medians("cpu", preprocess=8.0, compute=2.0, e2e=10.0),
         ]
     )
-    fp = {
-        "cpu_model": "x",
-        "cpu_cores_physical": 2,
-        "cpu_mhz_max": 3000.0,
-        "cpu_flags": ["avx2", "fma"],
-        "mem_bandwidth_gbs": 20.0,
-    }
+    fp = cpu_fingerprint("x", cores=2, mhz=3000.0, bandwidth_gbs=20.0)
     out = rl.bounds(rl.roofline(runs, medians, device=fp), runs).set_index("run_id")
     # host: 7 + 0.5 + a 0.5 ms harness gap = 8 of 10 ms
     assert out.loc["host", "bound"] == "host-bound"
