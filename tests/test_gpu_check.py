@@ -3,38 +3,26 @@ the real command on this machine (every check `unavailable` without a GPU)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
 import sys
 from argparse import Namespace
 from itertools import count
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from benchmark_scripts import BENCHMARKS, load_benchmark
 from fakes import FakeNvmlSession
 from perflab.cuda import driver_unavailable_reason
 from perflab.telemetry import GpuSampler
 from perflab.timing import VirtualClock, use_clock
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-gc = _load("gpu_check", SCRIPT)
-wheels = _load("gpu_check_wheels", ROOT / "benchmarks" / "gpu_check_wheels.py")
+SCRIPT = BENCHMARKS / "gpu_check.py"
+gc = load_benchmark("gpu_check")
+wheels = load_benchmark("gpu_check_wheels")
 
 
 # ---------------------------------------------------------------------------- comparisons
