@@ -255,6 +255,17 @@ def test_roofline_cpu_run_uses_the_fingerprint():
 # --------------------------------------------------------------------------------------------
 # Roofline and verdicts
 
+# A small fp16 model on an RTX 3070 (81.3 TFLOP/s, 448 GB/s): 0.5 GFLOP and 12 MB a batch, a
+# roofline bound of 0.027 ms (its bytes).
+SMALL_FP16_ON_3070 = {
+    "device_name": "NVIDIA GeForce RTX 3070",
+    "precision": "fp16",
+    "precision_effective": "fp16",
+    "model_flops_per_sample": 0.5e9,
+    "model_param_bytes": 10e6,
+    "model_activation_bytes_per_sample": 2e6,
+}
+
 GTX1070_FP32 = 6.463  # TFLOP/s, from devices.csv
 GTX1070_BW = 256.0  # GB/s
 RTX3090_FP32 = 35.58
@@ -434,16 +445,7 @@ def test_project_memory_bound_uses_bandwidth_ratio():
 
 def test_project_launch_bound_is_unchanged_and_regime_change_uses_both_bounds():
     launch = rl.project(
-        make_runs(
-            device_name="NVIDIA GeForce RTX 3070",
-            precision="fp16",
-            precision_effective="fp16",
-            model_flops_per_sample=0.5e9,
-            model_param_bytes=10e6,
-            model_activation_bytes_per_sample=2e6,
-        ),
-        make_medians(compute=0.6),
-        device="RTX 3090",
+        make_runs(**SMALL_FP16_ON_3070), make_medians(compute=0.6), device="RTX 3090"
     )
     assert row(launch, "compute")["predicted_ms"] == 0.6
     assert "launch-bound" in row(launch, "compute")["basis"]
@@ -508,15 +510,7 @@ def test_project_to_other_precision_and_unsupported():
 
 def test_launch_floor_with_a_kernel_count():
     # 0.5 GFLOP, 12 MB on a 3070 (fp16): roofline 0.027 ms; 200 kernels x 2.4 us = 0.48 ms.
-    runs = make_runs(
-        device_name="NVIDIA GeForce RTX 3070",
-        precision="fp16",
-        precision_effective="fp16",
-        model_flops_per_sample=0.5e9,
-        model_param_bytes=10e6,
-        model_activation_bytes_per_sample=2e6,
-        model_kernels=200.0,
-    )
+    runs = make_runs(**SMALL_FP16_ON_3070, model_kernels=200.0)
     medians = make_medians(compute=0.55)
     roof = row(rl.roofline(runs, medians), "compute")
     assert roof["launch_floor_ms"] == pytest.approx(200 * rl.GPU_LAUNCH_US / 1e3)
