@@ -37,7 +37,7 @@ from perflab.analysis.ranking import ranking as _ranking
 from perflab.analysis.repeats import repeats as _repeats
 from perflab.analysis.stats import harness_gap as _harness_gap
 from perflab.analysis.stats import ok_run_ids as _ok_run_ids
-from perflab.analysis.stats import summarize as _summarize
+from perflab.analysis.stats import summarize_source as _summarize_source
 from perflab.analysis.stats import warnings as _warnings
 from perflab.analysis.warmup import warmup as _warmup
 from perflab.analysis.warmup import warmup_table as _warmup_table
@@ -278,15 +278,7 @@ class Results:
     def _summary_only(self, **kw: Any) -> pd.DataFrame:
         key = "summary-only:" + repr(sorted(kw.items()))
         runs = self.runs
-        return self._cached(
-            key,
-            lambda: self._by_chunks(
-                lambda chunk: _summarize(chunk, runs, **kw),
-                ("run_id", "phase", "stage", "host_ns", "device_ns", "items"),
-                phase=kw.get("phase", "measure"),
-                stages=kw.get("stages"),
-            ),
-        )
+        return self._cached(key, lambda: _summarize_source(self._source.catalog(), runs, **kw))
 
     def summary(self, **kw: Any) -> pd.DataFrame:
         """stats.summarize() of the ok runs, with label/model/backend/precision/batch_size."""

@@ -9,6 +9,11 @@ Plan: one DuckDB scan of the run, phase and stage columns (the catalog, kept by 
 rows per file, run, phase and stage; each read packs the runs it selects, in run-id order, into
 chunks of at most `max_rows` rows (a run is never split) and reads each chunk with one filtered,
 projected scan of just the files that hold its runs.
+
+Statistics that the engine can compute (counts, exact integer sums, quantiles) are not pulled
+into Python at all: `aggregate` runs a grouped query over each batch of runs and returns one row
+per (run, stage). A frame already in memory (`Frame`) is read the same way, so the in-memory and
+the stored path share one query and give the same numbers.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -24,8 +30,11 @@ from perflab import store
 
 # Rows per chunk: about 200 MB as arrays, a few hundred MB while an analysis sorts them.
 CHUNK_ROWS = 4_000_000
-# DuckDB's own memory while scanning (it spills beyond this).
-DUCKDB_MEMORY = "1GB"
+# Rows per grouped query: the quantile states hold every value of the batch (a few tens of
+# bytes per row), and larger batches keep both threads busy.
+AGGREGATE_ROWS = 10_000_000
+# DuckDB's own memory while scanning (sorts and joins spill beyond this).
+DUCKDB_MEMORY = "2GB"
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,14 @@ class Filter:
     run_ids: Sequence[str] | None = None
     phase: str | None = None
     stages: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Sample rows already in memory (a frame as `store.read` returns it), read through DuckDB
+    like stored files."""
+
+    frame: pd.DataFrame
 
 
 def _connect():
@@ -65,9 +82,10 @@ def _where(flt: Filter, con) -> tuple[str, list[object]]:
     return " AND ".join(parts), params
 
 
-def _source(files: Sequence[Path], extra: str = "") -> str:
+def _source(files: Sequence[Path], uniform: bool, extra: str = "") -> str:
+    """A scan of the files; files of different columns (older versions) matched by name."""
     listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-    return f"read_parquet([{listed}], union_by_name = true{extra})"
+    return f"read_parquet([{listed}], union_by_name = {str(not uniform).lower()}{extra})"
 
 
 @dataclass(frozen=True)
@@ -78,29 +96,30 @@ class Catalog:
     files: tuple[Path, ...]
     columns: frozenset[str]
     counts: pd.DataFrame  # filename, run_id, phase, stage, n
+    uniform: bool  # every file has the same columns
 
 
 def catalog(folders: Iterable[Path]) -> Catalog | None:
     """The catalog of the folders' samples files; None when there are none."""
-    files = store.readable_files(folders, "samples")
+    files, uniform = store.readable(folders, "samples")
     if not files:
         return None
     con = _connect()
     try:
-        described = con.execute(f"DESCRIBE SELECT * FROM {_source(files)}").fetchall()
+        described = con.execute(f"DESCRIBE SELECT * FROM {_source(files, uniform)}").fetchall()
         present = frozenset(row[0] for row in described)
         keys = [c for c in ("run_id", "phase", "stage") if c in present]
         listed = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in keys)
         counts = con.execute(
             f"SELECT filename, {listed}, count(*) AS n "
-            f"FROM {_source(files, ', filename = true')} GROUP BY ALL"
+            f"FROM {_source(files, uniform, ', filename = true')} GROUP BY ALL"
         ).df()
     finally:
         con.close()
     for c in ("run_id", "phase", "stage"):
         if c not in counts.columns:
             counts[c] = None
-    return Catalog(tuple(files), present, counts)
+    return Catalog(tuple(files), present, counts, uniform)
 
 
 def chunks(
@@ -150,7 +169,7 @@ def chunks(
                 f'CAST("{c}" AS {types[c]}) AS "{c}"' if c in types else f'"{c}"' for c in wanted
             )
             arrow = con.sql(
-                f"SELECT {selected} FROM {_source(sorted(chunk_files))} "
+                f"SELECT {selected} FROM {_source(sorted(chunk_files), cat.uniform)} "
                 f"WHERE {where} AND run_id IN (SELECT run_id FROM _chunk)",
                 params=params,
             ).to_arrow_table()
@@ -177,3 +196,91 @@ def _conform(arrow: pa.Table, sch: pa.Schema, columns: Sequence[str]) -> pa.Tabl
         same_kind = pa.types.is_dictionary(col.type) and pa.types.is_dictionary(field.type)
         arrays.append(col if same_kind else col.cast(field.type))
     return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+# --------------------------------------------------------------------------------------------
+# Grouped queries: one row per (run, stage), computed by the engine.
+
+
+def source_columns(src: Catalog | Frame | None) -> frozenset[str]:
+    if src is None:
+        return frozenset()
+    return src.columns if isinstance(src, Catalog) else frozenset(map(str, src.frame.columns))
+
+
+def integer_column(src: Catalog | Frame, name: str) -> bool:
+    """Whether a column holds integers (stored nanoseconds always do; a user's frame may not)."""
+    if isinstance(src, Catalog):
+        return pa.types.is_integer(store.schema("samples").field(name).type)
+    return pd.api.types.is_integer_dtype(src.frame[name].dtype)
+
+
+def group_counts(src: Catalog | Frame | None, flt: Filter) -> pd.DataFrame:
+    """Rows per (run, stage) that `flt` selects: run_id, stage (strings), n; rows without a run
+    or a stage are never selected. From the catalog for stored files (no scan), from one counting
+    query for a frame."""
+    empty = pd.DataFrame(
+        {
+            "run_id": pd.Series(dtype=object),
+            "stage": pd.Series(dtype=object),
+            "n": pd.Series(dtype=np.int64),
+        }
+    )
+    if src is None:
+        return empty
+    if isinstance(src, Catalog):
+        counts = src.counts.dropna(subset=["run_id", "stage"])
+        if flt.run_ids is not None:
+            counts = counts[counts["run_id"].isin(list(flt.run_ids))]
+        if flt.phase is not None:
+            counts = counts[counts["phase"] == flt.phase]
+        if flt.stages is not None:
+            counts = counts[counts["stage"].isin(list(flt.stages))]
+        if counts.empty:
+            return empty
+        out = counts.groupby(["run_id", "stage"], sort=True, as_index=False)["n"].sum()
+        return out.astype({"run_id": object, "stage": object, "n": np.int64})
+    con = _connect()
+    try:
+        con.register("_frame", src.frame)
+        where, params = _where(flt, con)
+        out = con.execute(
+            "SELECT CAST(run_id AS VARCHAR) AS run_id, CAST(stage AS VARCHAR) AS stage, "
+            f"count(*) AS n FROM _frame WHERE {where} AND run_id IS NOT NULL "
+            "AND stage IS NOT NULL GROUP BY ALL ORDER BY run_id, stage",
+            params,
+        ).df()
+    finally:
+        con.close()
+    return out.astype({"run_id": object, "stage": object, "n": np.int64}) if len(out) else empty
+
+
+def aggregate(
+    src: Catalog | Frame, flt: Filter, select: str, batches: Iterable[Sequence[str]]
+) -> Iterator[pa.Table]:
+    """`SELECT run_id, stage, <select> ... GROUP BY run_id, stage` over the rows `flt` selects,
+    one query per batch of run ids (of the batch's files only), as arrow tables; run_id and
+    stage come back as strings."""
+    con = _connect()
+    try:
+        if isinstance(src, Frame):
+            con.register("_frame", src.frame)
+        where, params = _where(Filter(None, flt.phase, flt.stages), con)
+        files = None
+        if isinstance(src, Catalog):
+            files = src.counts.groupby("run_id")["filename"].agg(set)
+        for run_ids in batches:
+            run_ids = [str(r) for r in run_ids]
+            if files is None:
+                source = "_frame"
+            else:
+                source = _source(sorted(set().union(*(files[r] for r in run_ids))), src.uniform)
+            con.register("_batch", pa.table({"run_id": pa.array(run_ids, pa.string())}))
+            yield con.sql(
+                "SELECT CAST(run_id AS VARCHAR) AS run_id, CAST(stage AS VARCHAR) AS stage, "
+                f"{select} FROM {source} WHERE {where} "
+                "AND run_id IN (SELECT run_id FROM _batch) GROUP BY ALL",
+                params=params,
+            ).to_arrow_table()
+    finally:
+        con.close()

@@ -267,3 +267,69 @@ def test_warnings_name_their_numbers(make_samples, concat_samples):
 def test_warnings_empty_frame_has_columns(make_samples):
     w = warnings(make_samples(n_measure=700, jitter=0.001))
     assert w.empty and list(w.columns) == list(stats.WARNING_COLUMNS)
+
+
+def test_quantile_disc_reads_the_rank_rank_fraction_names():
+    """The rule the summary's order-statistic CIs rest on: DuckDB's discrete quantile at
+    rank_fraction(k, n) is the value at 0-based rank k, for every k of many n."""
+    import duckdb
+
+    rng = np.random.default_rng(3)
+    con = duckdb.connect()
+    for n in [*range(1, 80), 661, 662, 1000, 33_333, 100_003]:
+        x = rng.permutation(n).astype(np.int64) * 7 + 11  # distinct values: a rank has one
+        ks = np.arange(n) if n < 80 else np.unique(rng.integers(0, n, size=40))
+        ks = np.unique(np.concatenate([ks, [0, n - 1]]))
+        fractions = ", ".join(repr(stats.rank_fraction(int(k), n)) for k in ks)
+        con.register("x", pd.DataFrame({"v": x}))
+        got = con.execute(f"SELECT quantile_disc(v, [{fractions}]) FROM x").fetchall()[0][0]
+        assert got == np.sort(x)[ks].tolist(), n
+
+
+def test_order_statistic_cis_and_percentiles_are_read_at_exact_ranks():
+    """Groups of many sizes in one frame (two stages of one run with different n too): every CI
+    bound is the sorted group's value at the binomial rank, to the last bit, and every percentile
+    the linear interpolation that the other analyses use (SortedGroups.quantile; DuckDB's
+    arithmetic may round the last bit differently)."""
+    rng = np.random.default_rng(5)
+    frames, groups = [], {}
+    for i, n in enumerate([5, 40, 367, 368, 661, 662, 1000, 1000, 2501]):
+        for stage, k in (("compute", n), ("e2e", n + i % 2)):
+            x = rng.integers(10**5, 10**7, size=k)
+            groups[(f"r{i}", stage)] = x
+            frames.append(pd.DataFrame({"run_id": f"r{i}", "stage": stage, "host_ns": x}))
+    out = summarize(pd.concat(frames, ignore_index=True), phase=None, ci=0.95)
+    out = out.set_index(["run_id", "stage"])
+    for key, x in groups.items():
+        row, v, n = out.loc[key], np.sort(x), len(x)
+        sg = stats.sort_groups(np.zeros(n, dtype=np.int64), x)
+        for q in (0.5, 0.9, 0.95, 0.99):
+            assert row[f"p{round(q * 100)}_ms"] == pytest.approx(
+                sg.quantile(q)[0] / 1e6, rel=4e-16, abs=0
+            ), (key, q)
+        for q, name in ((0.5, "p50"), (0.99, "p99")):
+            lo, hi = order_stat_ci_ranks(np.array([n]), q, 0.95)
+            want_lo = v[lo[0]] / 1e6 if lo[0] >= 0 else np.nan
+            want_hi = v[hi[0]] / 1e6 if hi[0] < n else np.nan
+            np.testing.assert_equal(row[f"{name}_ci_low_ms"], want_lo, err_msg=str((key, q)))
+            np.testing.assert_equal(row[f"{name}_ci_high_ms"], want_hi, err_msg=str((key, q)))
+        assert row["mean_ms"] == (int(x.sum()) / n) / 1e6  # exact sums, rounded once
+        assert row["min_ms"] == v[0] / 1e6 and row["max_ms"] == v[-1] / 1e6
+
+
+def test_binomial_ppf_is_scipy_stats_binom_ppf():
+    """Away from exact ties (a CDF equal to p in exact arithmetic, which only p = q = 0.5 with
+    odd n gives here, and which scipy resolves either way), the bisection is scipy's ppf."""
+    from scipy.stats import binom
+
+    n = np.concatenate([np.arange(1, 1500), [2_000, 9_999, 33_333, 100_003, 10**6]])
+    for q in (0.5, 0.9, 0.95, 0.99):
+        for p in (0.005, 0.025, 0.05, 0.3, 0.7, 0.95, 0.975, 0.995):
+            np.testing.assert_array_equal(
+                stats.binomial_ppf(p, n, q), binom.ppf(p, n, q).astype(np.int64), err_msg=(q, p)
+            )
+
+
+def test_binomial_ppf_at_an_exact_tie():
+    # P(Binomial(7, 0.5) <= 3) is exactly 0.5: 3 is the smallest k that reaches it.
+    assert stats.binomial_ppf(0.5, np.array([7, 35]), 0.5).tolist() == [3, 17]

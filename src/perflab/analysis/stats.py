@@ -10,6 +10,7 @@ The same helpers (select_rows, sort_groups) serve the other analysis modules.
 from __future__ import annotations
 
 import functools
+import math
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from perflab import scan
 from perflab.errors import PerflabError
 from perflab.stages import NESTED_STAGES, stage_rank
 
@@ -211,15 +213,30 @@ def order_stat_ci_ranks(n: np.ndarray, q: float, ci: float) -> tuple[np.ndarray,
     interval between two order statistics has an exact, known coverage. A rank outside 0..n-1
     means no such bound exists for this n (reported as NaN, never as the min or max).
     """
-    from scipy.stats import binom  # on use: scipy.stats takes about a second to import
-
     n = np.asarray(n, dtype=np.int64)
     alpha = 1.0 - ci
-    lo = binom.ppf(alpha / 2, n, q) - 1
-    hi = binom.ppf(1 - alpha / 2, n, q)
-    lo = np.where(np.isfinite(lo), lo, -1).astype(np.int64)
-    hi = np.where(np.isfinite(hi), hi, n).astype(np.int64)
+    lo = binomial_ppf(alpha / 2, n, q) - 1
+    hi = binomial_ppf(1 - alpha / 2, n, q)
     return lo, hi
+
+
+def binomial_ppf(p: float, n: np.ndarray, q: float) -> np.ndarray:
+    """The smallest k with P(Binomial(n, q) <= k) >= p, per n (scipy.stats.binom.ppf's
+    definition; a test checks they agree). Bisection on scipy.special's binomial CDF, because
+    scipy.stats takes seconds to import and a summary needs nothing else from it."""
+    from scipy.special import bdtr
+
+    n = np.asarray(n, dtype=np.int64)
+    below = np.full(n.shape, -1, dtype=np.int64)  # CDF < p here (the CDF of -1 is 0)
+    above = n.copy()  # CDF >= p here (the CDF of n is 1)
+    while np.any(above - below > 1):
+        mid = (below + above) // 2
+        # A CDF equal to p in exact arithmetic (p = 0.5 with q = 0.5 and odd n) may compute a
+        # hair below it: such a k counts as reaching p, as it does for scipy.stats.
+        reached = bdtr(mid, n, q) >= p * (1 - 1e-12)
+        above = np.where(reached, mid, above)
+        below = np.where(reached, below, mid)
+    return above
 
 
 def min_samples_for_bound(q: float, confidence: float = 0.99, skip: int = 1) -> int:
@@ -391,165 +408,318 @@ def summarize(
                3980.1             NaN                     1000     1.99           1.99
 
     - Percentiles use linear interpolation (numpy's default); std is the sample std (ddof=1);
-      cv_pct = 100 * std / mean.
+      cv_pct = 100 * std / mean. Integer nanoseconds (every stored sample) are summed exactly,
+      so mean and std are the correctly rounded values of the exact ones.
     - CIs (`ci` level; None skips them): `ci_method="binomial"` (default) gives distribution-free
       order-statistic intervals for p50 and p99. The number of samples below a true quantile is
       Binomial(n, q), so the interval between the order statistics at binomial-quantile ranks
-      covers it with probability >= `ci` for any continuous distribution: exact, no resampling,
-      and vectorized over groups. Where n is too small for a bound to exist (for p99 at 95%, the
-      upper bound needs n >= 367) that bound is NaN. `ci_method="bootstrap"` gives percentile-
-      bootstrap intervals from `n_boot` resamples seeded by `seed` (slower: it resamples each
-      group in turn; meant for small studies and cross-checks), NaN wherever the binomial bound
-      does not exist either: a median CI from 3 values is no CI.
+      covers it with probability >= `ci` for any continuous distribution: exact, no resampling.
+      Where n is too small for a bound to exist (for p99 at 95%, the upper bound needs n >= 367)
+      that bound is NaN. `ci_method="bootstrap"` gives percentile-bootstrap intervals from
+      `n_boot` resamples seeded by `seed` (slower: it resamples each group in turn; meant for
+      small studies and cross-checks), NaN wherever the binomial bound does not exist either: a
+      median CI from 3 values is no CI.
     - throughput_items_s: median over iterations of items / duration, on e2e and compute rows
       (NaN on other stages). wall_throughput_items_s (e2e rows, needs `runs` with
       measure_wall_s, and phase="measure"): total items / measure_wall_s.
     - device_*: statistics of device_ns where the backend recorded device events (device_n 0 and
       NaN elsewhere).
     - With `runs`, only samples of runs whose status is "ok" are summarized.
+
+    The statistics are computed by DuckDB over the frame, with the query that `Results.summary`
+    runs over the stored files (summarize_source): both give the same numbers.
+    """
+    _require(samples, ("run_id", "stage", "host_ns"), "samples")
+    if phase is not None and "phase" not in samples.columns:
+        raise PerflabError("samples have no 'phase' column; pass phase=None to use all rows")
+    return summarize_source(
+        scan.Frame(samples),
+        runs,
+        phase=phase,
+        stages=stages,
+        ci=ci,
+        ci_method=ci_method,
+        n_boot=n_boot,
+        seed=seed,
+    )
+
+
+def summarize_source(
+    src: scan.Catalog | scan.Frame | None,
+    runs: pd.DataFrame | None = None,
+    *,
+    phase: str | None = "measure",
+    stages: Iterable[str] | str | None = None,
+    ci: float | None = 0.95,
+    ci_method: str = "binomial",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """summarize() of sample rows wherever they are: stored files (a scan.Catalog, read without
+    loading them) or a frame (scan.Frame).
+
+    The per-(run, stage) work is one grouped DuckDB query per batch of runs: counts, exact
+    integer sums for the moments, min and max, the percentiles (quantile_cont, the same linear
+    interpolation as numpy), the median throughput and the device statistics. Order-statistic
+    CIs need values at ranks that depend on each group's n (known beforehand from the counts),
+    so with them the batches hold groups of one n, whose ranks are read with quantile_disc. Only
+    the bootstrap pulls sample values into Python, a chunk of whole runs at a time.
     """
     if ci_method not in ("binomial", "bootstrap"):
         raise PerflabError(f"unknown ci_method {ci_method!r}; choose 'binomial' or 'bootstrap'")
     if ci is not None and not 0 < ci < 1:
         raise PerflabError(f"ci must lie strictly between 0 and 1, got {ci!r}")
-    rows = select_rows(samples, runs, phase=phase, stages=stages)
-    if len(rows) == 0:
+    stages = [stages] if isinstance(stages, str) else stages
+    ok = ok_run_ids(runs)
+    flt = scan.Filter(
+        None if ok is None else [str(r) for r in ok],
+        phase,
+        None if stages is None else [str(s) for s in stages],
+    )
+    counts = scan.group_counts(src, flt)
+    if counts.empty:
         return pd.DataFrame(
             {
                 c: pd.Series(dtype=object if c in ("run_id", "stage") else float)
                 for c in SUMMARY_COLUMNS
             }
         )
-    n_stage = len(rows.stages)
-    host = integral_ns(rows.column("host_ns"))
-    sg = sort_groups(rows.gcode, host)
-    stage_of = rows.stages[sg.gid % n_stage]
+    binomial = ci is not None and ci_method == "binomial"
+    host, host_int = _ns_expression(src, "host_ns")
+    parts = []
+    for n_class, batch in _batches(counts, by_n=binomial):
+        fractions = _rank_fractions(n_class, ci) if binomial else None
+        select = _summary_select(src, host, host_int, fractions)
+        for table in scan.aggregate(src, flt, select, [batch]):
+            part = table.to_pandas()
+            parts.append(part if n_class is None else part[part["n"] == n_class])
+    raw = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    raw = raw.sort_values(
+        ["run_id", "stage"], key=lambda s: s.map(stage_rank) if s.name == "stage" else s
+    ).reset_index(drop=True)
+    out = _summary_columns(raw, host_int, ci, binomial)
+    if ci is not None and not binomial:
+        _bootstrap_columns(out, src, flt, runs, ci, n_boot, seed)
+    out["wall_throughput_items_s"] = _wall_throughput(out, raw, runs, phase)
+    return out[list(SUMMARY_COLUMNS)]
 
+
+# Quantiles read by rank (0-based k among n values) with quantile_disc: DuckDB's discrete quantile
+# of fraction f is the value at rank ceil(n * f) - 1, so f = (k + 0.5) / n lands on k with half a
+# rank of margin either way (tests/analysis/test_stats.py checks the rule on every rank of many n).
+def rank_fraction(k: int, n: int) -> float:
+    """The quantile_disc fraction that reads the value at 0-based rank k of n."""
+    return (k + 0.5) / n
+
+
+def _rank_fractions(n: int, ci: float) -> list[float]:
+    """Fractions of the p50 and p99 CI ranks (low, high each); a rank with no bound reads any
+    value, masked afterwards."""
+    fractions = []
+    for q in (0.5, 0.99):
+        klo, khi = order_stat_ci_ranks(np.array([n]), q, ci)
+        fractions += [rank_fraction(min(max(int(k[0]), 0), n - 1), n) for k in (klo, khi)]
+    return fractions
+
+
+def _batches(counts: pd.DataFrame, *, by_n: bool, max_rows: int | None = None):
+    """(n, run ids) batches of at most about `max_rows` rows, runs in id order; with by_n, one
+    batch holds only the groups of one n (n None otherwise)."""
+    max_rows = max_rows or scan.AGGREGATE_ROWS
+    classes = counts.groupby("n", sort=True) if by_n else [(None, counts)]
+    for n_class, part in classes:
+        per_run = part.groupby("run_id", sort=True)["n"].sum()
+        batch: list[str] = []
+        rows = 0
+        for run_id, k in per_run.items():
+            if batch and rows + k > max_rows:
+                yield (None if n_class is None else int(n_class)), batch
+                batch, rows = [], 0
+            batch.append(str(run_id))
+            rows += int(k)
+        if batch:
+            yield (None if n_class is None else int(n_class)), batch
+
+
+def _ns_expression(src: scan.Catalog | scan.Frame, name: str) -> tuple[str, bool]:
+    """SQL for a nanosecond column, and whether it holds integers. A frame's float column of
+    whole numbers (nullable integers arrive so) is read as integers, as the stored files are."""
+    if scan.integer_column(src, name):
+        return f'"{name}"', True
+    if isinstance(src, scan.Frame):
+        values = src.frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        values = values[~np.isnan(values)]
+        if np.all(np.isfinite(values)) and np.array_equal(values, np.round(values)):
+            return f'CAST("{name}" AS BIGINT)', True
+    return f'CAST("{name}" AS DOUBLE)', False
+
+
+def _moment_sql(expr: str, integer: bool, prefix: str) -> str:
+    if integer:  # HUGEINT sums are exact; the moments are formed from them in Python
+        wide = f"CAST({expr} AS HUGEINT)"
+        return f"sum({wide}) AS {prefix}s1, sum({wide} * {expr}) AS {prefix}s2"
+    return f"avg({expr}) AS {prefix}mean, stddev_samp({expr}) AS {prefix}std"
+
+
+def _summary_select(
+    src: scan.Catalog | scan.Frame, host: str, host_int: bool, fractions: list[float] | None
+) -> str:
+    cols = scan.source_columns(src)
+    items = '"items"' if "items" in cols else "1"
+    quantiles = ", ".join(repr(q) for q in PERCENTILES)
+    parts = [
+        "count(*) AS n",
+        _moment_sql(host, host_int, ""),
+        f"min({host}) AS lo",
+        f"max({host}) AS hi",
+        f"quantile_cont({host}, [{quantiles}]) AS q",
+        (
+            f"quantile_cont({items} * 1e9 / {host}, 0.5) "
+            "FILTER (WHERE stage IN ('e2e', 'compute')) AS tput"
+        ),
+        f"count({items}) AS items_n",
+        f"sum({items}) AS items_sum",
+    ]
+    if fractions is not None:
+        parts.append(f"quantile_disc({host}, [{', '.join(map(repr, fractions))}]) AS ci")
+    if "device_ns" in cols:
+        dev, dev_int = _ns_expression(src, "device_ns")
+        parts += [
+            f"count({dev}) AS dn",
+            _moment_sql(dev, dev_int, "d"),
+            f"quantile_cont({dev}, [0.5, 0.99]) AS dq",
+        ]
+    return ", ".join(parts)
+
+
+def _exact_moments(n: np.ndarray, s1: pd.Series, s2: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample std (ddof=1) from exact integer sums, each rounded once."""
+    mean = np.full(len(n), np.nan)
+    std = np.full(len(n), np.nan)
+    for i, (k, a, b) in enumerate(zip(n.tolist(), s1.tolist(), s2.tolist())):
+        if k == 0 or a is None:
+            continue
+        a, b = int(a), int(b)
+        mean[i] = a / k
+        if k > 1:
+            std[i] = math.sqrt((k * b - a * a) / (k * (k - 1)))
+    return mean, std
+
+
+def _summary_columns(raw: pd.DataFrame, host_int: bool, ci: float | None, binomial: bool):
+    n = raw["n"].to_numpy(dtype=np.int64)
     out: dict[str, object] = {
-        "run_id": rows.runs[sg.gid // n_stage],
-        "stage": stage_of,
-        "n": sg.counts.astype(np.int64),
+        "run_id": raw["run_id"].to_numpy(dtype=object),
+        "stage": raw["stage"].to_numpy(dtype=object),
+        "n": n,
     }
-    mean, std = sg.moments()
+    if host_int:
+        mean, std = _exact_moments(n, raw["s1"], raw["s2"])
+    else:
+        mean = raw["mean"].to_numpy(dtype=np.float64)
+        std = raw["std"].to_numpy(dtype=np.float64, na_value=np.nan)
     out["mean_ms"] = mean / 1e6
     out["std_ms"] = std / 1e6
     with np.errstate(invalid="ignore", divide="ignore"):
         out["cv_pct"] = 100.0 * std / mean
-    out["min_ms"] = sg.values[sg.starts] / 1e6
-    for q in PERCENTILES:
-        out[f"p{round(q * 100)}_ms"] = sg.quantile(q) / 1e6
-    out["max_ms"] = sg.values[sg.starts + sg.counts - 1] / 1e6
-
-    for q, name in ((0.5, "p50"), (0.99, "p99")):
-        if ci is None:
-            lo = hi = np.full(len(sg.counts), np.nan)
-        elif ci_method == "binomial":
-            klo, khi = order_stat_ci_ranks(sg.counts, q, ci)
-            lo, hi = sg.order_stat(klo), sg.order_stat(khi)
-        else:
-            names = [f"{r}\0{st}" for r, st in zip(out["run_id"], stage_of)]
-            lo, hi = _bootstrap_ci(sg, q, ci, n_boot, seed, names)
-            # Resampling 3 values still gives an interval, but not one that covers anything with
-            # the confidence asked for: where no order-statistic bound exists, neither is given.
-            klo, khi = order_stat_ci_ranks(sg.counts, q, ci)
-            lo = np.where(klo < 0, np.nan, lo)
-            hi = np.where(khi >= sg.counts, np.nan, hi)
+    out["min_ms"] = raw["lo"].to_numpy(dtype=np.float64) / 1e6
+    q = np.array(raw["q"].tolist(), dtype=np.float64).reshape(len(raw), len(PERCENTILES))
+    for i, p in enumerate(PERCENTILES):
+        out[f"p{round(p * 100)}_ms"] = q[:, i] / 1e6
+    out["max_ms"] = raw["hi"].to_numpy(dtype=np.float64) / 1e6
+    for i, (p, name) in enumerate(((0.5, "p50"), (0.99, "p99"))):
+        lo = hi = np.full(len(raw), np.nan)
+        if binomial:
+            values = np.array(raw["ci"].tolist(), dtype=np.float64).reshape(len(raw), 4)
+            klo, khi = order_stat_ci_ranks(n, p, ci)
+            lo = np.where(klo >= 0, values[:, 2 * i], np.nan)
+            hi = np.where(khi < n, values[:, 2 * i + 1], np.nan)
         out[f"{name}_ci_low_ms"] = lo / 1e6
         out[f"{name}_ci_high_ms"] = hi / 1e6
-
-    items = (
-        rows.column("items", dtype=np.float64, na_value=np.nan)
-        if "items" in samples.columns
-        else np.ones(len(rows))
-    )
-    out["throughput_items_s"] = _throughput_median(sg, host, items, stage_of)
-    out["wall_throughput_items_s"] = _wall_throughput(sg, items, stage_of, runs, rows, phase)
-    out.update(_device_stats(sg, rows, samples))
-    return pd.DataFrame(out)[list(SUMMARY_COLUMNS)]
+    tput = raw["tput"].to_numpy(dtype=np.float64, na_value=np.nan)
+    # A row without its batch size has no throughput (as a NaN would give in numpy).
+    out["throughput_items_s"] = np.where(raw["items_n"].to_numpy() == n, tput, np.nan)
+    out.update(_device_columns(raw))
+    return pd.DataFrame(out)
 
 
-def _throughput_median(
-    sg: SortedGroups, host: np.ndarray, items: np.ndarray, stage_of: np.ndarray
-) -> np.ndarray:
-    """Median of items / duration per group, on e2e and compute rows.
-
-    When a group's items are constant c (the normal case), items / x is decreasing in x, so the
-    sorted throughputs are c / (the sorted durations, reversed): the median is read off the
-    sorted durations without a second sort. Groups whose items vary are computed directly.
-    """
-    out = np.full(len(sg.counts), np.nan)
-    wanted = np.isin(stage_of, ("e2e", "compute"))
-    if not wanted.any():
-        return out
-    grouped = items[sg.order]
-    lo_items = np.minimum.reduceat(grouped, sg.starts)
-    hi_items = np.maximum.reduceat(grouped, sg.starts)
-    const = lo_items == hi_items
-    idx = np.flatnonzero(wanted & const)
-    if len(idx):
-        counts, starts, c = sg.counts[idx], sg.starts[idx], lo_items[idx]
-        pos = 0.5 * (counts - 1)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, counts - 1)
-        frac = pos - lo
-        # A zero duration gives an infinite throughput (inf - inf is then NaN): let it show.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t_lo = c * 1e9 / sg.values[starts + counts - 1 - lo]
-            t_hi = c * 1e9 / sg.values[starts + counts - 1 - hi]
-            out[idx] = np.where(frac == 0, t_lo, t_lo + frac * (t_hi - t_lo))
-    for i in np.flatnonzero(wanted & ~const):
-        picked = sg.order[sg.starts[i] : sg.starts[i] + sg.counts[i]]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out[i] = np.median(items[picked] * 1e9 / host[picked])
-    return out
+def _device_columns(raw: pd.DataFrame) -> dict[str, np.ndarray]:
+    g = len(raw)
+    if "dn" not in raw.columns:
+        return {
+            "device_n": np.zeros(g, dtype=np.int64),
+            "device_mean_ms": np.full(g, np.nan),
+            "device_p50_ms": np.full(g, np.nan),
+            "device_p99_ms": np.full(g, np.nan),
+        }
+    dn = raw["dn"].to_numpy(dtype=np.int64)
+    if "ds1" in raw.columns:
+        mean, _ = _exact_moments(dn, raw["ds1"], raw["ds2"])
+    else:
+        mean = raw["dmean"].to_numpy(dtype=np.float64, na_value=np.nan)
+    dq = np.array(
+        [v if v is not None else [np.nan, np.nan] for v in raw["dq"].tolist()], dtype=np.float64
+    ).reshape(g, 2)
+    has = dn > 0
+    return {
+        "device_n": dn,
+        "device_mean_ms": np.where(has, mean, np.nan) / 1e6,
+        "device_p50_ms": np.where(has, dq[:, 0], np.nan) / 1e6,
+        "device_p99_ms": np.where(has, dq[:, 1], np.nan) / 1e6,
+    }
 
 
-def _wall_throughput(sg, items, stage_of, runs, rows: Rows, phase) -> np.ndarray:
-    out = np.full(len(sg.counts), np.nan)
+def _wall_throughput(out: pd.DataFrame, raw: pd.DataFrame, runs, phase) -> np.ndarray:
+    """Total items / measure_wall_s on e2e rows of the measure phase."""
+    tp = np.full(len(out), np.nan)
     if runs is None or phase != "measure" or "measure_wall_s" not in runs.columns:
-        return out
-    is_e2e = stage_of == "e2e"
-    if not is_e2e.any():
-        return out
-    total = sg.reduce(items)
+        return tp
     wall = (
         runs.assign(run_id=runs["run_id"].astype(str))
         .drop_duplicates("run_id")
         .set_index("run_id")["measure_wall_s"]
         .astype(float)
     )
-    wall_s = wall.reindex(rows.runs[sg.gid // len(rows.stages)]).to_numpy()
+    wall_s = wall.reindex(out["run_id"].astype(str)).to_numpy()
+    total = raw["items_sum"].to_numpy(dtype=np.float64, na_value=np.nan)
+    total = np.where(raw["items_n"].to_numpy() == raw["n"].to_numpy(), total, np.nan)
+    keep = (out["stage"].to_numpy() == "e2e") & (wall_s > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        tp = total / wall_s
-    out[is_e2e & (wall_s > 0)] = tp[is_e2e & (wall_s > 0)]
-    return out
+        tp[keep] = total[keep] / wall_s[keep]
+    return tp
 
 
-def _device_stats(sg: SortedGroups, rows: Rows, samples: pd.DataFrame) -> dict[str, np.ndarray]:
-    g = len(sg.counts)
-    cols = {
-        "device_n": np.zeros(g, dtype=np.int64),
-        "device_mean_ms": np.full(g, np.nan),
-        "device_p50_ms": np.full(g, np.nan),
-        "device_p99_ms": np.full(g, np.nan),
-    }
-    if "device_ns" not in samples.columns:
-        return cols
-    dev = rows.column("device_ns", dtype=np.float64, na_value=np.nan)
-    has = np.isfinite(dev)
-    if not has.any():
-        return cols
-    dsg = sort_groups(rows.gcode[has], integral_ns(dev[has]))
-    where = np.searchsorted(sg.gid, dsg.gid)
-    mean, _ = dsg.moments()
-    cols["device_n"][where] = dsg.counts
-    cols["device_mean_ms"][where] = mean / 1e6
-    cols["device_p50_ms"][where] = dsg.quantile(0.5) / 1e6
-    cols["device_p99_ms"][where] = dsg.quantile(0.99) / 1e6
-    return cols
+def _bootstrap_columns(out, src, flt, runs, ci, n_boot, seed) -> None:
+    """Percentile-bootstrap CIs of p50 and p99 into `out`: the one statistic that needs the
+    values themselves, read a chunk of whole runs at a time."""
+    if isinstance(src, scan.Frame):
+        frames = [src.frame]
+    else:
+        frames = scan.chunks(src, flt, ("run_id", "phase", "stage", "host_ns"))
+    found: dict[tuple[str, str], list[float]] = {}
+    for frame in frames:
+        rows = select_rows(frame, runs, phase=flt.phase, stages=flt.stages)
+        if not len(rows):
+            continue
+        n_stage = len(rows.stages)
+        sg = sort_groups(rows.gcode, integral_ns(rows.column("host_ns")))
+        run_of = rows.runs[sg.gid // n_stage]
+        stage_of = rows.stages[sg.gid % n_stage]
+        names = [f"{r}\0{st}" for r, st in zip(run_of, stage_of)]
+        bounds = [_bootstrap_ci(sg, q, ci, n_boot, seed, names) for q in (0.5, 0.99)]
+        for i, key in enumerate(zip(run_of, stage_of)):
+            found[key] = [bounds[0][0][i], bounds[0][1][i], bounds[1][0][i], bounds[1][1][i]]
+    keys = list(zip(out["run_id"], out["stage"]))
+    values = np.array([found.get(k, [np.nan] * 4) for k in keys], dtype=np.float64).reshape(-1, 4)
+    n = out["n"].to_numpy()
+    for i, (q, name) in enumerate(((0.5, "p50"), (0.99, "p99"))):
+        # Resampling 3 values still gives an interval, but not one that covers anything with
+        # the confidence asked for: where no order-statistic bound exists, neither is given.
+        klo, khi = order_stat_ci_ranks(n, q, ci)
+        out[f"{name}_ci_low_ms"] = np.where(klo < 0, np.nan, values[:, 2 * i]) / 1e6
+        out[f"{name}_ci_high_ms"] = np.where(khi >= n, np.nan, values[:, 2 * i + 1]) / 1e6
 
 
-# --------------------------------------------------------------------------------------------
 # harness gap
 
 
