@@ -4,7 +4,7 @@ Writes a seeded synthetic study as `perflab run` would (one samples file and one
 run, through the store's schema), then runs each step in a fresh child process that does only
 that step, and prints one line per step with its time and the child's peak RSS:
 
-- summary():  perflab.open(folder).summary() (reads through DuckDB, a chunk of runs at a time);
+- summary():  perflab.open(folder).summary() (grouped DuckDB queries over the files);
 - warmup():   perflab.open(folder).warmup();
 - compare():  perflab.open(folder).compare(by="backend") (pairs of runs differing in backend);
 - in-memory summarize(): the whole samples table read into pandas, then stats.summarize() on it
@@ -12,6 +12,12 @@ that step, and prints one line per step with its time and the child's peak RSS:
   about 15 bytes per sample several times over).
 
     python benchmarks/summary_scale.py --samples 1e8 [--runs 500] [--folder DIR] [--keep]
+        [--baseline-src OLD/src] [--repeat N]
+
+--baseline-src runs every step a second time with another perflab's sources first on the path
+(a checkout of an earlier commit: `git worktree add /tmp/before REV`, then
+`--baseline-src /tmp/before/src`), interleaved with this one's, and prints the ratio: "today's
+path" measured in the same run. --repeat runs each pair N times and prints the medians.
 
 Samples = runs x iterations x 6 stages (preprocess, h2d, compute, d2h, postprocess, e2e); the
 first 10 iterations of each run are warmup. The folder is generated once and reused while its
@@ -22,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -129,6 +137,24 @@ def child(step: str, folder: str) -> None:
     print(json.dumps({"seconds": seconds, "peak_bytes": peak, "rows": len(out)}))
 
 
+def run_child(step: str, folder: Path, src: str | None) -> dict | None:
+    """One step in a fresh process (with `src` first on the path when given)."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", step, "--folder", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    if proc.returncode:
+        print(f"{STEP_NAMES[step]} failed\n{proc.stderr[-2000:]}")
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 STEP_NAMES = {
     "summary": "summary()",
     "warmup": "warmup()",
@@ -144,6 +170,8 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, help="study folder (default: a temporary one)")
     parser.add_argument("--steps", default="summary,warmup,compare,in-memory")
     parser.add_argument("--in-memory-max", type=float, default=2e7)
+    parser.add_argument("--baseline-src", type=Path, help="another perflab's src folder")
+    parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -165,24 +193,30 @@ def main() -> None:
             f"study of {n} samples ({args.runs} runs x {n_iter} iterations x 6 stages, "
             f"{size / 2**30:.2f} GiB parquet) ready in {time.perf_counter() - t0:.1f} s"
         )
+        builds = [("", None)]
+        if args.baseline_src:
+            builds.append((" [baseline]", str(args.baseline_src.resolve())))
         for step in args.steps.split(","):
             if step == "in-memory" and n > args.in_memory_max:
                 print(f"{STEP_NAMES[step]} of {n} samples: skipped (over --in-memory-max)")
                 continue
-            proc = subprocess.run(
-                [sys.executable, __file__, "--child", step, "--folder", str(folder)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if proc.returncode:
-                print(f"{STEP_NAMES[step]} of {n} samples: failed\n{proc.stderr[-2000:]}")
-                continue
-            got = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(
-                f"{STEP_NAMES[step]} of {n} samples: {got['seconds']:.1f} s, "
-                f"peak RSS {got['peak_bytes'] / 2**30:.2f} GiB ({got['rows']} rows out)"
-            )
+            seconds: dict[str, list[float]] = {tag: [] for tag, _ in builds}
+            for _ in range(args.repeat):
+                for tag, src in builds:  # interleaved: the same load for both
+                    got = run_child(step, folder, src)
+                    if got is None:
+                        continue
+                    seconds[tag].append(got["seconds"])
+                    print(
+                        f"{STEP_NAMES[step]}{tag} of {n} samples: {got['seconds']:.1f} s, "
+                        f"peak RSS {got['peak_bytes'] / 2**30:.2f} GiB ({got['rows']} rows out)"
+                    )
+            if args.baseline_src and all(seconds.values()):
+                now, before = (statistics.median(v) for v in seconds.values())
+                print(
+                    f"{STEP_NAMES[step]}: median {now:.1f} s vs {before:.1f} s baseline "
+                    f"({before / now:.1f}x faster)"
+                )
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -163,3 +163,51 @@ def test_a_run_in_progress_is_marked_until_it_ends(tmp_path):
     store.end_run(tmp_path, "r1")
     assert not (tmp_path / store.PENDING).exists()
     assert store.sweep_leftovers(tmp_path) == [] and store.is_committed(tmp_path, "r1")
+
+
+def _run_row(run_id: str, label: str) -> dict:
+    return {"run_id": run_id, "status": "ok", "label": label, "backend": "synthetic"}
+
+
+def test_the_runs_index_follows_new_changed_and_removed_files(tmp_path, monkeypatch):
+    for i in range(3):
+        store.write(tmp_path, "runs", f"r{i}", _run_row(f"r{i}", f"first {i}"))
+    first = store.read(tmp_path, "runs")
+    index = store.index_path(tmp_path, "runs", "rows")
+    assert index.exists() and not any(p.name.startswith(".") for p in (tmp_path / "runs").iterdir())
+
+    # Unchanged files come from the index: no footer of theirs is read again.
+    checked = []
+    real = store._check_footer
+    monkeypatch.setattr(store, "_check_footer", lambda p, t: checked.append(p) or real(p, t))
+    pd.testing.assert_frame_equal(store.read(tmp_path, "runs"), first)
+    assert checked == []
+
+    store.write(tmp_path, "runs", "r1", _run_row("r1", "rewritten"))  # changed
+    store.write(tmp_path, "runs", "r3", _run_row("r3", "new"))  # added
+    (tmp_path / "runs" / "r0.parquet").unlink()  # removed
+    got = store.read(tmp_path, "runs")
+    assert got["label"].tolist() == ["rewritten", "first 2", "new"]
+    assert sorted(p.name for p in checked) == ["r1.parquet", "r3.parquet"]
+    monkeypatch.undo()
+    # The same table as reading every file without an index.
+    index.unlink()
+    pd.testing.assert_frame_equal(store.read(tmp_path, "runs"), got)
+
+
+def test_a_damaged_index_is_rebuilt_and_a_read_only_folder_reads_without_one(tmp_path, monkeypatch):
+    store.write(tmp_path, "runs", "r0", _run_row("r0", "a"))
+    want = store.read(tmp_path, "runs")
+    index = store.index_path(tmp_path, "runs", "rows")
+    index.write_bytes(b"not parquet")
+    pd.testing.assert_frame_equal(store.read(tmp_path, "runs"), want)
+    assert pq.read_table(index).num_rows == 1  # rebuilt
+
+    index.unlink()
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(store.pq, "write_table", refuse)
+    pd.testing.assert_frame_equal(store.read(tmp_path, "runs"), want)
+    assert not index.exists()

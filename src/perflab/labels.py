@@ -10,6 +10,7 @@ differs between the runs shown together, so two runs are never told apart only b
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -47,8 +48,15 @@ def natural_key(text: Any) -> list[Any]:
 
 
 def _mapping(text: Any) -> dict[str, Any]:
+    """The JSON mapping of a settings column's text (read only: parsed once per distinct text,
+    since hundreds of runs share a few, and every setting of every run is looked up)."""
     if not isinstance(text, str) or not text:
         return {}
+    return _parsed(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except ValueError:

@@ -526,7 +526,31 @@ def _decode(data: bytes | np.ndarray, flags: int, index: int) -> np.ndarray:
 # raw
 
 
-class RawPipeline:
+class _BuiltinPipeline:
+    """The constructor of the built-in pipelines: the one every pipeline has, with the options
+    checked against the class's declared `options`, then handed to `_configure`."""
+
+    name: str
+    options: tuple[Option, ...]
+
+    def __init__(
+        self,
+        inputs: Sequence[TensorSpec],
+        *,
+        batch_size: int,
+        seed: int,
+        options: Mapping[str, Any],
+    ) -> None:
+        self.batch_size = batch_size
+        self.seed = seed
+        self._configure(inputs, _Options(self.name, options, self.options))
+
+    def _configure(self, inputs: Sequence[TensorSpec], opts: _Options) -> None:
+        """Check the inputs and read the options (Unsupported or SpecError when they do not fit)."""
+        raise NotImplementedError
+
+
+class RawPipeline(_BuiltinPipeline):
     """Seeded random tensors for every model input; pre- and postprocess are identity.
 
     This gives trtexec-style pure engine numbers for any model: float inputs ~ N(0, 1); integer
@@ -543,19 +567,9 @@ class RawPipeline:
         ),
     )
 
-    def __init__(
-        self,
-        inputs: Sequence[TensorSpec],
-        *,
-        batch_size: int,
-        seed: int,
-        options: Mapping[str, Any],
-    ) -> None:
-        opts = _Options("raw", options, self.options)
+    def _configure(self, inputs: Sequence[TensorSpec], opts: _Options) -> None:
         self.vocab_size = opts.integer("vocab_size", DEFAULT_VOCAB_SIZE, 1)
         self.inputs = tuple(inputs)
-        self.batch_size = batch_size
-        self.seed = seed
         for spec in self.inputs:
             self._check(spec)
 
@@ -716,24 +730,15 @@ def _select_output(
     return np.asarray(outputs[name])
 
 
-class _ImagePipeline:
+class _ImagePipeline(_BuiltinPipeline):
     """Common parts: synthetic encoded frames as raw input, one reusable batch array."""
 
-    name: str
-
-    def __init__(
-        self,
-        inputs: Sequence[TensorSpec],
-        *,
-        batch_size: int,
-        seed: int,
-        opts: _Options,
-    ) -> None:
+    def _configure(self, inputs: Sequence[TensorSpec], opts: _Options) -> None:
+        """The image input and the options of every image pipeline; a subclass reads its own
+        after these (calling this first)."""
         self.spec, self.channels, self.height, self.width = _image_input(
-            self.name, inputs, batch_size
+            self.name, inputs, self.batch_size
         )
-        self.batch_size = batch_size
-        self.seed = seed
         self.image_width, self.image_height = opts.image_size()
         self.image_format = opts.choice("image_format", ("jpeg", "png", "mixed"), "jpeg")
         self.jpeg_quality = opts.integer("jpeg_quality", 90, 1, 100)
@@ -823,16 +828,8 @@ class ClassifyPipeline(_ImagePipeline):
         Option("softmax", "bool", True, "true: outputs are logits; false: already scores"),
     )  # fmt: skip
 
-    def __init__(
-        self,
-        inputs: Sequence[TensorSpec],
-        *,
-        batch_size: int,
-        seed: int,
-        options: Mapping[str, Any],
-    ) -> None:
-        opts = _Options(self.name, options, self.options)
-        super().__init__(inputs, batch_size=batch_size, seed=seed, opts=opts)
+    def _configure(self, inputs: Sequence[TensorSpec], opts: _Options) -> None:
+        super()._configure(inputs, opts)
         self.resize = opts.choice("resize", ("center_crop", "direct"), "center_crop")
         default_short = round(max(self.height, self.width) / CROP_RATIO)
         self.resize_size = opts.integer("resize_size", default_short, max(self.height, self.width))
@@ -948,16 +945,8 @@ class DetectPipeline(_ImagePipeline):
         Option("max_detections", "int >= 1", 300, "boxes kept per image"),
     )  # fmt: skip
 
-    def __init__(
-        self,
-        inputs: Sequence[TensorSpec],
-        *,
-        batch_size: int,
-        seed: int,
-        options: Mapping[str, Any],
-    ) -> None:
-        opts = _Options(self.name, options, self.options)
-        super().__init__(inputs, batch_size=batch_size, seed=seed, opts=opts)
+    def _configure(self, inputs: Sequence[TensorSpec], opts: _Options) -> None:
+        super()._configure(inputs, opts)
         self.input_scale = opts.number("input_scale", 1 / 255, 1e-6, 1e6)
         self.pad_position = opts.choice("pad_position", ("center", "top_left"), "center")
         self.layout = opts.choice("layout", ("auto", "channels_first", "channels_last"), "auto")
@@ -984,7 +973,7 @@ class DetectPipeline(_ImagePipeline):
         # Per image: scale, pad_left, pad_top, original width, original height. Identity until
         # the first preprocess, so postprocess on its own reports model-input pixels.
         self._geometry = np.tile(
-            np.array([1.0, 0.0, 0.0, self.width, self.height]), (batch_size, 1)
+            np.array([1.0, 0.0, 0.0, self.width, self.height]), (self.batch_size, 1)
         )
         self._canvas = np.empty((self.height, self.width, 3), dtype=np.uint8)
         self._grid, self._grid_stride = (

@@ -35,7 +35,7 @@ from perflab.analysis.breakdown import stage_table as _stage_table
 from perflab.analysis.compare import compare as _compare
 from perflab.analysis.ranking import ranking as _ranking
 from perflab.analysis.repeats import repeats as _repeats
-from perflab.analysis.stats import harness_gap as _harness_gap
+from perflab.analysis.stats import harness_gap_source as _harness_gap_source
 from perflab.analysis.stats import ok_run_ids as _ok_run_ids
 from perflab.analysis.stats import summarize_source as _summarize_source
 from perflab.analysis.stats import warnings as _warnings
@@ -268,7 +268,8 @@ class Results:
             return frame
         info = runs[["run_id", *cols]].assign(run_id=runs["run_id"].astype(str))
         if "label" in cols:  # labels that tell apart every run shown together
-            info["label"] = info["run_id"].map(run_labels(runs, info["run_id"]))
+            labels = self._cached("labels", lambda: pd.Series(run_labels(runs, info["run_id"])))
+            info["label"] = info["run_id"].map(labels)
         out = frame.merge(info, on="run_id", how="left")
         return out[["run_id", *cols, *[c for c in frame.columns if c != "run_id"]]]
 
@@ -287,13 +288,12 @@ class Results:
 
     def harness_gap(self, **kw: Any) -> pd.DataFrame:
         """stats.harness_gap(): e2e minus the sum of the stages, per run."""
+        key = "harness-gap:" + repr(sorted(kw.items()))
         runs = self.runs
-        gap = self._by_chunks(
-            lambda chunk: _harness_gap(chunk, runs, **kw),
-            ("run_id", "iteration", "phase", "stage", "host_ns"),
-            phase=kw.get("phase", "measure"),
+        return self._cached(
+            key,
+            lambda: self._with_info(_harness_gap_source(self._source.catalog(), runs, **kw)),
         )
-        return self._with_info(gap)
 
     def warnings(self) -> pd.DataFrame:
         """stats.warnings(): noisy runs, too few samples, launch- or transfer-bound, throttling."""

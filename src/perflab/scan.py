@@ -18,6 +18,8 @@ the stored path share one query and give the same numbers.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,12 +56,22 @@ class Frame:
     frame: pd.DataFrame
 
 
+_DATABASE: tuple[int, object] | None = None  # (process id, the in-memory database)
+
+
 def _connect():
+    """A cursor on this process's one DuckDB database: a new database costs about 0.1 s, a
+    cursor nothing, and each cursor keeps its own registered tables. A forked child makes its
+    own (a database's threads do not survive a fork)."""
     import duckdb
 
-    con = duckdb.connect()
-    con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
-    con.execute("SET preserve_insertion_order = false")
+    global _DATABASE
+    if _DATABASE is None or _DATABASE[0] != os.getpid():
+        database = duckdb.connect()
+        database.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")  # the database's
+        _DATABASE = (os.getpid(), database)
+    con = _DATABASE[1].cursor()
+    con.execute("SET preserve_insertion_order = false")  # the cursor's own settings
     try:
         con.execute("SET enable_progress_bar = false")
     except duckdb.Error:
@@ -100,26 +112,50 @@ class Catalog:
 
 
 def catalog(folders: Iterable[Path]) -> Catalog | None:
-    """The catalog of the folders' samples files; None when there are none."""
-    files, uniform = store.readable(folders, "samples")
+    """The catalog of the folders' samples files; None when there are none. Each folder's
+    counts are kept in its samples index (store.indexed), so only new files are scanned."""
+    files, shapes, parts = [], set(), []
+    for folder in folders:
+        rows, notes = store.indexed(folder, "samples", "catalog", _count_rows)
+        if rows is None or not notes:
+            continue
+        names = {p.name: str(p) for p in notes}
+        counts = rows.to_pandas()
+        counts["filename"] = counts.pop(store.INDEX_FILE).map(names)
+        parts.append(counts)
+        files += list(notes)
+        shapes.update(notes.values())
     if not files:
         return None
+    present = frozenset(name for shape in shapes for name, _ in json.loads(shape))
+    counts = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return Catalog(tuple(files), present, counts, len(shapes) == 1)
+
+
+def _count_rows(paths: list[Path], table: str) -> tuple[pa.Table, dict[Path, object]]:
+    """Rows per (file, run, phase, stage) of samples files, from one scan of those columns."""
+    good, shapes = store.check_files(paths, table)
+    out = {"run_id": pa.string(), "phase": pa.string(), "stage": pa.string(), "n": pa.int64()}
+    empty = pa.schema([*out.items(), (store.INDEX_FILE, pa.string())]).empty_table()
+    if not good:
+        return empty, {}
+    present = {name for shape in shapes.values() for name, _ in json.loads(shape)}
+    listed = ", ".join(
+        f'CAST("{c}" AS VARCHAR) AS "{c}"' if c in present else f'CAST(NULL AS VARCHAR) AS "{c}"'
+        for c in ("run_id", "phase", "stage")
+    )
+    uniform = len(set(shapes.values())) == 1
     con = _connect()
     try:
-        described = con.execute(f"DESCRIBE SELECT * FROM {_source(files, uniform)}").fetchall()
-        present = frozenset(row[0] for row in described)
-        keys = [c for c in ("run_id", "phase", "stage") if c in present]
-        listed = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in keys)
-        counts = con.execute(
-            f"SELECT filename, {listed}, count(*) AS n "
-            f"FROM {_source(files, uniform, ', filename = true')} GROUP BY ALL"
-        ).df()
+        arrow = con.sql(
+            f"SELECT {listed}, count(*) AS n, filename "
+            f"FROM {_source(good, uniform, ', filename = true')} GROUP BY ALL"
+        ).to_arrow_table()
     finally:
         con.close()
-    for c in ("run_id", "phase", "stage"):
-        if c not in counts.columns:
-            counts[c] = None
-    return Catalog(tuple(files), present, counts, uniform)
+    names = pa.array([Path(f).name for f in arrow.column("filename").to_pylist()], pa.string())
+    columns = [arrow.column(c).cast(t) for c, t in out.items()]
+    return pa.Table.from_arrays([*columns, names], schema=empty.schema), dict(shapes)
 
 
 def chunks(
@@ -256,11 +292,11 @@ def group_counts(src: Catalog | Frame | None, flt: Filter) -> pd.DataFrame:
 
 
 def aggregate(
-    src: Catalog | Frame, flt: Filter, select: str, batches: Iterable[Sequence[str]]
+    src: Catalog | Frame, flt: Filter, query: str, batches: Iterable[Sequence[str]]
 ) -> Iterator[pa.Table]:
-    """`SELECT run_id, stage, <select> ... GROUP BY run_id, stage` over the rows `flt` selects,
-    one query per batch of run ids (of the batch's files only), as arrow tables; run_id and
-    stage come back as strings."""
+    """A grouped query over the rows `flt` selects, once per batch of run ids (reading only the
+    batch's files), as arrow tables. `query` names those rows `{rows}`, a relation with the
+    samples' columns (run_id and stage as strings)."""
     con = _connect()
     try:
         if isinstance(src, Frame):
@@ -274,13 +310,14 @@ def aggregate(
             if files is None:
                 source = "_frame"
             else:
-                source = _source(sorted(set().union(*(files[r] for r in run_ids))), src.uniform)
+                paths = sorted(set().union(*(files[r] for r in run_ids)))
+                source = _source(paths, src.uniform)
             con.register("_batch", pa.table({"run_id": pa.array(run_ids, pa.string())}))
-            yield con.sql(
-                "SELECT CAST(run_id AS VARCHAR) AS run_id, CAST(stage AS VARCHAR) AS stage, "
-                f"{select} FROM {source} WHERE {where} "
-                "AND run_id IN (SELECT run_id FROM _batch) GROUP BY ALL",
-                params=params,
-            ).to_arrow_table()
+            rows = (
+                "(SELECT * REPLACE (CAST(run_id AS VARCHAR) AS run_id, "
+                f"CAST(stage AS VARCHAR) AS stage) FROM {source} WHERE {where} "
+                "AND run_id IN (SELECT run_id FROM _batch))"
+            )
+            yield con.sql(query.format(rows=rows), params=params).to_arrow_table()
     finally:
         con.close()

@@ -13,7 +13,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -567,6 +567,18 @@ def _config(study: str, d: Mapping[str, Any], source: str, base: Path | None = N
     def bad(key: str, value: Any, expected: str) -> SpecError:
         return SpecError(f"{source}: key {quote(key)}: {quote(value)} {expected}")
 
+    def choice(key: str, default: str, valid: Sequence[str], what: str) -> str:
+        value = d.get(key, default)
+        if not isinstance(value, str) or value not in valid:
+            raise bad(key, value, f"is not a {what}; valid: {', '.join(valid)}")
+        return value
+
+    def integer(key: str, default: int, expected: str, least: float = -math.inf) -> int:
+        value = d.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise bad(key, value, expected)
+        return value
+
     backend = d.get("backend", "ort-cpu")
     known = registry.names()
     if not isinstance(backend, str) or backend not in known:
@@ -593,18 +605,10 @@ def _config(study: str, d: Mapping[str, Any], source: str, base: Path | None = N
         raise SpecError(
             f"{source}: key 'model' is required: a built-in model name or a path to an .onnx file"
         )
-    precision = d.get("precision", "fp32")
-    if not isinstance(precision, str) or precision not in PRECISIONS:
-        raise bad("precision", precision, f"is not a precision; valid: {', '.join(PRECISIONS)}")
-    batch = d.get("batch_size", 1)
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise bad("batch_size", batch, "must be a positive integer")
-    mode = d.get("mode", "latency")
-    if not isinstance(mode, str) or mode not in MODES:
-        raise bad("mode", mode, f"is not a mode; valid: {', '.join(MODES)}")
-    inflight = d.get("inflight", 2)
-    if isinstance(inflight, bool) or not isinstance(inflight, int) or inflight < 1:
-        raise bad("inflight", inflight, "must be a positive integer (requests in flight)")
+    precision = choice("precision", "fp32", PRECISIONS, "precision")
+    batch = integer("batch_size", 1, "must be a positive integer", least=1)
+    mode = choice("mode", "latency", MODES, "mode")
+    inflight = integer("inflight", 2, "must be a positive integer (requests in flight)", least=1)
     if mode == "latency":
         inflight = 1  # by definition: one request at a time, synchronized per iteration
     groups = {}
@@ -619,9 +623,7 @@ def _config(study: str, d: Mapping[str, Any], source: str, base: Path | None = N
     timeout = d.get("timeout_s", 600)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise bad("timeout_s", timeout, "must be a positive number of seconds")
-    seed = d.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise bad("seed", seed, "must be an integer")
+    seed = integer("seed", 0, "must be an integer")
     machine = d.get("machine")
     if machine is not None and (not isinstance(machine, str) or not machine.strip()):
         raise bad("machine", machine, "must be the name of a Dask worker (a non-empty string)")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from perflab.errors import StoreError, StoreVersionError
@@ -64,6 +65,24 @@ def _cols(*rows: tuple[str, pa.DataType, str, str]) -> tuple[Column, ...]:
 S, I64, I32, F64, B = pa.string(), pa.int64(), pa.int32(), pa.float64(), pa.bool_()
 TS = pa.timestamp("us", tz="UTC")
 DICT = pa.dictionary(pa.int32(), pa.string())
+
+
+def _gpu_op_cols(name: str, *own: tuple[str, pa.DataType, str, str]) -> tuple[Column, ...]:
+    """The columns of a table of GPU operations from a trace (kernels, memcpy/memset): what every
+    operation has, then the table's `own` columns, then the NVTX range it ran in."""
+    return _cols(
+        ("run_id", S, "", "run the trace belongs to"),
+        ("name", S, "", name),
+        ("device", I64, "", "device id"),
+        ("stream", I64, "", "stream id"),
+        ("start_ns", I64, "ns", "start"),
+        ("end_ns", I64, "ns", "end"),
+        ("duration_ns", I64, "ns", "duration"),
+        ("correlation_id", I64, "", "joins the launching runtime call"),
+        *own,
+        ("range", S, "", "innermost enclosing NVTX range"),
+    )
+
 
 # `layers` rows that total one operator type (`op:Conv`) rather than one layer or node: a profile
 # may hold both kinds, each of which alone sums to the profiled time.
@@ -214,29 +233,11 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("iteration", I64, "", "perflab iteration parsed from the range"),
         ("stage", S, "", "perflab stage parsed from the range"),
     ),
-    "trace_kernels": _cols(
-        ("run_id", S, "", "run the trace belongs to"),
-        ("name", S, "", "kernel name"),
-        ("device", I64, "", "device id"),
-        ("stream", I64, "", "stream id"),
-        ("start_ns", I64, "ns", "start"),
-        ("end_ns", I64, "ns", "end"),
-        ("duration_ns", I64, "ns", "duration"),
-        ("correlation_id", I64, "", "joins the launching runtime call"),
-        ("range", S, "", "innermost enclosing NVTX range"),
-    ),
-    "trace_memcpy": _cols(
-        ("run_id", S, "", "run the trace belongs to"),
-        ("name", S, "", "memcpy or memset"),
-        ("device", I64, "", "device id"),
-        ("stream", I64, "", "stream id"),
-        ("start_ns", I64, "ns", "start"),
-        ("end_ns", I64, "ns", "end"),
-        ("duration_ns", I64, "ns", "duration"),
-        ("correlation_id", I64, "", "joins the launching runtime call"),
+    "trace_kernels": _gpu_op_cols("kernel name"),
+    "trace_memcpy": _gpu_op_cols(
+        "memcpy or memset",
         ("bytes", I64, "B", "bytes copied or set"),
         ("copy_kind", S, "", "HtoD, DtoH, DtoD, memset, ..."),
-        ("range", S, "", "innermost enclosing NVTX range"),
     ),
 }
 
@@ -600,36 +601,55 @@ def readable_files(folders: Path | str | Iterable[Path | str], table: str) -> li
 
 def readable(folders: Path | str | Iterable[Path | str], table: str) -> tuple[list[Path], bool]:
     """readable_files(), and whether all of them have the same columns: such files are read in
-    one scan without matching columns by name, which costs a schema read per file (over a
-    second for 500 files)."""
-    if isinstance(folders, (str, Path)):
-        folders = [folders]
-    good, shapes = [], set()
-    for folder in folders:
-        for path in table_files(Path(folder), table):
-            try:
-                file_schema = _check_footer(path, table)  # reads only the footer
-            except StoreVersionError:
-                raise
-            except (OSError, pa.ArrowException, ValueError, StoreError) as exc:
-                warnings.warn(f"skipping unreadable file {path}: {exc}", stacklevel=3)
-                continue
-            good.append(path)
-            shapes.add(tuple((f.name, str(f.type)) for f in file_schema))
-    return good, len(shapes) <= 1
+    one scan without matching columns by name."""
+    paths = [p for folder in _folders(folders) for p in table_files(folder, table)]
+    good, shapes = check_files(paths, table)
+    return good, len(set(shapes.values())) <= 1
+
+
+def check_files(paths: Iterable[Path], table: str) -> tuple[list[Path], dict[Path, str]]:
+    """The files whose footer reads (the others skipped with a warning naming them; a file from
+    a newer schema version stops the read), and each one's columns, as text."""
+    good, shapes = [], {}
+    for path in paths:
+        try:
+            file_schema = _check_footer(path, table)  # reads only the footer
+        except StoreVersionError:
+            raise
+        except (OSError, pa.ArrowException, ValueError, StoreError) as exc:
+            warnings.warn(f"skipping unreadable file {path}: {exc}", stacklevel=4)
+            continue
+        good.append(path)
+        shapes[path] = json.dumps([[f.name, str(f.type)] for f in file_schema])
+    return good, shapes
+
+
+def _folders(folders: Path | str | Iterable[Path | str]) -> list[Path]:
+    return [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
 
 
 def read(folders: Path | str | Iterable[Path | str], table: str) -> pd.DataFrame:
     """Read one table from one or more result folders.
 
     A file that cannot be parsed is skipped with a warning naming it; a file from a newer schema
-    version stops the read with a message that says so.
+    version stops the read with a message that says so. `runs` is read through each folder's
+    index (see `indexed`): one file rather than a footer per run.
     """
+    if table == "runs":
+        parts = [indexed(folder, table, "rows", _read_rows)[0] for folder in _folders(folders)]
+        parts = [t.drop_columns([INDEX_FILE]) for t in parts if t is not None]
+        if not parts:
+            return schema(table).empty_table().to_pandas()
+        return pa.concat_tables(parts).to_pandas()
     good, uniform = readable(folders, table)
     if not good:
         return schema(table).empty_table().to_pandas()
+    return _read_files(good, table, uniform).to_pandas()
+
+
+def _read_files(good: list[Path], table: str, uniform: bool) -> pa.Table:
     try:
-        arrow = _scan(good, schema(table), uniform=uniform)
+        return _scan(good, schema(table), uniform=uniform)
     except (OSError, pa.ArrowException):
         # A footer that reads but a body that does not: find the file, a file at a time.
         parts = []
@@ -639,26 +659,143 @@ def read(folders: Path | str | Iterable[Path | str], table: str) -> pd.DataFrame
             except (OSError, pa.ArrowException, ValueError) as exc:
                 warnings.warn(f"skipping unreadable file {path}: {exc}", stacklevel=2)
         if not parts:
-            return schema(table).empty_table().to_pandas()
-        arrow = pa.concat_tables(parts, promote_options="none")
-    return arrow.to_pandas()
+            return schema(table).empty_table()
+        return pa.concat_tables(parts, promote_options="none")
 
 
-def _scan(paths: list[Path], sch: pa.Schema, *, uniform: bool = False) -> pa.Table:
+def _read_rows(paths: list[Path], table: str) -> tuple[pa.Table, dict[Path, object]]:
+    """A table's rows from these files, each row with its file's name (INDEX_FILE)."""
+    good, shapes = check_files(paths, table)
+    sch = schema(table).append(pa.field(INDEX_FILE, pa.string()))
+    if not good:
+        return sch.empty_table(), {}
+    try:
+        arrow = _scan(good, schema(table), uniform=len(set(shapes.values())) == 1, files=True)
+    except (OSError, pa.ArrowException):
+        parts = []  # a footer that reads but a body that does not: a file at a time
+        for path in good:
+            try:
+                part = _read_file(path, table)
+            except (OSError, pa.ArrowException, ValueError) as exc:
+                warnings.warn(f"skipping unreadable file {path}: {exc}", stacklevel=2)
+                del shapes[path]
+                continue
+            parts.append(part.append_column(INDEX_FILE, pa.array([path.name] * len(part))))
+        return (pa.concat_tables(parts) if parts else sch.empty_table()), dict(shapes)
+    return arrow, dict(shapes)
+
+
+def _scan(
+    paths: list[Path], sch: pa.Schema, *, uniform: bool = False, files: bool = False
+) -> pa.Table:
     """All files in one duckdb scan (parallel, several times faster than a file at a time on
-    studies of hundreds of runs), conformed to the declared schema. Files of different columns
-    (written by older versions) are matched by column name."""
+    studies of hundreds of runs), conformed to the declared schema; with `files`, each row's
+    file name in INDEX_FILE. Files of different columns (older versions) are matched by name."""
     import duckdb
 
     con = duckdb.connect()
     try:
-        result = con.read_parquet([str(p) for p in paths], union_by_name=not uniform).arrow()
+        result = con.read_parquet(
+            [str(p) for p in paths], union_by_name=not uniform, filename=files
+        ).arrow()
         arrow = result.read_all() if hasattr(result, "read_all") else result
     except duckdb.Error as exc:
         raise OSError(f"scan failed: {exc}") from exc
     finally:
         con.close()
-    return _conform(arrow, sch)
+    out = _conform(arrow, sch)
+    if files:
+        names = pa.array([Path(p).name for p in arrow.column("filename").to_pylist()])
+        out = out.append_column(INDEX_FILE, names)
+    return out
+
+
+# ----------------------------------------------------------------------------- file index
+
+# A table folder's index: what was derived from each of its files (a runs file's row, a samples
+# file's row counts), with the size and modification time each file had when it was read.
+# Opening a study of hundreds of runs otherwise parses hundreds of parquet footers (about a
+# millisecond each); with the index it reads one file and stats the others, and reads again only
+# files that are new or changed. It is a cache: removing it loses nothing, and where the folder
+# is not writable it is not kept. It lives in the folder's `.index/`, which no reader takes for a
+# table.
+INDEX_FILE = "_file"
+INDEX_VERSION = 1
+
+
+INDEX = ".index"
+
+
+def index_path(folder: Path, table: str, name: str) -> Path:
+    """Beside the tables, not in them: a table's folder holds only its files."""
+    return Path(folder) / INDEX / f"{table}-{name}.parquet"
+
+
+def indexed(
+    folder: Path | str,
+    table: str,
+    name: str,
+    derive,
+) -> tuple[pa.Table | None, dict[Path, object]]:
+    """Rows derived from each readable file of one folder's table, in file-name order, each with
+    its file's name in INDEX_FILE, and per file what `derive` noted of it (JSON-able).
+
+    `derive(paths, table) -> (rows, {path: note})` reads the files that are not in the index or
+    changed since; a path missing from its notes was unreadable (warned about, not indexed, and
+    tried again next time). None when the folder has no such files."""
+    folder = Path(folder)
+    files = table_files(folder, table)
+    if not files:
+        return None, {}
+    stats = {}
+    for path in files:
+        st = path.stat()
+        stats[path.name] = [st.st_size, st.st_mtime_ns]
+    where = index_path(folder, table, name)
+    old, known = _load_index(where, table, name)
+    keep = [n for n in stats if n in known and known[n][:2] == stats[n]]
+    fresh = [p for p in files if p.name not in set(keep)]
+    parts = []
+    if old is not None and keep:
+        parts.append(old.filter(pc.is_in(old[INDEX_FILE], pa.array(keep))))
+    notes = {folder / table / n: known[n][2] for n in keep}
+    if fresh:
+        rows, fresh_notes = derive(fresh, table)
+        parts.append(rows)
+        notes.update(fresh_notes)
+    rows = pa.concat_tables(parts) if len(parts) > 1 else parts[0] if parts else None
+    if rows is not None and len(rows):
+        rows = rows.take(pc.sort_indices(rows, [(INDEX_FILE, "ascending")]))
+    if fresh or len(keep) != len(known):
+        entries = {p.name: [*stats[p.name], note] for p, note in notes.items()}
+        _save_index(where, rows, entries, table, name)
+    return rows, dict(sorted(notes.items()))
+
+
+def _load_index(where: Path, table: str, name: str) -> tuple[pa.Table | None, dict]:
+    try:
+        arrow = pq.read_table(where)
+        meta = arrow.schema.metadata or {}
+        head = json.loads(meta[b"perflab_index"])
+        if head["version"] != [INDEX_VERSION, SCHEMA_VERSION] or head["of"] != [table, name]:
+            return None, {}
+        return arrow.replace_schema_metadata(None), head["files"]
+    except (OSError, pa.ArrowException, ValueError, KeyError, TypeError):
+        return None, {}  # none yet, or not one this version can use: it is rebuilt
+
+
+def _save_index(where: Path, rows: pa.Table | None, entries: dict, table: str, name: str) -> None:
+    if rows is None:
+        return
+    head = {"version": [INDEX_VERSION, SCHEMA_VERSION], "of": [table, name], "files": entries}
+    tmp = temporary_name(where)
+    try:
+        where.parent.mkdir(exist_ok=True)
+        meta = {"perflab_index": json.dumps(head)}
+        pq.write_table(rows.replace_schema_metadata(meta), tmp, compression="zstd")
+        os.replace(tmp, where)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a folder perflab may not write in: read without an index
 
 
 def _conform(arrow: pa.Table, sch: pa.Schema) -> pa.Table:

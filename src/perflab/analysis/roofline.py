@@ -380,18 +380,15 @@ def host_cpu_peak(fingerprint: Mapping[str, Any]) -> dict[str, Any]:
             int8_gops = fp32_gflops * CPU_INT8_VNNI_FACTOR
         elif flags & {"avx2", "avx512bw"}:
             int8_gops = fp32_gflops * CPU_INT8_NO_VNNI_FACTOR
-        if "amx_bf16" in flags:
-            bf16_gflops = core_ghz * CPU_AMX_BF16_FLOPS_PER_CYCLE
-        elif "avx512_bf16" in flags:
-            bf16_gflops = fp32_gflops * CPU_BF16_FACTOR
-        else:
-            bf16_gflops = fp32_gflops
-        if "amx_fp16" in flags:
-            fp16_gflops = core_ghz * CPU_AMX_BF16_FLOPS_PER_CYCLE
-        elif "avx512_fp16" in flags:
-            fp16_gflops = fp32_gflops * CPU_FP16_FACTOR
-        else:
-            fp16_gflops = fp32_gflops
+
+        def half(amx: str, avx512: str, factor: float) -> float:
+            """A 16-bit float peak: AMX tiles, else AVX-512's own instructions, else fp32's."""
+            if amx in flags:
+                return core_ghz * CPU_AMX_BF16_FLOPS_PER_CYCLE
+            return fp32_gflops * factor if avx512 in flags else fp32_gflops
+
+        bf16_gflops = half("amx_bf16", "avx512_bf16", CPU_BF16_FACTOR)
+        fp16_gflops = half("amx_fp16", "avx512_fp16", CPU_FP16_FACTOR)
     else:
         notes.append("core count or clock unknown: no compute estimate")
 

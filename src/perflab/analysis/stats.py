@@ -490,7 +490,8 @@ def summarize_source(
     for n_class, batch in _batches(counts, by_n=binomial):
         fractions = _rank_fractions(n_class, ci) if binomial else None
         select = _summary_select(src, host, host_int, fractions)
-        for table in scan.aggregate(src, flt, select, [batch]):
+        query = f"SELECT run_id, stage, {select} FROM {{rows}} GROUP BY run_id, stage"
+        for table in scan.aggregate(src, flt, query, [batch]):
             part = table.to_pandas()
             parts.append(part if n_class is None else part[part["n"] == n_class])
     raw = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
@@ -735,34 +736,74 @@ def harness_gap(
         r1     1000 3.120      3.080         0.040      0.041       1.28
 
     gap_p50_ms is the median of the per-iteration gaps; stages_p50_ms the median of the
-    per-iteration stage sums; gap_pct = 100 * gap_p50_ms / e2e_p50_ms.
+    per-iteration stage sums; gap_pct = 100 * gap_p50_ms / e2e_p50_ms. Iterations without
+    exactly one e2e row are left out. Computed by DuckDB, with the query `Results.harness_gap`
+    runs over the stored files (harness_gap_source).
     """
-    cols = ["run_id", "n", "e2e_p50_ms", "stages_p50_ms", "gap_p50_ms", "gap_mean_ms", "gap_pct"]
-    _require(samples, ("iteration",), "samples")
-    rows = select_rows(samples, runs, phase=phase)
-    per_iter = iteration_sums(rows)
-    per_iter = per_iter[per_iter["has_e2e"]]
-    if per_iter.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object if c == "run_id" else float) for c in cols})
-    rcode = per_iter["run_code"].to_numpy()
-    e2e_ns = per_iter["e2e_ns"].to_numpy()
-    parts_ns = per_iter["stages_ns"].to_numpy()
-    e2e = sort_groups(rcode, e2e_ns)
-    parts = sort_groups(rcode, parts_ns)
-    gap = sort_groups(rcode, e2e_ns - parts_ns)
-    gap_mean, _ = gap.moments()
+    _require(samples, ("run_id", "stage", "host_ns", "iteration"), "samples")
+    if phase is not None and "phase" not in samples.columns:
+        raise PerflabError("samples have no 'phase' column; pass phase=None to use all rows")
+    return harness_gap_source(scan.Frame(samples), runs, phase=phase)
+
+
+HARNESS_GAP_COLUMNS = (
+    "run_id", "n", "e2e_p50_ms", "stages_p50_ms", "gap_p50_ms", "gap_mean_ms", "gap_pct",
+)  # fmt: skip
+
+
+def harness_gap_source(
+    src: scan.Catalog | scan.Frame | None,
+    runs: pd.DataFrame | None = None,
+    *,
+    phase: str | None = "measure",
+) -> pd.DataFrame:
+    """harness_gap() of sample rows wherever they are (see summarize_source): per run and
+    iteration the e2e and stage sums, then per run their medians, in one grouped query."""
+    ok = ok_run_ids(runs)
+    flt = scan.Filter(None if ok is None else [str(r) for r in ok], phase, None)
+    counts = scan.group_counts(src, flt)
+    if counts.empty:
+        return pd.DataFrame(
+            {c: pd.Series(dtype=object if c == "run_id" else float) for c in HARNESS_GAP_COLUMNS}
+        )
+    host, host_int = _ns_expression(src, "host_ns")
+    inside = ", ".join(repr(s) for s in ("e2e", *NESTED_STAGES))
+    e2e = f"sum({host}) FILTER (WHERE stage = 'e2e')"
+    stages = f"coalesce(sum({host}) FILTER (WHERE stage NOT IN ({inside})), 0)"
+    if host_int:  # per-iteration sums of nanoseconds fit BIGINT (quantiles of HUGEINT are slow)
+        e2e, stages = f"CAST({e2e} AS BIGINT)", f"CAST({stages} AS BIGINT)"
+    query = f"""
+        SELECT run_id, count(*) AS n, quantile_cont(e2e, 0.5) AS e2e_p50,
+               quantile_cont(parts, 0.5) AS parts_p50, quantile_cont(e2e - parts, 0.5) AS gap_p50,
+               {_moment_sql("e2e - parts", host_int, "gap_")}
+        FROM (
+            SELECT run_id, iteration, {e2e} AS e2e, {stages} AS parts,
+                   count(*) FILTER (WHERE stage = 'e2e') AS n_e2e
+            FROM {{rows}} GROUP BY run_id, iteration
+        )
+        WHERE n_e2e = 1 GROUP BY run_id"""
+    parts = [
+        t.to_pandas()
+        for t in scan.aggregate(src, flt, query, [b for _, b in _batches(counts, by_n=False)])
+    ]
+    raw = pd.concat(parts, ignore_index=True).sort_values("run_id", ignore_index=True)
+    n = raw["n"].to_numpy(dtype=np.int64)
+    if host_int:
+        mean, _ = _exact_moments(n, raw["gap_s1"], raw["gap_s2"])
+    else:
+        mean = raw["gap_mean"].to_numpy(dtype=np.float64)
     out = pd.DataFrame(
         {
-            "run_id": rows.runs[gap.gid],
-            "n": gap.counts,
-            "e2e_p50_ms": e2e.quantile(0.5) / 1e6,
-            "stages_p50_ms": parts.quantile(0.5) / 1e6,
-            "gap_p50_ms": gap.quantile(0.5) / 1e6,
-            "gap_mean_ms": gap_mean / 1e6,
+            "run_id": raw["run_id"].to_numpy(dtype=object),
+            "n": n,
+            "e2e_p50_ms": raw["e2e_p50"].to_numpy(dtype=np.float64) / 1e6,
+            "stages_p50_ms": raw["parts_p50"].to_numpy(dtype=np.float64) / 1e6,
+            "gap_p50_ms": raw["gap_p50"].to_numpy(dtype=np.float64) / 1e6,
+            "gap_mean_ms": mean / 1e6,
         }
     )
     out["gap_pct"] = 100.0 * out["gap_p50_ms"] / out["e2e_p50_ms"]
-    return out[cols]
+    return out[list(HARNESS_GAP_COLUMNS)]
 
 
 def iteration_sums(rows: Rows) -> pd.DataFrame:

@@ -9,7 +9,9 @@ segment with the earlier ones.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,24 +56,43 @@ MARGIN_FRACTION = 0.2
 MIN_MARGIN = 5
 
 
+@dataclass(frozen=True)
+class WarmupMethod:
+    """The knobs of the method warmup() describes, step by step: the outlier filter
+    (outlier_k, outlier_window), the segmentation (model, penalty, min_size, max_points) and
+    the equivalence of segments (rel_tol, abs_tol_ms)."""
+
+    model: str = "l2"
+    penalty: float | None = None
+    min_size: int = 5
+    rel_tol: float = 0.01
+    abs_tol_ms: float = 0.001
+    outlier_k: float = 5.0
+    outlier_window: int = 7
+    max_points: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise PerflabError(
+                f"unknown changepoint model {self.model!r}; choose one of {list(MODELS)}"
+            )
+        if self.min_size < 2:
+            raise PerflabError(f"min_size must be at least 2 iterations, got {self.min_size}")
+
+
 def warmup(
     samples: pd.DataFrame,
     *,
     runs: pd.DataFrame | None = None,
     stage: str = "e2e",
-    model: str = "l2",
-    penalty: float | None = None,
-    min_size: int = 5,
-    rel_tol: float = 0.01,
-    abs_tol_ms: float = 0.001,
-    outlier_k: float = 5.0,
-    outlier_window: int = 7,
-    max_points: int = 1000,
+    **method: Any,
 ) -> pd.DataFrame:
     """Classify each run's per-iteration series (warmup iterations included) as in warmup_stats.
 
     Input: samples (run_id, iteration, stage, host_ns; every phase is used); runs optional
-    (keeps ok runs, adds runs.first_ms-based columns).
+    (keeps ok runs, adds runs.first_ms-based columns); `method`: the knobs of the steps below
+    as keywords of WarmupMethod (model, penalty, min_size, rel_tol, abs_tol_ms, outlier_k,
+    outlier_window, max_points), which holds their defaults.
 
     Output, one row per run::
 
@@ -118,10 +139,7 @@ def warmup(
     otherwise: more warmup does not help). With runs: runs_first_ms (the runner's setup stage
     `first`) and runs_cold_start_ratio = runs_first_ms / steady_p50_ms as well.
     """
-    if model not in MODELS:
-        raise PerflabError(f"unknown changepoint model {model!r}; choose one of {list(MODELS)}")
-    if min_size < 2:
-        raise PerflabError(f"min_size must be at least 2 iterations, got {min_size}")
+    how = WarmupMethod(**method)
     for col in ("run_id", "iteration", "stage", "host_ns"):
         if col not in samples.columns:
             raise PerflabError(
@@ -144,18 +162,8 @@ def warmup(
         else np.zeros(0, dtype=np.int64)
     )
 
-    params = {
-        "model": model,
-        "penalty": penalty,
-        "min_size": min_size,
-        "rel_tol": rel_tol,
-        "abs_tol_ms": abs_tol_ms,
-        "outlier_k": outlier_k,
-        "outlier_window": outlier_window,
-        "max_points": max_points,
-    }
     rows = [
-        {"run_id": run_id[a], **classify_series(iteration[a:b], ms[a:b], **params)}
+        {"run_id": run_id[a], **classify_series(iteration[a:b], ms[a:b], how)}
         for a, b in pairwise(bounds)
     ]
     out = pd.DataFrame(rows, columns=list(WARMUP_COLUMNS))
@@ -176,17 +184,7 @@ def warmup(
 
 
 def classify_series(
-    iteration: np.ndarray,
-    ms: np.ndarray,
-    *,
-    model: str = "l2",
-    penalty: float | None = None,
-    min_size: int = 5,
-    rel_tol: float = 0.01,
-    abs_tol_ms: float = 0.001,
-    outlier_k: float = 5.0,
-    outlier_window: int = 7,
-    max_points: int = 1000,
+    iteration: np.ndarray, ms: np.ndarray, how: WarmupMethod = WarmupMethod()
 ) -> dict[str, object]:
     """Classify one series (iterations ascending, times in ms); see warmup() for the method."""
     n = len(ms)
@@ -204,22 +202,28 @@ def classify_series(
         "n_outliers": 0,
         "n_iterations": n,
     }
-    if n < max(MIN_SERIES, 2 * min_size):
+    if n < max(MIN_SERIES, 2 * how.min_size):
         return result
-    clean, n_outliers = hampel(ms, window=outlier_window, k=outlier_k)
+    clean, n_outliers = hampel(ms, window=how.outlier_window, k=how.outlier_k)
     result["n_outliers"] = n_outliers
 
     starts = segment_starts(
-        clean, model=model, penalty=penalty, min_size=min_size, max_points=max_points
+        clean,
+        model=how.model,
+        penalty=how.penalty,
+        min_size=how.min_size,
+        max_points=how.max_points,
     )
-    starts, medians = merge_equivalent(clean, starts, rel_tol=rel_tol, abs_tol_ms=abs_tol_ms)
+    starts, medians = merge_equivalent(
+        clean, starts, rel_tol=how.rel_tol, abs_tol_ms=how.abs_tol_ms
+    )
     result["n_changepoints"] = len(starts) - 1
     result["changepoints"] = [int(iteration[s]) for s in starts[1:]]
     result["segment_p50_ms"] = [float(m) for m in medians]
 
     last = starts[-1]
     final = medians[-1]
-    tol = max(abs_tol_ms, rel_tol * final)
+    tol = max(how.abs_tol_ms, how.rel_tol * final)
     min_steady = min(MIN_STEADY_ITERATIONS, math.ceil(MIN_STEADY_FRACTION * n))
     if len(starts) == 1:
         label = "flat"

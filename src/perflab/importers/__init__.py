@@ -13,9 +13,10 @@ light and lets this package hold the helpers they share without an import cycle.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -285,19 +286,25 @@ def commit(out: str | Path, runs: list[ImportedRun]) -> list[str]:
     return ids
 
 
-def check_file(path: str | Path, what: str) -> bytes:
-    """The first 64 bytes of a non-empty file (for format checks without reading it all);
-    ImportFormatError naming the file when it is missing, a folder, or empty."""
-    p = Path(path)
+@contextlib.contextmanager
+def _reading(p: Path, what: str) -> Iterator[None]:
+    """Turn the errors of opening or reading `p` into an ImportFormatError naming the file."""
     try:
-        with p.open("rb") as f:
-            head = f.read(64)
+        yield
     except FileNotFoundError:
         raise ImportFormatError(f"{p}: no such file") from None
     except IsADirectoryError:
         raise ImportFormatError(f"{p} is a folder, not a {what} file") from None
     except OSError as exc:
         raise ImportFormatError(f"{p}: cannot read ({exc.strerror})") from None
+
+
+def check_file(path: str | Path, what: str) -> bytes:
+    """The first 64 bytes of a non-empty file (for format checks without reading it all);
+    ImportFormatError naming the file when it is missing, a folder, or empty."""
+    p = Path(path)
+    with _reading(p, what), p.open("rb") as f:
+        head = f.read(64)
     if not head:
         raise ImportFormatError(f"{p} is empty; expected a {what} file")
     return head
@@ -306,14 +313,8 @@ def check_file(path: str | Path, what: str) -> bytes:
 def read_bytes(path: str | Path, what: str) -> bytes:
     """The file's content, or ImportFormatError naming the file when it is missing or empty."""
     p = Path(path)
-    try:
+    with _reading(p, what):
         data = p.read_bytes()
-    except FileNotFoundError:
-        raise ImportFormatError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise ImportFormatError(f"{p} is a folder, not a {what} file") from None
-    except OSError as exc:
-        raise ImportFormatError(f"{p}: cannot read ({exc.strerror})") from None
     if not data.strip():
         raise ImportFormatError(f"{p} is empty; expected a {what} file")
     return data

@@ -69,14 +69,23 @@ _STAGES = {
 
 _QUERIES_RE = re.compile(rf"^Timing trace has (?P<n>\d+) queries over (?P<s>{NUM}) s")
 _WARMUP_RE = re.compile(rf"^Warmup completed (?P<n>\d+) queries over (?P<ms>{NUM}) ms")
-_BUILT_RE = re.compile(rf"^Engine built in (?P<s>{NUM}) sec")
-_LOADED_RE = re.compile(rf"^Engine loaded in (?P<s>{NUM}) sec")
+_BUILT_RE = re.compile(rf"^Engine built in (?P<v>{NUM}) sec")
+_LOADED_RE = re.compile(rf"^Engine loaded in (?P<v>{NUM}) sec")
 # What the engine holds, as TensorRT prints it: the projection's weight bytes and kernel count.
 _WEIGHTS_RE = re.compile(r"^Total Weights Memory:\s*(?P<v>[0-9]+)\s*bytes")
 _ENGINE_SIZE_RE = re.compile(rf"^Loaded engine size:\s*(?P<v>{NUM})\s*(?P<u>[KMG]i?B)\b")
 _ENGINE_LAYER_RE = re.compile(r"^Layer\([A-Za-z0-9_]+\): ")
 _SIZE_UNITS = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
-_DESERIALIZED_RE = re.compile(rf"^Engine deserialized in (?P<s>{NUM}) sec")
+_DESERIALIZED_RE = re.compile(rf"^Engine deserialized in (?P<v>{NUM}) sec")
+# Lines that state one number (group "v"): the ParsedLog mapping it goes to and its key there.
+_NUMBER_LINES = (
+    (_THROUGHPUT_RE, "reported", ("host_walltime", "throughput_qps")),
+    (_WALLTIME_RE, "reported", ("host_walltime", "walltime_s")),
+    (_TOTAL_GPU_RE, "reported", ("compute", "total_s")),
+    (_BUILT_RE, "facts", "build_s"),
+    (_LOADED_RE, "facts", "engine_load_s"),
+    (_DESERIALIZED_RE, "facts", "deserialize_s"),
+)
 _BINDING_RE = re.compile(
     r"^(?:Created input binding for (?P<a>.+?) with dimensions (?P<da>[\dx]+)"
     r"|Input binding for (?P<b>.+?) with dimensions (?P<db>[\dx]+) is created)"
@@ -399,17 +408,7 @@ def _parse_log_run(run: _LogRun) -> ParsedLog:
                 _THROUGHPUT_RE.match(text) or _WALLTIME_RE.match(text) or _TOTAL_GPU_RE.match(text)
             ):
                 trt7_block = None
-        m = _THROUGHPUT_RE.match(text)
-        if m:
-            p.reported[("host_walltime", "throughput_qps")] = parse_number(m.group("v"))
-            continue
-        m = _WALLTIME_RE.match(text)
-        if m:
-            p.reported[("host_walltime", "walltime_s")] = parse_number(m.group("v"))
-            continue
-        m = _TOTAL_GPU_RE.match(text)
-        if m:
-            p.reported[("compute", "total_s")] = parse_number(m.group("v"))
+        if _number_line(p, text):
             continue
         stat = parse_stat_line(text)
         if stat is not None:
@@ -430,18 +429,6 @@ def _parse_log_run(run: _LogRun) -> ParsedLog:
             p.facts["n_warmup"] = int(m.group("n"))
             p.facts["warmup_ms"] = parse_number(m.group("ms"))
             continue
-        m = _BUILT_RE.match(text)
-        if m:
-            p.facts["build_s"] = parse_number(m.group("s"))
-            continue
-        m = _LOADED_RE.match(text)
-        if m:
-            p.facts["engine_load_s"] = parse_number(m.group("s"))
-            continue
-        m = _DESERIALIZED_RE.match(text)
-        if m:
-            p.facts["deserialize_s"] = parse_number(m.group("s"))
-            continue
         m = _BINDING_RE.match(text)
         if m:
             dims = m.group("da") or m.group("db")
@@ -455,6 +442,16 @@ def _parse_log_run(run: _LogRun) -> ParsedLog:
                     int(d) for d in om.group("dims").split("x")
                 ]
     return p
+
+
+def _number_line(p: ParsedLog, text: str) -> bool:
+    """Keep the number of a line that states one (_NUMBER_LINES); whether `text` was one."""
+    for pattern, mapping, key in _NUMBER_LINES:
+        m = pattern.match(text)
+        if m:
+            getattr(p, mapping)[key] = parse_number(m.group("v"))
+            return True
+    return False
 
 
 def _engine_fact(p: ParsedLog, text: str) -> None:
