@@ -35,9 +35,9 @@ from perflab.analysis.breakdown import stage_table as _stage_table
 from perflab.analysis.compare import compare as _compare
 from perflab.analysis.ranking import ranking as _ranking
 from perflab.analysis.repeats import repeats as _repeats
-from perflab.analysis.stats import harness_gap_source as _harness_gap_source
+from perflab.analysis.stats import harness_gap as _harness_gap
 from perflab.analysis.stats import ok_run_ids as _ok_run_ids
-from perflab.analysis.stats import summarize_source as _summarize_source
+from perflab.analysis.stats import summarize as _summarize
 from perflab.analysis.stats import warnings as _warnings
 from perflab.analysis.warmup import warmup as _warmup
 from perflab.analysis.warmup import warmup_table as _warmup_table
@@ -279,7 +279,7 @@ class Results:
     def _summary_only(self, **kw: Any) -> pd.DataFrame:
         key = "summary-only:" + repr(sorted(kw.items()))
         runs = self.runs
-        return self._cached(key, lambda: _summarize_source(self._source.catalog(), runs, **kw))
+        return self._cached(key, lambda: _summarize(self._source.catalog(), runs, **kw))
 
     def summary(self, **kw: Any) -> pd.DataFrame:
         """stats.summarize() of the ok runs, with label/model/backend/precision/batch_size."""
@@ -292,7 +292,7 @@ class Results:
         runs = self.runs
         return self._cached(
             key,
-            lambda: self._with_info(_harness_gap_source(self._source.catalog(), runs, **kw)),
+            lambda: self._with_info(_harness_gap(self._source.catalog(), runs, **kw)),
         )
 
     def warnings(self) -> pd.DataFrame:

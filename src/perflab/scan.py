@@ -158,6 +158,17 @@ def _count_rows(paths: list[Path], table: str) -> tuple[pa.Table, dict[Path, obj
     return pa.Table.from_arrays([*columns, names], schema=empty.schema), dict(shapes)
 
 
+def _selected(counts: pd.DataFrame, flt: Filter) -> pd.DataFrame:
+    """The catalog rows of the (file, run, phase, stage) groups that `flt` selects."""
+    if flt.run_ids is not None:
+        counts = counts[counts["run_id"].isin(list(flt.run_ids))]
+    if flt.phase is not None:
+        counts = counts[counts["phase"] == flt.phase]
+    if flt.stages is not None:
+        counts = counts[counts["stage"].isin(list(flt.stages))]
+    return counts
+
+
 def chunks(
     cat: Catalog | None, flt: Filter, columns: Sequence[str], *, max_rows: int = CHUNK_ROWS
 ) -> Iterator[pd.DataFrame]:
@@ -168,13 +179,7 @@ def chunks(
     if cat is None:
         return
     sch = store.schema("samples")
-    counts = cat.counts
-    if flt.run_ids is not None:
-        counts = counts[counts["run_id"].isin(list(flt.run_ids))]
-    if flt.phase is not None:
-        counts = counts[counts["phase"] == flt.phase]
-    if flt.stages is not None:
-        counts = counts[counts["stage"].isin(list(flt.stages))]
+    counts = _selected(cat.counts, flt)
     if counts.empty:
         return
     wanted = [c for c in columns if c in cat.columns]
@@ -265,13 +270,7 @@ def group_counts(src: Catalog | Frame | None, flt: Filter) -> pd.DataFrame:
     if src is None:
         return empty
     if isinstance(src, Catalog):
-        counts = src.counts.dropna(subset=["run_id", "stage"])
-        if flt.run_ids is not None:
-            counts = counts[counts["run_id"].isin(list(flt.run_ids))]
-        if flt.phase is not None:
-            counts = counts[counts["phase"] == flt.phase]
-        if flt.stages is not None:
-            counts = counts[counts["stage"].isin(list(flt.stages))]
+        counts = _selected(src.counts.dropna(subset=["run_id", "stage"]), flt)
         if counts.empty:
             return empty
         out = counts.groupby(["run_id", "stage"], sort=True, as_index=False)["n"].sum()

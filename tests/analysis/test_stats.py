@@ -333,3 +333,14 @@ def test_binomial_ppf_is_scipy_stats_binom_ppf():
 def test_binomial_ppf_at_an_exact_tie():
     # P(Binomial(7, 0.5) <= 3) is exactly 0.5: 3 is the smallest k that reaches it.
     assert stats.binomial_ppf(0.5, np.array([7, 35]), 0.5).tolist() == [3, 17]
+
+
+def test_samples_of_seconds_sum_exactly_past_the_64_bit_square():
+    """Squares of samples over about 3 s overflow 64 bits: the sums are then taken as 128-bit
+    integers, and the moments stay exact."""
+    x = np.array([4_000_000_000, 4_000_000_003, 5_000_000_001, 9_000_000_007], dtype=np.int64)
+    samples = pd.DataFrame({"run_id": "r", "stage": "e2e", "host_ns": x})
+    row = summarize(samples, phase=None, ci=None).iloc[0]
+    a, b, k = int(x.sum()), sum(int(v) * int(v) for v in x), len(x)
+    assert row["mean_ms"] == (a / k) / 1e6
+    assert row["std_ms"] == np.sqrt((k * b - a * a) / (k * (k - 1))) / 1e6

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
 from glob import glob
 from typing import Any
 
@@ -110,3 +113,21 @@ def stage_counts() -> Callable[[Recorder], dict[str, int]]:
         return {k: int(v) for k, v in table["stage"].astype(str).value_counts().items()}
 
     return count
+
+
+@pytest.fixture
+def engines_loaded_by() -> Callable[[Sequence[str], Sequence[str]], list[str]]:
+    """engines_loaded_by(modules, engines): which of the `engines` packages a fresh interpreter
+    holds after importing `modules` (a module that must stay light holds none)."""
+
+    def loaded(modules: Sequence[str], engines: Sequence[str]) -> list[str]:
+        code = (
+            f"import sys, {', '.join(modules)}; "
+            f"print([m for m in {tuple(engines)!r} if m in sys.modules])"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        return ast.literal_eval(out.stdout.strip())
+
+    return loaded

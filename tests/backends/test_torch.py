@@ -146,19 +146,11 @@ def test_real_torch_compile_on_cpu(set_up, make_config):
 
 @pytest.mark.realdata
 @pytest.mark.parametrize(("name", "atol_rel"), [("mnist-8.onnx", 1e-5), ("yolox_nano.onnx", 1e-5)])
-def test_real_models_match_onnxruntime(realdata, name, atol_rel):
+def test_real_models_match_onnxruntime(realdata, make_config, name, atol_rel):
     path = realdata / "models" / name
     info = models.resolve(str(path), batch_size=1)
     pipeline = pipelines.create("raw", info.inputs, batch_size=1)
-    config = RunConfig(
-        study="t",
-        model=str(path),
-        pipeline="raw",
-        backend="torch-cpu",
-        precision="fp32",
-        batch_size=1,
-    )
-    backend = TorchBackend(config)
+    backend = TorchBackend(make_config(str(path), "torch-cpu"))
     backend.setup(info, pipeline, SetupTimer())
     _, x, out = run_once(backend, pipeline, 1)
     err, scale, cos = agreement(out, reference_outputs(info.path, x))
@@ -202,7 +194,7 @@ def _model(nodes, inputs, outputs, initializers=(), opset=17):
     return m
 
 
-def test_unsupported_ops_are_named(tmp_path):
+def test_unsupported_ops_are_named(tmp_path, make_config):
     from onnx import TensorProto, helper
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
@@ -224,17 +216,9 @@ def test_unsupported_ops_are_named(tmp_path):
 
     path = tmp_path / "odd.onnx"
     onnx.save(m, path)
-    config = RunConfig(
-        study="t",
-        model=str(path),
-        pipeline="raw",
-        backend="torch-cpu",
-        precision="fp32",
-        batch_size=1,
-    )
     info = models.resolve(str(path), batch_size=1)
     with pytest.raises(Unsupported, match="LpPool"):
-        TorchBackend(config).setup(info, None, SetupTimer())
+        TorchBackend(make_config(str(path), "torch-cpu")).setup(info, None, SetupTimer())
 
 
 def test_converter_covers_the_zoo_ops():
@@ -369,7 +353,14 @@ def _run_both(model, feeds):
             ("wt",),
             (1, 2, 4, 4),
         ),
+        ("ConvTranspose", {"strides": [2, 2], "auto_pad": "SAME_UPPER"}, ("wt",), (1, 2, 4, 5)),
+        ("ConvTranspose", {"strides": [2, 2], "auto_pad": "SAME_LOWER"}, ("wt",), (1, 2, 4, 5)),
+        ("ConvTranspose", {"strides": [2, 2], "output_shape": [8, 9]}, ("wt",), (1, 2, 4, 4)),
         ("Softmax", {"axis": 1}, (), (2, 3, 4)),
+        ("HardSwish", {}, (), (2, 3, 4)),
+        ("Softplus", {}, (), (2, 3, 4)),
+        ("Softsign", {}, (), (2, 3, 4)),
+        ("Mish", {}, (), (2, 3, 4)),
         ("LayerNormalization", {"axis": -1, "epsilon": 1e-5}, ("gamma", "beta"), (2, 3, 4)),
         ("DepthToSpace", {"blocksize": 2}, (), (1, 8, 2, 3)),
         ("DepthToSpace", {"blocksize": 2, "mode": "CRD"}, (), (1, 8, 2, 3)),
@@ -463,16 +454,9 @@ def test_constants_are_folded():
     np.testing.assert_allclose(got[0], ref[0])
 
 
-def test_importing_the_converter_imports_no_torch():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, perflab.backends.onnx_torch, perflab.backends.torch; "
-        "print('torch' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+def test_importing_the_converter_imports_no_torch(engines_loaded_by):
+    modules = ["perflab.backends.onnx_torch", "perflab.backends.torch"]
+    assert engines_loaded_by(modules, ["torch"]) == []
 
 
 # ------------------------------------------------------------------------- on a GPU

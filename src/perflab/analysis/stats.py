@@ -378,7 +378,7 @@ def select_samples(
 
 
 def summarize(
-    samples: pd.DataFrame,
+    samples: pd.DataFrame | scan.Catalog | None,
     runs: pd.DataFrame | None = None,
     *,
     phase: str | None = "measure",
@@ -426,45 +426,16 @@ def summarize(
       NaN elsewhere).
     - With `runs`, only samples of runs whose status is "ok" are summarized.
 
-    The statistics are computed by DuckDB over the frame, with the query that `Results.summary`
-    runs over the stored files (summarize_source): both give the same numbers.
+    `samples` may also be a `scan.Catalog` (what `Results.summary` passes): the stored files are
+    then read by the same query without being loaded, and give the same numbers. The
+    per-(run, stage) work is one grouped DuckDB query per batch of runs: counts, exact integer
+    sums for the moments, min and max, the percentiles (quantile_cont, numpy's linear
+    interpolation), the median throughput and the device statistics. Order-statistic CIs need
+    values at ranks that depend on each group's n (known beforehand from the counts), so with
+    them a batch holds groups of one n, whose ranks are read with quantile_disc. Only the
+    bootstrap pulls sample values into Python, a chunk of whole runs at a time.
     """
-    _require(samples, ("run_id", "stage", "host_ns"), "samples")
-    if phase is not None and "phase" not in samples.columns:
-        raise PerflabError("samples have no 'phase' column; pass phase=None to use all rows")
-    return summarize_source(
-        scan.Frame(samples),
-        runs,
-        phase=phase,
-        stages=stages,
-        ci=ci,
-        ci_method=ci_method,
-        n_boot=n_boot,
-        seed=seed,
-    )
-
-
-def summarize_source(
-    src: scan.Catalog | scan.Frame | None,
-    runs: pd.DataFrame | None = None,
-    *,
-    phase: str | None = "measure",
-    stages: Iterable[str] | str | None = None,
-    ci: float | None = 0.95,
-    ci_method: str = "binomial",
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """summarize() of sample rows wherever they are: stored files (a scan.Catalog, read without
-    loading them) or a frame (scan.Frame).
-
-    The per-(run, stage) work is one grouped DuckDB query per batch of runs: counts, exact
-    integer sums for the moments, min and max, the percentiles (quantile_cont, the same linear
-    interpolation as numpy), the median throughput and the device statistics. Order-statistic
-    CIs need values at ranks that depend on each group's n (known beforehand from the counts),
-    so with them the batches hold groups of one n, whose ranks are read with quantile_disc. Only
-    the bootstrap pulls sample values into Python, a chunk of whole runs at a time.
-    """
+    src = _source(samples, ("run_id", "stage", "host_ns"), phase)
     if ci_method not in ("binomial", "bootstrap"):
         raise PerflabError(f"unknown ci_method {ci_method!r}; choose 'binomial' or 'bootstrap'")
     if ci is not None and not 0 < ci < 1:
@@ -487,11 +458,22 @@ def summarize_source(
     binomial = ci is not None and ci_method == "binomial"
     host, host_int = _ns_expression(src, "host_ns")
     parts = []
+    import duckdb
+
+    wide = False
     for n_class, batch in _batches(counts, by_n=binomial):
         fractions = _rank_fractions(n_class, ci) if binomial else None
-        select = _summary_select(src, host, host_int, fractions)
-        query = f"SELECT run_id, stage, {select} FROM {{rows}} GROUP BY run_id, stage"
-        for table in scan.aggregate(src, flt, query, [batch]):
+        while True:
+            select = _summary_select(src, host, host_int, fractions, wide=wide)
+            query = f"SELECT run_id, stage, {select} FROM {{rows}} GROUP BY run_id, stage"
+            try:
+                tables = list(scan.aggregate(src, flt, query, [batch]))
+                break
+            except duckdb.OutOfRangeException:
+                if wide:
+                    raise
+                wide = True  # a sample of over 3 s: squares as HUGEINT from here on
+        for table in tables:
             part = table.to_pandas()
             parts.append(part if n_class is None else part[part["n"] == n_class])
     raw = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
@@ -508,6 +490,16 @@ def summarize_source(
 # Quantiles read by rank (0-based k among n values) with quantile_disc: DuckDB's discrete quantile
 # of fraction f is the value at rank ceil(n * f) - 1, so f = (k + 0.5) / n lands on k with half a
 # rank of margin either way (tests/analysis/test_stats.py checks the rule on every rank of many n).
+def _source(samples, required: Sequence[str], phase: str | None):
+    """The samples as a scan source: a frame (checked) read through DuckDB, or stored files."""
+    if samples is None or isinstance(samples, scan.Catalog):
+        return samples
+    _require(samples, required, "samples")
+    if phase is not None and "phase" not in samples.columns:
+        raise PerflabError("samples have no 'phase' column; pass phase=None to use all rows")
+    return scan.Frame(samples)
+
+
 def rank_fraction(k: int, n: int) -> float:
     """The quantile_disc fraction that reads the value at 0-based rank k of n."""
     return (k + 0.5) / n
@@ -555,22 +547,37 @@ def _ns_expression(src: scan.Catalog | scan.Frame, name: str) -> tuple[str, bool
     return f'CAST("{name}" AS DOUBLE)', False
 
 
-def _moment_sql(expr: str, integer: bool, prefix: str) -> str:
-    if integer:  # HUGEINT sums are exact; the moments are formed from them in Python
-        wide = f"CAST({expr} AS HUGEINT)"
-        return f"sum({wide}) AS {prefix}s1, sum({wide} * {expr}) AS {prefix}s2"
-    return f"avg({expr}) AS {prefix}mean, stddev_samp({expr}) AS {prefix}std"
+def _moment_sql(
+    expr: str, integer: bool, prefix: str, *, squares: bool = True, wide: bool = False
+) -> str:
+    """Sums for the mean (and the std, with `squares`). Integers: DuckDB sums BIGINT into a
+    HUGEINT, exactly, and the moments are formed from the sums in Python. Squares are BIGINT
+    products unless `wide` (HUGEINT, slower): a product over 2^63 (a sample over 3 s) is an
+    overflow error, on which the caller asks again with `wide`."""
+    if not integer:
+        std = f", stddev_samp({expr}) AS {prefix}std" if squares else ""
+        return f"avg({expr}) AS {prefix}mean{std}"
+    sums = f"sum({expr}) AS {prefix}s1"
+    if not squares:
+        return sums
+    factor = f"CAST({expr} AS HUGEINT)" if wide else f"({expr})"
+    return f"{sums}, sum({factor} * ({expr})) AS {prefix}s2"
 
 
 def _summary_select(
-    src: scan.Catalog | scan.Frame, host: str, host_int: bool, fractions: list[float] | None
+    src: scan.Catalog | scan.Frame,
+    host: str,
+    host_int: bool,
+    fractions: list[float] | None,
+    *,
+    wide: bool,
 ) -> str:
     cols = scan.source_columns(src)
     items = '"items"' if "items" in cols else "1"
     quantiles = ", ".join(repr(q) for q in PERCENTILES)
     parts = [
         "count(*) AS n",
-        _moment_sql(host, host_int, ""),
+        _moment_sql(host, host_int, "", wide=wide),
         f"min({host}) AS lo",
         f"max({host}) AS hi",
         f"quantile_cont({host}, [{quantiles}]) AS q",
@@ -587,22 +594,27 @@ def _summary_select(
         dev, dev_int = _ns_expression(src, "device_ns")
         parts += [
             f"count({dev}) AS dn",
-            _moment_sql(dev, dev_int, "d"),
+            _moment_sql(dev, dev_int, "d", squares=False),
             f"quantile_cont({dev}, [0.5, 0.99]) AS dq",
         ]
     return ", ".join(parts)
 
 
-def _exact_moments(n: np.ndarray, s1: pd.Series, s2: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and sample std (ddof=1) from exact integer sums, each rounded once."""
+def _exact_moments(
+    n: np.ndarray, s1: pd.Series, s2: pd.Series | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample std (ddof=1; NaN without the sum of squares) from exact integer sums,
+    each rounded once."""
     mean = np.full(len(n), np.nan)
     std = np.full(len(n), np.nan)
-    for i, (k, a, b) in enumerate(zip(n.tolist(), s1.tolist(), s2.tolist())):
+    squares = s2.tolist() if s2 is not None else [None] * len(n)
+    for i, (k, a, b) in enumerate(zip(n.tolist(), s1.tolist(), squares)):
         if k == 0 or a is None:
             continue
-        a, b = int(a), int(b)
+        a = int(a)
         mean[i] = a / k
-        if k > 1:
+        if k > 1 and b is not None:
+            b = int(b)
             std[i] = math.sqrt((k * b - a * a) / (k * (k - 1)))
     return mean, std
 
@@ -655,7 +667,7 @@ def _device_columns(raw: pd.DataFrame) -> dict[str, np.ndarray]:
         }
     dn = raw["dn"].to_numpy(dtype=np.int64)
     if "ds1" in raw.columns:
-        mean, _ = _exact_moments(dn, raw["ds1"], raw["ds2"])
+        mean, _ = _exact_moments(dn, raw["ds1"])
     else:
         mean = raw["dmean"].to_numpy(dtype=np.float64, na_value=np.nan)
     dq = np.array(
@@ -724,41 +736,32 @@ def _bootstrap_columns(out, src, flt, runs, ci, n_boot, seed) -> None:
 # harness gap
 
 
+HARNESS_GAP_COLUMNS = (
+    "run_id", "n", "e2e_p50_ms", "stages_p50_ms", "gap_p50_ms", "gap_mean_ms", "gap_pct",
+)  # fmt: skip
+
+
 def harness_gap(
-    samples: pd.DataFrame, runs: pd.DataFrame | None = None, *, phase: str | None = "measure"
+    samples: pd.DataFrame | scan.Catalog | None,
+    runs: pd.DataFrame | None = None,
+    *,
+    phase: str | None = "measure",
 ) -> pd.DataFrame:
     """Per run: e2e minus the sum of the stages inside it, per iteration, summarized.
 
     The stages summed are every stage except e2e and the nested ones (enqueue lies inside
-    compute). Input: samples. Output, one row per run that has e2e rows::
+    compute). Input: samples (or a `scan.Catalog` of stored files, as for summarize). Output,
+    one row per run that has e2e rows::
 
         run_id n    e2e_p50_ms stages_p50_ms gap_p50_ms gap_mean_ms gap_pct
         r1     1000 3.120      3.080         0.040      0.041       1.28
 
     gap_p50_ms is the median of the per-iteration gaps; stages_p50_ms the median of the
     per-iteration stage sums; gap_pct = 100 * gap_p50_ms / e2e_p50_ms. Iterations without
-    exactly one e2e row are left out. Computed by DuckDB, with the query `Results.harness_gap`
-    runs over the stored files (harness_gap_source).
+    exactly one e2e row are left out. Per run and iteration the e2e and stage sums, then per run
+    their medians: one grouped DuckDB query.
     """
-    _require(samples, ("run_id", "stage", "host_ns", "iteration"), "samples")
-    if phase is not None and "phase" not in samples.columns:
-        raise PerflabError("samples have no 'phase' column; pass phase=None to use all rows")
-    return harness_gap_source(scan.Frame(samples), runs, phase=phase)
-
-
-HARNESS_GAP_COLUMNS = (
-    "run_id", "n", "e2e_p50_ms", "stages_p50_ms", "gap_p50_ms", "gap_mean_ms", "gap_pct",
-)  # fmt: skip
-
-
-def harness_gap_source(
-    src: scan.Catalog | scan.Frame | None,
-    runs: pd.DataFrame | None = None,
-    *,
-    phase: str | None = "measure",
-) -> pd.DataFrame:
-    """harness_gap() of sample rows wherever they are (see summarize_source): per run and
-    iteration the e2e and stage sums, then per run their medians, in one grouped query."""
+    src = _source(samples, ("run_id", "stage", "host_ns", "iteration"), phase)
     ok = ok_run_ids(runs)
     flt = scan.Filter(None if ok is None else [str(r) for r in ok], phase, None)
     counts = scan.group_counts(src, flt)
@@ -775,7 +778,7 @@ def harness_gap_source(
     query = f"""
         SELECT run_id, count(*) AS n, quantile_cont(e2e, 0.5) AS e2e_p50,
                quantile_cont(parts, 0.5) AS parts_p50, quantile_cont(e2e - parts, 0.5) AS gap_p50,
-               {_moment_sql("e2e - parts", host_int, "gap_")}
+               {_moment_sql("e2e - parts", host_int, "gap_", squares=False)}
         FROM (
             SELECT run_id, iteration, {e2e} AS e2e, {stages} AS parts,
                    count(*) FILTER (WHERE stage = 'e2e') AS n_e2e
@@ -789,7 +792,7 @@ def harness_gap_source(
     raw = pd.concat(parts, ignore_index=True).sort_values("run_id", ignore_index=True)
     n = raw["n"].to_numpy(dtype=np.int64)
     if host_int:
-        mean, _ = _exact_moments(n, raw["gap_s1"], raw["gap_s2"])
+        mean, _ = _exact_moments(n, raw["gap_s1"])
     else:
         mean = raw["gap_mean"].to_numpy(dtype=np.float64)
     out = pd.DataFrame(

@@ -35,22 +35,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perflab.backends.base import Backend
-from perflab.errors import SpecError, Unsupported
+from perflab.backends.cpu_engine import CpuEngine
+from perflab.backends.option_values import parse_whole_numbers
+from perflab.errors import Unsupported
 from perflab.options import Option
 from perflab.timing import COMPUTE
 
 if TYPE_CHECKING:
     from perflab.models import ModelInfo
     from perflab.pipelines import Pipeline
-    from perflab.spec import RunConfig
     from perflab.timing import Recorder, SetupTimer
 
 DECLARED_OPTIONS = (
     Option("threads", "int >= 0", 0, "numThread; 0: 4, MNN's default"),
     Option("convert_timeout_s", "number > 0", 600, "limit on the ONNX -> MNN conversion"),
 )
-OPTIONS = tuple(o.name for o in DECLARED_OPTIONS)
 MNN_DEFAULT_THREADS = 4
 #: perflab precision -> MNN precision mode.
 PRECISION_MODES = {"fp32": "high", "best": "high", "fp16": "low"}
@@ -62,16 +61,9 @@ _PROBE = "import _mnncengine"
 
 def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the mnn backend's options; SpecError names the bad key and the valid ones."""
-    unknown = [k for k in options if k not in OPTIONS]
-    if unknown:
-        raise SpecError(f"mnn: unknown option {unknown[0]!r}; valid: {', '.join(OPTIONS)}")
-    out = {}
-    for key, default, lo in (("threads", 0, 0), ("convert_timeout_s", 600, 1)):
-        v = options.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise SpecError(f"mnn: option {key!r}: {v!r} must be an integer >= {lo}")
-        out[key] = v
-    return out
+    return parse_whole_numbers(
+        "mnn", options, DECLARED_OPTIONS, {"threads": 0, "convert_timeout_s": 1}
+    )
 
 
 def mnn_version() -> str:
@@ -137,31 +129,20 @@ def _why(proc: subprocess.CompletedProcess, log: str) -> str:
     return "; ".join(x for x in (died, tail) if x) or "no message"
 
 
-class MnnBackend(Backend):
+class MnnBackend(CpuEngine):
     """MNN on the CPU (see the module docstring for the timed region and precision)."""
 
     name = "mnn"
-    device = "cpu"
-
     options = DECLARED_OPTIONS
     option_parser = staticmethod(parse_options)
-
-    def __init__(self, config: RunConfig):
-        super().__init__(config)
-        self.opts = parse_options(config.option_dict)
-        if config.precision not in PRECISION_MODES:
-            raise Unsupported(
-                f"mnn: {config.precision} is not a precision MNN's CPU backend runs from a "
-                "converted ONNX model (fp32, and fp16 on CPUs with fp16 arithmetic)"
-            )
-        self._module: Any = None
-        self._input_names: list[str] = []
-        self._output_names: list[str] = []
-        self._meta: dict[str, Any] = {}
+    precisions = tuple(PRECISION_MODES)
+    precision_refusal = (
+        "mnn: {precision} is not a precision MNN's CPU backend runs from a "
+        "converted ONNX model (fp32, and fp16 on CPUs with fp16 arithmetic)"
+    )
 
     def setup(self, model: ModelInfo | None, pipeline: Pipeline, timer: SetupTimer) -> None:
-        if model is None:
-            raise Unsupported("mnn needs an ONNX model")
+        model = self.onnx_model(model)
         features = device_features()
         mode = PRECISION_MODES[self.config.precision]
         if mode == "low" and not features.get("fp16"):
@@ -175,14 +156,12 @@ class MnnBackend(Backend):
         from MNN import nn
 
         threads = self.opts["threads"] or MNN_DEFAULT_THREADS
-        self._input_names = [t.name for t in model.inputs]
-        self._output_names = [t.name for t in model.outputs]
         with timer("load"):
             runtime = nn.create_runtime_manager(
                 ({"backend": "CPU", "precision": mode, "numThread": threads},)
             )
             try:
-                self._module = nn.load_module_from_file(
+                self._engine = nn.load_module_from_file(
                     str(path), self._input_names, self._output_names, runtime_manager=runtime
                 )
             except Exception as exc:
@@ -209,7 +188,7 @@ class MnnBackend(Backend):
             # MNN has no int64 tensors: its converter turns int64 inputs into int32 ones.
             x = np.ascontiguousarray(x, np.int32 if x.dtype == np.int64 else None)
             feeds.append(F.const(x, list(x.shape), F.NCHW, _mnn_dtype(F, x.dtype)))
-        outs = self._module.forward(feeds)
+        outs = self._engine.forward(feeds)
         result = {}
         for name, var in zip(self._output_names, outs, strict=True):
             if var.data_format == F.NC4HW4:
@@ -218,18 +197,8 @@ class MnnBackend(Backend):
         rec.end(COMPUTE, t)
         return result
 
-    def facts(self) -> dict[str, Any]:
-        from perflab.backends.ort import cpu_name
-
-        return {
-            "device": "cpu",
-            "device_name": cpu_name(),
-            "precision_effective": "fp32" if self._module is not None else None,
-            "meta": dict(self._meta),
-        }
-
     def close(self) -> None:
-        self._module = None
+        self._engine = None
         self._runtime = None
 
 

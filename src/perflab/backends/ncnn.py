@@ -32,37 +32,28 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perflab.backends.base import Backend
-from perflab.errors import BackendUnavailable, SpecError, Unsupported
+from perflab.backends.cpu_engine import CpuEngine
+from perflab.backends.option_values import parse_whole_numbers
+from perflab.errors import BackendUnavailable, Unsupported
 from perflab.options import Option
 from perflab.timing import COMPUTE
 
 if TYPE_CHECKING:
     from perflab.models import ModelInfo
     from perflab.pipelines import Pipeline
-    from perflab.spec import RunConfig
     from perflab.timing import Recorder, SetupTimer
 
 DECLARED_OPTIONS = (
     Option("threads", "int >= 0", 0, "opt.num_threads; 0: ncnn's default (its big cores)"),
     Option("convert_timeout_s", "number > 0", 600, "limit on the ONNX -> ncnn conversion (pnnx)"),
 )
-OPTIONS = tuple(o.name for o in DECLARED_OPTIONS)
-PRECISIONS = ("fp32", "best")
 
 
 def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the ncnn backend's options; SpecError names the bad key and the valid ones."""
-    unknown = [k for k in options if k not in OPTIONS]
-    if unknown:
-        raise SpecError(f"ncnn: unknown option {unknown[0]!r}; valid: {', '.join(OPTIONS)}")
-    out = {}
-    for key, default, lo in (("threads", 0, 0), ("convert_timeout_s", 600, 1)):
-        v = options.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise SpecError(f"ncnn: option {key!r}: {v!r} must be an integer >= {lo}")
-        out[key] = v
-    return out
+    return parse_whole_numbers(
+        "ncnn", options, DECLARED_OPTIONS, {"threads": 0, "convert_timeout_s": 1}
+    )
 
 
 def pnnx_executable() -> Path:
@@ -126,31 +117,19 @@ def converted_model(model: ModelInfo, timeout_s: int) -> tuple[Path, bool]:
     return target, False
 
 
-class NcnnBackend(Backend):
+class NcnnBackend(CpuEngine):
     """ncnn on the CPU (see the module docstring for the timed region and precision)."""
 
     name = "ncnn"
-    device = "cpu"
-
     options = DECLARED_OPTIONS
     option_parser = staticmethod(parse_options)
-
-    def __init__(self, config: RunConfig):
-        super().__init__(config)
-        self.opts = parse_options(config.option_dict)
-        if config.precision not in PRECISIONS:
-            raise Unsupported(
-                f"ncnn: {config.precision} cannot run: on x86 ncnn stores fp16/bf16 but computes "
-                "in fp32, and int8 needs ncnn's own calibration tables"
-            )
-        self._net: Any = None
-        self._inputs: list[str] = []
-        self._outputs: list[str] = []
-        self._meta: dict[str, Any] = {}
+    precision_refusal = (
+        "ncnn: {precision} cannot run: on x86 ncnn stores fp16/bf16 but computes "
+        "in fp32, and int8 needs ncnn's own calibration tables"
+    )
 
     def setup(self, model: ModelInfo | None, pipeline: Pipeline, timer: SetupTimer) -> None:
-        if model is None:
-            raise Unsupported("ncnn needs an ONNX model")
+        model = self.onnx_model(model)
         with timer("build"):
             folder, cached = converted_model(model, self.opts["convert_timeout_s"])
         import ncnn
@@ -170,9 +149,7 @@ class NcnnBackend(Backend):
                     f"ncnn could not load the converted {model.name}"
                     + _leftover_ops(folder / "model.ncnn.param")
                 )
-        self._net = net
-        self._inputs = [t.name for t in model.inputs]
-        self._outputs = [t.name for t in model.outputs]
+        self._engine = net
         self._meta = {
             "ncnn_version": ncnn.__version__,
             "pnnx_version": _version("pnnx"),
@@ -186,10 +163,10 @@ class NcnnBackend(Backend):
         """One extractor per sample; outputs stacked into new arrays, safe to keep."""
         import ncnn
 
-        net = self._net
+        net = self._engine
         t = rec.begin(COMPUTE)
-        batches = [np.ascontiguousarray(inputs[name], np.float32) for name in self._inputs]
-        per_output: list[list[np.ndarray]] = [[] for _ in self._outputs]
+        batches = [np.ascontiguousarray(inputs[name], np.float32) for name in self._input_names]
+        per_output: list[list[np.ndarray]] = [[] for _ in self._output_names]
         for b in range(len(batches[0])):
             ex = net.create_extractor()
             for i, x in enumerate(batches):
@@ -199,24 +176,14 @@ class NcnnBackend(Backend):
                 if ret != 0:
                     raise Unsupported(f"ncnn: extracting out{j} failed with code {ret}")
                 got.append(np.array(mat))
-        result = {name: np.stack(v) for name, v in zip(self._outputs, per_output, strict=True)}
+        result = {name: np.stack(v) for name, v in zip(self._output_names, per_output, strict=True)}
         rec.end(COMPUTE, t)
         return result
 
-    def facts(self) -> dict[str, Any]:
-        from perflab.backends.ort import cpu_name
-
-        return {
-            "device": "cpu",
-            "device_name": cpu_name(),
-            "precision_effective": "fp32" if self._net is not None else None,
-            "meta": dict(self._meta),
-        }
-
     def close(self) -> None:
-        if self._net is not None:
-            self._net.clear()
-            self._net = None
+        if self._engine is not None:
+            self._engine.clear()
+            self._engine = None
 
 
 def _leftover_ops(param: Path) -> str:

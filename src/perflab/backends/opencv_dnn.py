@@ -21,64 +21,43 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perflab.backends.base import Backend
-from perflab.errors import SpecError, Unsupported
+from perflab.backends.cpu_engine import CpuEngine
+from perflab.backends.option_values import parse_whole_numbers
+from perflab.errors import Unsupported
 from perflab.options import Option
 from perflab.timing import COMPUTE
 
 if TYPE_CHECKING:
     from perflab.models import ModelInfo
     from perflab.pipelines import Pipeline
-    from perflab.spec import RunConfig
     from perflab.timing import Recorder, SetupTimer
 
 DECLARED_OPTIONS = (
     Option("threads", "int >= 0", 0, "cv2.setNumThreads (process-wide); 0: OpenCV's default"),
 )
-OPTIONS = tuple(o.name for o in DECLARED_OPTIONS)
-#: What OpenCV's DNN engine really computes in on the CPU.
-PRECISIONS = ("fp32", "best")
 
 
 def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the opencv-dnn backend's options; SpecError names the bad key and the valid ones."""
-    unknown = [k for k in options if k not in OPTIONS]
-    if unknown:
-        raise SpecError(f"opencv-dnn: unknown option {unknown[0]!r}; valid: {', '.join(OPTIONS)}")
-    threads = options.get("threads", 0)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise SpecError(f"opencv-dnn: option 'threads': {threads!r} must be an integer >= 0")
-    return {"threads": threads}
+    return parse_whole_numbers("opencv-dnn", options, DECLARED_OPTIONS, {"threads": 0})
 
 
-class OpenCvDnnBackend(Backend):
+class OpenCvDnnBackend(CpuEngine):
     """OpenCV DNN on the CPU (see the module docstring for the timed region and precision)."""
 
     name = "opencv-dnn"
-    device = "cpu"
-
     options = DECLARED_OPTIONS
     option_parser = staticmethod(parse_options)
-
-    def __init__(self, config: RunConfig):
-        super().__init__(config)
-        self.opts = parse_options(config.option_dict)
-        if config.precision not in PRECISIONS:
-            raise Unsupported(
-                f"opencv-dnn: OpenCV's DNN engine computes in fp32 only on the CPU (it ignores "
-                f"targets such as DNN_TARGET_CPU_FP16), so {config.precision} cannot run"
-            )
-        self._net: Any = None
-        self._input_names: list[str] = []
-        self._output_names: tuple[str, ...] = ()
-        self._threads_before: int | None = None
-        self._meta: dict[str, Any] = {}
+    precision_refusal = (
+        "opencv-dnn: OpenCV's DNN engine computes in fp32 only on the CPU (it ignores "
+        "targets such as DNN_TARGET_CPU_FP16), so {precision} cannot run"
+    )
+    _threads_before: int | None = None
 
     def setup(self, model: ModelInfo | None, pipeline: Pipeline, timer: SetupTimer) -> None:
         import cv2
 
-        if model is None:
-            raise Unsupported("opencv-dnn needs an ONNX model")
+        model = self.onnx_model(model)
         self._threads_before = cv2.getNumThreads()
         if self.opts["threads"]:
             cv2.setNumThreads(self.opts["threads"])
@@ -88,9 +67,8 @@ class OpenCvDnnBackend(Backend):
             except cv2.error as exc:
                 raise Unsupported(f"opencv-dnn cannot import {model.name}: {_cv_message(exc)}")
             net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        self._net = net
-        self._input_names = [t.name for t in model.inputs]
-        self._output_names = tuple(net.getUnconnectedOutLayersNames())
+        self._engine = net
+        self._output_names = list(net.getUnconnectedOutLayersNames())
         # OpenCV checks most operators only on the first forward: run one here, untimed, so a
         # model it cannot execute is unsupported at setup rather than a failure mid-loop.
         try:
@@ -105,7 +83,7 @@ class OpenCvDnnBackend(Backend):
         }
 
     def _forward(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        net = self._net
+        net = self._engine
         for name in self._input_names:
             net.setInput(np.ascontiguousarray(inputs[name]), name)
         outs = net.forward(self._output_names)
@@ -118,18 +96,8 @@ class OpenCvDnnBackend(Backend):
         rec.end(COMPUTE, t)
         return out
 
-    def facts(self) -> dict[str, Any]:
-        from perflab.backends.ort import cpu_name
-
-        return {
-            "device": "cpu",
-            "device_name": cpu_name(),
-            "precision_effective": "fp32" if self._net is not None else None,
-            "meta": dict(self._meta),
-        }
-
     def close(self) -> None:
-        self._net = None
+        self._engine = None
         if self._threads_before is not None:
             import cv2
 

@@ -32,12 +32,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perflab.backends.base import Backend
+from perflab.backends.option_values import OptionValues, declared_defaults
 from perflab.backends.ort import (
     DEFAULT_PROFILE_ITERATIONS,
     PROFILE_WARMUP_RUNS,
     calibration_batch_count,
 )
-from perflab.errors import ModelError, SpecError, Unsupported
+from perflab.errors import ModelError, Unsupported
 from perflab.options import Option
 from perflab.precisions import precision_effective
 from perflab.timing import COMPUTE
@@ -94,36 +95,22 @@ _PASSIVE_LAYERS = frozenset({"Const", "Input", "Parameter", "Output", "Result"})
 
 def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the openvino backend's options; SpecError names the bad key and the valid ones."""
-    unknown = [k for k in options if k not in OPTIONS]
-    if unknown:
-        raise SpecError(f"openvino: unknown option {unknown[0]!r}; valid: {', '.join(OPTIONS)}")
-
-    def integer(key: str, default: int | None, lo: int) -> int | None:
-        v = options.get(key, default)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise SpecError(f"openvino: option {key!r}: {v!r} must be an integer >= {lo}")
-        return v
-
-    def boolean(key: str, default: bool) -> bool:
-        v = options.get(key, default)
-        if not isinstance(v, bool):
-            raise SpecError(f"openvino: option {key!r}: {v!r} must be true or false")
-        return v
-
-    hint = options.get("hint", "latency")
+    values = OptionValues(
+        "openvino", options, declared_defaults(DECLARED_OPTIONS), none_passes=True
+    )
+    values.reject_unknown(OPTIONS)
+    hint = values.get("hint")
     if not isinstance(hint, str) or hint.lower() not in HINTS:
-        raise SpecError(f"openvino: option 'hint': {hint!r} is not one of {', '.join(HINTS)}")
+        raise values.bad("hint", hint, f"is not one of {', '.join(HINTS)}")
     return {
-        "threads": integer("threads", 0, 0),
+        "threads": values.integer("threads", 0),
         "hint": hint.lower(),
-        "streams": integer("streams", 0, 0),
-        "profile": boolean("profile", False),
-        "profile_iterations": integer("profile_iterations", DEFAULT_PROFILE_ITERATIONS, 1),
-        "engine_timer": boolean("engine_timer", True),
-        "calibration_batches": integer("calibration_batches", None, 1),
-        "strict_precision": boolean("strict_precision", True),
+        "streams": values.integer("streams", 0),
+        "profile": values.boolean("profile"),
+        "profile_iterations": values.integer("profile_iterations", 1),
+        "engine_timer": values.boolean("engine_timer"),
+        "calibration_batches": values.integer("calibration_batches", 1),
+        "strict_precision": values.boolean("strict_precision"),
     }
 
 
@@ -163,10 +150,7 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     device = "cpu"
     options = DECLARED_OPTIONS
-
-    @classmethod
-    def check_options(cls, backend: str, options: Mapping[str, Any], batch_size: int) -> None:
-        parse_options(options)
+    option_parser = staticmethod(parse_options)
 
     def __init__(self, config: RunConfig):
         super().__init__(config)

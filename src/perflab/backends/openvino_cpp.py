@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perflab.backends.base import Backend
+from perflab.backends.cpu_engine import CpuEngine
+from perflab.backends.option_values import OptionValues
 from perflab.backends.registry import find_compiler
 from perflab.errors import BackendUnavailable, SpecError, Unsupported
 from perflab.options import Option
@@ -84,9 +85,7 @@ def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the backend's options; SpecError names the bad key and the valid ones."""
     from perflab.backends import openvino
 
-    unknown = [k for k in options if k not in OPTIONS]
-    if unknown:
-        raise SpecError(f"openvino-cpp: unknown option {unknown[0]!r}; valid: {', '.join(OPTIONS)}")
+    OptionValues("openvino-cpp", options, {}).reject_unknown(OPTIONS)
     shared = {k: v for k, v in options.items() if k in ("threads", "hint", "streams")}
     if "strict_precision" in options:
         shared["strict_precision"] = options["strict_precision"]
@@ -246,43 +245,37 @@ class RunnerProcess:
                 stream.close()
 
 
-class OpenVinoCppBackend(Backend):
+class OpenVinoCppBackend(CpuEngine):
     """OpenVINO on the CPU from C++ (see the module docstring for the timed region)."""
 
     name = "openvino-cpp"
-    device = "cpu"
-
     options = DECLARED_OPTIONS
     option_parser = staticmethod(parse_options)
+    precisions = ("fp32", "fp16", "bf16", "best")
+    precision_refusal = (
+        "openvino-cpp: int8 needs the calibrated QDQ model; use the openvino backend"
+    )
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
         from perflab.backends.openvino import PRECISION_HINTS
 
-        self.opts = parse_options(config.option_dict)
         self.precision = config.precision
-        if self.precision == "int8":
-            raise Unsupported(
-                "openvino-cpp: int8 needs the calibrated QDQ model; use the openvino backend"
-            )
         self._hint = PRECISION_HINTS[self.precision][0]
-        self._runner: RunnerProcess | None = None
         self._shm: Path | None = None
         self._buffer: np.memmap | None = None
         self._inputs: dict[str, np.ndarray] = {}
         self._outputs: dict[str, np.ndarray] = {}
         self._precision_effective: str | None = None
-        self._meta: dict[str, Any] = {}
 
     def setup(self, model: ModelInfo | None, pipeline: Pipeline, timer: SetupTimer) -> None:
         binary = runner_binary()
         if self.opts["calibration_us"] is not None:
             with timer("load"):
-                self._runner = RunnerProcess([str(binary), "--calibrate"])
+                self._engine = RunnerProcess([str(binary), "--calibrate"])
             self._meta = {"calibration_us": self.opts["calibration_us"], **self._report()}
             return
-        if model is None:
-            raise Unsupported("openvino-cpp needs an ONNX model")
+        model = self.onnx_model(model)
         args = [
             str(binary), "--model", str(model.path), "--threads", str(self.opts["threads"]),
             "--streams", str(self.opts["streams"]), "--precision", self._hint or "-",
@@ -291,14 +284,14 @@ class OpenVinoCppBackend(Backend):
         for t in model.inputs:
             args += ["--shape", f"{t.name}={','.join(str(d) for d in t.shape)}"]
         with timer("load"):
-            self._runner = RunnerProcess(args)
+            self._engine = RunnerProcess(args)
             self._map_buffers()
         self._check_precision()
 
     def _report(self) -> dict[str, Any]:
-        assert self._runner is not None
+        assert self._engine is not None
         meta: dict[str, Any] = {"compiler": find_compiler()}
-        for line in self._runner.lines:
+        for line in self._engine.lines:
             word, _, rest = line.partition(" ")
             if word == "version":
                 meta["openvino_version"] = rest
@@ -310,9 +303,9 @@ class OpenVinoCppBackend(Backend):
 
     def _map_buffers(self) -> None:
         """Create the shared tensor file, map it here, and hand it to the runner."""
-        assert self._runner is not None
+        assert self._engine is not None
         ports = []
-        for line in self._runner.lines:
+        for line in self._engine.lines:
             word, *fields = line.split(" ")
             if word in ("in", "out"):
                 name, dtype, nbytes, dims = fields
@@ -332,15 +325,15 @@ class OpenVinoCppBackend(Backend):
             view = self._buffer[offset : offset + nbytes].view(dtype).reshape(shape)
             (self._inputs if kind == "in" else self._outputs)[name] = view
             offset += nbytes
-        self._runner.send_line(f"shm {path}", "ok")
+        self._engine.send_line(f"shm {path}", "ok")
 
     def _check_precision(self) -> None:
         from perflab.backends.openvino import heavy_precisions
         from perflab.precisions import precision_effective
 
-        assert self._runner is not None
+        assert self._engine is not None
         layers = []
-        for line in self._runner.lines:
+        for line in self._engine.lines:
             word, *fields = line.split(" ")
             if word == "layer" and len(fields) == 2:
                 from perflab.backends.openvino import OV_PRECISION
@@ -366,7 +359,7 @@ class OpenVinoCppBackend(Backend):
 
     def run(self, inputs: dict[str, np.ndarray], rec: Recorder) -> dict[str, np.ndarray]:
         """Inputs into the shared file, one timed infer() in C++; its duration is `compute`."""
-        runner = self._runner
+        runner = self._engine
         assert runner is not None
         if self.opts["calibration_us"] is not None:
             t0 = now_ns()
@@ -379,21 +372,17 @@ class OpenVinoCppBackend(Backend):
         rec.record(rec.iteration, COMPUTE, t0, runner.infer())
         return {name: np.array(view) for name, view in self._outputs.items()}
 
-    def facts(self) -> dict[str, Any]:
-        from perflab.backends.ort import cpu_name
-
+    def device_name(self) -> str:
         # OpenVINO's own CPU name, as the openvino backend reports it, so the two match up.
-        return {
-            "device": "cpu",
-            "device_name": self._meta.get("full_device_name") or cpu_name(),
-            "precision_effective": self._precision_effective,
-            "meta": dict(self._meta),
-        }
+        return self._meta.get("full_device_name") or super().device_name()
+
+    def precision_effective(self) -> str | None:
+        return self._precision_effective
 
     def close(self) -> None:
-        if self._runner is not None:
-            self._runner.close()
-            self._runner = None
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
         self._inputs, self._outputs = {}, {}
         self._buffer = None
         if self._shm is not None:

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perflab.backends.base import Backend
+from perflab.backends.option_values import OptionValues
 from perflab.errors import BackendUnavailable, ModelError, SpecError, Unsupported
 from perflab.options import Option
 from perflab.precisions import precision_effective
@@ -287,39 +288,20 @@ def parse_options(backend: str, options: Mapping[str, Any]) -> OrtOptions:
             raise SpecError(f"{backend}: unknown option {key!r}; valid: {', '.join(valid)}")
         values[key] = value
 
-    def integer(key: str, default: int | None, lo: int) -> int | None:
-        v = values.get(key, default)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise SpecError(f"{backend}: option {key!r}: {v!r} must be an integer >= {lo}")
-        return v
-
-    def boolean(key: str, default: bool) -> bool:
-        v = values.get(key, default)
-        if not isinstance(v, bool):
-            raise SpecError(f"{backend}: option {key!r}: {v!r} must be true or false")
-        return v
-
-    def choice(key: str, default: str, choices: Iterable[str]) -> str:
-        v = values.get(key, default)
-        if v not in choices:
-            raise SpecError(f"{backend}: option {key!r}: {v!r} is not one of {', '.join(choices)}")
-        return v
-
     if "device_id" in values and not gpu:
         raise SpecError(f"{backend}: option 'device_id' applies to ort-cuda and ort-trt")
+    read = OptionValues(backend, values, vars(OrtOptions()), none_passes=True)
     return OrtOptions(
-        threads=integer("threads", 0, 0),
-        inter_threads=integer("inter_threads", 0, 0),
-        graph_optimization=choice("graph_optimization", "all", GRAPH_OPTIMIZATION),
-        execution_mode=choice("execution_mode", "sequential", EXECUTION_MODES),
-        profile=boolean("profile", False),
-        profile_iterations=integer("profile_iterations", DEFAULT_PROFILE_ITERATIONS, 1),
-        engine_timer=boolean("engine_timer", True),
-        calibration_batches=integer("calibration_batches", None, 1),
-        strict_precision=boolean("strict_precision", True),
-        device_id=integer("device_id", 0, 0),
+        threads=read.integer("threads", 0),
+        inter_threads=read.integer("inter_threads", 0),
+        graph_optimization=read.choice("graph_optimization", GRAPH_OPTIMIZATION),
+        execution_mode=read.choice("execution_mode", EXECUTION_MODES),
+        profile=read.boolean("profile"),
+        profile_iterations=read.integer("profile_iterations", 1),
+        engine_timer=read.boolean("engine_timer"),
+        calibration_batches=read.integer("calibration_batches", 1),
+        strict_precision=read.boolean("strict_precision"),
+        device_id=read.integer("device_id", 0),
         cuda=cuda,
         trt=trt,
     )

@@ -20,6 +20,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any
@@ -65,7 +66,7 @@ OPTIONS = tuple(o.name for o in DECLARED_OPTIONS)
 DEFAULTS: dict[str, Any] = {o.name: o.default for o in DECLARED_OPTIONS}
 
 
-def parse_options(options: dict[str, Any]) -> dict[str, Any]:
+def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the synthetic backend's options; SpecError names the bad key and the valid ones."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
@@ -148,10 +149,7 @@ class SyntheticPipeline:
 class SyntheticBackend(Backend):
     name = "synthetic"
     options = DECLARED_OPTIONS
-
-    @classmethod
-    def check_options(cls, backend: str, options: Any, batch_size: int) -> None:
-        parse_options(dict(options))
+    option_parser = staticmethod(parse_options)
 
     def __init__(self, config):
         super().__init__(config)

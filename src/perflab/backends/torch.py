@@ -39,12 +39,16 @@ import re
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from perflab.backends.base import Backend
+from perflab.backends.gpu_telemetry import start_sampler, telemetry_tables
+from perflab.backends.inflight import Request, submit_on_slot
+from perflab.backends.option_values import OptionValues
 from perflab.errors import BackendUnavailable, SpecError, Unsupported
 from perflab.options import Option
 from perflab.timing import COMPUTE, D2H, ENQUEUE_CODE, H2D
@@ -104,44 +108,20 @@ def parse_options(backend: str, options: Mapping[str, Any]) -> TorchOptions:
     """Validate a torch backend's options; SpecError names the bad key and the valid ones."""
     gpu = backend == "torch-cuda"
     valid = [f for f in TorchOptions.__dataclass_fields__ if gpu or f not in _GPU_ONLY]
-    for key in options:
-        if key not in valid:
-            extra = " (a torch-cuda option)" if key in _GPU_ONLY else ""
-            raise SpecError(f"{backend}: unknown option {key!r}{extra}; valid: {', '.join(valid)}")
-    d = TorchOptions()
-
-    def integer(key: str, lo: int) -> int:
-        v = options.get(key, getattr(d, key))
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise SpecError(f"{backend}: option {key!r}: {v!r} must be an integer >= {lo}")
-        return v
-
-    def boolean(key: str, allow_none: bool = False) -> Any:
-        v = options.get(key, getattr(d, key))
-        if not (isinstance(v, bool) or (allow_none and v is None)):
-            raise SpecError(f"{backend}: option {key!r}: {v!r} must be true or false")
-        return v
-
-    mode = options.get("compile_mode", d.compile_mode)
-    if mode not in COMPILE_MODES:
-        raise SpecError(
-            f"{backend}: option 'compile_mode': {mode!r} is not one of {', '.join(COMPILE_MODES)}"
-        )
-    interval = options.get("telemetry_interval_ms", d.telemetry_interval_ms)
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 10:
-        raise SpecError(
-            f"{backend}: option 'telemetry_interval_ms': {interval!r} must be a number >= 10"
-        )
+    values = OptionValues(backend, options, vars(TorchOptions()))
+    values.reject_unknown(valid, notes=dict.fromkeys(_GPU_ONLY, " (a torch-cuda option)"))
+    mode = values.choice("compile_mode", COMPILE_MODES)
+    interval = values.number("telemetry_interval_ms", 10)
     return TorchOptions(
-        threads=integer("threads", 0),
-        compile=boolean("compile"),
+        threads=values.integer("threads", 0),
+        compile=values.boolean("compile"),
         compile_mode=mode,
-        device_id=integer("device_id", 0),
-        streams=integer("streams", 1),
-        tf32=boolean("tf32", allow_none=True),
-        cudnn_benchmark=boolean("cudnn_benchmark"),
-        telemetry=boolean("telemetry"),
-        telemetry_interval_ms=float(interval),
+        device_id=values.integer("device_id", 0),
+        streams=values.integer("streams", 1),
+        tf32=values.boolean("tf32", allow_none=True),
+        cudnn_benchmark=values.boolean("cudnn_benchmark"),
+        telemetry=values.boolean("telemetry"),
+        telemetry_interval_ms=interval,
     )
 
 
@@ -173,12 +153,6 @@ class _Slot:
     events: list[Any]
     outputs: Any = None  # device outputs of the request in flight (kept alive until waited)
     out_np: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Request:
-    slot: int
-    iteration: int
 
 
 class TorchBackend(Backend):
@@ -355,16 +329,12 @@ class TorchBackend(Backend):
     def _start_telemetry(self, torch: Any) -> None:
         if not self.opts.telemetry:
             return
-        from perflab.telemetry import GpuSampler
-
-        self._sampler = GpuSampler(
+        self._sampler = start_sampler(
             self.opts.device_id,
             self.opts.telemetry_interval_ms,
-            pci_bus_id=_pci_bus_id(torch, self.opts.device_id),
+            _pci_bus_id(torch, self.opts.device_id),
+            self._notes,
         )
-        note = self._sampler.start()
-        if note:
-            self._notes.append(note)
 
     # -- run
 
@@ -447,35 +417,32 @@ class TorchBackend(Backend):
             buf.copy_(y, non_blocking=True)
         return {n: slot.out_np[n] for n in self._out_names}
 
-    def submit(self, inputs: dict[str, np.ndarray], rec: Recorder) -> _Request:
+    def submit(self, inputs: dict[str, np.ndarray], rec: Recorder) -> Request:
         if self._pool is None:
             raise Unsupported(f"{self.backend}: submit needs mode: throughput on torch-cuda")
-        torch = self._torch
         if self._t0_ns is None:
             self._t0_ns = rec.t0_ns
-        k = self._pool.acquire(rec.iteration)
+        return submit_on_slot(self._pool, rec, partial(self._enqueue, inputs))
+
+    def _enqueue(self, inputs: Mapping[str, np.ndarray], k: int) -> None:
+        """One request's copy in, forward and copy out on slot `k`'s stream, bracketed by its
+        events; nothing waits."""
+        torch = self._torch
         slot = self._slots[k]
         s, ev = slot.stream, slot.events
-        t = rec.begin(ENQUEUE_CODE)
-        try:
-            with torch.cuda.stream(s):
-                ev[0].record(s)
-                self._copy_in(slot, inputs)
-                ev[1].record(s)
-                ev[2].record(s)
-                with torch.inference_mode(), self._autocast():
-                    slot.outputs = self._module(*slot.dev_in)
-                ev[3].record(s)
-                ev[4].record(s)
-                self._copy_out(slot, slot.outputs)
-                ev[5].record(s)
-        except BaseException:
-            self._pool.release(k)
-            raise
-        rec.end(ENQUEUE_CODE, t)
-        return _Request(k, rec.iteration)
+        with torch.cuda.stream(s):
+            ev[0].record(s)
+            self._copy_in(slot, inputs)
+            ev[1].record(s)
+            ev[2].record(s)
+            with torch.inference_mode(), self._autocast():
+                slot.outputs = self._module(*slot.dev_in)
+            ev[3].record(s)
+            ev[4].record(s)
+            self._copy_out(slot, slot.outputs)
+            ev[5].record(s)
 
-    def wait(self, handle: _Request, rec: Recorder) -> dict[str, np.ndarray]:
+    def wait(self, handle: Request, rec: Recorder) -> dict[str, np.ndarray]:
         from perflab import cuda
 
         slot = self._slots[handle.slot]
@@ -535,11 +502,7 @@ class TorchBackend(Backend):
         return names.pop() if len(names) == 1 else "mixed"
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        if self._sampler is None:
-            return {}
-        self._sampler.stop()
-        frame = self._sampler.frame(self._t0_ns or 0)
-        return {"telemetry": frame} if len(frame) else {}
+        return telemetry_tables(self._sampler, self._t0_ns)
 
     def close(self) -> None:
         if self._sampler is not None:

@@ -42,16 +42,19 @@ import statistics
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from perflab.backends.base import Backend
+from perflab.backends.gpu_telemetry import start_sampler, telemetry_tables
+from perflab.backends.inflight import Request, submit_on_slot
+from perflab.backends.option_values import OptionValues
 from perflab.errors import BackendUnavailable, ModelError, SpecError, Unsupported
 from perflab.options import Option
 from perflab.precisions import COMPUTE_LOWEST_FIRST, precision_effective, tensor_precision
-from perflab.timing import ENQUEUE_CODE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -166,57 +169,35 @@ DECLARED_OPTIONS = (
 def parse_options(options: Mapping[str, Any], batch_size: int = 1) -> TrtOptions:
     """Validate the trt backend's options; SpecError names the bad key and the valid ones."""
     valid = [f.name for f in TrtOptions.__dataclass_fields__.values()]
-    for key in options:
-        if key not in valid:
-            raise SpecError(f"trt: unknown option {key!r}; valid: {', '.join(valid)}")
-    d = TrtOptions()
-
-    def integer(key: str, lo: int, hi: int | None = None, default: Any = None) -> Any:
-        v = options.get(key, getattr(d, key) if default is None else default)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-            span = f">= {lo}" if hi is None else f"in {lo}..{hi}"
-            raise SpecError(f"trt: option {key!r}: {v!r} must be an integer {span}")
-        return v
-
-    def boolean(key: str) -> bool:
-        v = options.get(key, getattr(d, key))
-        if not isinstance(v, bool):
-            raise SpecError(f"trt: option {key!r}: {v!r} must be true or false")
-        return v
-
-    typing = options.get("typing", d.typing)
-    if typing not in TYPINGS:
-        raise SpecError(f"trt: option 'typing': {typing!r} is not one of {', '.join(TYPINGS)}")
-    max_batch = integer("max_batch", 1)
+    values = OptionValues("trt", options, vars(TrtOptions()), none_passes=True)
+    values.reject_unknown(valid)
+    typing = values.choice("typing", TYPINGS)
+    max_batch = values.integer("max_batch", 1)
     if max_batch is not None and max_batch < batch_size:
         raise SpecError(
             f"trt: option 'max_batch': {max_batch} is smaller than the batch size "
             f"{batch_size}; the optimization profile must cover the batch"
         )
-    interval = options.get("telemetry_interval_ms", d.telemetry_interval_ms)
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 10:
-        raise SpecError(f"trt: option 'telemetry_interval_ms': {interval!r} must be a number >= 10")
+    interval = values.number("telemetry_interval_ms", 10)
     cache_dir = options.get("cache_dir")
     if cache_dir is not None and not isinstance(cache_dir, str):
-        raise SpecError(f"trt: option 'cache_dir': {cache_dir!r} must be a folder path")
+        raise values.bad("cache_dir", cache_dir, "must be a folder path")
     return TrtOptions(
-        device_id=integer("device_id", 0),
+        device_id=values.integer("device_id", 0),
         typing=typing,
         max_batch=max_batch,
-        streams=integer("streams", 1),
-        cuda_graph=boolean("cuda_graph"),
-        layer_profile=boolean("layer_profile"),
-        layer_profile_iterations=integer("layer_profile_iterations", 1),
-        workspace_mb=integer("workspace_mb", 0),
-        builder_optimization_level=integer("builder_optimization_level", 0, 5),
-        tf32=boolean("tf32"),
-        cache=boolean("cache"),
+        streams=values.integer("streams", 1),
+        cuda_graph=values.boolean("cuda_graph"),
+        layer_profile=values.boolean("layer_profile"),
+        layer_profile_iterations=values.integer("layer_profile_iterations", 1),
+        workspace_mb=values.integer("workspace_mb", 0),
+        builder_optimization_level=values.integer("builder_optimization_level", 0, 5),
+        tf32=values.boolean("tf32"),
+        cache=values.boolean("cache"),
         cache_dir=cache_dir,
-        calibration_batches=integer("calibration_batches", 1),
-        telemetry=boolean("telemetry"),
-        telemetry_interval_ms=float(interval),
+        calibration_batches=values.integer("calibration_batches", 1),
+        telemetry=values.boolean("telemetry"),
+        telemetry_interval_ms=interval,
     )
 
 
@@ -636,12 +617,6 @@ class _Slot:
     enqueue: Any = None
 
 
-@dataclass(frozen=True)
-class _Request:
-    slot: int
-    iteration: int
-
-
 @dataclass
 class _Built:
     plan_bytes: bytes = b""
@@ -999,18 +974,13 @@ class TensorRTBackend(Backend):
     def _start_telemetry(self, cp: Any) -> None:
         if not self.opts.telemetry:
             return
-        from perflab.telemetry import GpuSampler
-
         try:
             bus = cp.cuda.Device(self.opts.device_id).pci_bus_id
         except Exception:  # noqa: BLE001 - the index is the fallback
             bus = None
-        self._sampler = GpuSampler(
-            self.opts.device_id, self.opts.telemetry_interval_ms, pci_bus_id=bus
+        self._sampler = start_sampler(
+            self.opts.device_id, self.opts.telemetry_interval_ms, bus, self._notes
         )
-        note = self._sampler.start()
-        if note:
-            self._notes.append(note)
 
     # -- run
 
@@ -1023,23 +993,18 @@ class TensorRTBackend(Backend):
         io.compute(slot.enqueue, rec)
         return io.d2h(rec)
 
-    def submit(self, inputs: dict[str, np.ndarray], rec: Recorder) -> _Request:
+    def submit(self, inputs: dict[str, np.ndarray], rec: Recorder) -> Request:
         if self._pool is None:
             raise Unsupported("trt: submit needs mode: throughput (slots are made at setup)")
         if self._t0_ns is None:
             self._t0_ns = rec.t0_ns
-        k = self._pool.acquire(rec.iteration)
-        slot = self._slots[k]
-        t = rec.begin(ENQUEUE_CODE)
-        try:
-            slot.io.enqueue(inputs, slot.enqueue)
-        except BaseException:
-            self._pool.release(k)
-            raise
-        rec.end(ENQUEUE_CODE, t)
-        return _Request(k, rec.iteration)
+        return submit_on_slot(self._pool, rec, partial(self._enqueue, inputs))
 
-    def wait(self, handle: _Request, rec: Recorder) -> dict[str, np.ndarray]:
+    def _enqueue(self, inputs: dict[str, np.ndarray], k: int) -> None:
+        slot = self._slots[k]
+        slot.io.enqueue(inputs, slot.enqueue)
+
+    def wait(self, handle: Request, rec: Recorder) -> dict[str, np.ndarray]:
         slot = self._slots[handle.slot]
         try:
             return slot.io.complete(rec, handle.iteration, self._clock)
@@ -1109,11 +1074,7 @@ class TensorRTBackend(Backend):
         out: dict[str, pd.DataFrame] = {}
         if self._layers or self._layer_times:
             out["layers"] = pd.DataFrame(layer_rows(self._layers, self._layer_times))
-        if self._sampler is not None:
-            self._sampler.stop()
-            frame = self._sampler.frame(self._t0_ns or 0)
-            if len(frame):
-                out["telemetry"] = frame
+        out.update(telemetry_tables(self._sampler, self._t0_ns))
         return out
 
     def close(self) -> None:

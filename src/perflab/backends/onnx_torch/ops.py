@@ -62,11 +62,14 @@ def _qualified(node: Any) -> str:
 # Elementwise
 
 
-def _unary(torch_fn_name: str) -> Callable[..., Any]:
+def _unary(torch_fn_name: str, functional: bool = False) -> Callable[..., Any]:
+    """An op that is one torch function of its input (from torch.nn.functional if `functional`)."""
+
     def op(ctx: _Ctx, x: Any, **_: Any) -> Any:
         import torch
+        import torch.nn.functional as F
 
-        return getattr(torch, torch_fn_name)(x)
+        return getattr(F if functional else torch, torch_fn_name)(x)
 
     return op
 
@@ -102,6 +105,13 @@ for _name, _fn in (
     ("BitwiseNot", "bitwise_not"),
 ):
     _op(_name)(_unary(_fn))
+for _name, _fn in (
+    ("HardSwish", "hardswish"),
+    ("Softplus", "softplus"),
+    ("Softsign", "softsign"),
+    ("Mish", "mish"),
+):
+    _op(_name)(_unary(_fn, functional=True))
 
 
 @_op("Identity", "Dropout")
@@ -166,34 +176,6 @@ def _hardsigmoid(ctx: _Ctx, x: Any, alpha: float = 0.2, beta: float = 0.5) -> An
     import torch
 
     return torch.clamp(x * alpha + beta, 0.0, 1.0)
-
-
-@_op("HardSwish")
-def _hardswish(ctx: _Ctx, x: Any) -> Any:
-    import torch.nn.functional as F
-
-    return F.hardswish(x)
-
-
-@_op("Softplus")
-def _softplus(ctx: _Ctx, x: Any) -> Any:
-    import torch.nn.functional as F
-
-    return F.softplus(x)
-
-
-@_op("Softsign")
-def _softsign(ctx: _Ctx, x: Any) -> Any:
-    import torch.nn.functional as F
-
-    return F.softsign(x)
-
-
-@_op("Mish")
-def _mish(ctx: _Ctx, x: Any) -> Any:
-    import torch.nn.functional as F
-
-    return F.mish(x)
 
 
 @_op("Gelu")
@@ -382,6 +364,35 @@ def _conv_pads(
     return begin + end
 
 
+def _steps(
+    n: int, strides: Sequence[int] | None, dilations: Sequence[int] | None
+) -> tuple[list[int], list[int]]:
+    """Strides and dilations over `n` spatial axes, ONNX's default of 1 filled in."""
+    return list(strides or [1] * n), list(dilations or [1] * n)
+
+
+def _conv_geometry(
+    w: Any,
+    kernel_shape: Sequence[int] | None,
+    strides: Sequence[int] | None,
+    dilations: Sequence[int] | None,
+) -> tuple[int, list[int], list[int], list[int]]:
+    """A Conv's or ConvTranspose's spatial rank, kernel, strides and dilations, read from its
+    weight where the attributes leave them out."""
+    n = w.dim() - 2
+    return (n, list(kernel_shape or w.shape[2:]), *_steps(n, strides, dilations))
+
+
+def _split_transpose_pads(total: Sequence[int], auto_pad: str) -> list[int]:
+    """ConvTranspose's total padding per axis as ONNX pads [begins..., ends...]: SAME_UPPER puts
+    the larger half at the end; the spec has SAME_LOWER and NOTSET put it at the beginning."""
+    if auto_pad == "SAME_UPPER":
+        begin = [t // 2 for t in total]
+    else:
+        begin = [t - t // 2 for t in total]
+    return begin + [t - bg for t, bg in zip(total, begin)]
+
+
 def _torch_pad_arg(pads: Sequence[int]) -> list[int]:
     """ONNX [b1, b2, e1, e2] -> F.pad's last-axis-first [b2, e2, b1, e1]."""
     n = len(pads) // 2
@@ -406,10 +417,7 @@ def _conv(
 ) -> Any:
     import torch.nn.functional as F
 
-    n = w.dim() - 2
-    kernel = list(kernel_shape or w.shape[2:])
-    strides = list(strides or [1] * n)
-    dilations = list(dilations or [1] * n)
+    n, kernel, strides, dilations = _conv_geometry(w, kernel_shape, strides, dilations)
     p = _conv_pads(auto_pad, pads, x.shape[2:], kernel, strides, dilations)
     if p[:n] == p[n:]:
         padding: Any = p[:n]
@@ -437,10 +445,7 @@ def _conv_transpose(
 ) -> Any:
     import torch.nn.functional as F
 
-    n = w.dim() - 2
-    kernel = list(kernel_shape or w.shape[2:])
-    strides = list(strides or [1] * n)
-    dilations = list(dilations or [1] * n)
+    n, kernel, strides, dilations = _conv_geometry(w, kernel_shape, strides, dilations)
     out_pad = list(output_padding or [0] * n)
     spatial = list(x.shape[2:])
     full = [
@@ -449,19 +454,9 @@ def _conv_transpose(
     ]
     if output_shape:
         target = list(output_shape)[-n:]
-        total = [f - t for f, t in zip(full, target)]
-        if auto_pad == "SAME_UPPER":
-            begin = [t // 2 for t in total]
-        else:  # the spec: SAME_LOWER and NOTSET put the larger half at the beginning
-            begin = [t - t // 2 for t in total]
-        p = begin + [t - bg for t, bg in zip(total, begin)]
+        p = _split_transpose_pads([f - t for f, t in zip(full, target)], auto_pad)
     elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        total = [f - i * s for f, i, s in zip(full, spatial, strides)]
-        if auto_pad == "SAME_UPPER":
-            begin = [t // 2 for t in total]
-        else:
-            begin = [t - t // 2 for t in total]
-        p = begin + [t - bg for t, bg in zip(total, begin)]
+        p = _split_transpose_pads([f - i * s for f, i, s in zip(full, spatial, strides)], auto_pad)
     else:
         p = list(pads) if pads else [0] * (2 * n)
     fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[n - 1]
@@ -485,9 +480,7 @@ def _pool_common(
     strides: Sequence[int] | None,
     dilations: Sequence[int] | None,
 ) -> tuple[list[int], list[int], list[int]]:
-    n = len(kernel)
-    strides = list(strides or [1] * n)
-    dilations = list(dilations or [1] * n)
+    strides, dilations = _steps(len(kernel), strides, dilations)
     p = _conv_pads(auto_pad, pads, x.shape[2:], kernel, strides, dilations)
     return p, strides, dilations
 

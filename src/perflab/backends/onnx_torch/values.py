@@ -70,26 +70,22 @@ def _meta_value(t: Any) -> Any:
     return t.detach().cpu().numpy()
 
 
+def _flat(v: Any) -> list[Any]:
+    """A meta input's values as one flat list of Python numbers (numpy array, host tensor, or
+    device tensor: syncs); [] for a missing input."""
+    return [] if v is None else v.reshape(-1).tolist()
+
+
 def _ints(v: Any) -> list[int]:
-    """Python ints from a meta input (numpy array, host tensor, or device tensor: syncs)."""
-    if v is None:
-        return []
-    if isinstance(v, np.ndarray):
-        return [int(x) for x in v.reshape(-1)]
-    return [int(x) for x in v.reshape(-1).tolist()]
+    return [int(x) for x in _flat(v)]
 
 
 def _floats(v: Any) -> list[float]:
-    if v is None:
-        return []
-    if isinstance(v, np.ndarray):
-        return [float(x) for x in v.reshape(-1)]
-    return [float(x) for x in v.reshape(-1).tolist()]
+    return [float(x) for x in _flat(v)]
 
 
 def _scalar(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return v.reshape(-1)[0].item()
+    """The first value of a meta input (numpy array or tensor) as a Python number."""
     return v.reshape(-1)[0].item()
 
 
