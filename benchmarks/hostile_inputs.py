@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import yaml
+from _common import perflab_cli
 
 
 def billion_laughs() -> str:
@@ -32,15 +33,8 @@ def billion_configs() -> str:
 
 
 def cli(*args: str, timeout: float = 120) -> tuple[float, int, str]:
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "perflab.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    return time.perf_counter() - start, proc.returncode, proc.stderr.strip()
+    seconds, proc = perflab_cli(*args, timeout=timeout)
+    return seconds, proc.returncode, proc.stderr.strip()
 
 
 def report(name: str, seconds: float, code: int, err: str) -> None:

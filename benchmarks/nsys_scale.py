@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import perflab_cli, report_resources
 
 SCHEMA = """
 CREATE TABLE StringIds (id INTEGER PRIMARY KEY, value TEXT NOT NULL);
@@ -151,24 +149,8 @@ def main() -> None:
             f"export with {n_k} kernels, {n_r} NVTX ranges ready in {time.perf_counter() - t0:.1f} s"
         )
         out = Path(tmp.name) / "out"
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "perflab.cli", "import", "nsys", str(path), "-o", str(out)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        seconds = time.perf_counter() - t0
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        peak = usage.ru_maxrss * 1024  # Linux: KiB
-        if proc.returncode:
-            print(f"import nsys of {n_k} kernels: failed\n{(proc.stderr or proc.stdout)[-2000:]}")
-            return
-        # CPU time beside wall time: on a shared machine the wall time also counts waiting.
-        print(
-            f"import nsys of {n_k} kernels: {seconds:.1f} s, "
-            f"CPU {usage.ru_utime + usage.ru_stime:.1f} s, peak RSS {peak / 2**30:.2f} GiB"
-        )
+        seconds, proc = perflab_cli("import", "nsys", str(path), "-o", str(out))
+        report_resources(f"import nsys of {n_k} kernels", seconds, proc)
     finally:
         tmp.cleanup()
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _common import perflab_cli, report_resources
 
 
 def generate(path: Path, n_events: int, n_nodes: int) -> int:
@@ -62,33 +60,8 @@ def main() -> None:
         n = generate(path, int(args.events), args.nodes)
         print(f"profile with {n} events, {path.stat().st_size / 2**20:.0f} MiB")
         out = Path(tmp) / "out"
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "perflab.cli",
-                "import",
-                "ort-profile",
-                str(path),
-                "-o",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        seconds = time.perf_counter() - t0
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if proc.returncode:
-            print(
-                f"import ort-profile of {n} events: failed\n{(proc.stderr or proc.stdout)[-2000:]}"
-            )
-            return
-        print(
-            f"import ort-profile of {n} events: {seconds:.1f} s, CPU "
-            f"{usage.ru_utime + usage.ru_stime:.1f} s, peak RSS {usage.ru_maxrss / 2**20:.2f} GiB"
-        )
+        seconds, proc = perflab_cli("import", "ort-profile", str(path), "-o", str(out))
+        report_resources(f"import ort-profile of {n} events", seconds, proc)
 
 
 if __name__ == "__main__":

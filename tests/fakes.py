@@ -1,4 +1,5 @@
-"""Stand-ins for CuPy and TensorRT, shared by the tests of perflab.cuda and the GPU backends.
+"""Stand-ins for CuPy, TensorRT and NVML, shared by the tests of perflab.cuda, the GPU backends
+and GPU telemetry.
 
 No GPU here: with these fakes the GPU code paths (buffers, streams, events, CUDA graphs, engine
 build and inference) run on the CPU. Device time is a clock per stream that each copy and each
@@ -143,6 +144,26 @@ def fake_cupy(cc=(8, 9)):
         ),
     )
     return cp
+
+
+# ---------------------------------------------------------------------------- NVML
+
+
+class FakeNvmlSession:
+    """What every fake NVML answers the same way: init, shutdown (counted) and GPU i's handle i.
+    Each test's fake adds the readings it needs."""
+
+    def __init__(self):
+        self.shutdowns = 0
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlShutdown(self):
+        self.shutdowns += 1
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return i
 
 
 # ---------------------------------------------------------------------------- TensorRT

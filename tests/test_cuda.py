@@ -10,7 +10,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fakes import COMPUTE_MS, D2H_MS, H2D_MS, FakeDeviceArray, FakeStream, fake_cupy
+from fakes import (
+    COMPUTE_MS,
+    D2H_MS,
+    H2D_MS,
+    FakeDeviceArray,
+    FakeNvmlSession,
+    FakeStream,
+    fake_cupy,
+)
 from perflab import cuda
 from perflab.errors import BackendUnavailable
 from perflab.models import TensorSpec
@@ -271,21 +279,15 @@ def test_profiler_calls_never_raise():
 # ---------------------------------------------------------------------------- GPU facts
 
 
-class FactsNVML:
+class FactsNVML(FakeNvmlSession):
     def __init__(self, fail=()):
+        super().__init__()
         self.fail = set(fail)
-        self.shutdowns = 0
 
     def _f(self, name, value):
         if name in self.fail:
             raise RuntimeError("Not Supported")
         return value
-
-    def nvmlInit(self):
-        pass
-
-    def nvmlShutdown(self):
-        self.shutdowns += 1
 
     def nvmlSystemGetDriverVersion(self):
         return "580.65.06"
@@ -295,9 +297,6 @@ class FactsNVML:
 
     def nvmlDeviceGetCount(self):
         return 1
-
-    def nvmlDeviceGetHandleByIndex(self, i):
-        return i
 
     def nvmlDeviceGetName(self, h):
         return b"NVIDIA H100 80GB HBM3"

@@ -3,37 +3,26 @@ the real command on this machine (every check `unavailable` without a GPU)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
 import sys
 from argparse import Namespace
 from itertools import count
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from benchmark_scripts import BENCHMARKS, load_benchmark
+from fakes import FakeNvmlSession
 from perflab.cuda import driver_unavailable_reason
 from perflab.telemetry import GpuSampler
 from perflab.timing import VirtualClock, use_clock
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-gc = _load("gpu_check", SCRIPT)
-wheels = _load("gpu_check_wheels", ROOT / "benchmarks" / "gpu_check_wheels.py")
+SCRIPT = BENCHMARKS / "gpu_check.py"
+gc = load_benchmark("gpu_check")
+wheels = load_benchmark("gpu_check_wheels")
 
 
 # ---------------------------------------------------------------------------- comparisons
@@ -174,21 +163,13 @@ def test_torch_throughput_run_problems():
     assert len(problems) == 3 and "119 of 120" in problems[0]
 
 
-class FakeNVML:
+class FakeNVML(FakeNvmlSession):
     """One GPU whose readings change per sample; power readings unsupported when asked."""
 
     def __init__(self, power=True):
+        super().__init__()
         self.n = count()
         self.power = power
-
-    def nvmlInit(self):
-        pass
-
-    def nvmlShutdown(self):
-        pass
-
-    def nvmlDeviceGetHandleByIndex(self, i):
-        return i
 
     def nvmlDeviceGetClockInfo(self, h, kind):
         return 1980 - 10 * next(self.n) if kind == 1 else 2619

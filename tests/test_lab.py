@@ -26,6 +26,14 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
 
 
+@pytest.fixture
+def shown(monkeypatch) -> list:
+    """What the code under test hands to IPython's display(), in order."""
+    objs: list = []
+    monkeypatch.setattr("IPython.display.display", lambda *o, **_: objs.extend(o))
+    return objs
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, run_synthetic) -> Path:
     return run_synthetic(tmp_path_factory.mktemp("lab") / "tiny", batch_sizes=(1, 2))
@@ -76,9 +84,7 @@ def test_a_missing_folder_is_named_with_where_it_was_looked_for(tmp_path):
     assert missing[1] == f"result folder {tmp_path / 'abs'} does not exist"
 
 
-def test_load_shows_one_note_instead_of_a_traceback(tmp_path, monkeypatch):
-    shown = []
-    monkeypatch.setattr("IPython.display.display", lambda *objs, **_: shown.extend(objs))
+def test_load_shows_one_note_instead_of_a_traceback(tmp_path, monkeypatch, shown):
     monkeypatch.chdir(tmp_path)
     assert display.load(["no/such/folder"]) is None
     assert len(shown) == 1
@@ -169,9 +175,8 @@ def test_the_server_listens_on_localhost_with_a_token(tmp_path):
 # -- selectors ---------------------------------------------------------------------------------
 
 
-def test_explore_draws_the_defaults_and_no_widget_in_the_report(monkeypatch):
-    shown, calls = [], []
-    monkeypatch.setattr("IPython.display.display", lambda *objs, **_: shown.extend(objs))
+def test_explore_draws_the_defaults_and_no_widget_in_the_report(shown):
+    calls = []
     display.explore(
         lambda stage, run: calls.append((stage, run)),
         interactive=False,
@@ -182,10 +187,9 @@ def test_explore_draws_the_defaults_and_no_widget_in_the_report(monkeypatch):
     assert shown == []
 
 
-def test_explore_redraws_when_a_selector_changes(monkeypatch):
+def test_explore_redraws_when_a_selector_changes(shown):
     pytest.importorskip("ipywidgets")
-    shown, calls = [], []
-    monkeypatch.setattr("IPython.display.display", lambda *objs, **_: shown.extend(objs))
+    calls = []
     display.explore(
         lambda stage, first: calls.append((stage, first)),
         interactive=True,
@@ -203,13 +207,11 @@ def test_explore_redraws_when_a_selector_changes(monkeypatch):
     assert calls == [("e2e", 0), ("compute", 0), ("compute", 6)]
 
 
-def test_a_redraw_closes_only_its_own_figures(monkeypatch):
+def test_a_redraw_closes_only_its_own_figures(shown):
     pytest.importorskip("ipywidgets")
     import matplotlib.pyplot as plt
 
     plt.close("all")
-    monkeypatch.setattr("IPython.display.display", lambda *objs, **_: shown.extend(objs))
-    shown = []
     other = plt.figure()  # another cell's figure
     mine = []
     display.explore(lambda stage: mine.append(plt.figure()), interactive=True, stage=["a", "b"])

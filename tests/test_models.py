@@ -52,6 +52,14 @@ def models_session(path: os.PathLike | str) -> ort.InferenceSession:
     return ort.InferenceSession(os.fspath(path), so, providers=["CPUExecutionProvider"])
 
 
+def models_assert_batch_is_singles(batched_model, single_model, name, x, *, rtol, atol) -> None:
+    """The batched model on all of x gives what the batch-1 model gives one item at a time."""
+    batched = models_session(batched_model).run(None, {name: x})[0]
+    one = models_session(single_model)
+    singles = np.concatenate([one.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])
+    np.testing.assert_allclose(batched, singles, rtol=rtol, atol=atol)
+
+
 def models_cosine(a: np.ndarray, b: np.ndarray) -> float:
     a = a.astype(np.float64).ravel()
     b = b.astype(np.float64).ravel()
@@ -490,10 +498,7 @@ def test_mnist_with_fixed_batch_runs_at_batch_4(models_cache):
     assert info.outputs[0].shape == (4, 10)
     assert info.kind == "image"
     x = np.random.default_rng(0).uniform(0, 255, (4, 1, 28, 28)).astype(np.float32)
-    batched = models_session(info.path).run(None, {"Input3": x})[0]
-    one = models_session(path)
-    singles = np.concatenate([one.run(None, {"Input3": x[i : i + 1]})[0] for i in range(4)])
-    np.testing.assert_allclose(batched, singles, rtol=1e-5, atol=1e-4)
+    models_assert_batch_is_singles(info.path, path, "Input3", x, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.realdata
@@ -523,10 +528,7 @@ def test_yolox_nano_resolves_and_its_batch_rewrite_is_exact(models_cache):
     info2 = M.resolve(path, batch_size=2, cache_dir=models_cache)
     assert info2.outputs[0].shape == (2, 3549, 8)
     x = M.random_inputs(info2, seed=1)["images"]
-    batched = models_session(info2.path).run(None, {"images": x})[0]
-    one = models_session(path)
-    singles = np.concatenate([one.run(None, {"images": x[i : i + 1]})[0] for i in range(2)])
-    np.testing.assert_allclose(batched, singles, rtol=1e-4, atol=1e-3)
+    models_assert_batch_is_singles(info2.path, path, "images", x, rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.realdata

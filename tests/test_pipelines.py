@@ -546,13 +546,18 @@ def yolox_reference(output: np.ndarray, ratio: float, conf: float, iou: float) -
     return np.array(rows).reshape(-1, 6)
 
 
-@pytest.mark.realdata
-def test_yolox_nano_through_detect():
-    model = REALDATA / "models" / "yolox_nano.onnx"
+def real_model_session(name: str):
+    """An ONNX Runtime CPU session of a model in the real-data folder (skips when absent)."""
+    model = REALDATA / "models" / name
     if not model.exists():
         pytest.skip(f"{model} is absent")
     ort = pytest.importorskip("onnxruntime")
-    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.realdata
+def test_yolox_nano_through_detect():
+    sess = real_model_session("yolox_nano.onnx")
     (inp,) = sess.get_inputs()
     assert (inp.name, inp.shape) == ("images", [1, 3, 416, 416])
     options = {
@@ -582,11 +587,7 @@ def test_yolox_nano_through_detect():
 
 @pytest.mark.realdata
 def test_mnist_through_classify():
-    model = REALDATA / "models" / "mnist-8.onnx"
-    if not model.exists():
-        pytest.skip(f"{model} is absent")
-    ort = pytest.importorskip("onnxruntime")
-    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    sess = real_model_session("mnist-8.onnx")
     pipe = create("classify", [TensorSpec("Input3", (1, 1, 28, 28), "float32")], batch_size=1)
     (logits,) = sess.run(None, pipe.preprocess(pipe.make_inputs()))
     (result,) = pipe.postprocess({"Plus214_Output_0": logits})

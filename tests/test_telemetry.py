@@ -7,6 +7,7 @@ from itertools import count
 
 import pytest
 
+from fakes import FakeNvmlSession
 from perflab import store
 from perflab.telemetry import (
     CLOCK_EVENT_REASONS,
@@ -296,18 +297,10 @@ def test_busy_gpu_note_names_other_processes():
 
     from perflab.telemetry import gpu_busy_note
 
-    class FakeNvml:
+    class FakeNvml(FakeNvmlSession):
         def __init__(self, pids):
+            super().__init__()
             self.pids = pids
-
-        def nvmlInit(self):
-            pass
-
-        def nvmlShutdown(self):
-            pass
-
-        def nvmlDeviceGetHandleByIndex(self, index):
-            return index
 
         def nvmlDeviceGetComputeRunningProcesses(self, handle):
             return [SimpleNamespace(pid=p) for p in self.pids]

@@ -71,6 +71,17 @@ def row(frame: pd.DataFrame, stage: str, run_id: str = "r1") -> pd.Series:
     return hit.iloc[0]
 
 
+def cpu_fingerprint(model: str, cores: int, mhz: float, bandwidth_gbs: float) -> dict:
+    """A host fingerprint of an AVX2+FMA CPU (32 fp32 FLOP a cycle a core) with a known bandwidth."""
+    return {
+        "cpu_model": model,
+        "cpu_cores_physical": cores,
+        "cpu_mhz_max": mhz,
+        "cpu_flags": ["avx2", "fma"],
+        "mem_bandwidth_gbs": bandwidth_gbs,
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # The table
 
@@ -227,13 +238,7 @@ def test_host_cpu_peak_avx2_clock_from_model_and_channels():
 
 
 def test_roofline_cpu_run_uses_the_fingerprint():
-    fingerprint = {
-        "cpu_model": "test cpu",
-        "cpu_cores_physical": 4,
-        "cpu_mhz_max": 4000.0,
-        "cpu_flags": ["avx2", "fma"],
-        "mem_bandwidth_gbs": 50.0,
-    }
+    fingerprint = cpu_fingerprint("test cpu", cores=4, mhz=4000.0, bandwidth_gbs=50.0)
     runs = make_runs(device="cpu", device_name="test cpu", model_flops_per_sample=2e9)
     out = rl.roofline(runs, make_medians(compute=10.0), device=fingerprint)
     compute = row(out, "compute")
@@ -249,6 +254,17 @@ def test_roofline_cpu_run_uses_the_fingerprint():
 
 # --------------------------------------------------------------------------------------------
 # Roofline and verdicts
+
+# A small fp16 model on an RTX 3070 (81.3 TFLOP/s, 448 GB/s): 0.5 GFLOP and 12 MB a batch, a
+# roofline bound of 0.027 ms (its bytes).
+SMALL_FP16_ON_3070 = {
+    "device_name": "NVIDIA GeForce RTX 3070",
+    "precision": "fp16",
+    "precision_effective": "fp16",
+    "model_flops_per_sample": 0.5e9,
+    "model_param_bytes": 10e6,
+    "model_activation_bytes_per_sample": 2e6,
+}
 
 GTX1070_FP32 = 6.463  # TFLOP/s, from devices.csv
 GTX1070_BW = 256.0  # GB/s
@@ -429,16 +445,7 @@ def test_project_memory_bound_uses_bandwidth_ratio():
 
 def test_project_launch_bound_is_unchanged_and_regime_change_uses_both_bounds():
     launch = rl.project(
-        make_runs(
-            device_name="NVIDIA GeForce RTX 3070",
-            precision="fp16",
-            precision_effective="fp16",
-            model_flops_per_sample=0.5e9,
-            model_param_bytes=10e6,
-            model_activation_bytes_per_sample=2e6,
-        ),
-        make_medians(compute=0.6),
-        device="RTX 3090",
+        make_runs(**SMALL_FP16_ON_3070), make_medians(compute=0.6), device="RTX 3090"
     )
     assert row(launch, "compute")["predicted_ms"] == 0.6
     assert "launch-bound" in row(launch, "compute")["basis"]
@@ -503,15 +510,7 @@ def test_project_to_other_precision_and_unsupported():
 
 def test_launch_floor_with_a_kernel_count():
     # 0.5 GFLOP, 12 MB on a 3070 (fp16): roofline 0.027 ms; 200 kernels x 2.4 us = 0.48 ms.
-    runs = make_runs(
-        device_name="NVIDIA GeForce RTX 3070",
-        precision="fp16",
-        precision_effective="fp16",
-        model_flops_per_sample=0.5e9,
-        model_param_bytes=10e6,
-        model_activation_bytes_per_sample=2e6,
-        model_kernels=200.0,
-    )
+    runs = make_runs(**SMALL_FP16_ON_3070, model_kernels=200.0)
     medians = make_medians(compute=0.55)
     roof = row(rl.roofline(runs, medians), "compute")
     assert roof["launch_floor_ms"] == pytest.approx(200 * rl.GPU_LAUNCH_US / 1e3)
@@ -542,13 +541,7 @@ def test_stated_efficiency_and_its_checks():
 def test_cpu_run_to_gpu_uses_the_default_efficiency_and_adds_copies():
     # Two CPU engines at very different speeds on one model project to the same GPU time: a CPU
     # engine's efficiency is not carried to a GPU.
-    fp = {
-        "cpu_model": "x",
-        "cpu_cores_physical": 2,
-        "cpu_mhz_max": 3000.0,
-        "cpu_flags": ["avx2", "fma"],
-        "mem_bandwidth_gbs": 20.0,
-    }
+    fp = cpu_fingerprint("x", cores=2, mhz=3000.0, bandwidth_gbs=20.0)
     runs = make_runs(
         run_id=["slow", "fast"],
         device="cpu",
@@ -630,13 +623,7 @@ def test_bounds_in_words_host_copy_and_compute():
             make_medians("cpu", preprocess=8.0, compute=2.0, e2e=10.0),
         ]
     )
-    fp = {
-        "cpu_model": "x",
-        "cpu_cores_physical": 2,
-        "cpu_mhz_max": 3000.0,
-        "cpu_flags": ["avx2", "fma"],
-        "mem_bandwidth_gbs": 20.0,
-    }
+    fp = cpu_fingerprint("x", cores=2, mhz=3000.0, bandwidth_gbs=20.0)
     out = rl.bounds(rl.roofline(runs, medians, device=fp), runs).set_index("run_id")
     # host: 7 + 0.5 + a 0.5 ms harness gap = 8 of 10 ms
     assert out.loc["host", "bound"] == "host-bound"

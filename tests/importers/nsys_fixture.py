@@ -357,60 +357,33 @@ def build_large(path: Path, n_iterations: int) -> int:
     g = global_tid(PID, MAIN_TID)
     step = 10_000
     base = np.arange(n_iterations, dtype=np.int64) * step + 1_000_000
-    rows = [
-        (
-            0,
-            int(base[-1] + 2 * step),
+
+    def push_pop(start: int, end: int, text=None, text_id=None, iteration=None) -> tuple:
+        """A push/pop range (eventType 59) of the main thread in perflab's domain, in the
+        column order of the insert below."""
+        return (
+            start,
+            end,
             59,
             None,
             None,
             None,
-            RUN_LABEL,
+            text,
             g,
             None,
-            None,
+            text_id,
             PERFLAB_DOMAIN_ID,
             None,
-            None,
+            iteration,
         )
-    ]
+
+    rows = [push_pop(0, int(base[-1] + 2 * step), text=RUN_LABEL)]
     for i in range(n_iterations):
         s = int(base[i])
-        rows.append(
-            (
-                s,
-                s + 9_000,
-                59,
-                None,
-                None,
-                None,
-                None,
-                g,
-                None,
-                it_ids[i],
-                PERFLAB_DOMAIN_ID,
-                None,
-                i,
-            )
-        )
+        rows.append(push_pop(s, s + 9_000, text_id=it_ids[i], iteration=i))
         for k, stage in enumerate(("h2d", "compute", "d2h")):
-            rows.append(
-                (
-                    s + 100 + 3_000 * k,
-                    s + 2_900 + 3_000 * k,
-                    59,
-                    None,
-                    None,
-                    None,
-                    None,
-                    g,
-                    None,
-                    stage_ids[stage],
-                    PERFLAB_DOMAIN_ID,
-                    None,
-                    i,
-                )
-            )
+            start = s + 100 + 3_000 * k
+            rows.append(push_pop(start, start + 2_800, text_id=stage_ids[stage], iteration=i))
     con.executemany(
         "insert into NVTX_EVENTS (start, end, eventType, rangeId, category, color, text, globalTid, "
         "endGlobalTid, textId, domainId, uint64Value, int64Value) values "

@@ -269,21 +269,27 @@ def test_nsys_rep_needs_nsys(tmp_path, monkeypatch):
     assert files_under(tmp_path / "out") == []
 
 
-def test_nsys_rep_goes_through_nsys_export(tmp_path, monkeypatch):
+def fake_nsys(tmp_path, monkeypatch, body: str) -> None:
+    """An `nsys` first on PATH: a Python script that runs `body` with `args` (its arguments) and
+    `fixture` (the path of a two-iteration trace built here)."""
     fixture = tmp_path / "fixture.sqlite"
     build_trace(fixture, n_iterations=2)
     bindir = tmp_path / "bin"
     bindir.mkdir()
     fake = bindir / "nsys"
-    # A stand-in for `nsys export --type sqlite --output OUT REP`: copies the fixture to OUT.
     fake.write_text(
         f"#!{sys.executable}\n"
-        "import shutil, sys\n"
+        "import json, shutil, sys\n"
         "args = sys.argv[1:]\n"
-        f"shutil.copy({str(fixture)!r}, args[args.index('--output') + 1])\n"
+        f"fixture = {str(fixture)!r}\n" + body
     )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", str(bindir))
+
+
+def test_nsys_rep_goes_through_nsys_export(tmp_path, monkeypatch):
+    # A stand-in for `nsys export --type sqlite --output OUT REP`: copies the fixture to OUT.
+    fake_nsys(tmp_path, monkeypatch, "shutil.copy(fixture, args[args.index('--output') + 1])\n")
     rep = tmp_path / "trace.nsys-rep"
     rep.write_bytes(b"report bytes")
     out = tmp_path / "out"
@@ -293,22 +299,14 @@ def test_nsys_rep_goes_through_nsys_export(tmp_path, monkeypatch):
 
 
 def test_profile_study_runs_perflab_under_nsys_and_imports(tmp_path, monkeypatch):
-    fixture = tmp_path / "fixture.sqlite"
-    build_trace(fixture, n_iterations=2)
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
     argv_file = tmp_path / "argv.json"
-    fake = bindir / "nsys"
     # A stand-in for `nsys profile ... --output BASE APP...`: records its argv, writes BASE.sqlite.
-    fake.write_text(
-        f"#!{sys.executable}\n"
-        "import json, shutil, sys\n"
-        "args = sys.argv[1:]\n"
+    fake_nsys(
+        tmp_path,
+        monkeypatch,
         f"json.dump(args, open({str(argv_file)!r}, 'w'))\n"
-        f"shutil.copy({str(fixture)!r}, args[args.index('--output') + 1] + '.sqlite')\n"
+        "shutil.copy(fixture, args[args.index('--output') + 1] + '.sqlite')\n",
     )
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", str(bindir))
     out = tmp_path / "out"
     assert profiling.profile_study(tmp_path / "spec.yaml", output=out) == 0
     argv = json.loads(argv_file.read_text())
