@@ -273,8 +273,9 @@ class Results:
         out = frame.merge(info, on="run_id", how="left")
         return out[["run_id", *cols, *[c for c in frame.columns if c != "run_id"]]]
 
-    # The analyses read the samples through DuckDB, only the rows and columns they use, a chunk
-    # of runs at a time (see perflab.scan), so memory does not grow with the study.
+    # The analyses read the samples through DuckDB (see perflab.scan): the summary and the
+    # harness gap as grouped queries over the stored files, the others a chunk of whole runs at
+    # a time, so memory does not grow with the study.
 
     def _summary_only(self, **kw: Any) -> pd.DataFrame:
         key = "summary-only:" + repr(sorted(kw.items()))

@@ -18,7 +18,7 @@ the stored path share one query and give the same numbers.
 
 from __future__ import annotations
 
-import json
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +101,15 @@ class Catalog:
     counts: pd.DataFrame  # filename, run_id, phase, stage, n
     uniform: bool  # every file has the same columns
 
+    @functools.cached_property
+    def _files_by_run(self) -> pd.Series:
+        return self.counts.groupby("run_id")["filename"].agg(set)
+
+    def source(self, run_ids: Sequence[str]) -> str:
+        """A scan of the files that hold these runs' rows."""
+        paths = set().union(*(self._files_by_run[r] for r in run_ids))
+        return _source(sorted(paths), self.uniform)
+
 
 def catalog(folders: Iterable[Path]) -> Catalog | None:
     """The catalog of the folders' samples files; None when there are none. Each folder's
@@ -118,9 +127,8 @@ def catalog(folders: Iterable[Path]) -> Catalog | None:
         shapes.update(notes.values())
     if not files:
         return None
-    present = frozenset(name for shape in shapes for name, _ in json.loads(shape))
     counts = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    return Catalog(tuple(files), present, counts, len(shapes) == 1)
+    return Catalog(tuple(files), store.shape_columns(shapes), counts, store.same_columns(shapes))
 
 
 def _count_rows(paths: list[Path], table: str) -> tuple[pa.Table, dict[Path, object]]:
@@ -130,12 +138,12 @@ def _count_rows(paths: list[Path], table: str) -> tuple[pa.Table, dict[Path, obj
     empty = pa.schema([*out.items(), (store.INDEX_FILE, pa.string())]).empty_table()
     if not good:
         return empty, {}
-    present = {name for shape in shapes.values() for name, _ in json.loads(shape)}
+    present = store.shape_columns(shapes.values())
     listed = ", ".join(
         f'CAST("{c}" AS VARCHAR) AS "{c}"' if c in present else f'CAST(NULL AS VARCHAR) AS "{c}"'
         for c in ("run_id", "phase", "stage")
     )
-    uniform = len(set(shapes.values())) == 1
+    uniform = store.same_columns(shapes.values())
     con = _connect()
     try:
         arrow = con.sql(
@@ -160,6 +168,20 @@ def _selected(counts: pd.DataFrame, flt: Filter) -> pd.DataFrame:
     return counts
 
 
+def pack(counts: pd.DataFrame, max_rows: int) -> list[list[str]]:
+    """The runs of these catalog rows in sorted id order, packed into batches of whole runs of
+    at most `max_rows` rows (a run alone may have more)."""
+    batches: list[list[str]] = []
+    rows = 0
+    for run_id, n in counts.groupby("run_id", sort=True)["n"].sum().items():
+        if not batches or rows + n > max_rows:
+            batches.append([])
+            rows = 0
+        batches[-1].append(str(run_id))
+        rows += int(n)
+    return batches
+
+
 def chunks(
     cat: Catalog | None, flt: Filter, columns: Sequence[str], *, max_rows: int = CHUNK_ROWS
 ) -> Iterator[pd.DataFrame]:
@@ -181,27 +203,17 @@ def chunks(
         for c in wanted
         if c != "run_id" and pa.types.is_dictionary(sch.field(c).type)
     }
-    per_run = counts.groupby("run_id", sort=True).agg(n=("n", "sum"), files=("filename", set))
-    plan: list[tuple[list[str], set[str]]] = []
-    rows = 0
-    for run_id, n, where_files in per_run.itertuples():
-        if not plan or (rows + n > max_rows and plan[-1][0]):
-            plan.append(([], set()))
-            rows = 0
-        plan[-1][0].append(str(run_id))
-        plan[-1][1].update(where_files)
-        rows += n
     con = _connect()
     try:
         where, params = _where(flt, con)
-        for run_ids, chunk_files in plan:
+        for run_ids in pack(counts, max_rows):
             con.register("_chunk", pa.table({"run_id": pa.array(run_ids, pa.string())}))
             types = {"run_id": _enum(run_ids), **{c: _enum(v) for c, v in levels.items()}}
             selected = ", ".join(
                 f'CAST("{c}" AS {types[c]}) AS "{c}"' if c in types else f'"{c}"' for c in wanted
             )
             arrow = con.sql(
-                f"SELECT {selected} FROM {_source(sorted(chunk_files), cat.uniform)} "
+                f"SELECT {selected} FROM {cat.source(run_ids)} "
                 f"WHERE {where} AND run_id IN (SELECT run_id FROM _chunk)",
                 params=params,
             ).to_arrow_table()
@@ -292,16 +304,9 @@ def aggregate(
         if isinstance(src, Frame):
             con.register("_frame", src.frame)
         where, params = _where(Filter(None, flt.phase, flt.stages), con)
-        files = None
-        if isinstance(src, Catalog):
-            files = src.counts.groupby("run_id")["filename"].agg(set)
         for run_ids in batches:
             run_ids = [str(r) for r in run_ids]
-            if files is None:
-                source = "_frame"
-            else:
-                paths = sorted(set().union(*(files[r] for r in run_ids)))
-                source = _source(paths, src.uniform)
+            source = src.source(run_ids) if isinstance(src, Catalog) else "_frame"
             con.register("_batch", pa.table({"run_id": pa.array(run_ids, pa.string())}))
             rows = (
                 "(SELECT * REPLACE (CAST(run_id AS VARCHAR) AS run_id, "

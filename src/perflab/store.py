@@ -593,18 +593,13 @@ def table_files(folder: Path, table: str) -> list[Path]:
     return sorted((Path(folder) / table).glob("[!._]*.parquet"))
 
 
-def readable_files(folders: Path | str | Iterable[Path | str], table: str) -> list[Path]:
-    """The table's files in these folders whose footer reads; others are skipped with a warning
-    naming them, and a file from a newer schema version stops the read."""
-    return readable(folders, table)[0]
-
-
 def readable(folders: Path | str | Iterable[Path | str], table: str) -> tuple[list[Path], bool]:
-    """readable_files(), and whether all of them have the same columns: such files are read in
-    one scan without matching columns by name."""
+    """The table's files in these folders whose footer reads (see check_files), and whether all
+    of them have the same columns: such files are read in one scan without matching columns by
+    name."""
     paths = [p for folder in _folders(folders) for p in table_files(folder, table)]
     good, shapes = check_files(paths, table)
-    return good, len(set(shapes.values())) <= 1
+    return good, same_columns(shapes.values())
 
 
 def check_files(paths: Iterable[Path], table: str) -> tuple[list[Path], dict[Path, str]]:
@@ -624,6 +619,16 @@ def check_files(paths: Iterable[Path], table: str) -> tuple[list[Path], dict[Pat
     return good, shapes
 
 
+def same_columns(shapes: Iterable[str]) -> bool:
+    """Whether files of these check_files shapes all have the same columns."""
+    return len(set(shapes)) <= 1
+
+
+def shape_columns(shapes: Iterable[str]) -> frozenset[str]:
+    """The column names that files of these check_files shapes hold between them."""
+    return frozenset(name for shape in set(shapes) for name, _ in json.loads(shape))
+
+
 def _folders(folders: Path | str | Iterable[Path | str]) -> list[Path]:
     return [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
 
@@ -632,57 +637,51 @@ def read(folders: Path | str | Iterable[Path | str], table: str) -> pd.DataFrame
     """Read one table from one or more result folders.
 
     A file that cannot be parsed is skipped with a warning naming it; a file from a newer schema
-    version stops the read with a message that says so. `runs` is read through each folder's
-    index (see `indexed`): one file rather than a footer per run.
+    version stops the read with a message that says so. The INDEXED tables are read through each
+    folder's index (see `indexed`): one file rather than a footer per run.
     """
-    if table == "runs":
+    if table in INDEXED:
         parts = [indexed(folder, table, "rows", _read_rows)[0] for folder in _folders(folders)]
         parts = [t.drop_columns([INDEX_FILE]) for t in parts if t is not None]
         if not parts:
             return schema(table).empty_table().to_pandas()
         return pa.concat_tables(parts).to_pandas()
     good, uniform = readable(folders, table)
+    return _read_files(good, table, uniform)[0].to_pandas()
+
+
+def _read_files(
+    good: list[Path], table: str, uniform: bool, *, files: bool = False
+) -> tuple[pa.Table, list[Path]]:
+    """The files' rows in the declared schema (with `files`, each row's file name in
+    INDEX_FILE), and the files read: a footer that reads but a body that does not is found by
+    reading a file at a time, and skipped with a warning naming it."""
+    sch = schema(table).append(pa.field(INDEX_FILE, pa.string())) if files else schema(table)
     if not good:
-        return schema(table).empty_table().to_pandas()
-    return _read_files(good, table, uniform).to_pandas()
-
-
-def _read_files(good: list[Path], table: str, uniform: bool) -> pa.Table:
+        return sch.empty_table(), []
     try:
-        return _scan(good, schema(table), uniform=uniform)
+        return _scan(good, schema(table), uniform=uniform, files=files), good
     except (OSError, pa.ArrowException):
-        # A footer that reads but a body that does not: find the file, a file at a time.
-        parts = []
-        for path in good:
-            try:
-                parts.append(_read_file(path, table))
-            except (OSError, pa.ArrowException, ValueError) as exc:
-                warnings.warn(f"skipping unreadable file {path}: {exc}", stacklevel=2)
-        if not parts:
-            return schema(table).empty_table()
-        return pa.concat_tables(parts, promote_options="none")
-
-
-def _read_rows(paths: list[Path], table: str) -> tuple[pa.Table, dict[Path, object]]:
-    """A table's rows from these files, each row with its file's name (INDEX_FILE)."""
-    good, shapes = check_files(paths, table)
-    sch = schema(table).append(pa.field(INDEX_FILE, pa.string()))
-    if not good:
-        return sch.empty_table(), {}
-    try:
-        arrow = _scan(good, schema(table), uniform=len(set(shapes.values())) == 1, files=True)
-    except (OSError, pa.ArrowException):
-        parts = []  # a footer that reads but a body that does not: a file at a time
+        parts, read = [], []
         for path in good:
             try:
                 part = _read_file(path, table)
             except (OSError, pa.ArrowException, ValueError) as exc:
                 warnings.warn(f"skipping unreadable file {path}: {exc}", stacklevel=2)
-                del shapes[path]
                 continue
-            parts.append(part.append_column(INDEX_FILE, pa.array([path.name] * len(part))))
-        return (pa.concat_tables(parts) if parts else sch.empty_table()), dict(shapes)
-    return arrow, dict(shapes)
+            if files:
+                part = part.append_column(INDEX_FILE, pa.array([path.name] * len(part)))
+            parts.append(part)
+            read.append(path)
+        return (pa.concat_tables(parts) if parts else sch.empty_table()), read
+
+
+def _read_rows(paths: list[Path], table: str) -> tuple[pa.Table, dict[Path, object]]:
+    """`indexed`'s derive for a table's rows: each row with its file's name, and per file read
+    its columns."""
+    good, shapes = check_files(paths, table)
+    rows, read = _read_files(good, table, same_columns(shapes.values()), files=True)
+    return rows, {path: shapes[path] for path in read}
 
 
 def _scan(
@@ -719,11 +718,12 @@ def _scan(
 # files that are new or changed. It is a cache: removing it loses nothing, and where the folder
 # is not writable it is not kept. It lives in the folder's `.index/`, which no reader takes for a
 # table.
-INDEX_FILE = "_file"
-INDEX_VERSION = 1
-
-
 INDEX = ".index"
+# Tables whose rows the index holds: `runs` is read on every open, a small row per run file (the
+# samples index holds row counts instead, see scan.catalog).
+INDEXED = ("runs",)
+INDEX_FILE = "_file"  # the column naming each row's file
+INDEX_VERSION = 1
 
 
 def index_path(folder: Path, table: str, name: str) -> Path:
@@ -754,7 +754,8 @@ def indexed(
     where = index_path(folder, table, name)
     old, known = _load_index(where, table, name)
     keep = [n for n in stats if n in known and known[n][:2] == stats[n]]
-    fresh = [p for p in files if p.name not in set(keep)]
+    kept = set(keep)
+    fresh = [p for p in files if p.name not in kept]
     parts = []
     if old is not None and keep:
         parts.append(old.filter(pc.is_in(old[INDEX_FILE], pa.array(keep))))

@@ -435,7 +435,7 @@ def summarize(
     them a batch holds groups of one n, whose ranks are read with quantile_disc. Only the
     bootstrap pulls sample values into Python, a chunk of whole runs at a time.
     """
-    src = _source(samples, ("run_id", "stage", "host_ns"), phase)
+    src = _as_source(samples, ("run_id", "stage", "host_ns"), phase)
     if ci_method not in ("binomial", "bootstrap"):
         raise PerflabError(f"unknown ci_method {ci_method!r}; choose 'binomial' or 'bootstrap'")
     if ci is not None and not 0 < ci < 1:
@@ -456,23 +456,11 @@ def summarize(
             }
         )
     binomial = ci is not None and ci_method == "binomial"
-    host, host_int = _ns_expression(src, "host_ns")
-    parts = []
-    import duckdb
-
-    wide = False
+    cols = _sample_columns(src)
+    parts, wide = [], False
     for n_class, batch in _batches(counts, by_n=binomial):
         fractions = _rank_fractions(n_class, ci) if binomial else None
-        while True:
-            select = _summary_select(src, host, host_int, fractions, wide=wide)
-            query = f"SELECT run_id, stage, {select} FROM {{rows}} GROUP BY run_id, stage"
-            try:
-                tables = list(scan.aggregate(src, flt, query, [batch]))
-                break
-            except duckdb.OutOfRangeException:
-                if wide:
-                    raise
-                wide = True  # a sample of over 3 s: squares as HUGEINT from here on
+        tables, wide = _summary_batch(src, flt, cols, fractions, batch, wide)
         for table in tables:
             part = table.to_pandas()
             parts.append(part if n_class is None else part[part["n"] == n_class])
@@ -480,17 +468,14 @@ def summarize(
     raw = raw.sort_values(
         ["run_id", "stage"], key=lambda s: s.map(stage_rank) if s.name == "stage" else s
     ).reset_index(drop=True)
-    out = _summary_columns(raw, host_int, ci, binomial)
+    out = _summary_columns(raw, cols.host_int, ci, binomial)
     if ci is not None and not binomial:
         _bootstrap_columns(out, src, flt, runs, ci, n_boot, seed)
     out["wall_throughput_items_s"] = _wall_throughput(out, raw, runs, phase)
     return out[list(SUMMARY_COLUMNS)]
 
 
-# Quantiles read by rank (0-based k among n values) with quantile_disc: DuckDB's discrete quantile
-# of fraction f is the value at rank ceil(n * f) - 1, so f = (k + 0.5) / n lands on k with half a
-# rank of margin either way (tests/analysis/test_stats.py checks the rule on every rank of many n).
-def _source(samples, required: Sequence[str], phase: str | None):
+def _as_source(samples, required: Sequence[str], phase: str | None):
     """The samples as a scan source: a frame (checked) read through DuckDB, or stored files."""
     if samples is None or isinstance(samples, scan.Catalog):
         return samples
@@ -500,6 +485,9 @@ def _source(samples, required: Sequence[str], phase: str | None):
     return scan.Frame(samples)
 
 
+# Quantiles read by rank (0-based k among n values) with quantile_disc: DuckDB's discrete quantile
+# of fraction f is the value at rank ceil(n * f) - 1, so f = (k + 0.5) / n lands on k with half a
+# rank of margin either way (tests/analysis/test_stats.py checks the rule on every rank of many n).
 def rank_fraction(k: int, n: int) -> float:
     """The quantile_disc fraction that reads the value at 0-based rank k of n."""
     return (k + 0.5) / n
@@ -515,23 +503,49 @@ def _rank_fractions(n: int, ci: float) -> list[float]:
     return fractions
 
 
-def _batches(counts: pd.DataFrame, *, by_n: bool, max_rows: int | None = None):
-    """(n, run ids) batches of at most about `max_rows` rows, runs in id order; with by_n, one
-    batch holds only the groups of one n (n None otherwise)."""
-    max_rows = max_rows or scan.AGGREGATE_ROWS
-    classes = counts.groupby("n", sort=True) if by_n else [(None, counts)]
-    for n_class, part in classes:
-        per_run = part.groupby("run_id", sort=True)["n"].sum()
-        batch: list[str] = []
-        rows = 0
-        for run_id, k in per_run.items():
-            if batch and rows + k > max_rows:
-                yield (None if n_class is None else int(n_class)), batch
-                batch, rows = [], 0
-            batch.append(str(run_id))
-            rows += int(k)
-        if batch:
-            yield (None if n_class is None else int(n_class)), batch
+def _batches(counts: pd.DataFrame, *, by_n: bool) -> list[tuple[int | None, list[str]]]:
+    """(n, run ids) batches of whole runs (scan.pack); with by_n, one batch holds only the
+    groups of one n (n None otherwise)."""
+    if not by_n:
+        return [(None, batch) for batch in scan.pack(counts, scan.AGGREGATE_ROWS)]
+    return [
+        (int(n), batch)
+        for n, part in counts.groupby("n", sort=True)
+        for batch in scan.pack(part, scan.AGGREGATE_ROWS)
+    ]
+
+
+@dataclass(frozen=True)
+class _SampleColumns:
+    """SQL for the columns a summary reads, worked out once per source (a frame's float column
+    is checked for whole numbers, which costs a pass over it)."""
+
+    host: str
+    host_int: bool
+    items: str
+    device: tuple[str, bool] | None
+
+
+def _sample_columns(src: scan.Catalog | scan.Frame) -> _SampleColumns:
+    cols = scan.source_columns(src)
+    host, host_int = _ns_expression(src, "host_ns")
+    device = _ns_expression(src, "device_ns") if "device_ns" in cols else None
+    return _SampleColumns(host, host_int, '"items"' if "items" in cols else "1", device)
+
+
+def _summary_batch(src, flt, cols: _SampleColumns, fractions, batch, wide: bool):
+    """The summary query's tables for one batch, and whether squares are now HUGEINT: BIGINT
+    squares overflow on a sample over 3 s, and the batch is then asked again."""
+    import duckdb
+
+    select = _summary_select(cols, fractions, wide=wide)
+    query = f"SELECT run_id, stage, {select} FROM {{rows}} GROUP BY run_id, stage"
+    try:
+        return list(scan.aggregate(src, flt, query, [batch])), wide
+    except duckdb.OutOfRangeException:
+        if wide:
+            raise
+        return _summary_batch(src, flt, cols, fractions, batch, True)
 
 
 def _ns_expression(src: scan.Catalog | scan.Frame, name: str) -> tuple[str, bool]:
@@ -564,20 +578,12 @@ def _moment_sql(
     return f"{sums}, sum({factor} * ({expr})) AS {prefix}s2"
 
 
-def _summary_select(
-    src: scan.Catalog | scan.Frame,
-    host: str,
-    host_int: bool,
-    fractions: list[float] | None,
-    *,
-    wide: bool,
-) -> str:
-    cols = scan.source_columns(src)
-    items = '"items"' if "items" in cols else "1"
+def _summary_select(cols: _SampleColumns, fractions: list[float] | None, *, wide: bool) -> str:
+    host, items = cols.host, cols.items
     quantiles = ", ".join(repr(q) for q in PERCENTILES)
     parts = [
         "count(*) AS n",
-        _moment_sql(host, host_int, "", wide=wide),
+        _moment_sql(host, cols.host_int, "", wide=wide),
         f"min({host}) AS lo",
         f"max({host}) AS hi",
         f"quantile_cont({host}, [{quantiles}]) AS q",
@@ -590,8 +596,8 @@ def _summary_select(
     ]
     if fractions is not None:
         parts.append(f"quantile_disc({host}, [{', '.join(map(repr, fractions))}]) AS ci")
-    if "device_ns" in cols:
-        dev, dev_int = _ns_expression(src, "device_ns")
+    if cols.device is not None:
+        dev, dev_int = cols.device
         parts += [
             f"count({dev}) AS dn",
             _moment_sql(dev, dev_int, "d", squares=False),
@@ -761,7 +767,7 @@ def harness_gap(
     exactly one e2e row are left out. Per run and iteration the e2e and stage sums, then per run
     their medians: one grouped DuckDB query.
     """
-    src = _source(samples, ("run_id", "stage", "host_ns", "iteration"), phase)
+    src = _as_source(samples, ("run_id", "stage", "host_ns", "iteration"), phase)
     ok = ok_run_ids(runs)
     flt = scan.Filter(None if ok is None else [str(r) for r in ok], phase, None)
     counts = scan.group_counts(src, flt)
@@ -787,7 +793,7 @@ def harness_gap(
         WHERE n_e2e = 1 GROUP BY run_id"""
     parts = [
         t.to_pandas()
-        for t in scan.aggregate(src, flt, query, [b for _, b in _batches(counts, by_n=False)])
+        for t in scan.aggregate(src, flt, query, scan.pack(counts, scan.AGGREGATE_ROWS))
     ]
     raw = pd.concat(parts, ignore_index=True).sort_values("run_id", ignore_index=True)
     n = raw["n"].to_numpy(dtype=np.int64)
