@@ -3,9 +3,13 @@ chunk of whole runs at a time) gives exactly the numbers of the in-memory path o
 
 from __future__ import annotations
 
+import functools
+import shutil
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from perflab import results, scan, store
@@ -191,6 +195,120 @@ def test_other_analyses_equal_in_memory(study, in_memory, chunk_rows):
     pd.testing.assert_frame_equal(
         res.batching_curve(), batching_curve(samples, runs), check_exact=True
     )
+
+
+@pytest.fixture
+def computed(monkeypatch) -> dict[str, set[str]]:
+    """The runs whose kept statistics (summary without CIs, harness gap) Results computes rather
+    than reads from the folder index, per statistic, recorded as it asks."""
+    asked: dict[str, set[str]] = {"summary": set(), "harness-gap": set()}
+    for name, attr in (("summary", "_summary_groups"), ("harness-gap", "_harness_gap")):
+        real = getattr(results, attr)
+
+        @functools.wraps(real)  # the signature Results checks its arguments against
+        def record(catalog, runs, *a, real=real, name=name, **kw):
+            asked[name] |= set(runs["run_id"].astype(str))
+            return real(catalog, runs, *a, **kw)
+
+        monkeypatch.setattr(results, attr, record)
+    return asked
+
+
+def _kept_views(folders) -> tuple[pd.DataFrame, pd.DataFrame]:
+    res = results.open(folders)
+    info = list(results.RUN_INFO_COLUMNS)
+    return res.summary(ci=None).drop(columns=info), res.harness_gap().drop(columns=info)
+
+
+def test_kept_statistics_equal_computed_ones_and_are_read_back(study, tmp_path, computed):
+    """The summary without CIs and the harness gap are kept per samples file in the folder's
+    index: read back, they equal the in-memory statistics to the bit; only runs whose samples
+    lie in several files (r05) are computed again, and a rewritten file is computed anew."""
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for src, dst in zip(study, folders, strict=True):
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns(store.INDEX))
+    samples, runs = store.read(folders, "samples"), results.open(folders).runs
+    ok = set(runs.loc[runs["status"] == "ok", "run_id"])
+    for attempt in ("first", "kept"):
+        summary, gap = _kept_views(folders)
+        pd.testing.assert_frame_equal(summary, summarize(samples, runs, ci=None), check_exact=True)
+        pd.testing.assert_frame_equal(gap, harness_gap(samples, runs), check_exact=True)
+        want = ok if attempt == "first" else {"r05"}
+        assert computed == {"summary": want, "harness-gap": want}, attempt
+        computed["summary"].clear(), computed["harness-gap"].clear()
+    assert (folders[0] / store.INDEX / "samples-summary.parquet").is_file()
+
+    # A samples file written again (other values) is read and computed again; the rest is kept.
+    changed = samples[samples["run_id"] == "r01"].assign(host_ns=lambda f: f["host_ns"] * 3)
+    store.write(folders[0], "samples", "r01", changed.reset_index(drop=True))
+    samples = store.read(folders, "samples")
+    summary, gap = _kept_views(folders)
+    pd.testing.assert_frame_equal(summary, summarize(samples, runs, ci=None), check_exact=True)
+    pd.testing.assert_frame_equal(gap, harness_gap(samples, runs), check_exact=True)
+    assert computed == {"summary": {"r01", "r05"}, "harness-gap": {"r01", "r05"}}
+
+
+def test_kept_statistics_of_a_selection_read_only_its_files(study, tmp_path, computed):
+    folder = tmp_path / "a"
+    shutil.copytree(study[0], folder, ignore=shutil.ignore_patterns(store.INDEX))
+    samples = store.read(folder, "samples")
+    sub = results.open(folder).select(run_id=["r02", "r03"])
+    pd.testing.assert_frame_equal(
+        sub.summary(ci=None).drop(columns=list(results.RUN_INFO_COLUMNS)),
+        summarize(samples, sub.runs, ci=None),
+        check_exact=True,
+    )
+    assert computed["summary"] == {"r02", "r03"}
+    kept = pq.read_table(folder / store.INDEX / "samples-summary.parquet")
+    assert set(kept.column("run_id").to_pylist()) == {"r02", "r03"}
+    computed["summary"].clear()
+    everything = results.open(folder)
+    pd.testing.assert_frame_equal(
+        everything.summary(ci=None).drop(columns=list(results.RUN_INFO_COLUMNS)),
+        summarize(samples, everything.runs, ci=None),
+        check_exact=True,
+    )
+    ok = set(everything.ok().runs["run_id"])
+    assert computed["summary"] == ok - {"r02", "r03"}
+
+
+def test_a_run_without_measured_samples_keeps_no_rows(tmp_path):
+    """A file whose run has no measured rows keeps an empty part, which later parts join."""
+    rng = np.random.default_rng(3)
+    for i, run_id in enumerate(("full", "warm-only")):
+        frame = _run_frame(i, run_id, 40, rng)
+        if run_id == "warm-only":
+            frame = frame[frame["phase"] == "warmup"]
+        store.write(tmp_path, "samples", run_id, frame.reset_index(drop=True))
+        store.write(tmp_path, "runs", run_id, {"run_id": run_id, "status": "ok"})
+    assert results.open(tmp_path).select(run_id="warm-only").summary(ci=None).empty
+    for _ in range(2):
+        res = results.open(tmp_path)
+        samples, runs = store.read(tmp_path, "samples"), res.runs
+        summary = res.summary(ci=None).drop(columns=list(results.RUN_INFO_COLUMNS), errors="ignore")
+        pd.testing.assert_frame_equal(summary, summarize(samples, runs, ci=None), check_exact=True)
+        assert set(summary["run_id"]) == {"full"}
+
+
+def test_only_the_default_summary_is_kept(study, tmp_path, computed):
+    """Other options (CIs, another phase, some stages) are computed every time, and a kept
+    summary made by another perflab version is not used."""
+    folder = tmp_path / "a"
+    shutil.copytree(study[0], folder, ignore=shutil.ignore_patterns(store.INDEX))
+    res = results.open(folder)
+    res.summary(ci=0.9), res.summary(phase="warmup", ci=None), res.summary(stages="e2e", ci=None)
+    assert computed["summary"] == set()
+    assert not (folder / store.INDEX / "samples-summary.parquet").exists()
+    results.open(folder).summary(ci=None)
+    n_ok = len(computed["summary"])
+    computed["summary"].clear()
+    results.open(folder).summary(ci=None)
+    assert computed["summary"] == {"r05"}
+    computed["summary"].clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(results, "KEPT_STATISTICS_VERSION", "another")
+        results.open(folder).summary(ci=None)
+    assert len(computed["summary"]) == n_ok
 
 
 def test_analyses_never_load_the_whole_samples_frame(study, in_memory, monkeypatch):

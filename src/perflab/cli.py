@@ -326,9 +326,10 @@ def _measured_table(console, ok, summary) -> None:
             else:
                 table.add_row(*line)
     else:
-        # rich lays out every cell (about 2.5 ms a row): hundreds of rows print as plain text.
+        # rich lays out every cell (about 2.5 ms a row): hundreds of rows print as plain text,
+        # in soft-wrap mode (no line is wrapped or cropped, so rich does not measure each one).
         table = _plain_table(title, columns, [line for line in lines if line is not None])
-    console.print(table)
+    console.print(table, soft_wrap=not few)
     _show_repeats(console, ok)
     _show_busy(console, ok.runs)
     warned = ok.warnings()

@@ -106,7 +106,7 @@ def varying_settings(runs: pd.DataFrame, names: Sequence[str] | None = None) -> 
     if runs.empty or not names:
         return []
     table = with_settings(runs, names)
-    return [n for n in names if table[n].map(lambda v, n=n: _label_value(n, v)).nunique() > 1]
+    return [n for n in names if len({_label_value(n, v) for v in table[n].tolist()}) > 1]
 
 
 def _label_value(name: str, value: Any) -> str:
@@ -136,12 +136,13 @@ def run_labels(runs: pd.DataFrame | None, run_ids: Iterable[Any]) -> dict[str, s
     differing = [n for n in varying_settings(shown) if n not in LABELLED]
     if differing:
         settings = with_settings(table, differing)
+        values = {name: settings[name].tolist() for name in differing}
         parts = []
-        for run_id, label in zip(ids, base.tolist(), strict=True):
+        for i, label in enumerate(base.tolist()):
             extra = []
             for name in differing:
                 short = name.split(".", 1)[1] if "." in name else name
-                value = _label_value(name, settings.at[run_id, name])
+                value = _label_value(name, values[name][i])
                 # A swept setting is in the stored label already.
                 if value and f" {short}=" not in f" {label}":
                     extra.append(f"{short}={value}")

@@ -11,7 +11,9 @@ changing a returned frame never changes what the next cell sees.
 from __future__ import annotations
 
 import html
+import inspect
 import json
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -19,8 +21,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from perflab import scan, store, tool_stages
+from perflab import __version__, scan, store, tool_stages
 from perflab.analysis import devices, explain, overview, traces
 from perflab.analysis.batching import batch_groups as _batch_groups
 
@@ -38,15 +41,21 @@ from perflab.analysis.repeats import repeats as _repeats
 from perflab.analysis.stats import harness_gap as _harness_gap
 from perflab.analysis.stats import ok_run_ids as _ok_run_ids
 from perflab.analysis.stats import summarize as _summarize
+from perflab.analysis.stats import summary_groups as _summary_groups
 from perflab.analysis.stats import warnings as _warnings
+from perflab.analysis.stats import with_wall_throughput as _with_wall_throughput
 from perflab.analysis.warmup import warmup as _warmup
 from perflab.analysis.warmup import warmup_table as _warmup_table
 from perflab.errors import PerflabError
 from perflab.labels import run_labels
+from perflab.stages import stage_rank
 
 # Columns of a run shown beside its statistics.
 RUN_INFO_COLUMNS: tuple[str, ...] = ("label", "model", "backend", "precision", "batch_size")
 REPR_RUNS = 5
+# What the statistics kept in the samples index are: another perflab, or a change to how they
+# are computed (bump the suffix), rebuilds them.
+KEPT_STATISTICS_VERSION = f"{__version__}/1"
 
 
 class _Source:
@@ -63,6 +72,57 @@ class _Source:
             self._catalog = scan.catalog(self.paths)
         return self._catalog
 
+    def kept(self, name: str, compute, runs: pd.DataFrame) -> pd.DataFrame:
+        """`compute(catalog, runs)` (a per-run statistic of the samples, one or more rows per
+        run) for the ok ones of `runs`, read where each folder's samples index keeps it.
+
+        A run's rows depend only on its samples, and a file does not change once written (the
+        index knows each by its size and modification time). So for a run whose samples lie in
+        one file, the index keeps the rows, computed when the file is new or changed; the other
+        runs (several files) are computed each time. `perflab show` and the reports then read a
+        few rows per run instead of every sample again."""
+        cat = self.catalog()
+        wanted = [str(r) for r in _ok_run_ids(runs)]
+        if cat is None or not wanted:
+            return compute(cat, runs)
+        one_file = cat.single_file_runs()
+        readable = set(cat.files)
+        every = self.table("runs")
+        by_folder: dict[str, dict[str, str]] = {}  # samples folder -> {run id: file name}
+        for run_id, file in one_file.items():
+            holder, name_of_file = os.path.split(file)
+            by_folder.setdefault(holder, {})[run_id] = name_of_file
+        parts = []
+        for folder in self.paths:
+            here = by_folder.get(str(folder / "samples"), {})
+
+            def derive(paths: list[Path], table: str, here=here) -> tuple[pa.Table, dict]:
+                fresh = {p.name for p in paths}
+                ids = [r for r, f in here.items() if f in fresh]
+                rows = compute(cat, every[every["run_id"].astype(str).isin(ids)])
+                names = rows["run_id"].astype(str).map(here)
+                table = _kept_table(rows.assign(**{store.INDEX_FILE: names}))
+                return table, {p: True for p in paths if p in readable}
+
+            asked = {here[r] for r in wanted if r in here}
+            table, _ = store.indexed(
+                folder, "samples", name, derive, version=KEPT_STATISTICS_VERSION, only=asked
+            )
+            if table is not None:
+                parts.append(table.drop_columns([store.INDEX_FILE]).to_pandas())
+        frame = pd.concat(parts, ignore_index=True) if parts else compute(None, runs.iloc[:0])
+        frame = frame[frame["run_id"].isin(wanted)]
+        missing = sorted(set(wanted) - set(frame["run_id"]))
+        if missing:
+            rest = compute(cat, runs[runs["run_id"].astype(str).isin(missing)])
+            # An empty part would turn the columns of the other into objects and floats.
+            if len(rest) or not len(frame):
+                frame = pd.concat([frame, rest], ignore_index=True) if len(frame) else rest
+        order = ["run_id", "stage"] if "stage" in frame.columns else ["run_id"]
+        return frame.sort_values(
+            order, key=lambda s: s.map(stage_rank) if s.name == "stage" else s
+        ).reset_index(drop=True)
+
     def table(self, name: str) -> pd.DataFrame:
         if name not in self._tables:
             frame = store.read(self.paths, name)
@@ -71,6 +131,17 @@ class _Source:
                 frame = frame.drop_duplicates("run_id").reset_index(drop=True)
             self._tables[name] = frame
         return self._tables[name]
+
+
+def _kept_table(frame: pd.DataFrame) -> pa.Table:
+    """A kept statistic's rows as arrow, in types fixed by column name (an empty frame's
+    columns have no types to go by): names and ids as strings, counts as integers."""
+    fields = [
+        pa.field(c, pa.string() if c in ("run_id", "stage", store.INDEX_FILE) else
+                 pa.int64() if c in ("n", "device_n") else pa.float64())
+        for c in frame.columns
+    ]  # fmt: skip
+    return pa.Table.from_pandas(frame, schema=pa.schema(fields), preserve_index=False)
 
 
 def open(paths: str | Path | Iterable[str | Path]) -> Results:
@@ -274,12 +345,21 @@ class Results:
         return out[["run_id", *cols, *[c for c in frame.columns if c != "run_id"]]]
 
     # The analyses read the samples through DuckDB (see perflab.scan): the summary and the
-    # harness gap as grouped queries over the stored files, the others a chunk of whole runs at
-    # a time, so memory does not grow with the study.
+    # harness gap as grouped queries over the stored files (their default forms kept in the
+    # folder index, see _Source.kept), the others a chunk of whole runs at a time, so memory
+    # does not grow with the study.
 
     def _summary_only(self, **kw: Any) -> pd.DataFrame:
         key = "summary-only:" + repr(sorted(kw.items()))
         runs = self.runs
+        if _asks_for(_summarize, kw, ci=None):
+            # What show, the reports and warnings ask for: kept in the folders' index.
+            return self._cached(
+                key,
+                lambda: _with_wall_throughput(
+                    self._source.kept("summary", _summary_without_ci, runs), runs
+                ),
+            )
         return self._cached(key, lambda: _summarize(self._source.catalog(), runs, **kw))
 
     def summary(self, **kw: Any) -> pd.DataFrame:
@@ -291,6 +371,10 @@ class Results:
         """stats.harness_gap(): e2e minus the sum of the stages, per run."""
         key = "harness-gap:" + repr(sorted(kw.items()))
         runs = self.runs
+        if _asks_for(_harness_gap, kw):
+            return self._cached(
+                key, lambda: self._with_info(self._source.kept("harness-gap", _harness_gap, runs))
+            )
         return self._cached(
             key,
             lambda: self._with_info(_harness_gap(self._source.catalog(), runs, **kw)),
@@ -1057,3 +1141,26 @@ def _distinct(runs: pd.DataFrame, column: str) -> list[str]:
     if column not in runs.columns:
         return []
     return sorted(runs[column].dropna().astype(str).unique())
+
+
+def _asks_for(function, kw: Mapping[str, Any], **wanted: Any) -> bool:
+    """Whether `function(samples, runs, **kw)` is the call with `wanted` and every other
+    argument at its default (a call it would refuse is left to refuse)."""
+    try:
+        bound = inspect.signature(function).bind(None, None, **kw)
+    except TypeError:
+        return False
+    bound.apply_defaults()
+    params = bound.signature.parameters
+
+    def same(value, expected) -> bool:  # a stage list or array is never a default
+        return value is expected or (type(value) in (str, int, float) and value == expected)
+
+    return all(
+        same(value, wanted[k] if k in wanted else params[k].default)
+        for k, value in list(bound.arguments.items())[2:]
+    )
+
+
+def _summary_without_ci(catalog: scan.Catalog | None, runs: pd.DataFrame) -> pd.DataFrame:
+    return _summary_groups(catalog, runs, ci=None)

@@ -102,8 +102,17 @@ class Catalog:
     uniform: bool  # every file has the same columns
 
     @functools.cached_property
-    def _files_by_run(self) -> pd.Series:
-        return self.counts.groupby("run_id")["filename"].agg(set)
+    def _files_by_run(self) -> dict[str, set[str]]:
+        files: dict[str, set[str]] = {}
+        for run_id, filename in zip(
+            self.counts["run_id"].tolist(), self.counts["filename"].tolist()
+        ):
+            files.setdefault(run_id, set()).add(filename)
+        return files
+
+    def single_file_runs(self) -> dict[str, str]:
+        """The runs whose rows all lie in one file, and that file."""
+        return {r: next(iter(f)) for r, f in self._files_by_run.items() if len(f) == 1}
 
     def source(self, run_ids: Sequence[str]) -> str:
         """A scan of the files that hold these runs' rows."""

@@ -24,7 +24,7 @@ import os
 import re
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -590,7 +590,17 @@ def read_run(path: Path) -> dict[str, object]:
 
 
 def table_files(folder: Path, table: str) -> list[Path]:
-    return sorted((Path(folder) / table).glob("[!._]*.parquet"))
+    """The table's files in a folder, by name (not the ones named `.tmp-*` or `_*`)."""
+    where = Path(folder) / table
+    try:
+        with os.scandir(where) as entries:
+            names = [
+                e.name for e in entries if e.name.endswith(".parquet") and e.name[0] not in "._"
+            ]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    # Names sorted as strings: the order of the paths, without comparing hundreds of Paths.
+    return [where / name for name in sorted(names)]
 
 
 def readable(folders: Path | str | Iterable[Path | str], table: str) -> tuple[list[Path], bool]:
@@ -736,13 +746,18 @@ def indexed(
     table: str,
     name: str,
     derive,
+    *,
+    version: str = "",
+    only: Collection[str] | None = None,
 ) -> tuple[pa.Table | None, dict[Path, object]]:
     """Rows derived from each readable file of one folder's table, in file-name order, each with
     its file's name in INDEX_FILE, and per file what `derive` noted of it (JSON-able).
 
     `derive(paths, table) -> (rows, {path: note})` reads the files that are not in the index or
     changed since; a path missing from its notes was unreadable (warned about, not indexed, and
-    tried again next time). None when the folder has no such files."""
+    tried again next time). `version` names what derive computes: an index kept by another
+    version is rebuilt. With `only` (file names), new or changed files not named there are
+    neither read nor returned. None when the folder has no such files."""
     folder = Path(folder)
     files = table_files(folder, table)
     if not files:
@@ -752,14 +767,15 @@ def indexed(
         st = path.stat()
         stats[path.name] = [st.st_size, st.st_mtime_ns]
     where = index_path(folder, table, name)
-    old, known = _load_index(where, table, name)
+    old, known = _load_index(where, [table, name, version])
     keep = [n for n in stats if n in known and known[n][:2] == stats[n]]
     kept = set(keep)
-    fresh = [p for p in files if p.name not in kept]
+    fresh = [p for p in files if p.name not in kept and (only is None or p.name in only)]
     parts = []
     if old is not None and keep:
         parts.append(old.filter(pc.is_in(old[INDEX_FILE], pa.array(keep))))
-    notes = {folder / table / n: known[n][2] for n in keep}
+    by_name = {p.name: p for p in files}
+    notes = {by_name[n]: known[n][2] for n in keep}
     if fresh:
         rows, fresh_notes = derive(fresh, table)
         parts.append(rows)
@@ -769,26 +785,28 @@ def indexed(
         rows = rows.take(pc.sort_indices(rows, [(INDEX_FILE, "ascending")]))
     if fresh or len(keep) != len(known):
         entries = {p.name: [*stats[p.name], note] for p, note in notes.items()}
-        _save_index(where, rows, entries, table, name)
-    return rows, dict(sorted(notes.items()))
+        _save_index(where, rows, entries, [table, name, version])
+    return rows, dict(sorted(notes.items(), key=lambda item: item[0].name))
 
 
-def _load_index(where: Path, table: str, name: str) -> tuple[pa.Table | None, dict]:
+def _load_index(where: Path, of: list[str]) -> tuple[pa.Table | None, dict]:
     try:
-        arrow = pq.read_table(where)
+        # One file: ParquetFile reads it without the dataset discovery read_table does.
+        with pq.ParquetFile(where) as index:
+            arrow = index.read()
         meta = arrow.schema.metadata or {}
         head = json.loads(meta[b"perflab_index"])
-        if head["version"] != [INDEX_VERSION, SCHEMA_VERSION] or head["of"] != [table, name]:
+        if head["version"] != [INDEX_VERSION, SCHEMA_VERSION] or head["of"] != of:
             return None, {}
         return arrow.replace_schema_metadata(None), head["files"]
     except (OSError, pa.ArrowException, ValueError, KeyError, TypeError):
         return None, {}  # none yet, or not one this version can use: it is rebuilt
 
 
-def _save_index(where: Path, rows: pa.Table | None, entries: dict, table: str, name: str) -> None:
+def _save_index(where: Path, rows: pa.Table | None, entries: dict, of: list[str]) -> None:
     if rows is None:
         return
-    head = {"version": [INDEX_VERSION, SCHEMA_VERSION], "of": [table, name], "files": entries}
+    head = {"version": [INDEX_VERSION, SCHEMA_VERSION], "of": of, "files": entries}
     tmp = temporary_name(where)
     try:
         where.parent.mkdir(exist_ok=True)

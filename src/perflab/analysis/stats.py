@@ -75,6 +75,11 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "device_p50_ms",
     "device_p99_ms",
 )
+# summary_groups(): the columns that each run's samples alone decide, and the total items.
+SUMMARY_GROUP_COLUMNS: tuple[str, ...] = (
+    *(c for c in SUMMARY_COLUMNS if c != "wall_throughput_items_s"),
+    "items_total",
+)
 
 WARNING_COLUMNS: tuple[str, ...] = ("run_id", "stage", "warning", "value", "threshold", "message")
 
@@ -434,7 +439,33 @@ def summarize(
     values at ranks that depend on each group's n (known beforehand from the counts), so with
     them a batch holds groups of one n, whose ranks are read with quantile_disc. Only the
     bootstrap pulls sample values into Python, a chunk of whole runs at a time.
+
+    summarize() is `summary_groups()` (what each run's samples alone decide) followed by
+    `with_wall_throughput()` (what needs the runs table).
     """
+    groups = summary_groups(
+        samples, runs, phase=phase, stages=stages, ci=ci, ci_method=ci_method, n_boot=n_boot,
+        seed=seed,
+    )  # fmt: skip
+    return with_wall_throughput(groups, runs, phase)
+
+
+def summary_groups(
+    samples: pd.DataFrame | scan.Catalog | None,
+    runs: pd.DataFrame | None = None,
+    *,
+    phase: str | None = "measure",
+    stages: Iterable[str] | str | None = None,
+    ci: float | None = 0.95,
+    ci_method: str = "binomial",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """summarize()'s rows before the wall-clock throughput: every column but
+    wall_throughput_items_s, which is worked out from `items_total` (items summed over the
+    group; NaN where a row lacks its count). Each run's rows depend on its own samples only
+    (`runs` selects the ok runs), so they can be kept per file (Results keeps them in the
+    folder's index)."""
     src = _as_source(samples, ("run_id", "stage", "host_ns"), phase)
     if ci_method not in ("binomial", "bootstrap"):
         raise PerflabError(f"unknown ci_method {ci_method!r}; choose 'binomial' or 'bootstrap'")
@@ -452,7 +483,7 @@ def summarize(
         return pd.DataFrame(
             {
                 c: pd.Series(dtype=object if c in ("run_id", "stage") else float)
-                for c in SUMMARY_COLUMNS
+                for c in SUMMARY_GROUP_COLUMNS
             }
         )
     binomial = ci is not None and ci_method == "binomial"
@@ -471,8 +502,9 @@ def summarize(
     out = _summary_columns(raw, cols.host_int, ci, binomial)
     if ci is not None and not binomial:
         _bootstrap_columns(out, src, flt, runs, ci, n_boot, seed)
-    out["wall_throughput_items_s"] = _wall_throughput(out, raw, runs, phase)
-    return out[list(SUMMARY_COLUMNS)]
+    total = raw["items_sum"].to_numpy(dtype=np.float64, na_value=np.nan)
+    out["items_total"] = np.where(raw["items_n"].to_numpy() == raw["n"].to_numpy(), total, np.nan)
+    return out[list(SUMMARY_GROUP_COLUMNS)]
 
 
 def _as_source(samples, required: Sequence[str], phase: str | None):
@@ -688,24 +720,25 @@ def _device_columns(raw: pd.DataFrame) -> dict[str, np.ndarray]:
     }
 
 
-def _wall_throughput(out: pd.DataFrame, raw: pd.DataFrame, runs, phase) -> np.ndarray:
-    """Total items / measure_wall_s on e2e rows of the measure phase."""
-    tp = np.full(len(out), np.nan)
-    if runs is None or phase != "measure" or "measure_wall_s" not in runs.columns:
-        return tp
-    wall = (
-        runs.assign(run_id=runs["run_id"].astype(str))
-        .drop_duplicates("run_id")
-        .set_index("run_id")["measure_wall_s"]
-        .astype(float)
-    )
-    wall_s = wall.reindex(out["run_id"].astype(str)).to_numpy()
-    total = raw["items_sum"].to_numpy(dtype=np.float64, na_value=np.nan)
-    total = np.where(raw["items_n"].to_numpy() == raw["n"].to_numpy(), total, np.nan)
-    keep = (out["stage"].to_numpy() == "e2e") & (wall_s > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tp[keep] = total[keep] / wall_s[keep]
-    return tp
+def with_wall_throughput(
+    groups: pd.DataFrame, runs: pd.DataFrame | None, phase: str | None = "measure"
+) -> pd.DataFrame:
+    """summarize()'s output from summary_groups()'s: wall_throughput_items_s, total items /
+    measure_wall_s on e2e rows of the measure phase (NaN elsewhere, and without runs)."""
+    tp = np.full(len(groups), np.nan)
+    if runs is not None and phase == "measure" and "measure_wall_s" in runs.columns:
+        wall = (
+            runs.assign(run_id=runs["run_id"].astype(str))
+            .drop_duplicates("run_id")
+            .set_index("run_id")["measure_wall_s"]
+            .astype(float)
+        )
+        wall_s = wall.reindex(groups["run_id"].astype(str)).to_numpy()
+        total = groups["items_total"].to_numpy(dtype=np.float64)
+        keep = (groups["stage"].to_numpy() == "e2e") & (wall_s > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tp[keep] = total[keep] / wall_s[keep]
+    return groups.assign(wall_throughput_items_s=tp)[list(SUMMARY_COLUMNS)]
 
 
 def _bootstrap_columns(out, src, flt, runs, ci, n_boot, seed) -> None:
