@@ -295,7 +295,10 @@ def _measured_table(console, ok, summary) -> None:
         title = "e2e per config (measured phase); perflab.open(OUT).summary() has every stage"
     lines: list[tuple[str, ...] | None] = []  # None: a section break
     previous = None
-    for r in summary.itertuples():
+    shown = ["label", "run_id", "stage", "n", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "cv_pct"]
+    shown += [c for c in ("throughput_items_s",) if c in summary.columns]
+    # Only the columns printed: itertuples builds every column of every row it yields.
+    for r in summary[shown].itertuples():
         label = printable(r.label) if r.run_id != previous else ""
         if previous is not None and r.run_id != previous and r.stage != "e2e":
             lines.append(None)

@@ -931,7 +931,9 @@ def warnings(
     rows: list[dict[str, object]] = []
     summ = summary if summary is not None else summarize(samples, runs, ci=None)
     if not summ.empty:
-        for r in summ[summ["cv_pct"] > CV_WARN_PCT].itertuples(index=False):
+        # Only the columns read: itertuples builds every column of every row it yields.
+        noisy = summ.loc[summ["cv_pct"] > CV_WARN_PCT, ["run_id", "stage", "cv_pct"]]
+        for r in noisy.itertuples(index=False):
             rows.append(
                 _warning(
                     r.run_id,
@@ -944,7 +946,7 @@ def warnings(
                 )
             )
         per_run = summ.sort_values("stage", key=lambda s: s.map(lambda x: x != "e2e"))
-        per_run = per_run.drop_duplicates("run_id")
+        per_run = per_run.drop_duplicates("run_id")[["run_id", "stage", "n"]]
         for r in per_run.itertuples(index=False):
             for q, need in (("p99", MIN_SAMPLES_P99), ("p90", MIN_SAMPLES_P90)):
                 if r.n < need:
