@@ -202,7 +202,7 @@ def computed(monkeypatch) -> dict[str, set[str]]:
     """The runs whose kept statistics (summary without CIs, harness gap) Results computes rather
     than reads from the folder index, per statistic, recorded as it asks."""
     asked: dict[str, set[str]] = {"summary": set(), "harness-gap": set()}
-    for name, attr in (("summary", "_summary_groups"), ("harness-gap", "_harness_gap")):
+    for name, attr in (("summary", "_summary_without_ci"), ("harness-gap", "_harness_gap")):
         real = getattr(results, attr)
 
         @functools.wraps(real)  # the signature Results checks its arguments against

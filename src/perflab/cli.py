@@ -298,7 +298,7 @@ def _measured_table(console, ok, summary) -> None:
     shown = ["label", "run_id", "stage", "n", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "cv_pct"]
     shown += [c for c in ("throughput_items_s",) if c in summary.columns]
     # Only the columns printed: itertuples builds every column of every row it yields.
-    for r in summary[shown].itertuples():
+    for r in summary[shown].itertuples(index=False):
         label = printable(r.label) if r.run_id != previous else ""
         if previous is not None and r.run_id != previous and r.stage != "e2e":
             lines.append(None)

@@ -41,7 +41,6 @@ from perflab.analysis.repeats import repeats as _repeats
 from perflab.analysis.stats import harness_gap as _harness_gap
 from perflab.analysis.stats import ok_run_ids as _ok_run_ids
 from perflab.analysis.stats import summarize as _summarize
-from perflab.analysis.stats import summary_groups as _summary_groups
 from perflab.analysis.stats import warnings as _warnings
 from perflab.analysis.stats import with_wall_throughput as _with_wall_throughput
 from perflab.analysis.warmup import warmup as _warmup
@@ -109,15 +108,15 @@ class _Source:
                 folder, "samples", name, derive, version=KEPT_STATISTICS_VERSION, only=asked
             )
             if table is not None:
-                parts.append(table.drop_columns([store.INDEX_FILE]).to_pandas())
-        frame = pd.concat(parts, ignore_index=True) if parts else compute(None, runs.iloc[:0])
-        frame = frame[frame["run_id"].isin(wanted)]
-        missing = sorted(set(wanted) - set(frame["run_id"]))
-        if missing:
-            rest = compute(cat, runs[runs["run_id"].astype(str).isin(missing)])
-            # An empty part would turn the columns of the other into objects and floats.
-            if len(rest) or not len(frame):
-                frame = pd.concat([frame, rest], ignore_index=True) if len(frame) else rest
+                part = table.drop_columns([store.INDEX_FILE]).to_pandas()
+                parts.append(part[part["run_id"].isin(wanted)])
+        found = set().union(*(set(p["run_id"]) for p in parts))
+        missing = sorted(set(wanted) - found)
+        if missing:  # (always, when no folder keeps anything yet)
+            parts.append(compute(cat, runs[runs["run_id"].astype(str).isin(missing)]))
+        # Empty parts are left out (one would turn the others' columns into objects and floats),
+        # unless every part is empty.
+        frame = pd.concat([p for p in parts if len(p)] or parts[-1:], ignore_index=True)
         order = ["run_id", "stage"] if "stage" in frame.columns else ["run_id"]
         return frame.sort_values(
             order, key=lambda s: s.map(stage_rank) if s.name == "stage" else s
@@ -1163,4 +1162,5 @@ def _asks_for(function, kw: Mapping[str, Any], **wanted: Any) -> bool:
 
 
 def _summary_without_ci(catalog: scan.Catalog | None, runs: pd.DataFrame) -> pd.DataFrame:
-    return _summary_groups(catalog, runs, ci=None)
+    """The kept summary's rows: without CIs and without what needs the runs table."""
+    return _summarize(catalog, runs, ci=None, wall_throughput=False)

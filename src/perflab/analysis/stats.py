@@ -75,7 +75,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "device_p50_ms",
     "device_p99_ms",
 )
-# summary_groups(): the columns that each run's samples alone decide, and the total items.
+# summarize(wall_throughput=False): what each run's samples alone decide, and the total items.
 SUMMARY_GROUP_COLUMNS: tuple[str, ...] = (
     *(c for c in SUMMARY_COLUMNS if c != "wall_throughput_items_s"),
     "items_total",
@@ -392,6 +392,7 @@ def summarize(
     ci_method: str = "binomial",
     n_boot: int = 1000,
     seed: int = 0,
+    wall_throughput: bool = True,
 ) -> pd.DataFrame:
     """One row per run and stage: count, moments, percentiles, CIs and throughput.
 
@@ -440,32 +441,12 @@ def summarize(
     them a batch holds groups of one n, whose ranks are read with quantile_disc. Only the
     bootstrap pulls sample values into Python, a chunk of whole runs at a time.
 
-    summarize() is `summary_groups()` (what each run's samples alone decide) followed by
-    `with_wall_throughput()` (what needs the runs table).
+    `wall_throughput=False` leaves out what needs the runs table: the rows then have
+    `items_total` (items summed over the group; NaN where a row lacks its count) instead of
+    wall_throughput_items_s, and depend on each run's own samples only (`runs` only selects the
+    ok runs), so Results keeps them per file in the folder index; `with_wall_throughput()` makes
+    them summarize()'s rows.
     """
-    groups = summary_groups(
-        samples, runs, phase=phase, stages=stages, ci=ci, ci_method=ci_method, n_boot=n_boot,
-        seed=seed,
-    )  # fmt: skip
-    return with_wall_throughput(groups, runs, phase)
-
-
-def summary_groups(
-    samples: pd.DataFrame | scan.Catalog | None,
-    runs: pd.DataFrame | None = None,
-    *,
-    phase: str | None = "measure",
-    stages: Iterable[str] | str | None = None,
-    ci: float | None = 0.95,
-    ci_method: str = "binomial",
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """summarize()'s rows before the wall-clock throughput: every column but
-    wall_throughput_items_s, which is worked out from `items_total` (items summed over the
-    group; NaN where a row lacks its count). Each run's rows depend on its own samples only
-    (`runs` selects the ok runs), so they can be kept per file (Results keeps them in the
-    folder's index)."""
     src = _as_source(samples, ("run_id", "stage", "host_ns"), phase)
     if ci_method not in ("binomial", "bootstrap"):
         raise PerflabError(f"unknown ci_method {ci_method!r}; choose 'binomial' or 'bootstrap'")
@@ -480,12 +461,13 @@ def summary_groups(
     )
     counts = scan.group_counts(src, flt)
     if counts.empty:
-        return pd.DataFrame(
+        empty = pd.DataFrame(
             {
                 c: pd.Series(dtype=object if c in ("run_id", "stage") else float)
                 for c in SUMMARY_GROUP_COLUMNS
             }
         )
+        return with_wall_throughput(empty, runs, phase) if wall_throughput else empty
     binomial = ci is not None and ci_method == "binomial"
     cols = _sample_columns(src)
     parts, wide = [], False
@@ -504,7 +486,8 @@ def summary_groups(
         _bootstrap_columns(out, src, flt, runs, ci, n_boot, seed)
     total = raw["items_sum"].to_numpy(dtype=np.float64, na_value=np.nan)
     out["items_total"] = np.where(raw["items_n"].to_numpy() == raw["n"].to_numpy(), total, np.nan)
-    return out[list(SUMMARY_GROUP_COLUMNS)]
+    out = out[list(SUMMARY_GROUP_COLUMNS)]
+    return with_wall_throughput(out, runs, phase) if wall_throughput else out
 
 
 def _as_source(samples, required: Sequence[str], phase: str | None):
@@ -723,7 +706,7 @@ def _device_columns(raw: pd.DataFrame) -> dict[str, np.ndarray]:
 def with_wall_throughput(
     groups: pd.DataFrame, runs: pd.DataFrame | None, phase: str | None = "measure"
 ) -> pd.DataFrame:
-    """summarize()'s output from summary_groups()'s: wall_throughput_items_s, total items /
+    """summarize()'s rows from summarize(wall_throughput=False)'s: wall_throughput_items_s, total items /
     measure_wall_s on e2e rows of the measure phase (NaN elsewhere, and without runs)."""
     tp = np.full(len(groups), np.nan)
     if runs is not None and phase == "measure" and "measure_wall_s" in runs.columns:
