@@ -89,16 +89,20 @@ class Loop:
         self.preprocess = getattr(self.pipeline, "preprocess", None)
         self.postprocess = getattr(self.pipeline, "postprocess", None)
 
+    def preprocessed(self) -> Any:
+        """This iteration's backend input: the raw input through the pipeline's preprocess (timed
+        as its stage), or the raw input itself where the pipeline has none."""
+        if self.preprocess is None:
+            return self.raw
+        t = self.rec.begin(PREPROCESS)
+        x = self.preprocess(self.raw)
+        self.rec.end(PREPROCESS, t)
+        return x
+
     def iterate(self) -> int:
-        rec, pre, post = self.rec, self.preprocess, self.postprocess
+        rec, post = self.rec, self.postprocess
         t_e2e = rec.begin(E2E_CODE)
-        if pre is None:
-            x = self.raw
-        else:
-            t = rec.begin(PREPROCESS)
-            x = pre(self.raw)
-            rec.end(PREPROCESS, t)
-        out = self.backend.run(x, rec)
+        out = self.backend.run(self.preprocessed(), rec)
         if post is not None:
             t = rec.begin(POSTPROCESS)
             post(out)
@@ -109,14 +113,9 @@ class Loop:
 
     def iterate_overlapped(self) -> int | None:
         """Submit one request; complete the oldest once `inflight` are pending (its e2e, or None)."""
-        rec, pre = self.rec, self.preprocess
+        rec = self.rec
         t_e2e = now_ns()
-        if pre is None:
-            x = self.raw
-        else:
-            t = rec.begin(PREPROCESS)
-            x = pre(self.raw)
-            rec.end(PREPROCESS, t)
+        x = self.preprocessed()
         self.pending.append((rec.iteration, t_e2e, self.backend.submit(x, rec)))
         rec.next_iteration()
         return self.complete_oldest() if len(self.pending) >= self.inflight else None
