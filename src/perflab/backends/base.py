@@ -48,17 +48,21 @@ class Backend:
         self.config = config
 
     #: A backend whose values need checking names its module's parser here (it raises SpecError).
-    option_parser: Callable[[Mapping[str, Any]], Any] | None = None
+    option_parser: Callable[..., Any] | None = None
+    #: What `option_parser` is called with, in its order: "options", and where its checks need
+    #: them "backend" (the name, for a class that serves several) and "batch_size".
+    option_parser_args: tuple[str, ...] = ("options",)
 
     @classmethod
     def check_options(cls, backend: str, options: Mapping[str, Any], batch_size: int) -> None:
         """Raise SpecError for an unknown option or a bad value; runs when the experiment file is
-        read, so it must not import the engine. `option_parser` checks values where set; backends
-        whose checks need more (the batch size, the backend name) override this."""
-        if cls.option_parser is not None:
-            cls.option_parser(options)
-        else:
+        read, so it must not import the engine. `option_parser` checks values where set (called
+        with `option_parser_args`); without one, only the keys are checked."""
+        if cls.option_parser is None:
             check_keys(f"backend {backend!r}", options, cls.options)
+            return
+        available = {"backend": backend, "options": options, "batch_size": batch_size}
+        cls.option_parser(*(available[name] for name in cls.option_parser_args))
 
     def pipeline(self) -> Pipeline | None:
         """A backend that brings its own workload (the synthetic one) returns it here."""

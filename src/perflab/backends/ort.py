@@ -432,9 +432,8 @@ class OrtBackend(Backend):
     name = "ort"
     options = DECLARED_OPTIONS
 
-    @classmethod
-    def check_options(cls, backend: str, options: Mapping[str, Any], batch_size: int) -> None:
-        parse_options(backend, options)
+    option_parser = staticmethod(parse_options)
+    option_parser_args = ("backend", "options")
 
     def __init__(self, config: RunConfig):
         super().__init__(config)

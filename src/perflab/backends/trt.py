@@ -633,9 +633,8 @@ class TensorRTBackend(Backend):
     supports_throughput = True
     options = DECLARED_OPTIONS
 
-    @classmethod
-    def check_options(cls, backend: str, options: Mapping[str, Any], batch_size: int) -> None:
-        parse_options(options, batch_size)
+    option_parser = staticmethod(parse_options)
+    option_parser_args = ("options", "batch_size")
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
