@@ -36,8 +36,8 @@ cudnn_benchmark (default false, torch's default), telemetry, telemetry_interval_
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from contextlib import nullcontext, suppress
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from time import perf_counter_ns
@@ -366,29 +366,18 @@ class TorchBackend(Backend):
         slot = self._slots[0]
         s, ev = slot.stream, slot.events
         with torch.cuda.stream(s):
-            t = rec.begin(H2D)
-            ev[0].record(s)
-            self._copy_in(slot, inputs)
-            ev[1].record(s)
-            ev[1].synchronize()
-            rec.end(H2D, t)
-
-            t = rec.begin(COMPUTE)
-            ev[2].record(s)
-            with torch.inference_mode(), self._autocast():
+            with _stage_on_stream(rec, H2D, s, ev[0], ev[1]):
+                self._copy_in(slot, inputs)
+            with (
+                _stage_on_stream(rec, COMPUTE, s, ev[2], ev[3]),
+                torch.inference_mode(),
+                self._autocast(),
+            ):
                 te = rec.begin(ENQUEUE_CODE)
                 ys = self._module(*slot.dev_in)
                 rec.end(ENQUEUE_CODE, te)
-            ev[3].record(s)
-            ev[3].synchronize()
-            rec.end(COMPUTE, t)
-
-            t = rec.begin(D2H)
-            ev[4].record(s)
-            out = self._copy_out(slot, ys)
-            ev[5].record(s)
-            ev[5].synchronize()
-            rec.end(D2H, t)
+            with _stage_on_stream(rec, D2H, s, ev[4], ev[5]):
+                out = self._copy_out(slot, ys)
         del ys
         for stage, ns in zip((H2D, COMPUTE, D2H), _durations_ns(ev)):
             rec.device(stage, ns)
@@ -572,6 +561,21 @@ def _precision_name(dtype: Any) -> str:
         "torch.bfloat16": "bf16",
         "torch.float64": "fp64",
     }.get(text, text.replace("torch.", ""))
+
+
+@contextmanager
+def _stage_on_stream(
+    rec: Recorder, stage: int, stream: Any, start: Any, end: Any
+) -> Iterator[None]:
+    """Times `stage` on the host around the block's work, which the events `start` and `end`
+    bracket on `stream`; waits for `end` before the stage ends, so that its host time covers the
+    device's work. An exception in the block propagates without the closing calls."""
+    t = rec.begin(stage)
+    start.record(stream)
+    yield
+    end.record(stream)
+    end.synchronize()
+    rec.end(stage, t)
 
 
 def _durations_ns(ev: Sequence[Any]) -> list[int]:
