@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 
 from perflab.analysis.repeats import (
-    MIN_ITERATIONS_MEDIAN_CI,
     centre,
+    has_median_ci,
     hierarchical_medians,
     interval,
     sorted_per_run,
+    values_of_runs,
 )
 from perflab.analysis.stats import (
     WHERE_COLUMNS,
@@ -217,9 +218,9 @@ def compare(
         a_runs = group[group["_level"] == base]
         if a_runs.empty:
             continue
-        x_a = _per_run(values, a_runs["run_id"])
+        x_a = values_of_runs(values, a_runs["run_id"])
         for level, b_runs in group[group["_level"] != base].groupby("_level", sort=True):
-            x_b = _per_run(values, b_runs["run_id"])
+            x_b = values_of_runs(values, b_runs["run_id"])
             row = {
                 "by": "/".join(by_cols),
                 "a": base,
@@ -248,7 +249,7 @@ def compare(
                     p_value=float(mannwhitneyu(np.concatenate(x_a), np.concatenate(x_b)).pvalue),
                 )
                 fewest = min(len(x_a), len(x_b))
-                if min(len(x) for x in (*x_a, *x_b)) < MIN_ITERATIONS_MEDIAN_CI:
+                if not (has_median_ci(x_a) and has_median_ci(x_b)):
                     row.update(ci_low=np.nan, ci_high=np.nan, verdict="too few samples")
                 else:
                     ratios = hierarchical_medians(x_b, n_boot, rng) / hierarchical_medians(
@@ -281,8 +282,3 @@ def _columns(key_cols: list[str]) -> list[str]:
 
 def _empty(key_cols: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in _columns(key_cols)})
-
-
-def _per_run(values: dict[str, np.ndarray], run_ids: Iterable[str]) -> list[np.ndarray]:
-    """The sorted values of each run that has any."""
-    return [values[r] for r in run_ids if r in values and len(values[r])]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from perflab.analysis.compare import DEFAULT_THRESHOLD, _per_run, verdict
+from perflab.analysis.compare import DEFAULT_THRESHOLD, verdict
 from perflab.analysis.repeats import (
-    MIN_ITERATIONS_MEDIAN_CI,
     centre,
+    has_median_ci,
     hierarchical_medians,
     interval,
     sorted_per_run,
+    values_of_runs,
 )
 from perflab.analysis.stats import (
     WHERE_COLUMNS,
@@ -104,7 +105,7 @@ def ranking(
         ok = group[group["status"] == "ok"]
         # Each level's runs (its repetitions), each run counted once (analysis.repeats).
         per_level = {
-            lvl: _per_run(values, g["run_id"]) for lvl, g in ok.groupby("_level", sort=True)
+            lvl: values_of_runs(values, g["run_id"]) for lvl, g in ok.groupby("_level", sort=True)
         }
         measured = sorted(
             ((lvl, xs) for lvl, xs in per_level.items() if xs), key=lambda p: centre(p[1])
@@ -112,7 +113,7 @@ def ranking(
         boots = {lvl: hierarchical_medians(xs, n_boot, rng) for lvl, xs in measured}
         # A level with a run too small for a CI of its median gets no CI: a bootstrap of one or
         # two samples would print a CI of zero width.
-        bounded = {lvl: min(map(len, xs)) >= MIN_ITERATIONS_MEDIAN_CI for lvl, xs in measured}
+        bounded = {lvl: has_median_ci(xs) for lvl, xs in measured}
         for rank, (lvl, xs) in enumerate(measured, start=1):
             fastest_lvl, fastest_xs = measured[0]
             med = centre(xs)

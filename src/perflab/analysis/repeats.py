@@ -22,7 +22,7 @@ read path (pandas in memory or DuckDB out of core).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -148,6 +148,18 @@ def sorted_per_run(samples: pd.DataFrame, runs: pd.DataFrame, stage: str) -> dic
     }
 
 
+def values_of_runs(values: dict[str, np.ndarray], run_ids: Iterable[str]) -> list[np.ndarray]:
+    """The arrays of `values` (sorted_per_run's) of those of `run_ids` that have any: the runs
+    of one side, each counted once."""
+    return [values[r] for r in run_ids if r in values and len(values[r])]
+
+
+def has_median_ci(runs: Sequence[np.ndarray]) -> bool:
+    """Whether every run has MIN_ITERATIONS_MEDIAN_CI iterations or more: otherwise neither the
+    centre of these runs nor a ratio built on it gets a CI."""
+    return min(map(len, runs)) >= MIN_ITERATIONS_MEDIAN_CI
+
+
 def repeats(
     samples: pd.DataFrame,
     runs: pd.DataFrame,
@@ -182,14 +194,13 @@ def repeats(
     info = info[info["run_id"].isin(ok_run_ids(info))]
     key = "spec_id" if "spec_id" in info.columns else "label"
     for _, group in info.groupby(key, sort=False, dropna=False):
-        values = [runs_values[r] for r in group["run_id"] if r in runs_values]
-        values = [v for v in values if len(v)]
+        values = values_of_runs(runs_values, group["run_id"])
         if not values:
             continue
         medians = np.array([np.median(v) for v in values], dtype=np.float64)
         cvs = [100 * np.std(v, ddof=1) / np.mean(v) if len(v) > 1 else np.nan for v in values]
         lo = hi = math.nan
-        if min(len(v) for v in values) >= MIN_ITERATIONS_MEDIAN_CI:
+        if has_median_ci(values):
             draws = hierarchical_medians(values, n_boot, rng)
             lo, hi = interval(draws, float(medians.mean()), len(values), ci)
         busy = group["host_busy"].fillna(False).astype(bool).sum() if "host_busy" in group else 0

@@ -305,6 +305,10 @@ class ParsedLog:
     def has_numbers(self) -> bool:
         return bool(self.reported) or bool(self.profile)
 
+    def count_line(self, fact: str) -> None:
+        """One more line of the kind `fact` counts (such as the engine's layer lines)."""
+        self.facts[fact] = int(self.facts.get(fact, 0)) + 1
+
 
 def _parse_profile_header(msg: str) -> list[str] | None:
     if "Layer" not in msg or "Time" not in msg:
@@ -344,7 +348,7 @@ def _parse_log_run(run: _LogRun) -> ParsedLog:
             _engine_fact(p, text[len("[TRT]") :].strip())
             continue
         if _ENGINE_LAYER_RE.match(text):
-            p.facts["engine_layers"] = int(p.facts.get("engine_layers", 0)) + 1
+            p.count_line("engine_layers")
             continue
         sm = _SECTION_RE.match(text)
         if sm:
@@ -417,7 +421,7 @@ def _parse_log_run(run: _LogRun) -> ParsedLog:
                 p.reported[(stage, name)] = value
             continue
         if _AVERAGE_RE.match(text):
-            p.facts["trace_average_lines"] = int(p.facts.get("trace_average_lines", 0)) + 1
+            p.count_line("trace_average_lines")
             continue
         m = _QUERIES_RE.match(text)
         if m:
