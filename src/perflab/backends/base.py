@@ -6,12 +6,13 @@ A backend is a class with this protocol (see `Backend`); the runner drives it:
     backend.setup(model, pipeline, setup_timer)    # times `load` / `build` with setup_timer(...)
     outputs = backend.run(inputs, recorder)        # records h2d / compute / d2h (and enqueue)
     backend.facts()                                # device, device_name, precision_effective, meta
+                                                   # (engine_facts builds it)
     backend.close()
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from perflab.backends.registry import backend_class, unavailable_reason
@@ -34,6 +35,27 @@ def create(config: RunConfig) -> Backend:
     if reason:
         raise BackendUnavailable(f"{config.backend} unavailable: {reason}")
     return backend_class(config.backend)(config)
+
+
+def engine_facts(
+    device: str,
+    device_name: str | None,
+    precision_effective: str | None,
+    meta: Mapping[str, Any],
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The `facts()` of a backend that drives an engine: what ran where, and its meta (a copy,
+    so the run's row never aliases the backend's state), with the notes the engine left (what
+    went wrong without stopping the run) under meta["notes"] where there are any."""
+    meta = dict(meta)
+    if notes:
+        meta["notes"] = list(notes)
+    return {
+        "device": device,
+        "device_name": device_name,
+        "precision_effective": precision_effective,
+        "meta": meta,
+    }
 
 
 class Backend:

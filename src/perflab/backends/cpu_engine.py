@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from perflab.backends.base import Backend
+from perflab.backends.base import Backend, engine_facts
 from perflab.errors import Unsupported
 
 if TYPE_CHECKING:
@@ -48,12 +48,7 @@ class CpuEngine(Backend):
         return model
 
     def facts(self) -> dict[str, Any]:
-        return {
-            "device": "cpu",
-            "device_name": self.device_name(),
-            "precision_effective": self.precision_effective(),
-            "meta": dict(self._meta),
-        }
+        return engine_facts("cpu", self.device_name(), self.precision_effective(), self._meta)
 
     def device_name(self) -> str:
         from perflab.backends.ort import cpu_name

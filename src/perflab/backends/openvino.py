@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perflab.backends.base import Backend
+from perflab.backends.base import Backend, engine_facts
 from perflab.backends.option_values import OptionValues, declared_defaults
 from perflab.backends.ort import (
     DEFAULT_PROFILE_ITERATIONS,
@@ -400,12 +400,7 @@ class OpenVinoBackend(Backend):
         name = None
         if self._core is not None:
             name = str(self._core.get_property("CPU", "FULL_DEVICE_NAME"))
-        return {
-            "device": "cpu",
-            "device_name": name,
-            "precision_effective": self._precision_effective,
-            "meta": dict(self._meta),
-        }
+        return engine_facts("cpu", name, self._precision_effective, self._meta)
 
     def close(self) -> None:
         self._request = None

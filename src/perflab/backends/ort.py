@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perflab.backends.base import Backend
+from perflab.backends.base import Backend, engine_facts
 from perflab.backends.option_values import OptionValues
 from perflab.errors import BackendUnavailable, ModelError, SpecError, Unsupported
 from perflab.options import Option
@@ -847,12 +847,8 @@ class OrtBackend(Backend):
     # -- facts -------------------------------------------------------------------------------
 
     def facts(self) -> dict[str, Any]:
-        return {
-            "device": self.device,
-            "device_name": self._device_name if self.gpu else cpu_name(),
-            "precision_effective": self._precision_effective,
-            "meta": dict(self._meta),
-        }
+        name = self._device_name if self.gpu else cpu_name()
+        return engine_facts(self.device, name, self._precision_effective, self._meta)
 
     def close(self) -> None:
         self._session = self._binding = self._run_bound = None

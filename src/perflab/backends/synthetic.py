@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from perflab.backends.base import Backend
+from perflab.backends.base import Backend, engine_facts
 from perflab.errors import SpecError
 from perflab.options import Option
 from perflab.timing import COMPUTE, D2H, ENQUEUE_CODE, H2D, busy_wait_ns, now_ns
@@ -227,15 +227,11 @@ class SyntheticBackend(Backend):
             self._device = None
 
     def facts(self) -> dict[str, Any]:
-        return {
-            "device": "cpu",
-            "device_name": "synthetic",
-            "precision_effective": self.config.precision,
-            "meta": {
-                "synthetic": {k: self.opts[k] for k in OPTIONS},
-                "synthetic_run_offset": self.clock.run_offset,
-            },
+        meta = {
+            "synthetic": {k: self.opts[k] for k in OPTIONS},
+            "synthetic_run_offset": self.clock.run_offset,
         }
+        return engine_facts("cpu", "synthetic", self.config.precision, meta)
 
 
 @dataclass

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perflab.backends.base import Backend
+from perflab.backends.base import Backend, engine_facts
 from perflab.backends.gpu_telemetry import start_sampler, telemetry_tables
 from perflab.backends.inflight import Request, submit_on_slot
 from perflab.backends.option_values import OptionValues
@@ -1057,15 +1057,9 @@ class TensorRTBackend(Backend):
     # -- results
 
     def facts(self) -> dict[str, Any]:
-        meta = dict(self._meta)
-        if self._notes:
-            meta["notes"] = list(self._notes)
-        return {
-            "device": self.device,
-            "device_name": self._device_name,
-            "precision_effective": self._precision_effective,
-            "meta": meta,
-        }
+        return engine_facts(
+            self.device, self._device_name, self._precision_effective, self._meta, self._notes
+        )
 
     def tables(self) -> dict[str, pd.DataFrame]:
         import pandas as pd
