@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from perflab.precisions import CONVERTIBLE, NAMED, PRECISIONS, precision_effective, tensor_precision
+from perflab.precisions import (
+    CONVERTIBLE,
+    NAMED,
+    PRECISIONS,
+    precision_effective,
+    precision_mismatch,
+    strict_refuses,
+    tensor_precision,
+)
 
 
 def test_precision_effective_needs_ninety_percent():
@@ -24,6 +32,24 @@ def test_precision_effective_names_only_requestable_precisions():
     assert precision_effective({"fp64": 10}) == "mixed"
     assert set(NAMED) == set(PRECISIONS) - {"best"}
     assert set(CONVERTIBLE) < set(NAMED)
+
+
+@pytest.mark.parametrize(
+    ("asked", "effective", "mismatch", "refused"),
+    [
+        ("int8", "int8", False, False),
+        ("int8", "fp32", True, True),
+        ("fp16", "mixed", True, False),  # flagged, measured
+        ("best", "fp16", False, False),  # best asks for no precision
+        ("best", "mixed", False, False),
+        ("fp32", None, False, False),  # the engine did not say
+    ],
+)
+def test_mismatch_is_flagged_and_only_one_other_precision_is_refused(
+    asked, effective, mismatch, refused
+):
+    assert precision_mismatch(asked, effective) is mismatch
+    assert strict_refuses(asked, effective) is refused
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,19 @@ def precision_effective(counts: Mapping[str, int]) -> str | None:
     return name if name in NAMED and n >= DOMINANT_SHARE * total else MIXED
 
 
+def precision_mismatch(asked: str, effective: str | None) -> bool:
+    """The `runs` row's precision_mismatch: the engine named what it ran, and that is not the
+    precision asked for ("best" asks for none, so it never mismatches; MIXED does)."""
+    return bool(effective) and asked != "best" and effective != asked
+
+
+def strict_refuses(asked: str, effective: str | None) -> bool:
+    """What option strict_precision refuses: a run whose compute ran in one other precision than
+    asked. MIXED is measured (and flagged by precision_mismatch): an int8 or fp16 model keeps
+    some operators in fp32 on every engine, so refusing it would refuse most such runs."""
+    return precision_mismatch(asked, effective) and effective != MIXED
+
+
 # TensorRT's format names ("Format/Datatype" in engine inspector and trtexec layer-info exports),
 # read by the trt backend and the trtexec importer alike.
 

@@ -26,6 +26,7 @@ from perflab.errors import BackendUnavailable, PerflabError, StoreError, Unsuppo
 from perflab.executors import Executor, Hooks, InlineExecutor, Interrupt
 from perflab.executors.local import LocalExecutor
 from perflab.nvtx import Annotator
+from perflab.precisions import precision_mismatch
 from perflab.spec import Policy, RunConfig, Study
 from perflab.stages import STAGES
 from perflab.timing import (
@@ -337,9 +338,7 @@ def execute(
             precision_effective=facts.get("precision_effective"),
         )
         eff = row["precision_effective"]
-        row["precision_mismatch"] = bool(
-            eff and config.precision != "best" and eff != config.precision
-        )
+        row["precision_mismatch"] = precision_mismatch(config.precision, eff)
         if row["precision_mismatch"]:
             notes.append(f"asked for {config.precision}, the engine ran {eff}")
         tables.update(backend.tables())

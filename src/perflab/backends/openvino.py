@@ -40,7 +40,7 @@ from perflab.backends.ort import (
 )
 from perflab.errors import ModelError, Unsupported
 from perflab.options import Option
-from perflab.precisions import precision_effective
+from perflab.precisions import precision_effective, strict_refuses
 from perflab.timing import COMPUTE
 from perflab.tool_stages import reported_rows
 
@@ -250,8 +250,7 @@ class OpenVinoBackend(Backend):
             **conversion,
         }
         eff = self._precision_effective
-        wanted = self.precision if self.precision != "best" else eff
-        if self.opts["strict_precision"] and eff not in (wanted, "mixed"):
+        if self.opts["strict_precision"] and strict_refuses(self.precision, eff):
             raise Unsupported(
                 f"openvino: asked for {self.precision}, but the compiled model runs its heavy "
                 f"layers in {eff} (heavy layers per precision: {counts}"

@@ -329,7 +329,7 @@ class OpenVinoCppBackend(CpuEngine):
 
     def _check_precision(self) -> None:
         from perflab.backends.openvino import heavy_precisions
-        from perflab.precisions import precision_effective
+        from perflab.precisions import precision_effective, strict_refuses
 
         assert self._engine is not None
         layers = []
@@ -349,8 +349,7 @@ class OpenVinoCppBackend(CpuEngine):
             "input_dtypes": {k: str(v.dtype) for k, v in self._inputs.items()},
             "layers_per_precision": dict(Counter(r["precision"] for r in layers)),
         }
-        wanted = self.precision if self.precision != "best" else eff
-        if self.opts["strict_precision"] and eff not in (wanted, "mixed"):
+        if self.opts["strict_precision"] and strict_refuses(self.precision, eff):
             raise Unsupported(
                 f"openvino-cpp: asked for {self.precision}, but the compiled model runs its heavy "
                 f"layers in {eff} (heavy layers per precision: {counts}); set option "

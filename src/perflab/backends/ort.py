@@ -57,7 +57,7 @@ from perflab.backends.base import Backend, engine_facts
 from perflab.backends.option_values import OptionValues
 from perflab.errors import BackendUnavailable, ModelError, SpecError, Unsupported
 from perflab.options import Option
-from perflab.precisions import precision_effective
+from perflab.precisions import precision_effective, strict_refuses
 from perflab.reference import CPU_PROVIDER, NUMPY_OF_ORT
 from perflab.timing import COMPUTE, D2H, H2D
 from perflab.tool_stages import reported_rows
@@ -668,7 +668,7 @@ class OrtBackend(Backend):
         meta["precision_source"] = self._precision_source
         self._meta = meta
         eff = self._precision_effective
-        if self.opts.strict_precision and eff not in (self.precision, "mixed"):
+        if self.opts.strict_precision and strict_refuses(self.precision, eff):
             counts = meta.get("heavy_ops_per_precision", {})
             raise Unsupported(
                 f"{self.backend}: asked for {self.precision}, but ONNX Runtime ran the heavy "
