@@ -148,18 +148,23 @@ class _Graph:
         self.initializers.append(numpy_helper.from_array(array, name))
         return name
 
+    def _shape_only(self, name: str, shape: Sequence[int]) -> str:
+        """A float32 initializer with its dims and no data (the skeleton's weights)."""
+        from onnx import TensorProto
+
+        self.initializers.append(
+            TensorProto(name=name, dims=list(shape), data_type=TensorProto.FLOAT)
+        )
+        return name
+
     def weight(
         self, name: str, shape: Sequence[int], std: float | np.ndarray, mean: float = 0.0
     ) -> str:
         """A float32 initializer drawn from N(mean, std^2); std may vary along axis 0."""
         import numpy as np
-        from onnx import TensorProto
 
         if not self.materialize:
-            self.initializers.append(
-                TensorProto(name=name, dims=list(shape), data_type=TensorProto.FLOAT)
-            )
-            return name
+            return self._shape_only(name, shape)
         a = self.rng.standard_normal(tuple(shape), dtype=np.float32)
         std = np.asarray(std, dtype=np.float32)
         if std.ndim:
@@ -168,13 +173,9 @@ class _Graph:
 
     def uniform(self, name: str, shape: Sequence[int], low: float, high: float) -> str:
         import numpy as np
-        from onnx import TensorProto
 
         if not self.materialize:
-            self.initializers.append(
-                TensorProto(name=name, dims=list(shape), data_type=TensorProto.FLOAT)
-            )
-            return name
+            return self._shape_only(name, shape)
         return self.tensor(name, self.rng.uniform(low, high, tuple(shape)).astype(np.float32))
 
     def const(self, value: Any, dtype: str = "float32") -> str:
