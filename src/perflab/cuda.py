@@ -76,7 +76,7 @@ __all__ = [
 ]
 
 #: Stages a DeviceIO times, in stream order, with the index of their event pair.
-DEVICE_STAGES = (H2D, COMPUTE, D2H)
+DEVICE_STAGE_CODES = (H2D, COMPUTE, D2H)
 
 
 def ms_to_ns(ms: float) -> int:
@@ -273,7 +273,7 @@ class DeviceIO:
         ev[5].record(s)
         ev[5].synchronize()
         rec.end(D2H, t)
-        for stage, ns in zip(DEVICE_STAGES, self.device_durations_ns()):
+        for stage, ns in zip(DEVICE_STAGE_CODES, self.device_durations_ns()):
             rec.device(stage, ns)
         return self.host_outputs
 
@@ -403,7 +403,7 @@ def record_device_stages(
     duration, starting at the stage's start event on the host clock; the device duration is
     attached too (`rec.device(..., iteration=...)`), so host_ns == device_ns marks these rows.
     """
-    for stage, start, ns in zip(DEVICE_STAGES, starts_ns, durations_ns):
+    for stage, start, ns in zip(DEVICE_STAGE_CODES, starts_ns, durations_ns):
         rec.record(iteration, stage, int(start), int(ns))
         rec.device(stage, int(ns), iteration=iteration)
 

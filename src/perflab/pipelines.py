@@ -40,6 +40,7 @@ import numpy as np
 from perflab.errors import SpecError, Unsupported
 from perflab.models import TensorSpec
 from perflab.options import Option, check_keys
+from perflab.stages import ITERATION_STAGES
 
 __all__ = [
     "PIPELINES",
@@ -61,8 +62,7 @@ __all__ = [
 PIPELINES = ("raw", "classify", "detect")
 #: Pipeline methods the harness times, in stage order; `sync` is the barrier it calls after
 #: h2d / compute / d2h, before it reads the clock.
-STAGE_METHODS = ("preprocess", "h2d", "compute", "d2h", "postprocess")
-DEVICE_STAGES = ("h2d", "compute", "d2h")
+STAGE_METHODS = ITERATION_STAGES
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # JPEG and PNG files start with these bytes whatever their suffix says.
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")

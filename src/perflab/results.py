@@ -47,7 +47,7 @@ from perflab.analysis.warmup import warmup as _warmup
 from perflab.analysis.warmup import warmup_table as _warmup_table
 from perflab.errors import PerflabError
 from perflab.labels import run_labels
-from perflab.stages import stage_rank
+from perflab.stages import DEVICE_STAGES, E2E, ITERATION_STAGES, stage_rank
 
 # Columns of a run shown beside its statistics.
 RUN_INFO_COLUMNS: tuple[str, ...] = ("label", "model", "backend", "precision", "batch_size")
@@ -465,7 +465,7 @@ class Results:
         if reported is None or reported.empty:
             return measured
         keep = (
-            reported["stage"].isin(("h2d", "compute", "d2h"))
+            reported["stage"].isin(DEVICE_STAGES)
             & (reported["statistic"] == "median")
             & ~reported["run_id"].isin(measured["run_id"])
         )
@@ -640,8 +640,6 @@ class Results:
 
     def stages_measured(self) -> list[str]:
         """The stages with measured samples, e2e first, then in display order."""
-        from perflab.stages import E2E, stage_rank
-
         s = self.samples
         names = set(s.loc[s["phase"].astype(str) == "measure", "stage"].astype(str))
         return sorted(names, key=lambda n: (n != E2E, stage_rank(n)))
@@ -667,8 +665,6 @@ class Results:
         samples: | run_id | iteration | stage | host_ns | ...
         ->       | iteration | preprocess | compute | ... | e2e |
         """
-        from perflab.stages import stage_rank
-
         s = self.samples
         mine = s[(s["run_id"].astype(str) == str(run_id)) & s["iteration"].isin(list(iterations))]
         wide = mine.pivot_table(
@@ -941,9 +937,9 @@ class Results:
             facts["warmup_enough"] = str(enough.iloc[0]) if len(enough) else None
             facts["first_ms"] = _float_or_none(row.get("first_ms"))
             if region == "e2e":
-                stages = {s: float(measured[s]) for s in explain.PIPELINE_STAGES if s in measured}
+                stages = {s: float(measured[s]) for s in ITERATION_STAGES if s in measured}
                 return explain.Side(
-                    run_id, label, "e2e", float(measured["e2e"]), explain.PIPELINE_STAGES,
+                    run_id, label, "e2e", float(measured["e2e"]), ITERATION_STAGES,
                     stages, "measured here", "harness gap: e2e - stages", facts,
                 )  # fmt: skip
             if region in measured.index:

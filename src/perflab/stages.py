@@ -9,6 +9,13 @@ from __future__ import annotations
 #: The stages that tile one iteration, in pipeline order; e2e minus their sum is the harness gap.
 ITERATION_STAGES: tuple[str, ...] = ("preprocess", "h2d", "compute", "d2h", "postprocess")
 E2E = "e2e"
+#: The iteration stages a device times (CUDA events around the copies and the engine call; the
+#: stages whose samples may carry device_ns), in stream order.
+DEVICE_STAGES: tuple[str, ...] = ("h2d", "compute", "d2h")
+#: The copies between host and device memory.
+TRANSFER_STAGES: tuple[str, ...] = ("h2d", "d2h")
+#: The iteration stages that run only on the host: the pipeline's own code around the engine.
+HOST_STAGES: tuple[str, ...] = ("preprocess", "postprocess")
 #: Timed inside compute (the host's share of launching it): never added to a sum of stages.
 ENQUEUE = "enqueue"
 #: Derived, not recorded: e2e minus the sum of the iteration stages.

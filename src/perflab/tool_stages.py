@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from perflab.stages import DEVICE_STAGES
+
 
 @dataclass(frozen=True)
 class ToolStage:
@@ -50,14 +52,14 @@ TOOL_STAGES: dict[str, ToolStage] = {
     ),
     "latency": ToolStage(
         "trtexec",
-        ("h2d", "compute", "d2h"),
+        DEVICE_STAGES,
         "device",
         "Latency: H2D Latency + GPU Compute Time + D2H Latency, the latency to infer a single "
         "query (TRT 7's Host Latency); no pre- or postprocessing, no Python",
     ),
     "end_to_end": ToolStage(
         "trtexec",
-        ("h2d", "compute", "d2h"),
+        DEVICE_STAGES,
         "host",
         "End-to-End Host Latency: from the query's H2D start to its D2H end, including the "
         "wait for the previous query (TRT 7 and 8.0-8.4)",

@@ -16,6 +16,7 @@ import perflab
 from perflab import cli, plots
 from perflab.analysis import explain
 from perflab.importers import import_file
+from perflab.stages import ITERATION_STAGES
 
 REALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
 TRTEXEC = REALDATA / "trtexec"
@@ -33,7 +34,7 @@ def test_waterfall_parts_add_up_and_name_their_sources():
     a = _side(1.0, ("compute",), {"compute": 1.0}, residual="", source="reported by trtexec")
     b = _side(
         5.0,
-        explain.PIPELINE_STAGES,
+        ITERATION_STAGES,
         {"preprocess": 2.0, "compute": 2.5, "postprocess": 0.25},
     )
     parts = explain.waterfall(a, b)

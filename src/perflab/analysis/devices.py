@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 
 from perflab.analysis.overview import label_map
+from perflab.stages import E2E, ITERATION_STAGES
 
 # Projection targets for a study measured on one device: one GPU per generation the design names,
 # from a GTX 10-series part to H100.
 DEFAULT_TARGETS: tuple[str, ...] = ("GTX 1070", "RTX 3070", "A100 SXM4 80GB", "H100 SXM")
-SPEEDUP_STAGES: tuple[str, ...] = ("preprocess", "h2d", "compute", "d2h", "postprocess", "e2e")
+SPEEDUP_STAGES: tuple[str, ...] = (*ITERATION_STAGES, E2E)
 MEASURED_SPEEDUP_COLUMNS = [
     "pair", "a", "b", "config", "stage", "speedup", "ci_low", "ci_high", "verdict", "kind",
 ]  # fmt: skip

@@ -27,8 +27,8 @@ import pandas as pd
 
 from perflab import tool_stages
 from perflab.analysis.compare import IMPORTED_BACKENDS
+from perflab.stages import DEVICE_STAGES, ITERATION_STAGES
 
-PIPELINE_STAGES: tuple[str, ...] = ("preprocess", "h2d", "compute", "d2h", "postprocess")
 MATCH_COLUMNS: tuple[str, ...] = ("model", "batch_size", "precision")
 WATERFALL_COLUMNS: tuple[str, ...] = ("name", "ms", "source", "kind")
 
@@ -172,7 +172,7 @@ def imported_speedups(
         for level in levels[1:]:
             other = g[g[by].astype(str) == level].iloc[0]
             vals = medians[medians["run_id"] == str(other["run_id"])].set_index("stage")
-            for stage in ("h2d", "compute", "d2h", "latency"):
+            for stage in (*DEVICE_STAGES, "latency"):
                 if stage not in base.index or stage not in vals.index:
                     continue
                 speedup = float(base[stage]) / float(vals.loc[stage, "value_ms"])
@@ -209,7 +209,7 @@ def waterfall(a: Side, b: Side) -> pd.DataFrame:
            | mnist-8 ort-cpu b4 e2e         | 0.349  | measured here                   | end    |
     """
     rows = [{"name": a.name, "ms": a.total_ms, "source": a.source, "kind": "start"}]
-    for stage in PIPELINE_STAGES:
+    for stage in ITERATION_STAGES:
         in_a = stage in a.covers and stage in a.stage_ms
         in_b = stage in b.covers and stage in b.stage_ms
         if in_a and in_b:
@@ -261,6 +261,6 @@ def waterfall_facts(a: Side, b: Side, env_diff: Sequence[str] = ()) -> list[str]
                 "median), left out of the medians"
             )
         definition = tool_stages.definition(side.region)
-        if definition and side.region not in PIPELINE_STAGES:
+        if definition and side.region not in ITERATION_STAGES:
             notes.append(f"{tag} {side.region}: {definition}")
     return notes

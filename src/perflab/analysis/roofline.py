@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from perflab.errors import PerflabError
-from perflab.stages import E2E, ITERATION_STAGES
+from perflab.stages import DEVICE_STAGES, E2E, HOST_STAGES, ITERATION_STAGES, TRANSFER_STAGES
 
 # A stage whose roofline bound is below this fraction of its measured time is not limited by the
 # device's arithmetic or memory: something else (launches, synchronization, slow kernels) is.
@@ -80,8 +80,6 @@ PRECISION_PEAK_COLUMNS: dict[str, str] = {
 # Bytes per element, used only when a projection changes precision (weights and activations scale).
 PRECISION_BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 
-HOST_STAGES: tuple[str, ...] = ("preprocess", "postprocess")
-TRANSFER_STAGES: tuple[str, ...] = ("h2d", "d2h")
 
 # Host CPU estimate: FP32 FLOPs per core per cycle for each vector ISA.
 CPU_FP32_FLOPS_PER_CYCLE: dict[str, int] = {
@@ -1139,7 +1137,7 @@ def projection_check(
     runs: pd.DataFrame,
     stage_medians: pd.DataFrame,
     *,
-    stages: tuple[str, ...] = ("h2d", "compute", "d2h", "e2e"),
+    stages: tuple[str, ...] = (*DEVICE_STAGES, E2E),
     **project_kw: Any,
 ) -> pd.DataFrame:
     """The projection's own error: each run projected onto every other measured device.

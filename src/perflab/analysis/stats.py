@@ -20,7 +20,7 @@ import pandas as pd
 
 from perflab import scan
 from perflab.errors import PerflabError
-from perflab.stages import NESTED_STAGES, stage_rank
+from perflab.stages import NESTED_STAGES, TRANSFER_STAGES, stage_rank
 
 # Columns of `runs` that describe what was run and where; two runs equal on all of them (and on
 # batch_size) are repeats of one config. Ids, timestamps, policies and results are not config.
@@ -960,7 +960,7 @@ def warnings(
                             "launch-bound, the device waits on the host",
                         )
                     )
-            for stage in ("h2d", "d2h"):
+            for stage in TRANSFER_STAGES:
                 if stage in p50.columns:
                     ratio = (p50[stage] / p50["compute"]).dropna()
                     for run_id, v in ratio[ratio >= TRANSFER_WARN_RATIO].items():

@@ -22,6 +22,7 @@ from perflab.importers.trtexec.logs import (
     _int_or_none,
     _reported_rows,
 )
+from perflab.stages import DEVICE_STAGES
 
 # --- JSON exports ---------------------------------------------------------------------------
 
@@ -104,7 +105,7 @@ def parse_times(
     df = pd.DataFrame(columns)
     # trtexec times h2d / compute / d2h with CUDA events: they are device durations, stored in both
     # columns so device-aware analysis sees them; enqueue and e2e are host times.
-    on_device = df["stage"].isin(("h2d", "compute", "d2h"))
+    on_device = df["stage"].isin(DEVICE_STAGES)
     df["device_ns"] = df["host_ns"].astype("Int64").where(on_device)
     df["items"] = items
     return df
