@@ -11,7 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = (REPO / ".." / "shared" / "realdata").resolve()
 # The suite runs with --import-mode=importlib, which puts no test folder on sys.path; the shared
-# fakes (tests/fakes.py) are imported by name from it.
+# helpers (tests/fakes.py, tests/experiments.py) are imported by name from it.
 if str(REPO / "tests") not in sys.path:
     sys.path.insert(0, str(REPO / "tests"))
 
@@ -52,19 +52,18 @@ def synthetic_options() -> dict:
 def run_synthetic():
     """run_synthetic(out, study=, batch_sizes=, **spec keys) -> out: runs the study in-process
     and stores this machine's fingerprint beside it."""
+    from experiments import experiment
     from perflab import env, runner, spec, store
 
     def run(out: Path, *, study: str = "tiny", batch_sizes=(1, 2, 4), **extra) -> Path:
-        data = {
-            "study": study,
-            "backend": "synthetic",
-            "sweep": {"batch_size": list(batch_sizes)},
-            "options": dict(SYNTHETIC_OPTIONS),
-            "warmup": {"iterations": 10},
-            "measure": {"iterations": 40},
-            **extra,
-        }
-        runner.run_study(spec.parse(data), out, isolate=False)
+        data = experiment(
+            study,
+            warmup=10,
+            iterations=40,
+            sweep={"batch_size": list(batch_sizes)},
+            options=dict(SYNTHETIC_OPTIONS),
+        )
+        runner.run_study(spec.parse({**data, **extra}), out, isolate=False)
         row = env.row(env.fingerprint(gpu=False, providers=False))
         store.write(out, "env", row["env_id"], row)
         return out

@@ -17,24 +17,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
+from experiments import experiment, write_spec
 from perflab import cli, store
 
 REPO = Path(__file__).resolve().parents[1]
-SYNTHETIC = {
-    "study": "cli",
-    "backend": "synthetic",
-    "measure": {"iterations": 5},
-    "warmup": {"iterations": 1},
-    "options": {"compute_ms": 0.2},
-}
-
-
-def write_spec(tmp_path: Path, data, name="spec.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
-    return path
+SYNTHETIC = experiment("cli", warmup=1, iterations=5, options={"compute_ms": 0.2})
 
 
 def readme_cases() -> list[tuple[str, str]]:

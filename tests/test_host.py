@@ -7,16 +7,11 @@ from pathlib import Path
 import pytest
 
 import perflab
+from experiments import experiment
 from perflab import cli, host, runner, spec
 from perflab.timing import VirtualClock, use_clock
 
-STUDY = {
-    "study": "busy",
-    "backend": "synthetic",
-    "options": {"compute_ms": 0.5},
-    "warmup": {"iterations": 2},
-    "measure": {"iterations": 20},
-}
+STUDY = experiment("busy", warmup=2, iterations=20, options={"compute_ms": 0.5})
 
 
 def fake_proc(folder: Path, load: float, total: int = 10_000, steal: int = 0) -> Path:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import yaml
 
+from experiments import experiment, write_spec
 from perflab import cli
 from perflab.errors import PerflabError
 from perflab.labels import run_labels, setting_names, varying_settings, with_settings
@@ -82,17 +82,10 @@ def two_folders(tmp_path):
     """Two studies that differ only in a backend option that neither sweeps."""
     folders = []
     for compute_ms in (0.2, 0.4):
-        spec = tmp_path / f"spec{compute_ms}.yaml"
-        spec.write_text(
-            yaml.safe_dump(
-                {
-                    "study": "same",
-                    "backend": "synthetic",
-                    "measure": {"iterations": 30},
-                    "warmup": {"iterations": 2},
-                    "options": {"compute_ms": compute_ms},
-                }
-            )
+        spec = write_spec(
+            tmp_path,
+            experiment("same", warmup=2, iterations=30, options={"compute_ms": compute_ms}),
+            f"spec{compute_ms}.yaml",
         )
         out = tmp_path / f"out{compute_ms}"
         assert cli.main(["run", str(spec), "-o", str(out), "--no-isolation"]) == 0

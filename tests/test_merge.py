@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from experiments import experiment
 from perflab import cli, env, merge, runner, spec, store
 from perflab.errors import PerflabError
 from perflab.results import open as open_results
@@ -14,13 +15,7 @@ def two_machines(tmp_path, synthetic_options):
     """The same study run on two machines named box-1050ti and box-3070 (the second's
     fingerprint differs in its GPU)."""
     study = spec.parse(
-        {
-            "study": "gen",
-            "backend": "synthetic",
-            "sweep": {"batch_size": [1, 2]},
-            "options": synthetic_options,
-            "measure": {"iterations": 40},
-        }
+        experiment("gen", iterations=40, sweep={"batch_size": [1, 2]}, options=synthetic_options)
     )
     folders = []
     for name in ("box-1050ti", "box-3070"):

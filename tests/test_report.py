@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from experiments import experiment
 from perflab import cli, env, report, runner, spec, store
 from perflab.errors import PerflabError, StoreError
 
@@ -31,22 +32,22 @@ EVIL_ERROR = 'engine said <img src=x onerror="alert(2)"> & quit'
 def folder(tmp_path_factory) -> Path:
     """A tiny synthetic study whose model name and one error message are HTML."""
     out = tmp_path_factory.mktemp("report") / "study"
+    options = {
+        "preprocess_ms": 0.1,
+        "compute_ms": 0.3,
+        "compute_ms_per_item": 0.1,
+        "postprocess_ms": 0.1,
+        "jitter": 0.01,
+    }
     study = spec.parse(
-        {
-            "study": "tiny-report",
-            "backend": "synthetic",
-            "model": EVIL_MODEL,
-            "sweep": {"batch_size": [1, 2]},
-            "options": {
-                "preprocess_ms": 0.1,
-                "compute_ms": 0.3,
-                "compute_ms_per_item": 0.1,
-                "postprocess_ms": 0.1,
-                "jitter": 0.01,
-            },
-            "warmup": {"iterations": 5},
-            "measure": {"iterations": 30},
-        }
+        experiment(
+            "tiny-report",
+            warmup=5,
+            iterations=30,
+            model=EVIL_MODEL,
+            sweep={"batch_size": [1, 2]},
+            options=options,
+        )
     )
     runner.run_study(study, out, isolate=False)
     row = store.read(out, "runs").iloc[0].to_dict()

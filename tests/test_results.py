@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from experiments import experiment
 from perflab import results, store
 from perflab.errors import PerflabError, StoreError
 
@@ -200,15 +201,8 @@ def test_repr_and_html_repr_escape(tmp_path):
 def test_open_what_the_runner_wrote(tmp_path):
     from perflab import runner, spec
 
-    config = spec.parse(
-        {
-            "study": "t",
-            "backend": "synthetic",
-            "warmup": {"iterations": 5},
-            "measure": {"iterations": 40},
-            "options": {"compute_ms": 0.5, "warmup_iterations": 5, "warmup_extra_ms": 1.0},
-        }
-    ).configs[0]
+    options = {"compute_ms": 0.5, "warmup_iterations": 5, "warmup_extra_ms": 1.0}
+    config = spec.parse(experiment("t", warmup=5, iterations=40, options=options)).configs[0]
     row = runner.execute(config, tmp_path)
     res = results.open(tmp_path)
     summ = res.summary()

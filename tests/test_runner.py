@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from experiments import experiment
 from perflab import runner, spec, store
 from perflab.errors import SpecError, StoreError
 from perflab.timing import VirtualClock, use_clock
@@ -35,8 +36,10 @@ def test_stage_medians_match_configured_durations(tmp_path):
     row = runner.execute(config(measure={"iterations": 150}, **opts), tmp_path)
     assert row["status"] == "ok", row.get("error")
     med = measured(tmp_path).groupby("stage", observed=True)["host_ns"].median() / 1e6
+    # On the real clock a stage also holds the few microseconds of its own entry and exit, more
+    # on a loaded machine; the exact arithmetic is checked on VirtualClock in test_synthetic_truth.
     for stage, expected in STAGES_MS.items():
-        assert med[stage] == pytest.approx(expected, rel=0.01), stage
+        assert med[stage] == pytest.approx(expected, rel=0.01, abs=0.01), stage
     gap = med["e2e"] - sum(med[s] for s in STAGES_MS)
     assert 0 <= gap < 0.05 * med["e2e"]
 
@@ -79,15 +82,8 @@ def test_zero_warmup_measures_the_cold_start(tmp_path):
 
 
 def test_batch_scales_compute_and_items(tmp_path):
-    c = spec.parse(
-        {
-            "study": "t",
-            "backend": "synthetic",
-            "batch_size": 8,
-            "options": {"compute_ms": 1.0, "compute_ms_per_item": 0.25},
-            "measure": {"iterations": 40},
-        }
-    ).configs[0]
+    options = {"compute_ms": 1.0, "compute_ms_per_item": 0.25}
+    c = spec.parse(experiment("t", iterations=40, batch_size=8, options=options)).configs[0]
     runner.execute(c, tmp_path)
     s = measured(tmp_path)
     assert s.loc[s["stage"] == "compute", "host_ns"].median() / 1e6 == pytest.approx(3.0, rel=0.01)
@@ -184,15 +180,14 @@ def test_calibration_is_stored_with_each_run(tmp_path):
 
 def study(tmp_path, configs):
     return spec.parse(
-        {
-            "study": "iso",
-            "backend": "synthetic",
-            "timeout_s": 8,
-            "measure": {"iterations": 20},
-            "warmup": {"iterations": 1},
-            "sweep": {"options.crash": configs},
-            "options": {"crash_at": 3, "compute_ms": 0.5},
-        }
+        experiment(
+            "iso",
+            warmup=1,
+            iterations=20,
+            timeout_s=8,
+            sweep={"options.crash": configs},
+            options={"crash_at": 3, "compute_ms": 0.5},
+        )
     )
 
 
@@ -223,14 +218,7 @@ def test_isolated_study_survives_segfault_abort_and_hang(tmp_path):
 
 
 def test_resume_skips_configs_with_an_ok_run(tmp_path):
-    st = spec.parse(
-        {
-            "study": "r",
-            "backend": "synthetic",
-            "measure": {"iterations": 5},
-            "sweep": {"batch_size": [1, 2, 3]},
-        }
-    )
+    st = spec.parse(experiment("r", iterations=5, sweep={"batch_size": [1, 2, 3]}))
     first = runner.run_study(st, tmp_path, configs=st.configs[:2], isolate=False)
     assert len(first.rows) == 2
     with pytest.raises(StoreError, match="already holds results of this study; use --resume"):

@@ -7,21 +7,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from experiments import experiment
 from perflab import runner, spec, store
 from perflab.errors import StoreError, StoreVersionError
 
 
 @pytest.fixture
 def study_dir(tmp_path):
-    st = spec.parse(
-        {
-            "study": "s",
-            "backend": "synthetic",
-            "measure": {"iterations": 10},
-            "warmup": {"iterations": 2},
-            "sweep": {"batch_size": [1, 2]},
-        }
-    )
+    st = spec.parse(experiment("s", warmup=2, iterations=10, sweep={"batch_size": [1, 2]}))
     runner.run_study(st, tmp_path, isolate=False)
     return tmp_path
 

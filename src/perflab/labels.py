@@ -40,6 +40,8 @@ SETTING_COLUMNS: dict[str, str] = {
 MAPPING_SETTINGS: tuple[str, ...] = ("options", "pipeline_options")
 # Settings a config's own label always shows (model, backend, precision, batch size, mode).
 LABELLED: tuple[str, ...] = ("model", "backend", "precision", "batch_size", "mode", "inflight")
+# Columns of a run shown beside its statistics, so an analysis's table reads without a join.
+RUN_INFO_COLUMNS: tuple[str, ...] = ("label", "model", "backend", "precision", "batch_size")
 
 
 def natural_key(text: Any) -> list[Any]:

@@ -46,11 +46,9 @@ from perflab.analysis.stats import with_wall_throughput as _with_wall_throughput
 from perflab.analysis.warmup import warmup as _warmup
 from perflab.analysis.warmup import warmup_table as _warmup_table
 from perflab.errors import PerflabError
-from perflab.labels import run_labels
+from perflab.labels import RUN_INFO_COLUMNS, run_labels
 from perflab.stages import DEVICE_STAGES, E2E, ITERATION_STAGES, stage_rank
 
-# Columns of a run shown beside its statistics.
-RUN_INFO_COLUMNS: tuple[str, ...] = ("label", "model", "backend", "precision", "batch_size")
 REPR_RUNS = 5
 # What the statistics kept in the samples index are: another perflab, or a change to how they
 # are computed (bump the suffix), rebuilds them.

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import perflab
+from experiments import experiment
 from perflab import runner, spec
 from perflab.analysis.repeats import (
     MIN_ITERATIONS_MEDIAN_CI,
@@ -21,13 +22,7 @@ from perflab.timing import VirtualClock, use_clock
 
 
 def run(tmp_path, **data):
-    base = {
-        "study": "rep",
-        "backend": "synthetic",
-        "warmup": {"iterations": 0},
-        "measure": {"iterations": 100},
-    }
-    study = spec.parse({**base, **data})
+    study = spec.parse({**experiment("rep", warmup=0, iterations=100), **data})
     with use_clock(VirtualClock()):
         result = runner.run_study(study, tmp_path, isolate=False)
     assert all(r["status"] == "ok" for r in result.rows)

@@ -9,15 +9,11 @@ from __future__ import annotations
 import pytest
 
 import perflab
+from experiments import experiment
 from perflab import runner, spec
 from perflab.timing import VirtualClock, use_clock
 
-BASE = {
-    "study": "truth",
-    "backend": "synthetic",
-    "warmup": {"iterations": 0},
-    "measure": {"iterations": 300},
-}
+BASE = experiment("truth", warmup=0, iterations=300)
 
 
 def run(tmp_path, **data):

@@ -6,30 +6,17 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
+from experiments import experiment, write_spec
 from perflab import cli, env, runner, spec, store
 from perflab.executors import InlineExecutor
 from perflab.executors.cluster import DaskExecutor
 from perflab.executors.local import LocalExecutor
 
 pytestmark = pytest.mark.slow
-BASE = {
-    "backend": "synthetic",
-    "warmup": {"iterations": 1},
-    "measure": {"iterations": 20},
-    "options": {"compute_ms": 0.2},
-    "timeout_s": 120,
-}
-
-
-def write_spec(tmp_path: Path, data: dict) -> Path:
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+BASE = experiment("cluster", warmup=1, iterations=20, options={"compute_ms": 0.2}, timeout_s=120)
 
 
 def test_a_machine_no_worker_has_is_one_error_before_anything_runs(cluster, tmp_path, capsys):

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from experiments import experiment
 from perflab import runner, spec, store
 from perflab.errors import PerflabError
 from perflab.executors import InlineExecutor
@@ -29,16 +30,7 @@ def test_the_template_imports_no_engine():
 
 
 def _study(**extra):
-    return spec.parse(
-        {
-            "study": "loc",
-            "backend": "synthetic",
-            "warmup": {"iterations": 1},
-            "measure": {"iterations": 10},
-            "sweep": {"seed": [1, 2]},
-            **extra,
-        }
-    )
+    return spec.parse(experiment("loc", warmup=1, iterations=10, sweep={"seed": [1, 2]}, **extra))
 
 
 def test_each_config_runs_in_its_own_child_of_the_template(tmp_path):

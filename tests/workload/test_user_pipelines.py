@@ -4,20 +4,19 @@ backend, isolated workers, option checks against the constructor, failures in us
 from __future__ import annotations
 
 import pytest
-import yaml
 
 import perflab
+from experiments import write_spec
 from perflab import runner, spec
 from perflab.errors import SpecError
 
 STAGES_MS = {"preprocess": 0.5, "h2d": 0.2, "compute": 2.0, "d2h": 0.3, "postprocess": 0.25}
 
 
-def write_spec(tmp_path, **data):
-    path = tmp_path / "exp.yaml"
+def user_spec(tmp_path, **data):
+    """An experiment file of study "user"; without a backend key it runs on the default one."""
     base = {"study": "user", "warmup": {"iterations": 3}, "measure": {"iterations": 60}}
-    path.write_text(yaml.safe_dump({**base, **data}))
-    return path
+    return write_spec(tmp_path, {**base, **data}, "exp.yaml")
 
 
 def medians(out):
@@ -35,7 +34,7 @@ def test_custom_backend_times_every_stage_of_the_user_pipeline_in_workers(
     tmp_path, pipeline_file, pipeline_package, target
 ):
     name = "pipes/timed.py:Timed" if target == "file" else f"{pipeline_package}:Timed"
-    path = write_spec(
+    path = user_spec(
         tmp_path,
         backend="custom",
         pipeline=name,
@@ -50,7 +49,7 @@ def test_custom_backend_times_every_stage_of_the_user_pipeline_in_workers(
 
 
 def test_a_pipeline_without_device_stages_records_only_its_own(tmp_path, pipeline_file):
-    path = write_spec(
+    path = user_spec(
         tmp_path,
         backend="custom",
         pipeline="pipes/timed.py:Timed",
@@ -64,7 +63,7 @@ def test_a_pipeline_without_device_stages_records_only_its_own(tmp_path, pipelin
 
 
 def test_pre_and_postprocessing_on_a_perflab_backend(tmp_path, pipeline_file):
-    path = write_spec(
+    path = user_spec(
         tmp_path,
         backend="synthetic",
         pipeline="pipes/timed.py:PreAndPost",
@@ -81,7 +80,7 @@ def test_pre_and_postprocessing_on_a_perflab_backend(tmp_path, pipeline_file):
 
 
 def test_an_exception_in_user_code_fails_that_config_with_its_traceback(tmp_path, pipeline_file):
-    path = write_spec(
+    path = user_spec(
         tmp_path,
         backend="custom",
         pipeline="pipes/timed.py:Timed",
@@ -110,7 +109,7 @@ def test_an_exception_in_user_code_fails_that_config_with_its_traceback(tmp_path
     ],
 )
 def test_bad_targets_are_refused_when_the_file_is_read(tmp_path, pipeline_file, data, fragment):
-    path = write_spec(tmp_path, backend="custom", **data)
+    path = user_spec(tmp_path, backend="custom", **data)
     with pytest.raises(SpecError) as err:
         spec.load(path)
     assert fragment in str(err.value)
@@ -118,7 +117,7 @@ def test_bad_targets_are_refused_when_the_file_is_read(tmp_path, pipeline_file, 
 
 
 def test_a_pipeline_with_its_own_compute_on_a_perflab_backend_is_refused(tmp_path, pipeline_file):
-    path = write_spec(tmp_path, backend="synthetic", pipeline="pipes/timed.py:Timed")
+    path = user_spec(tmp_path, backend="synthetic", pipeline="pipes/timed.py:Timed")
     with pytest.raises(SpecError, match="has its own compute; run it with backend: custom"):
         spec.load(path)
 
@@ -146,7 +145,7 @@ def test_a_pipeline_with_its_own_compute_on_a_perflab_backend_is_refused(tmp_pat
 )
 def test_backend_and_pipeline_option_typos_fail_before_anything_runs(tmp_path, data, fragment):
     """Point 8: a typo is one error when the file is read, not a failed worker per config."""
-    path = write_spec(tmp_path, sweep={"seed": [1, 2, 3]}, **data)
+    path = user_spec(tmp_path, sweep={"seed": [1, 2, 3]}, **data)
     with pytest.raises(SpecError) as err:
         spec.load(path)
     assert fragment in str(err.value)

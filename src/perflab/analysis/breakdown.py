@@ -7,17 +7,11 @@ import pandas as pd
 
 from perflab.analysis.overview import natural_sort
 from perflab.analysis.stats import harness_gap, summarize
+from perflab.labels import RUN_INFO_COLUMNS, run_labels
 from perflab.stages import NESTED_STAGES, stage_rank
 
-# Run columns carried into the output, so a breakdown reads without a join.
-RUN_COLUMNS: tuple[str, ...] = (
-    "label",
-    "model",
-    "backend",
-    "precision",
-    "batch_size",
-    "device_name",
-)
+# A breakdown also names the device, since one is often read per device.
+RUN_COLUMNS: tuple[str, ...] = (*RUN_INFO_COLUMNS, "device_name")
 
 BREAKDOWN_COLUMNS: tuple[str, ...] = (
     "run_id",
@@ -116,8 +110,6 @@ def stage_table(
 ) -> pd.DataFrame:
     """Stages as columns (pipeline order, gap and e2e last), one row per run, of `value`
     (p50_ms, share, speedup_if_free, ...); `e2e=False` leaves the e2e column out."""
-    from perflab.labels import run_labels
-
     if breakdown.empty:
         return pd.DataFrame(columns=["label"])
     d = breakdown.assign(

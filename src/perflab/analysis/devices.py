@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from perflab.analysis.overview import label_map
+from perflab.labels import varying_settings
 from perflab.stages import E2E, ITERATION_STAGES
 
 # Projection targets for a study measured on one device: one GPU per generation the design names,
@@ -47,8 +48,6 @@ def comparison_axes(runs: pd.DataFrame) -> list[str]:
     """The settings worth a comparison: the device column when several devices ran, else every
     setting of the experiment file (backend, precision, options.threads, seed, ...) that takes
     more than one value among ok runs; batch size has the batching section of its own."""
-    from perflab.labels import varying_settings
-
     by = device_column(runs)
     if by:
         return [by]

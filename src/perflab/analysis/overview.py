@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from perflab.labels import natural_key, run_labels
+
 RUN_LIST_COLUMNS: tuple[str, ...] = (
     "label",
     "status",
@@ -60,15 +62,11 @@ ENV_ROWS: tuple[str, ...] = (
 
 def label_map(runs: pd.DataFrame) -> dict[str, str]:
     """run_id -> the label the figures use for that run."""
-    from perflab.labels import run_labels
-
     return run_labels(runs, runs["run_id"].astype(str))
 
 
 def natural_sort(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Rows sorted by `columns` in natural order ("b2" before "b16")."""
-    from perflab.labels import natural_key
-
     key = frame[columns].astype(str).agg(" \x00 ".join, axis=1).map(natural_key)
     order = sorted(range(len(frame)), key=lambda i: key.iloc[i])
     return frame.iloc[order].reset_index(drop=True)
