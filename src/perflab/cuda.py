@@ -53,7 +53,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perflab.errors import BackendUnavailable
-from perflab.timing import COMPUTE, D2H, ENQUEUE_CODE, H2D
+from perflab.stages import DEVICE_STAGES
+from perflab.timing import COMPUTE, D2H, ENQUEUE_CODE, H2D, STAGE_CODES
 
 if TYPE_CHECKING:
     from perflab.models import TensorSpec
@@ -75,8 +76,8 @@ __all__ = [
     "stream_of",
 ]
 
-#: Stages a DeviceIO times, in stream order, with the index of their event pair.
-DEVICE_STAGE_CODES = (H2D, COMPUTE, D2H)
+#: The codes of the stages a DeviceIO times, in stream order (the order of their event pairs).
+DEVICE_STAGE_CODES = tuple(STAGE_CODES[s] for s in DEVICE_STAGES)
 
 
 def ms_to_ns(ms: float) -> int:

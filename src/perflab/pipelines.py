@@ -977,6 +977,7 @@ class DetectPipeline(_ImagePipeline):
                 f"pipeline 'detect' needs a 3-channel image input; model input "
                 f"{self.spec.name!r} is {self.spec.dtype} {list(self.spec.shape)}"
             )
+        self._scale = np.full(self.channels, self.input_scale, dtype=np.float32)
         # Per image: scale, pad_left, pad_top, original width, original height. Identity until
         # the first preprocess, so postprocess on its own reports model-input pixels.
         self._geometry = np.tile(
@@ -1008,7 +1009,6 @@ class DetectPipeline(_ImagePipeline):
 
     def _fill(self, raw: Sequence[bytes], out: np.ndarray, geometry: np.ndarray) -> None:
         canvas = self._canvas
-        scale = np.full(self.channels, self.input_scale, dtype=np.float32)
         for i, data in enumerate(raw):
             img = _decode(data, cv2.IMREAD_COLOR, i)
             h, w = img.shape[:2]
@@ -1019,7 +1019,7 @@ class DetectPipeline(_ImagePipeline):
             canvas[top : top + new_h, left : left + new_w] = cv2.resize(
                 img, (new_w, new_h), interpolation=cv2.INTER_LINEAR
             )
-            self._write_planes(canvas, out[i], scale)
+            self._write_planes(canvas, out[i], self._scale)
             geometry[i] = (r, left, top, w, h)
 
     def preprocess(self, raw: Sequence[bytes]) -> dict[str, np.ndarray]:

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from perflab.errors import PerflabError
-from perflab.stages import ITERATION_STAGES, STAGES
-from perflab.timing import E2E_CODE, Recorder, calibrate, now_ns
+from perflab.stages import ITERATION_STAGES
+from perflab.timing import E2E_CODE, STAGE_CODES, Recorder, calibrate, now_ns
 
 _TRACEBACK_CHARS = 2000
 
@@ -142,7 +142,7 @@ class Recording:
         self._rec = Recorder(batch_size)
         self._rec.phase = 0 if warmup else 1
         self._warmup_left = warmup
-        self._stages = {name: _Timed(self, name, STAGES.index(name)) for name in ITERATION_STAGES}
+        self._stages = {name: _Timed(self, name, STAGE_CODES[name]) for name in ITERATION_STAGES}
         self._iteration = _Iteration(self, "iteration", E2E_CODE)
         self._measure_start: int | None = None if warmup else now_ns()
         self._run_range = self._rec.annotator.run_range(self.config.label)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pyarrow is imported by `table` only, so timing works where 
 
 # The recorder's stage codes: indexes into STAGES.
 PREPROCESS, H2D, COMPUTE, D2H, POSTPROCESS, E2E_CODE, ENQUEUE_CODE = range(len(STAGES))
+STAGE_CODES: dict[str, int] = {name: code for code, name in enumerate(STAGES)}
 
 
 class VirtualClock:

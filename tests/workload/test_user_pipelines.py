@@ -144,7 +144,7 @@ def test_a_pipeline_with_its_own_compute_on_a_perflab_backend_is_refused(tmp_pat
     ],
 )
 def test_backend_and_pipeline_option_typos_fail_before_anything_runs(tmp_path, data, fragment):
-    """Point 8: a typo is one error when the file is read, not a failed worker per config."""
+    """A typo is one error when the file is read, not a failed worker per config."""
     path = user_spec(tmp_path, sweep={"seed": [1, 2, 3]}, **data)
     with pytest.raises(SpecError) as err:
         spec.load(path)

@@ -14,9 +14,7 @@ from typing import Any
 from perflab import pipelines
 from perflab.backends.base import Backend
 from perflab.stages import DEVICE_STAGES
-from perflab.timing import COMPUTE, D2H, H2D
-
-_CODES = {"h2d": H2D, "compute": COMPUTE, "d2h": D2H}
+from perflab.timing import STAGE_CODES
 
 
 class CustomBackend(Backend):
@@ -30,7 +28,7 @@ class CustomBackend(Backend):
         methods = pipelines.stage_methods(self._pipeline)
         # Bound once: (stage code, method) for each device stage the pipeline has, in order.
         self._stages = tuple(
-            (_CODES[s], methods[s]) for s in DEVICE_STAGES if methods[s] is not None
+            (STAGE_CODES[s], methods[s]) for s in DEVICE_STAGES if methods[s] is not None
         )
         self._sync = getattr(self._pipeline, "sync", None) or _no_sync
 
